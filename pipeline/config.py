@@ -1,0 +1,203 @@
+"""Experiment configuration: TOML in, validated frozen objects out.
+
+The config is read once at the edge (the CLI), validated here, and passed down explicitly.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError
+
+Task = Literal["binary", "multiclass", "regression"]
+
+METRICS: dict[str, tuple[str, ...]] = {
+    "binary": ("auc", "logloss", "accuracy", "f1"),
+    "multiclass": ("logloss", "accuracy", "f1_macro"),
+    "regression": ("rmse", "mae", "mse", "r2"),
+}
+DEFAULT_METRIC = {"binary": "auc", "multiclass": "logloss", "regression": "rmse"}
+
+
+class Section(BaseModel):
+    """Base of every config section: frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ExperimentSection(Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    runs_dir: str = "runs"
+    description: str = ""
+
+
+class DataSection(Section):
+    train: str | None = None
+    test: str | None = None
+    split_column: str | None = None
+    train_value: str = "train"
+    test_value: str = "test"
+    test_size: float | None = Field(default=None, gt=0.0, lt=1.0)
+    target: str
+    task: Task
+    id: str | None = None
+    features: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] = ()
+    categorical: tuple[str, ...] | None = None
+    positive_label: str | int | None = None
+    csv_sep: str = ","
+
+    @model_validator(mode="after")
+    def _one_test_source(self) -> "DataSection":
+        given = [k for k in ("test", "split_column", "test_size") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give at most one of data.test, data.split_column, data.test_size; got {given}")
+        return self
+
+
+class CVSection(Section):
+    splitter: Literal["auto", "stratified", "kfold", "group", "stratified_group", "time"] = "auto"
+    n_splits: int = Field(default=5, ge=2, le=100)
+    n_repeats: int = Field(default=1, ge=1, le=20)
+    seed: int = 42
+    group: str | None = None
+    time: str | None = None
+
+
+class ModelSection(Section):
+    params: dict[str, Any] = Field(default_factory=dict)
+    num_boost_round: int = Field(default=10_000, ge=1)
+    early_stopping_rounds: int | None = Field(default=100, ge=1)
+    early_stopping: Literal["fold", "inner"] = "fold"
+    inner_valid_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)
+    metric: str | None = None
+    num_threads: int = Field(default=0, ge=0)
+
+
+class Config(Section):
+    experiment: ExperimentSection
+    data: DataSection
+    cv: CVSection = CVSection()
+    model: ModelSection = ModelSection()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "Config":
+        task, cv = self.data.task, self.cv
+        metric = self.model.metric or DEFAULT_METRIC[task]
+        if metric not in METRICS[task]:
+            raise ValueError(f"model.metric {metric!r} is not available for task {task!r}; "
+                             f"choose one of {', '.join(METRICS[task])}")
+        if cv.splitter in ("group", "stratified_group") and not cv.group:
+            raise ValueError(f"cv.splitter {cv.splitter!r} needs cv.group, the column whose rows stay together")
+        if cv.splitter == "time" and not cv.time:
+            raise ValueError("cv.splitter 'time' needs cv.time, the column that orders rows in time")
+        if task == "regression" and cv.splitter in ("stratified", "stratified_group"):
+            raise ValueError(f"cv.splitter {cv.splitter!r} stratifies on the target, which regression cannot; "
+                             "use 'kfold' or 'group'")
+        if self.data.train is None:
+            raise ValueError("data.train is required: the path of the training table")
+        return self
+
+    @property
+    def metric(self) -> str:
+        """The metric used for early stopping and for comparing runs."""
+        return self.model.metric or DEFAULT_METRIC[self.data.task]
+
+    @property
+    def splitter(self) -> str:
+        """The splitter actually used ('auto' resolved from task and group)."""
+        if self.cv.splitter != "auto":
+            return self.cv.splitter
+        if self.cv.group:
+            return "group" if self.data.task == "regression" else "stratified_group"
+        return "kfold" if self.data.task == "regression" else "stratified"
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def hash(self) -> str:
+        """sha256 of the resolved config, stable across key order."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a TOML experiment file, apply `key.path=value` overrides and validate."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found; list the experiments with `ls configs/`") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    for item in overrides:
+        apply_override(raw, item)
+    return validate_config(raw, source=str(path))
+
+
+def validate_config(raw: dict[str, Any], source: str = "<config>") -> Config:
+    """Validate a raw dict into a frozen Config, translating errors into one readable ConfigError."""
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        lines = [_describe(err) for err in exc.errors()]
+        raise ConfigError(f"invalid config {source}:\n  " + "\n  ".join(lines)) from None
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Apply one `--set a.b.c=value` override; the value is parsed as TOML, else taken as text."""
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {item!r} must look like section.key=value, e.g. cv.n_splits=10")
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text
+    node = raw
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {item!r}: {part!r} is a value, not a section")
+    node[parts[-1]] = value
+
+
+def dump_config_toml(config: Config) -> str:
+    """The resolved config as TOML text (what the run folder keeps)."""
+    import tomli_w
+
+    return tomli_w.dumps(config.to_dict())
+
+
+def _describe(err: dict[str, Any]) -> str:
+    loc = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        hint = _nearest_key(err["loc"])
+        return f"unknown key {loc!r}" + (f"; did you mean {hint!r}?" if hint else "")
+    if err["type"] == "missing":
+        return f"missing required key {loc!r}"
+    value = err.get("input")
+    where = f"{loc}: " if loc else ""
+    msg = err["msg"].removeprefix("Value error, ")
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    return f"{where}{msg}{shown}"
+
+
+def _nearest_key(loc: tuple[Any, ...]) -> str | None:
+    model: type[BaseModel] = Config
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    matches = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.5)
+    if not matches:
+        return None
+    return ".".join([*map(str, loc[:-1]), matches[0]])

@@ -1,0 +1,189 @@
+"""The K-fold out-of-fold LightGBM engine.
+
+The training matrix is binned once into one LightGBM Dataset; each fold trains on a subset of
+it (as `lightgbm.cv` does), early-stops, and predicts its validation rows and the test rows.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from .folds import Folds
+from .metrics import lgb_metric, score, softmax_from_raw
+
+DEFAULT_PARAMS = {"learning_rate": 0.05, "num_leaves": 31, "verbose": -1, "deterministic": True,
+                  "force_col_wise": True}
+OBJECTIVE = {"binary": "binary", "multiclass": "multiclass", "regression": "regression"}
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """Everything the engine needs to train one fold, resolved from the config."""
+
+    task: str
+    metric: str
+    params: dict[str, Any]
+    num_boost_round: int
+    early_stopping_rounds: int | None
+    early_stopping: str = "fold"
+    inner_valid_fraction: float = 0.1
+    num_class: int = 1
+    feature_names: tuple[str, ...] = ()
+    categorical: tuple[int, ...] = ()
+    seed: int = 42
+
+
+def resolve_params(task: str, metric: str, params: dict[str, Any], num_class: int, seed: int,
+                   num_threads: int) -> dict[str, Any]:
+    """LightGBM parameters: defaults, then the user's, then what the task fixes."""
+    lgb_name, _ = lgb_metric(task, metric)
+    resolved = {**DEFAULT_PARAMS, "objective": OBJECTIVE[task], "seed": seed, **params}
+    resolved["metric"] = lgb_name
+    resolved["num_threads"] = min(num_threads or available_cores(), available_cores())
+    if "force_row_wise" in params:
+        resolved.pop("force_col_wise", None)
+    if task == "multiclass":
+        resolved["num_class"] = num_class
+    return resolved
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    repeat: int
+    fold: int
+    n_train: int
+    n_valid: int
+    best_iteration: int
+    score: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class CVResult:
+    """OOF and test predictions of one K-fold run, with per-fold scores and models."""
+
+    oof_pred: np.ndarray
+    oof_score: float
+    folds: tuple[FoldResult, ...]
+    models: tuple[lgb.Booster, ...]
+    test_pred: np.ndarray | None = None
+    test_pred_folds: tuple[np.ndarray, ...] = ()
+    importance: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def fold_scores(self) -> list[float]:
+        return [f.score for f in self.folds]
+
+    @property
+    def best_iterations(self) -> list[int]:
+        return [f.best_iteration for f in self.folds]
+
+
+FoldCallback = Callable[[FoldResult, lgb.Booster], None]
+
+
+def run_cv(X: np.ndarray, y: np.ndarray, folds: Folds, spec: TrainSpec, X_test: np.ndarray | None = None,
+           completed: dict[tuple[int, int], tuple[FoldResult, lgb.Booster]] | None = None,
+           on_fold_done: FoldCallback | None = None) -> CVResult:
+    """Train one model per fold; `completed` folds (from a checkpoint) are reused, not retrained."""
+    completed = completed or {}
+    full = build_dataset(X, y, spec)
+    width = spec.num_class if spec.task == "multiclass" else 1
+    oof_sum = np.zeros((len(y), width))
+    oof_count = np.zeros(len(y))
+    results, models, test_preds = [], [], []
+    for repeat, fold in folds.pairs():
+        train_idx, valid_idx = folds.split(repeat, fold)
+        if (repeat, fold) in completed:
+            result, booster = completed[(repeat, fold)]
+        else:
+            booster, result = train_fold(full, y, train_idx, valid_idx, spec, X, repeat, fold)
+            if on_fold_done is not None:
+                on_fold_done(result, booster)
+        valid_pred = predict(booster, X[valid_idx], spec.task, result.best_iteration)
+        oof_sum[valid_idx] += valid_pred.reshape(len(valid_idx), width)
+        oof_count[valid_idx] += 1
+        results.append(result)
+        models.append(booster)
+        if X_test is not None:
+            test_preds.append(predict(booster, X_test, spec.task, result.best_iteration))
+    validated = oof_count > 0
+    oof = np.full_like(oof_sum, np.nan)
+    oof[validated] = oof_sum[validated] / oof_count[validated, None]
+    oof = oof if width > 1 else oof[:, 0]
+    return CVResult(oof_pred=oof, oof_score=score(spec.metric, y[validated], oof[validated]),
+                    folds=tuple(results), models=tuple(models),
+                    test_pred=np.mean(test_preds, axis=0) if test_preds else None,
+                    test_pred_folds=tuple(test_preds), importance=fold_importance(models, results, spec))
+
+
+def build_dataset(X: np.ndarray, y: np.ndarray, spec: TrainSpec) -> lgb.Dataset:
+    """Bin the whole training matrix once; folds are subsets that share its bins."""
+    return lgb.Dataset(X, label=y, feature_name=list(spec.feature_names) or "auto",
+                       categorical_feature=list(spec.categorical) or "auto",
+                       params=spec.params, free_raw_data=False).construct()
+
+
+def train_fold(full: lgb.Dataset, y: np.ndarray, train_idx: np.ndarray, valid_idx: np.ndarray,
+               spec: TrainSpec, X: np.ndarray, repeat: int = 0, fold: int = 0) -> tuple[lgb.Booster, FoldResult]:
+    """Train on train_idx with early stopping on valid_idx (or on an inner split of train_idx)."""
+    start = time.perf_counter()
+    stop_idx, fit_idx = valid_idx, train_idx
+    if spec.early_stopping == "inner" and spec.early_stopping_rounds:
+        fit_idx, stop_idx = inner_split(train_idx, y, spec, repeat, fold)
+    train_set = full.subset(fit_idx)
+    valid_set = full.subset(stop_idx)
+    _, feval = lgb_metric(spec.task, spec.metric)
+    callbacks = []
+    if spec.early_stopping_rounds:
+        callbacks.append(lgb.early_stopping(spec.early_stopping_rounds, first_metric_only=True, verbose=False))
+    booster = lgb.train(spec.params, train_set, num_boost_round=spec.num_boost_round,
+                        valid_sets=[valid_set], valid_names=["valid"], feval=feval, callbacks=callbacks)
+    best = booster.best_iteration if booster.best_iteration > 0 else booster.current_iteration()
+    valid_pred = predict(booster, X[valid_idx], spec.task, best)
+    result = FoldResult(repeat, fold, len(fit_idx), len(valid_idx), int(best),
+                        score(spec.metric, y[valid_idx], valid_pred), time.perf_counter() - start)
+    return booster, result
+
+
+def inner_split(train_idx: np.ndarray, y: np.ndarray, spec: TrainSpec, repeat: int, fold: int):
+    """Hold out part of a fold's training rows for early stopping, so the scored rows stay unseen."""
+    from sklearn.model_selection import train_test_split
+
+    stratify = y[train_idx] if spec.task != "regression" else None
+    fit_idx, stop_idx = train_test_split(train_idx, test_size=spec.inner_valid_fraction,
+                                         random_state=spec.seed + 1000 * repeat + fold, stratify=stratify)
+    return np.sort(fit_idx), np.sort(stop_idx)
+
+
+def predict(booster: lgb.Booster, X: np.ndarray, task: str, num_iteration: int) -> np.ndarray:
+    """Probabilities of the positive class, class probabilities, or values."""
+    if task == "multiclass":
+        raw = booster.predict(X, num_iteration=num_iteration, raw_score=True)
+        return softmax_from_raw(np.asarray(raw).reshape(len(X), -1))
+    return np.asarray(booster.predict(X, num_iteration=num_iteration))
+
+
+def fold_importance(models: list[lgb.Booster], results: list[FoldResult], spec: TrainSpec) -> pd.DataFrame:
+    """Gain and split importance of each fold model at its best iteration (long format)."""
+    frames = []
+    for booster, result in zip(models, results):
+        frames.append(pd.DataFrame({
+            "repeat": result.repeat, "fold": result.fold, "feature": booster.feature_name(),
+            "gain": booster.feature_importance("gain", iteration=result.best_iteration),
+            "split": booster.feature_importance("split", iteration=result.best_iteration).astype("int64")}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -1,0 +1,190 @@
+"""`gbpipe predict`: apply a run's fold models to new rows, in chunks, by column name."""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .artifacts import RunReader, fsync_dir
+from .cv import predict as predict_booster
+from .data import LabelEncoding, csv_header
+from .errors import DataError
+from .metrics import to_labels
+from .progress import QUIET, Progress
+from .schema import ConversionReport, FeatureSchema, to_matrix
+
+
+@dataclass(frozen=True)
+class FittedRun:
+    """A run's fold models with the schema and labels needed to predict."""
+
+    boosters: tuple[lgb.Booster, ...]
+    schema: FeatureSchema
+    labels: LabelEncoding
+    id_name: str
+    task: str
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Mean over the fold models, in the order training averaged them."""
+        preds = [predict_booster(b, X, self.task, b.current_iteration()) for b in self.boosters]
+        return np.mean(preds, axis=0)
+
+
+def load_run(run_dir: Path, allow_version_mismatch: bool = False) -> FittedRun:
+    """Load and verify (sha256) a run's fold models and schema."""
+    reader = RunReader(run_dir, allow_version_mismatch)
+    doc = reader.read_json("schema.json")
+    names = sorted((n for n in reader.files if n.startswith("models/") and n.endswith(".txt")), key=_model_order)
+    if not names:
+        raise DataError(f"{reader.dir} has no fold models (models/fold_<k>.txt); train it with `gbpipe train`")
+    boosters = tuple(lgb.Booster(model_str=reader.read_bytes(n).decode()) for n in names)
+    return FittedRun(boosters, FeatureSchema.from_dict(doc["features"]), LabelEncoding.from_dict(doc["labels"]),
+                     doc["id"], doc["task"])
+
+
+def _model_order(name: str) -> tuple[int, int]:
+    """models/fold_3.txt -> (0, 3); models/fold_3_r1.txt -> (1, 3): the order training used."""
+    stem = name.removeprefix("models/fold_").removesuffix(".txt")
+    fold, _, repeat = stem.partition("_r")
+    return int(repeat or 0), int(fold)
+
+
+@dataclass
+class PredictSummary:
+    rows: int = 0
+    conversion: ConversionReport = field(default_factory=ConversionReport)
+
+
+def predict_file(run_dir: Path, input_path: Path, output_path: Path, chunk_size: int = 100_000,
+                 progress: Progress = QUIET, allow_version_mismatch: bool = False) -> PredictSummary:
+    """Predict every row of a CSV or parquet file and write id + predictions (CSV or parquet)."""
+    run = load_run(run_dir, allow_version_mismatch)
+    input_path, output_path = Path(input_path), Path(output_path)
+    summary = PredictSummary()
+    with _atomic_table_writer(output_path) as write:
+        seen_ids: set = set()
+        for chunk in read_chunks(input_path, chunk_size):
+            frame = predict_frame(run, chunk, str(input_path), summary.conversion, offset=summary.rows)
+            _check_ids(frame[run.id_name], seen_ids, input_path)
+            write(frame)
+            summary.rows += len(frame)
+            progress.say(f"predict: {summary.rows} rows")
+    if summary.rows == 0:
+        raise DataError(f"{input_path} has no rows to predict")
+    _warn(summary, input_path)
+    return summary
+
+
+def predict_frame(run: FittedRun, frame: pd.DataFrame, source: str, report: ConversionReport,
+                  offset: int = 0) -> pd.DataFrame:
+    """Predictions for one frame: id, `pred` or `pred_<class>`, and `label_pred` for classifiers."""
+    if run.id_name == "row_id":
+        ids = pd.Series(np.arange(offset, offset + len(frame)), name="row_id")
+    elif run.id_name not in frame.columns:
+        raise DataError(f"{source} lacks the id column {run.id_name!r}; the run was trained with it")
+    else:
+        ids = frame[run.id_name].reset_index(drop=True)
+    chunk_report = ConversionReport()
+    pred = run.predict(to_matrix(run.schema, frame, source, chunk_report))
+    for col, n in chunk_report.unseen_categories.items():
+        report.unseen_categories[col] = report.unseen_categories.get(col, 0) + n
+    for col, n in chunk_report.infinite_to_nan.items():
+        report.infinite_to_nan[col] = report.infinite_to_nan.get(col, 0) + n
+    report.extra_columns = chunk_report.extra_columns
+    out = pd.DataFrame({run.id_name: ids.to_numpy()})
+    if pred.ndim == 2:
+        for k, cls in enumerate(run.labels.classes):
+            out[f"pred_{cls}"] = pred[:, k]
+    else:
+        out["pred"] = pred
+    if run.task != "regression":
+        out["label_pred"] = run.labels.decode(to_labels(pred))
+    return out
+
+
+def _check_ids(ids: pd.Series, seen: set, source: Path) -> None:
+    n_missing = int(ids.isna().sum())
+    if n_missing:
+        raise DataError(f"id column {ids.name!r} in {source} has {n_missing} missing values")
+    values = ids.tolist()
+    dupes = len(values) - len(set(values)) + len(seen.intersection(values))
+    if dupes:
+        raise DataError(f"id column {ids.name!r} in {source} has {dupes} duplicated values; ids must be unique")
+    seen.update(values)
+
+
+def read_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
+    """Read CSV or parquet in chunks of at most chunk_size rows."""
+    if not path.is_file():
+        raise DataError(f"input file {path} not found")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        parquet = pq.ParquetFile(path)
+        for batch in parquet.iter_batches(batch_size=chunk_size):
+            yield batch.to_pandas()
+        return
+    if path.stat().st_size == 0:
+        raise DataError(f"input file {path} is empty (0 bytes)")
+    csv_header(path)
+    try:
+        yield from pd.read_csv(path, chunksize=chunk_size, encoding="utf-8-sig", low_memory=False)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"input file {path} has no columns") from None
+
+
+@contextlib.contextmanager
+def _atomic_table_writer(path: Path):
+    """Yield a function that appends frames; on success the file appears whole, else not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    state: dict = {"writer": None, "header": True}
+    parquet = path.suffix.lower() in (".parquet", ".pq")
+
+    def write(frame: pd.DataFrame) -> None:
+        if parquet:
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if state["writer"] is None:
+                state["writer"] = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+            state["writer"].write_table(table)
+        else:
+            frame.to_csv(tmp, mode="w" if state["header"] else "a", header=state["header"], index=False)
+            state["header"] = False
+
+    try:
+        yield write
+        if state["writer"] is not None:
+            state["writer"].close()
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except BaseException:
+        if state["writer"] is not None:
+            with contextlib.suppress(Exception):
+                state["writer"].close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _warn(summary: PredictSummary, source: Path) -> None:
+    conv = summary.conversion
+    if conv.extra_columns:
+        warnings.warn(f"{source}: {len(conv.extra_columns)} columns the model does not use were dropped: "
+                      f"{conv.extra_columns[:10]}", stacklevel=2)
+    if conv.unseen_categories:
+        warnings.warn(f"{source}: categories not seen in training (treated as missing), rows per column: "
+                      f"{conv.unseen_categories}", stacklevel=2)
+    if conv.infinite_to_nan:
+        warnings.warn(f"{source}: infinite values treated as missing, per column: {conv.infinite_to_nan}",
+                      stacklevel=2)

@@ -1,0 +1,163 @@
+"""The feature schema: which columns feed the model, their kinds and category vocabularies.
+
+Columns are matched by name, never by position; the same conversion serves training and predict.
+"""
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .config import Config
+from .errors import DataError
+
+_JSON_CHARS = re.compile(r'[\[\]{}":,\s]')
+
+
+@dataclass(frozen=True)
+class FeatureSchema:
+    """Feature columns in model order with kind ('numeric' | 'categorical') and vocabularies."""
+
+    columns: tuple[str, ...]
+    kinds: dict[str, str]
+    categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    id_column: str | None = None
+
+    @property
+    def categorical_indices(self) -> list[int]:
+        return [i for i, c in enumerate(self.columns) if self.kinds[c] == "categorical"]
+
+    @property
+    def model_names(self) -> list[str]:
+        """Names safe for LightGBM (no JSON characters), unique, in column order."""
+        return safe_names(self.columns)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"columns": list(self.columns), "kinds": self.kinds,
+                "categories": {k: list(v) for k, v in self.categories.items()}, "id_column": self.id_column}
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> "FeatureSchema":
+        return cls(tuple(obj["columns"]), dict(obj["kinds"]),
+                   {k: tuple(v) for k, v in obj["categories"].items()}, obj.get("id_column"))
+
+
+def safe_names(columns: tuple[str, ...] | list[str]) -> list[str]:
+    names, seen = [], set()
+    for col in columns:
+        name = _JSON_CHARS.sub("_", str(col)) or "feature"
+        base, k = name, 1
+        while name in seen:
+            name, k = f"{base}_{k}", k + 1
+        seen.add(name)
+        names.append(name)
+    return names
+
+
+def select_features(frame: pd.DataFrame, cfg: Config, source: str) -> list[str]:
+    """The feature columns: data.features if given, else every column but target, id, group and exclusions."""
+    data = cfg.data
+    if data.features is not None:
+        missing = [c for c in data.features if c not in frame.columns]
+        if missing:
+            raise DataError(f"data.features names {len(missing)} columns not in {source}: {missing}; "
+                            f"columns are: {', '.join(map(str, frame.columns))}")
+        return list(data.features)
+    unknown = [c for c in data.exclude if c not in frame.columns]
+    if unknown:
+        raise DataError(f"data.exclude names {len(unknown)} columns not in {source}: {unknown}")
+    dropped = {data.target, data.id, cfg.cv.group, cfg.cv.time, *data.exclude} - {None}
+    columns = [c for c in frame.columns if c not in dropped]
+    dates = [c for c in columns if pd.api.types.is_datetime64_any_dtype(frame[c])]
+    if dates:
+        warnings.warn(f"date columns {dates} in {source} are not used as features; derive numbers from them "
+                      "(e.g. in the features stage) if they matter", stacklevel=2)
+    columns = [c for c in columns if c not in dates]
+    if not columns:
+        raise DataError(f"{source} has no feature columns left after excluding {sorted(map(str, dropped))}")
+    return columns
+
+
+def infer_schema(frame: pd.DataFrame, columns: list[str], cfg: Config) -> FeatureSchema:
+    """Kinds from dtypes (text, category and bool-like text become categorical) plus data.categorical."""
+    listed = set(cfg.data.categorical or ())
+    unknown = listed - set(columns)
+    if unknown:
+        raise DataError(f"data.categorical names {len(unknown)} columns that are not features: {sorted(unknown)}")
+    kinds, categories = {}, {}
+    for col in columns:
+        series = frame[col]
+        numeric = pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
+        if col in listed or not numeric:
+            kinds[col] = "categorical"
+            values = _as_text(series).dropna().unique()
+            categories[col] = tuple(sorted(values))
+        else:
+            kinds[col] = "numeric"
+    return FeatureSchema(tuple(columns), kinds, categories, cfg.data.id)
+
+
+def _as_text(series: pd.Series) -> pd.Series:
+    """Category values as text; missing stays missing."""
+    out = series.astype("object").where(series.notna(), None)
+    return out.map(lambda v: None if v is None else str(v))
+
+
+@dataclass
+class ConversionReport:
+    """Counts of what the conversion changed, per column, for warnings and the summary."""
+
+    unseen_categories: dict[str, int] = field(default_factory=dict)
+    infinite_to_nan: dict[str, int] = field(default_factory=dict)
+    extra_columns: list[str] = field(default_factory=list)
+
+
+def to_matrix(schema: FeatureSchema, frame: pd.DataFrame, source: str,
+              report: ConversionReport | None = None) -> np.ndarray:
+    """Convert a frame to the float64 model matrix; columns matched by name."""
+    report = report if report is not None else ConversionReport()
+    missing = [c for c in schema.columns if c not in frame.columns]
+    if missing:
+        raise DataError(f"{source} lacks {len(missing)} feature columns the model needs: {missing}; "
+                        "add them (NaN is allowed for missing values)")
+    report.extra_columns = [c for c in frame.columns if c not in schema.columns and c != schema.id_column]
+    matrix = np.empty((len(frame), len(schema.columns)), dtype="float64")
+    for j, col in enumerate(schema.columns):
+        if schema.kinds[col] == "categorical":
+            matrix[:, j] = _category_codes(frame[col], schema.categories[col], col, report)
+        else:
+            matrix[:, j] = _numeric(frame[col], col, source, report)
+    return matrix
+
+
+def _category_codes(series: pd.Series, vocab: tuple[str, ...], col: str, report: ConversionReport) -> np.ndarray:
+    text = _as_text(series)
+    codes = pd.Categorical(text, categories=list(vocab)).codes.astype("float64")
+    unseen = int(((codes < 0) & text.notna().to_numpy()).sum())
+    if unseen:
+        report.unseen_categories[col] = unseen
+    codes[codes < 0] = np.nan
+    return codes
+
+
+def _numeric(series: pd.Series, col: str, source: str, report: ConversionReport) -> np.ndarray:
+    if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
+        values = series.astype("float64").to_numpy(dtype="float64", na_value=np.nan)
+    else:
+        converted = pd.to_numeric(series, errors="coerce")
+        failed = int((converted.isna() & series.notna()).sum())
+        if failed:
+            examples = series[converted.isna() & series.notna()].astype(str).unique()[:3].tolist()
+            raise DataError(f"column {col!r} in {source} should be numeric but {failed} values are not "
+                            f"(e.g. {examples}); fix or blank them")
+        values = converted.astype("float64").to_numpy(dtype="float64", na_value=np.nan)
+    infinite = np.isinf(values)
+    if infinite.any():
+        # One policy for train and predict: infinities become missing values, and are counted.
+        report.infinite_to_nan[col] = int(infinite.sum())
+        values = np.where(infinite, np.nan, values)
+    return values
