@@ -135,7 +135,7 @@ class RunWriter:
             rel = file.relative_to(self.staging).as_posix()
             if rel == MANIFEST or rel.startswith(".") or "/." in rel:
                 continue
-            files[rel] = {"sha256": sha256_file(file), "size": file.stat().st_size}
+            files[rel] = {"sha256": sha256_file(file), "size": file.stat().st_size, "stage": "train"}
         manifest = {"files": files, "versions": library_versions(), **extra}
         self.write_json(MANIFEST, manifest)
         os.replace(self.staging, self.final_dir)
@@ -202,3 +202,26 @@ def resolve_run_dir(path: Path) -> Path:
     if (path / MANIFEST).exists() or not (path / LATEST).exists():
         return path
     return path / (path / LATEST).read_text().strip()
+
+
+def add_files(run_dir: Path, stage: str, files: dict[str, bytes], replace: bool = False) -> Path:
+    """Add a later stage's files (importance, ensemble, report) to a published run.
+
+    Each file is written atomically, then the manifest is rewritten atomically with their hashes.
+    Files of another stage (training's above all) are never replaced; a stage may replace its own
+    earlier files only with replace=True (e.g. a regenerated report).
+    """
+    reader = RunReader(run_dir, allow_version_mismatch=True)
+    manifest = reader.manifest
+    for name in files:
+        entry = manifest["files"].get(name)
+        if name == MANIFEST or name.startswith("/") or ".." in Path(name).parts:
+            raise ArtifactError(f"cannot add {name!r} to {reader.dir}: not a plain relative file name")
+        if entry is not None and (entry.get("stage") != stage or not replace):
+            raise ArtifactError(f"{reader.dir / name} already exists (written by stage "
+                                f"{entry.get('stage', 'train')!r}) and is not replaced; earlier results stay untouched")
+    for name, data in files.items():
+        atomic_write_bytes(reader.dir / name, data)
+        manifest["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "stage": stage}
+    atomic_write_bytes(reader.dir / MANIFEST, json_bytes(manifest))
+    return reader.dir

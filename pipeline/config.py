@@ -54,7 +54,7 @@ class DataSection(Section):
     csv_sep: str = ","
 
     @model_validator(mode="after")
-    def _one_test_source(self) -> "DataSection":
+    def _one_test_source(self) -> DataSection:
         given = [k for k in ("test", "split_column", "test_size") if getattr(self, k) is not None]
         if len(given) > 1:
             raise ValueError(f"give at most one of data.test, data.split_column, data.test_size; got {given}")
@@ -87,7 +87,7 @@ class Config(Section):
     model: ModelSection = ModelSection()
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> "Config":
+    def _cross_checks(self) -> Config:
         task, cv = self.data.task, self.cv
         metric = self.model.metric or DEFAULT_METRIC[task]
         if metric not in METRICS[task]:

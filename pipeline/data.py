@@ -51,7 +51,7 @@ def read_table(path: str | Path, sep: str = ",") -> pd.DataFrame:
 def _read_csv(path: Path, sep: str) -> pd.DataFrame:
     if path.stat().st_size == 0:
         raise DataError(f"data file {path} is empty (0 bytes); give a CSV with a header and rows")
-    header = csv_header(path, sep)
+    csv_header(path, sep)  # raises on duplicate names or bytes that are not UTF-8
     try:
         # utf-8-sig drops a byte-order mark that would otherwise stick to the first column name.
         frame = pd.read_csv(path, sep=sep, encoding="utf-8-sig", low_memory=False)
@@ -159,7 +159,7 @@ class LabelEncoding:
         return {"task": self.task, "classes": list(self.classes)}
 
     @classmethod
-    def from_dict(cls, obj: dict[str, Any]) -> "LabelEncoding":
+    def from_dict(cls, obj: dict[str, Any]) -> LabelEncoding:
         return cls(obj["task"], tuple(obj["classes"]))
 
 

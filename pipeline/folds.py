@@ -47,7 +47,7 @@ class Folds:
         return frame
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame, splitter: str) -> "Folds":
+    def from_frame(cls, frame: pd.DataFrame, splitter: str) -> Folds:
         cols = ["fold"] + sorted((c for c in frame.columns if c.startswith("fold_r")), key=lambda c: int(c[6:]))
         return cls(np.vstack([frame[c].to_numpy(dtype="int64") for c in cols]), splitter)
 

@@ -41,7 +41,7 @@ class FeatureSchema:
                 "categories": {k: list(v) for k, v in self.categories.items()}, "id_column": self.id_column}
 
     @classmethod
-    def from_dict(cls, obj: dict[str, Any]) -> "FeatureSchema":
+    def from_dict(cls, obj: dict[str, Any]) -> FeatureSchema:
         return cls(tuple(obj["columns"]), dict(obj["kinds"]),
                    {k: tuple(v) for k, v in obj["categories"].items()}, obj.get("id_column"))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ def train_spec(cfg: Config, prep: Prepared, params: dict[str, Any] | None = None
 
 
 def new_run_id(cfg: Config) -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S") + "-" + cfg.hash()[:6]
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S") + "-" + cfg.hash()[:6]
 
 
 def run_dir_for(cfg: Config, run_id: str | None, resume: bool) -> Path:
