@@ -25,6 +25,7 @@ class Tables:
     test: pd.DataFrame | None
     train_name: str
     test_name: str | None
+    summary: dict[str, Any] | None = None  # what built the tables (the features stage's summary)
 
 
 def read_table(path: str | Path, sep: str = ",") -> pd.DataFrame:

@@ -147,6 +147,8 @@ def write_results(writer: RunWriter, cfg: Config, prep: Prepared, spec: TrainSpe
             test = pd.concat([test, fold_cols.add_prefix(f"fold{k}_")], axis=1)
         writer.write_parquet("test_pred.parquet", test)
     writer.write_parquet("importance.parquet", importance_table(result, prep))
+    if prep.tables.summary is not None:
+        writer.write_json("features_summary.json", prep.tables.summary)
     scores = scores_document(cfg, prep, result, seconds)
     writer.write_json("scores.json", scores)
     writer.write_text("report.md", render_markdown(cfg, scores, spec.params))
