@@ -189,6 +189,13 @@ def _describe(err: dict[str, Any]) -> str:
     return f"{where}{msg}{shown}"
 
 
+# Names users bring from LightGBM, scikit-learn or XGBoost that string similarity cannot relate to ours.
+ALIASES = {"n_fold": "n_splits", "n_folds": "n_splits", "nfold": "n_splits", "folds": "n_splits",
+           "num_rounds": "num_boost_round", "n_estimators": "num_boost_round", "num_iterations": "num_boost_round",
+           "early_stopping_round": "early_stopping_rounds", "random_state": "seed", "random_seed": "seed",
+           "label": "target", "objective": "task"}
+
+
 def _nearest_key(loc: tuple[Any, ...]) -> str | None:
     model: type[BaseModel] = Config
     for part in loc[:-1]:
@@ -197,7 +204,9 @@ def _nearest_key(loc: tuple[Any, ...]) -> str | None:
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return None
         model = annotation
-    matches = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.5)
+    alias = ALIASES.get(str(loc[-1]))
+    matches = [alias] if alias in model.model_fields else difflib.get_close_matches(
+        str(loc[-1]), list(model.model_fields), n=1, cutoff=0.5)
     if not matches:
         return None
     return ".".join([*map(str, loc[:-1]), matches[0]])

@@ -197,14 +197,14 @@ def _check_classes(y: pd.Series, cfg: Config, source: str) -> None:
         raise DataError(f"target column {target!r} in {source} has {int(np.isinf(y).sum())} infinite values")
     counts = y.value_counts()
     if len(counts) < 2:
-        raise DataError(f"target column {target!r} in {source} has a single class {counts.index[0]!r} "
+        raise DataError(f"target column {target!r} in {source} has a single class {_plain(counts.index[0])!r} "
                         f"({int(counts.iloc[0])} rows); a classifier needs at least two")
     if task == "binary" and len(counts) > 2:
         raise DataError(f"target column {target!r} in {source} has {len(counts)} classes but data.task is 'binary'; "
                         "set data.task = 'multiclass'")
     rare = counts[counts < cfg.cv.n_splits]
     if len(rare) and cfg.splitter in ("stratified", "stratified_group"):
-        shown = ", ".join(f"{k!r}: {v} rows" for k, v in rare.items())
+        shown = ", ".join(f"{_plain(k)!r}: {v} rows" for k, v in rare.items())
         raise DataError(f"target column {target!r} in {source} has {len(rare)} classes with fewer rows than "
                         f"cv.n_splits={cfg.cv.n_splits} ({shown}); merge or drop rare classes, or lower cv.n_splits")
 

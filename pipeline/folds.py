@@ -64,7 +64,8 @@ def make_folds(splitter: str, n_splits: int, n_repeats: int, seed: int, y: np.nd
     assignments = np.full((n_repeats, n), NOT_VALIDATED, dtype="int64")
     for r in range(n_repeats):
         cv = _splitter(splitter, n_splits, seed + r)
-        for k, (_, valid) in enumerate(cv.split(np.zeros(n), y, groups)):
+        split_groups = groups if splitter in ("group", "stratified_group") else None
+        for k, (_, valid) in enumerate(cv.split(np.zeros(n), y, split_groups)):
             assignments[r, valid] = k
     return Folds(assignments, splitter)
 

@@ -1,0 +1,67 @@
+"""Fold assignment invariants on real labels."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.errors import DataError
+from pipeline.folds import make_folds
+
+
+@pytest.fixture(scope="module")
+def labels(adult):
+    train = adult[adult["split"] == "train"].head(6000)
+    y = (train["income"] == ">50K").to_numpy().astype(int)
+    groups = train["native-country"].fillna("?").to_numpy()
+    return y, groups
+
+
+@pytest.mark.parametrize("splitter", ["stratified", "kfold", "group", "stratified_group"])
+@pytest.mark.parametrize("n_repeats", [1, 2])
+def test_every_row_in_exactly_one_validation_fold(labels, splitter, n_repeats):
+    y, groups = labels
+    folds = make_folds(splitter, 5, n_repeats, 7, y, groups)
+    assert folds.assignments.shape == (n_repeats, len(y))
+    for r in range(n_repeats):
+        valid_rows = np.concatenate([folds.split(r, k)[1] for k in range(5)])
+        assert np.array_equal(np.sort(valid_rows), np.arange(len(y)))
+        for k in range(5):
+            train, valid = folds.split(r, k)
+            assert not np.intersect1d(train, valid).size and len(train) + len(valid) == len(y)
+            if splitter in ("group", "stratified_group"):
+                assert not set(groups[train]) & set(groups[valid])
+
+
+def test_stratified_folds_keep_the_class_balance(labels):
+    y, _ = labels
+    folds = make_folds("stratified", 5, 1, 0, y)
+    rates = [y[folds.split(0, k)[1]].mean() for k in range(5)]
+    assert max(rates) - min(rates) < 0.01
+
+
+def test_repeats_differ_and_seed_reproduces(labels):
+    y, _ = labels
+    a, b = make_folds("stratified", 5, 2, 3, y), make_folds("stratified", 5, 2, 3, y)
+    assert np.array_equal(a.assignments, b.assignments)
+    assert not np.array_equal(a.assignments[0], a.assignments[1])
+
+
+def test_time_split_trains_only_on_the_past():
+    times = np.repeat(np.arange(12), 10)
+    folds = make_folds("time", 3, 1, 0, np.zeros(len(times)), times=times)
+    assert (folds.assignments[0][times < 3] == -1).all()
+    for k in range(3):
+        train, valid = folds.split(0, k)
+        assert times[train].max() < times[valid].min()
+    assert folds.validated().sum() == len(times) - 30
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"splitter": "group", "groups": np.array(["a", None, "b", "c"] * 5, dtype=object)}, "1 missing values|5 missing"),
+    ({"splitter": "group", "groups": np.array(["a", "b"] * 10)}, "2 distinct groups, fewer than cv.n_splits=3"),
+    ({"splitter": "time", "times": np.array([1, 2, 3] * 6 + [1, 2])}, "3 distinct values; .* at least .* 4"),
+])
+def test_bad_fold_inputs(kwargs, match):
+    splitter = kwargs.pop("splitter")
+    with pytest.raises(DataError, match=match):
+        make_folds(splitter, 3, 1, 0, np.zeros(20), **kwargs)
