@@ -23,13 +23,32 @@ MANIFEST = "manifest.json"
 PARTIAL_SUFFIX = ".partial"
 LATEST = "LATEST"
 VERSIONED_LIBRARIES = ("lightgbm", "sklearn", "pandas", "numpy", "pyarrow")
+TEMP_SUFFIX = ".tmp"
+SELF_HASH = "manifest_sha256"  # sha256 of the manifest's own JSON without this key: catches any edit of it
+
+
+class ArtifactWriteError(ArtifactError, OSError):
+    """A file could not be written (disk full, permissions); the previous file is left as it was.
+
+    Also an OSError, so callers that caught OSError from a write keep working.
+    """
+
+    def __init__(self, message: str, errno_: int | None = None):
+        super().__init__(message)
+        self.errno = errno_
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temp file in the same folder, fsync, then rename."""
+    """Write `data` to `path` via a temp file in the same folder, fsync, then rename.
+
+    On any failure (a full disk, Ctrl-C) the temp file is removed and `path` keeps its old content.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    except OSError as exc:
+        raise write_error(path, exc) from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -37,11 +56,30 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; artifacts are meant to be shared and read
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, ArtifactWriteError):
+            raise write_error(path, exc) from exc
         raise
     fsync_dir(path.parent)
+
+
+def write_error(path: Path, exc: OSError) -> ArtifactWriteError:
+    """The error for a failed write, naming the file and the reason (e.g. no space left on device)."""
+    reason = exc.strerror or str(exc)
+    return ArtifactWriteError(f"could not write {path}: {reason} (errno {exc.errno}); nothing was replaced and "
+                              "no temp file is left behind. Free space or fix permissions, then rerun "
+                              "(`gbpipe train --resume` keeps the finished folds)", exc.errno)
+
+
+def remove_temp_files(folder: Path) -> list[Path]:
+    """Delete temp files a killed process left in `folder` (atomic writes that never finished)."""
+    stale = [p for p in Path(folder).rglob(f".*{TEMP_SUFFIX}") if p.is_file()]
+    for p in stale:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+    return stale
 
 
 def fsync_dir(path: Path) -> None:
@@ -63,6 +101,37 @@ def parquet_bytes(frame: pd.DataFrame) -> bytes:
 
 def json_bytes(obj: Any) -> bytes:
     return (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode()
+
+
+def manifest_bytes(manifest: dict[str, Any]) -> bytes:
+    """The manifest as JSON carrying the sha256 of its own content, so an edited manifest is detected."""
+    body = {k: v for k, v in manifest.items() if k != SELF_HASH}
+    return json_bytes({**body, SELF_HASH: hashlib.sha256(json_bytes(body)).hexdigest()})
+
+
+def check_manifest_hash(manifest: dict[str, Any], where: Path) -> None:
+    """Raise ArtifactError when a manifest's self-hash does not match its content (manifests of
+    older runs, written before the self-hash existed, have none and are accepted)."""
+    saved = manifest.get(SELF_HASH)
+    if saved is None:
+        return
+    body = {k: v for k, v in manifest.items() if k != SELF_HASH}
+    if hashlib.sha256(json_bytes(body)).hexdigest() != saved:
+        raise ArtifactError(f"{where} was altered after it was written (its {SELF_HASH} does not match its "
+                            "content): the run cannot be trusted; retrain it")
+
+
+def check_run_name(name: str, what: str = "run id") -> str:
+    """A run folder name must be a plain name: no path separators, not '.' or '..'."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or name.startswith("."):
+        raise ConfigError(f"{what} {name!r} is not a plain folder name; use letters, digits, '-', '_' and '.', "
+                          "without '/' and not starting with '.'")
+    return name
+
+
+def inside(path: Path, root: Path) -> bool:
+    """True when `path`, with symlinks resolved, lies inside `root` (also resolved)."""
+    return Path(path).resolve().is_relative_to(Path(root).resolve())
 
 
 def _json_default(value: Any) -> Any:
@@ -94,19 +163,36 @@ def library_versions() -> dict[str, str]:
             "pyarrow": pyarrow.__version__}
 
 
+def staging_dir(final_dir: Path) -> Path:
+    return Path(final_dir).with_name(Path(final_dir).name + PARTIAL_SUFFIX)
+
+
+def check_new_run(final_dir: Path, resume: bool = False) -> None:
+    """Refuse to write over an existing run, or to start over an unfinished one without --resume."""
+    final_dir = Path(final_dir)
+    check_run_name(final_dir.name)
+    staging = staging_dir(final_dir)
+    if final_dir.exists():
+        raise ConfigError(f"run folder {final_dir} already exists and is never overwritten; "
+                          "pass another --run-id or leave it out to get a new one")
+    if staging.exists() and not resume:
+        raise ConfigError(f"an unfinished run is in {staging}; continue it with --resume "
+                          f"--run-id {final_dir.name}, or delete that folder to start over")
+
+
 class RunWriter:
     """Writes the files of one run into its staging folder, then publishes it atomically."""
 
     def __init__(self, final_dir: Path, resume: bool = False):
         self.final_dir = Path(final_dir)
-        self.staging = self.final_dir.with_name(self.final_dir.name + PARTIAL_SUFFIX)
-        if self.final_dir.exists():
-            raise ConfigError(f"run folder {self.final_dir} already exists and is never overwritten; "
-                              "pass another --run-id or leave it out to get a new one")
-        if self.staging.exists() and not resume:
-            raise ConfigError(f"an unfinished run is in {self.staging}; continue it with --resume "
-                              f"--run-id {self.final_dir.name}, or delete that folder to start over")
-        self.staging.mkdir(parents=True, exist_ok=True)
+        self.staging = staging_dir(self.final_dir)
+        check_new_run(self.final_dir, resume)
+        try:
+            self.staging.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_error(self.staging, exc) from exc
+        if resume:
+            remove_temp_files(self.staging)  # a kill during an atomic write leaves its temp file behind
 
     def path(self, name: str) -> Path:
         return self.staging / name
@@ -137,7 +223,7 @@ class RunWriter:
                 continue
             files[rel] = {"sha256": sha256_file(file), "size": file.stat().st_size, "stage": "train"}
         manifest = {"files": files, "versions": library_versions(), **extra}
-        self.write_json(MANIFEST, manifest)
+        self.write_bytes(MANIFEST, manifest_bytes(manifest))
         os.replace(self.staging, self.final_dir)
         fsync_dir(self.final_dir.parent)
         atomic_write_bytes(self.final_dir.parent / LATEST, (self.final_dir.name + "\n").encode())
@@ -157,6 +243,13 @@ class RunReader:
             raise ArtifactError(f"{manifest_path} is missing: {self.dir} is not a finished run") from None
         except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
             raise ArtifactError(f"{manifest_path} is corrupt ({exc}); rerun `gbpipe train`") from None
+        if not isinstance(self.files, dict):
+            raise ArtifactError(f"{manifest_path} is corrupt ('files' is not a mapping); rerun `gbpipe train`")
+        check_manifest_hash(self.manifest, manifest_path)
+        for name in self.files:
+            if Path(name).is_absolute() or ".." in Path(name).parts:
+                raise ArtifactError(f"{manifest_path} lists {name!r}, which points outside the run folder {self.dir} "
+                                    "(absolute or '..'); refusing to read this run")
         if not allow_version_mismatch:
             check_versions(self.manifest.get("versions", {}), manifest_path)
 
@@ -167,6 +260,9 @@ class RunReader:
         """The path of a file after checking its size and sha256 against the manifest."""
         entry = self.files.get(name)
         path = self.dir / name
+        if Path(name).is_absolute() or ".." in Path(name).parts or not inside(path, self.dir):
+            raise ArtifactError(f"{self.dir / MANIFEST} lists {name!r}, which points outside the run folder "
+                                f"{self.dir} (absolute, '..' or a symlink); refusing to read it")
         if entry is None:
             raise ArtifactError(f"{path} is not listed in {self.dir / MANIFEST}; the run has no {name!r}")
         if not path.is_file():
@@ -201,7 +297,13 @@ def resolve_run_dir(path: Path) -> Path:
     """Accept a run folder, or an experiment folder whose LATEST names its newest run."""
     if (path / MANIFEST).exists() or not (path / LATEST).exists():
         return path
-    return path / (path / LATEST).read_text().strip()
+    name = (path / LATEST).read_text().strip()
+    try:
+        check_run_name(name)
+    except ConfigError:
+        raise ArtifactError(f"{path / LATEST} names {name!r}, which is not a run folder of {path}; "
+                            "give the run folder itself with --run") from None
+    return path / name
 
 
 def add_files(run_dir: Path, stage: str, files: dict[str, bytes], replace: bool = False) -> Path:
@@ -223,5 +325,5 @@ def add_files(run_dir: Path, stage: str, files: dict[str, bytes], replace: bool 
     for name, data in files.items():
         atomic_write_bytes(reader.dir / name, data)
         manifest["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "stage": stage}
-    atomic_write_bytes(reader.dir / MANIFEST, json_bytes(manifest))
+    atomic_write_bytes(reader.dir / MANIFEST, manifest_bytes(manifest))
     return reader.dir

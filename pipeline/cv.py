@@ -20,6 +20,9 @@ from .metrics import lgb_metric, score, softmax_from_raw
 
 DEFAULT_PARAMS = {"learning_rate": 0.05, "num_leaves": 31, "verbose": -1, "deterministic": True,
                   "force_col_wise": True}
+# Below this many matrix cells (rows x features) a K-fold run is too short to repay starting worker
+# processes; measured with bench/bench_cv.py (see bench/README.md, "CV engine").
+AUTO_MIN_CELLS = 400_000
 OBJECTIVE = {"binary": "binary", "multiclass": "multiclass", "regression": "regression"}
 
 
@@ -45,6 +48,7 @@ class TrainSpec:
     feature_names: tuple[str, ...] = ()
     categorical: tuple[int, ...] = ()
     seed: int = 42
+    fold_workers: int = 1  # processes training folds at once: 1 one after another, 0 auto (see fold_workers)
 
 
 def resolve_params(task: str, metric: str, params: dict[str, Any], num_class: int, seed: int,
@@ -96,35 +100,91 @@ class CVResult:
 FoldCallback = Callable[[FoldResult, lgb.Booster], None]
 
 
+@dataclass(frozen=True)
+class FoldOutput:
+    """One trained fold: its result, model, and predictions of its validation rows and of the test rows."""
+
+    result: FoldResult
+    booster: lgb.Booster
+    valid_pred: np.ndarray
+    test_pred: np.ndarray | None
+
+
 def run_cv(X: np.ndarray, y: np.ndarray, folds: Folds, spec: TrainSpec, X_test: np.ndarray | None = None,
            completed: dict[tuple[int, int], tuple[FoldResult, lgb.Booster]] | None = None,
            on_fold_done: FoldCallback | None = None) -> CVResult:
-    """Train one model per fold; `completed` folds (from a checkpoint) are reused, not retrained."""
+    """Train one model per fold; `completed` folds (from a checkpoint) are reused, not retrained.
+
+    Folds train one after another, or in `spec.fold_workers` processes (see `fold_workers`); either way
+    the results are identical and `on_fold_done` runs in this process as each fold finishes."""
     completed = completed or {}
     full = build_dataset(X, y, spec)
+    todo = [pair for pair in folds.pairs() if pair not in completed]
+    outputs: dict[tuple[int, int], FoldOutput] = {}
+
+    def finish(output: FoldOutput) -> None:
+        outputs[(output.result.repeat, output.result.fold)] = output
+        if on_fold_done is not None:
+            on_fold_done(output.result, output.booster)
+
+    workers = fold_workers(spec, len(todo), X.shape)
+    if workers > 1:
+        from .fold_pool import train_folds_in_processes
+
+        train_folds_in_processes(full, X, y, folds, todo, spec, X_test, workers, finish)
+    else:
+        for repeat, fold in todo:
+            finish(fit_fold(full, X, y, folds, repeat, fold, spec, X_test))
+    for pair, (result, booster) in completed.items():
+        outputs[pair] = reuse_fold(result, booster, X, folds, spec, X_test)
+    return combine(folds, spec, y, [outputs[pair] for pair in folds.pairs()])
+
+
+def fold_workers(spec: TrainSpec, n_folds: int, shape: tuple[int, int]) -> int:
+    """How many processes train folds at once. Their threads share the spec's num_threads, so
+    workers x threads never exceeds it. 0 (auto): one single-threaded process per thread when the
+    matrix is large enough to repay starting them (AUTO_MIN_CELLS, measured by bench/bench_cv.py)."""
+    threads = int(spec.params.get("num_threads") or 1)
+    wanted = spec.fold_workers
+    if wanted == 0:
+        wanted = threads if shape[0] * shape[1] >= AUTO_MIN_CELLS else 1
+    return max(1, min(wanted, threads, n_folds))
+
+
+def fit_fold(full: lgb.Dataset, X: np.ndarray, y: np.ndarray, folds: Folds, repeat: int, fold: int,
+             spec: TrainSpec, X_test: np.ndarray | None) -> FoldOutput:
+    """Train one fold and predict its validation rows and the test rows."""
+    train_idx, valid_idx = folds.split(repeat, fold)
+    booster, result, valid_pred = _train_fold(full, y, train_idx, valid_idx, spec, X, repeat, fold)
+    test_pred = predict(booster, X_test, spec.task, result.best_iteration) if X_test is not None else None
+    return FoldOutput(result, booster, valid_pred, test_pred)
+
+
+def reuse_fold(result: FoldResult, booster: lgb.Booster, X: np.ndarray, folds: Folds, spec: TrainSpec,
+               X_test: np.ndarray | None) -> FoldOutput:
+    """A fold finished before an interruption: its saved model predicts again."""
+    _, valid_idx = folds.split(result.repeat, result.fold)
+    valid_pred = predict(booster, X[valid_idx], spec.task, result.best_iteration)
+    test_pred = predict(booster, X_test, spec.task, result.best_iteration) if X_test is not None else None
+    return FoldOutput(result, booster, valid_pred, test_pred)
+
+
+def combine(folds: Folds, spec: TrainSpec, y: np.ndarray, outputs: list[FoldOutput]) -> CVResult:
+    """OOF predictions (averaged over repeats, in fold order so sums are reproducible) and test predictions."""
     width = spec.num_class if spec.task == "multiclass" else 1
     oof_sum = np.zeros((len(y), width))
     oof_count = np.zeros(len(y))
-    results, models, test_preds = [], [], []
-    for repeat, fold in folds.pairs():
-        train_idx, valid_idx = folds.split(repeat, fold)
-        if (repeat, fold) in completed:
-            result, booster = completed[(repeat, fold)]
-        else:
-            booster, result = train_fold(full, y, train_idx, valid_idx, spec, X, repeat, fold)
-            if on_fold_done is not None:
-                on_fold_done(result, booster)
-        valid_pred = predict(booster, X[valid_idx], spec.task, result.best_iteration)
-        oof_sum[valid_idx] += valid_pred.reshape(len(valid_idx), width)
+    for output in outputs:
+        _, valid_idx = folds.split(output.result.repeat, output.result.fold)
+        oof_sum[valid_idx] += output.valid_pred.reshape(len(valid_idx), width)
         oof_count[valid_idx] += 1
-        results.append(result)
-        models.append(booster)
-        if X_test is not None:
-            test_preds.append(predict(booster, X_test, spec.task, result.best_iteration))
     validated = oof_count > 0
     oof = np.full_like(oof_sum, np.nan)
     oof[validated] = oof_sum[validated] / oof_count[validated, None]
     oof = oof if width > 1 else oof[:, 0]
+    results = [o.result for o in outputs]
+    models = [o.booster for o in outputs]
+    test_preds = [o.test_pred for o in outputs if o.test_pred is not None]
     return CVResult(oof_pred=oof, oof_score=score(spec.metric, y[validated], oof[validated]),
                     folds=tuple(results), models=tuple(models),
                     test_pred=np.mean(test_preds, axis=0) if test_preds else None,
@@ -141,6 +201,13 @@ def build_dataset(X: np.ndarray, y: np.ndarray, spec: TrainSpec) -> lgb.Dataset:
 def train_fold(full: lgb.Dataset, y: np.ndarray, train_idx: np.ndarray, valid_idx: np.ndarray,
                spec: TrainSpec, X: np.ndarray, repeat: int = 0, fold: int = 0) -> tuple[lgb.Booster, FoldResult]:
     """Train on train_idx with early stopping on valid_idx (or on an inner split of train_idx)."""
+    booster, result, _ = _train_fold(full, y, train_idx, valid_idx, spec, X, repeat, fold)
+    return booster, result
+
+
+def _train_fold(full: lgb.Dataset, y: np.ndarray, train_idx: np.ndarray, valid_idx: np.ndarray,
+                spec: TrainSpec, X: np.ndarray, repeat: int, fold: int) -> tuple[lgb.Booster, FoldResult, np.ndarray]:
+    """train_fold, also returning the validation rows' predictions (made once, to score the fold)."""
     start = time.perf_counter()
     stop_idx, fit_idx = valid_idx, train_idx
     if spec.early_stopping == "inner" and spec.early_stopping_rounds:
@@ -157,7 +224,7 @@ def train_fold(full: lgb.Dataset, y: np.ndarray, train_idx: np.ndarray, valid_id
     valid_pred = predict(booster, X[valid_idx], spec.task, best)
     result = FoldResult(repeat, fold, len(fit_idx), len(valid_idx), int(best),
                         score(spec.metric, y[valid_idx], valid_pred), time.perf_counter() - start)
-    return booster, result
+    return booster, result, valid_pred
 
 
 def inner_split(train_idx: np.ndarray, y: np.ndarray, spec: TrainSpec, repeat: int, fold: int):

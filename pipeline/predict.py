@@ -15,13 +15,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .artifacts import RunReader, fsync_dir
+from .artifacts import MANIFEST, PARTIAL_SUFFIX, ArtifactWriteError, RunReader, fsync_dir, write_error
 from .cv import predict as predict_booster
 from .data import LabelEncoding, csv_header
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .metrics import to_labels
 from .progress import QUIET, Progress
-from .schema import ConversionReport, FeatureSchema, to_matrix
+from .schema import ConversionReport, FeatureSchema, flat_column_names, to_matrix
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,10 @@ class FittedRun:
 def load_run(run_dir: Path, allow_version_mismatch: bool = False) -> FittedRun:
     """Load and verify (sha256) a run's fold models and schema."""
     reader = RunReader(run_dir, allow_version_mismatch)
+    if reader.has("ensemble/weights.json"):  # an ensemble run predicts with its selected model, same interface
+        from .ensemble_model import load_ensemble
+
+        return load_ensemble(reader)
     doc = reader.read_json("schema.json")
     names = sorted((n for n in reader.files if n.startswith("models/") and n.endswith(".txt")), key=_model_order)
     if not names:
@@ -68,21 +72,35 @@ class PredictSummary:
 def predict_file(run_dir: Path, input_path: Path, output_path: Path, chunk_size: int = 100_000,
                  progress: Progress = QUIET, allow_version_mismatch: bool = False) -> PredictSummary:
     """Predict every row of a CSV or parquet file and write id + predictions (CSV or parquet)."""
-    run = load_run(run_dir, allow_version_mismatch)
     input_path, output_path = Path(input_path), Path(output_path)
+    check_output_path(output_path, input_path)
+    run = load_run(run_dir, allow_version_mismatch)
     summary = PredictSummary()
     with _atomic_table_writer(output_path) as write:
         seen_ids: set = set()
         for chunk in read_chunks(input_path, chunk_size):
+            if chunk.empty:
+                continue
             frame = predict_frame(run, chunk, str(input_path), summary.conversion, offset=summary.rows)
             _check_ids(frame[run.id_name], seen_ids, input_path)
             write(frame)
             summary.rows += len(frame)
             progress.say(f"predict: {summary.rows} rows")
-    if summary.rows == 0:
-        raise DataError(f"{input_path} has no rows to predict")
+        if summary.rows == 0:  # raised inside the writer, so no empty output replaces an earlier one
+            raise DataError(f"{input_path} has no rows to predict (0 data rows); give a file with rows")
     _warn(summary, input_path)
     return summary
+
+
+def check_output_path(output_path: Path, input_path: Path) -> None:
+    """Predictions never go into a run folder (published runs are immutable) nor over their input."""
+    folder = output_path.resolve().parent
+    for parent in (folder, *folder.parents):
+        if (parent / MANIFEST).is_file() or parent.name.endswith(PARTIAL_SUFFIX):
+            raise ConfigError(f"--output {output_path} is inside the run folder {parent}; runs are never "
+                              "modified. Write the predictions elsewhere, e.g. predictions/out.parquet")
+    if output_path.exists() and input_path.exists() and output_path.resolve() == input_path.resolve():
+        raise ConfigError(f"--output {output_path} is the --input file; write the predictions to another file")
 
 
 def predict_frame(run: FittedRun, frame: pd.DataFrame, source: str, report: ConversionReport,
@@ -95,11 +113,12 @@ def predict_frame(run: FittedRun, frame: pd.DataFrame, source: str, report: Conv
     else:
         ids = frame[run.id_name].reset_index(drop=True)
     chunk_report = ConversionReport()
-    pred = run.predict(to_matrix(run.schema, frame, source, chunk_report))
-    for col, n in chunk_report.unseen_categories.items():
-        report.unseen_categories[col] = report.unseen_categories.get(col, 0) + n
-    for col, n in chunk_report.infinite_to_nan.items():
-        report.infinite_to_nan[col] = report.infinite_to_nan.get(col, 0) + n
+    pred = run.predict(to_matrix(run.schema, flat_column_names(frame, source), source, chunk_report))
+    for counts, chunk_counts in ((report.unseen_categories, chunk_report.unseen_categories),
+                                 (report.infinite_to_nan, chunk_report.infinite_to_nan),
+                                 (report.cast_to_numeric, chunk_report.cast_to_numeric)):
+        for col, n in chunk_counts.items():
+            counts[col] = counts.get(col, 0) + n
     report.extra_columns = chunk_report.extra_columns
     out = pd.DataFrame({run.id_name: ids.to_numpy()})
     if pred.ndim == 2:
@@ -144,9 +163,12 @@ def read_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
 @contextlib.contextmanager
 def _atomic_table_writer(path: Path):
     """Yield a function that appends frames; on success the file appears whole, else not at all."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise write_error(path, exc) from exc
     state: dict = {"writer": None, "header": True}
     parquet = path.suffix.lower() in (".parquet", ".pq")
 
@@ -168,12 +190,14 @@ def _atomic_table_writer(path: Path):
             os.fsync(handle.fileno())
         os.replace(tmp, path)
         fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as exc:
         if state["writer"] is not None:
             with contextlib.suppress(Exception):
                 state["writer"].close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, ArtifactWriteError):
+            raise write_error(path, exc) from exc
         raise
 
 
@@ -188,3 +212,6 @@ def _warn(summary: PredictSummary, source: Path) -> None:
     if conv.infinite_to_nan:
         warnings.warn(f"{source}: infinite values treated as missing, per column: {conv.infinite_to_nan}",
                       stacklevel=2)
+    if conv.cast_to_numeric:
+        warnings.warn(f"{source}: numeric columns that arrived as text were cast to numbers, values per column: "
+                      f"{conv.cast_to_numeric}", stacklevel=2)

@@ -58,6 +58,45 @@ def safe_names(columns: tuple[str, ...] | list[str]) -> list[str]:
     return names
 
 
+def flat_column_names(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Column names as text: tuples (from groupby/agg or a MultiIndex) joined with '_', others str().
+
+    The same rule serves training and predict; the frame is returned as is when every name is text.
+    """
+    names = list(frame.columns)
+    if all(isinstance(c, str) for c in names) and not isinstance(frame.columns, pd.MultiIndex):
+        return frame
+    flat = ["_".join(str(p) for p in c if str(p) != "") if isinstance(c, tuple) else str(c) for c in names]
+    dupes = sorted({c for c in flat if flat.count(c) > 1})
+    if dupes:
+        raise DataError(f"{source}: {len(flat) - len(set(flat))} column names collide once flattened to text: "
+                        f"{dupes}; rename the columns so each is unique")
+    out = frame.copy(deep=False)
+    out.columns = flat
+    return out
+
+
+MIN_ROWS_ID_LIKE = 50  # below this, a distinct value per row is ordinary in a small table
+
+
+def id_like_columns(frame: pd.DataFrame, columns: list[str]) -> tuple[list[str], list[str]]:
+    """(text columns, integer columns) holding a distinct value on every row: identifiers, not features.
+
+    A text identifier as a categorical only memorises rows, so it is excluded; an integer one can be a
+    legitimate count, so it is only warned about.
+    """
+    if len(frame) < MIN_ROWS_ID_LIKE:
+        return [], []
+    text, integer = [], []
+    for col in columns:
+        series = frame[col]
+        if pd.api.types.is_bool_dtype(series) or pd.api.types.is_float_dtype(series):
+            continue
+        if series.notna().all() and series.nunique() == len(frame):
+            (integer if pd.api.types.is_integer_dtype(series) else text).append(col)
+    return text, integer
+
+
 def select_features(frame: pd.DataFrame, cfg: Config, source: str) -> list[str]:
     """The feature columns: data.features if given, else every column but target, id, group and exclusions."""
     data = cfg.data
@@ -77,6 +116,16 @@ def select_features(frame: pd.DataFrame, cfg: Config, source: str) -> list[str]:
         warnings.warn(f"date columns {dates} in {source} are not used as features; derive numbers from them "
                       "(e.g. in the features stage) if they matter", stacklevel=2)
     columns = [c for c in columns if c not in dates]
+    text_ids, integer_ids = id_like_columns(frame, columns)
+    if text_ids:
+        warnings.warn(f"{len(text_ids)} text columns of {source} hold a distinct value on each of its {len(frame)} "
+                      f"rows and are excluded as identifiers: {text_ids}; set data.id to keep one as the row id, "
+                      "or list data.features explicitly to use it anyway", stacklevel=2)
+        columns = [c for c in columns if c not in text_ids]
+    if integer_ids:
+        warnings.warn(f"{len(integer_ids)} integer columns of {source} hold a distinct value on each of its "
+                      f"{len(frame)} rows and look like ids, but are kept as features: {integer_ids}; add them to "
+                      "data.exclude (or set data.id) if they are identifiers", stacklevel=2)
     if not columns:
         raise DataError(f"{source} has no feature columns left after excluding {sorted(map(str, dropped))}")
     return columns
@@ -102,9 +151,21 @@ def infer_schema(frame: pd.DataFrame, columns: list[str], cfg: Config) -> Featur
 
 
 def _as_text(series: pd.Series) -> pd.Series:
-    """Category values as text; missing stays missing."""
+    """Category values as text; missing stays missing.
+
+    Whole-number floats print as integers, so a code column read as int in training and as float at
+    predict (one missing value turns a CSV column into floats) keeps matching its vocabulary.
+    """
     out = series.astype("object").where(series.notna(), None)
-    return out.map(lambda v: None if v is None else str(v))
+    return out.map(_category_text)
+
+
+def _category_text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, float | np.floating) and np.isfinite(value) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
 
 
 @dataclass
@@ -114,6 +175,7 @@ class ConversionReport:
     unseen_categories: dict[str, int] = field(default_factory=dict)
     infinite_to_nan: dict[str, int] = field(default_factory=dict)
     extra_columns: list[str] = field(default_factory=list)
+    cast_to_numeric: dict[str, int] = field(default_factory=dict)  # numeric columns that arrived as text
 
 
 def to_matrix(schema: FeatureSchema, frame: pd.DataFrame, source: str,
@@ -136,7 +198,9 @@ def to_matrix(schema: FeatureSchema, frame: pd.DataFrame, source: str,
 
 def _category_codes(series: pd.Series, vocab: tuple[str, ...], col: str, report: ConversionReport) -> np.ndarray:
     text = _as_text(series)
-    codes = pd.Categorical(text, categories=list(vocab)).codes.astype("float64")
+    # get_indexer gives -1 for values outside the vocabulary (pd.Categorical with unknown values is deprecated).
+    codes = pd.Index(list(vocab), dtype="object").get_indexer(text.to_numpy(dtype=object)).astype("float64")
+    codes[~text.notna().to_numpy()] = -1
     unseen = int(((codes < 0) & text.notna().to_numpy()).sum())
     if unseen:
         report.unseen_categories[col] = unseen
@@ -154,6 +218,9 @@ def _numeric(series: pd.Series, col: str, source: str, report: ConversionReport)
             examples = series[converted.isna() & series.notna()].astype(str).unique()[:3].tolist()
             raise DataError(f"column {col!r} in {source} should be numeric but {failed} values are not "
                             f"(e.g. {examples}); fix or blank them")
+        cast = int(series.notna().sum())
+        if cast:
+            report.cast_to_numeric[col] = report.cast_to_numeric.get(col, 0) + cast
         values = converted.astype("float64").to_numpy(dtype="float64", na_value=np.nan)
     infinite = np.isinf(values)
     if infinite.any():

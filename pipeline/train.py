@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -12,10 +13,10 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from .artifacts import PARTIAL_SUFFIX, RunWriter
+from .artifacts import PARTIAL_SUFFIX, RunWriter, check_new_run, check_run_name
 from .config import Config, dump_config_toml
 from .cv import CVResult, FoldResult, TrainSpec, resolve_params, run_cv
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .metrics import GREATER_IS_BETTER, score, task_metrics, to_labels
 from .prepare import Prepared, prepare
 from .progress import QUIET, Progress
@@ -42,6 +43,9 @@ def new_run_id(cfg: Config) -> str:
 
 def run_dir_for(cfg: Config, run_id: str | None, resume: bool) -> Path:
     """The run folder to write; with --resume and no id, the newest unfinished run."""
+    check_run_name(cfg.experiment.name, "experiment.name")
+    if run_id is not None:
+        check_run_name(run_id, "--run-id")
     exp_dir = Path(cfg.experiment.runs_dir) / cfg.experiment.name
     if run_id is None and resume:
         partial = sorted(exp_dir.glob(f"*{PARTIAL_SUFFIX}"))
@@ -55,13 +59,14 @@ def train(cfg: Config, run_id: str | None = None, resume: bool = False, progress
           params: dict[str, Any] | None = None) -> Path:
     """Train the experiment's fold models and write a complete run folder; returns its path."""
     started = time.perf_counter()
-    writer = RunWriter(run_dir_for(cfg, run_id, resume), resume=resume)
+    final_dir = run_dir_for(cfg, run_id, resume)
+    check_new_run(final_dir, resume)  # refuse an existing run before spending time on the data
+    prep = prepare(cfg, progress)  # bad input fails here, before anything of the run is written
+    writer = RunWriter(final_dir, resume=resume)
     config_text = dump_config_toml(cfg)
-    if resume and writer.exists("config.toml") and writer.path("config.toml").read_text() != config_text:
-        raise ConfigError(f"--resume: the config differs from the one {writer.staging} was started with; "
-                          "resume with the same config, or start a new run")
+    if resume:
+        check_resumable(writer, config_text, prep)
     writer.write_text("config.toml", config_text)
-    prep = prepare(cfg, progress)
     spec = train_spec(cfg, prep, params)
     writer.write_json("schema.json", schema_document(cfg, prep, spec))
     writer.write_parquet("folds.parquet", prep.folds.to_frame(prep.ids))
@@ -85,6 +90,19 @@ def train(cfg: Config, run_id: str | None = None, resume: bool = False, progress
     return run_dir
 
 
+def check_resumable(writer: RunWriter, config_text: str, prep: Prepared) -> None:
+    """A run resumes only with the config and data it was started with: finished folds are reused as is."""
+    if writer.exists("config.toml") and writer.path("config.toml").read_text() != config_text:
+        raise ConfigError(f"--resume: the config differs from the one {writer.staging} was started with; "
+                          "resume with the same config, or start a new run")
+    if writer.exists("schema.json"):
+        started_with = json.loads(writer.path("schema.json").read_text()).get("data_fingerprint")
+        if started_with is not None and started_with != prep.data_fingerprint:
+            raise DataError(f"--resume: the data changed since {writer.staging} was started (fingerprint "
+                            f"{started_with[:12]} then, {prep.data_fingerprint[:12]} now); its finished folds "
+                            "were trained on other rows. Start a new run without --resume")
+
+
 def model_name(repeat: int, fold: int) -> str:
     return f"models/fold_{fold}.txt" if repeat == 0 else f"models/fold_{fold}_r{repeat}.txt"
 
@@ -92,8 +110,18 @@ def model_name(repeat: int, fold: int) -> str:
 def save_fold(writer: RunWriter, result: FoldResult, booster: lgb.Booster) -> None:
     """Checkpoint one fold: its model (LightGBM text, up to the best iteration) and its result."""
     name = model_name(result.repeat, result.fold)
-    writer.write_text(name, booster.model_to_string(num_iteration=result.best_iteration))
+    writer.write_text(name, model_text(booster, result.best_iteration))
     writer.write_json(name.removesuffix(".txt") + ".json", asdict(result))
+
+
+# How many threads trained a model is not part of the model: the trees are the same for any count
+# (deterministic=True, force_col_wise=True), so the saved text leaves it out and is byte-identical.
+_THREADS_LINE = re.compile(r"^\[num_threads: \d+\]\n", re.MULTILINE)
+
+
+def model_text(booster: lgb.Booster, best_iteration: int) -> str:
+    """The fold model as LightGBM text up to its best iteration, without the thread count it ran with."""
+    return _THREADS_LINE.sub("", booster.model_to_string(num_iteration=best_iteration))
 
 
 def load_checkpoint(writer: RunWriter, prep: Prepared) -> dict[tuple[int, int], tuple[FoldResult, lgb.Booster]]:
@@ -111,7 +139,7 @@ def load_checkpoint(writer: RunWriter, prep: Prepared) -> dict[tuple[int, int], 
 def schema_document(cfg: Config, prep: Prepared, spec: TrainSpec) -> dict[str, Any]:
     return {"task": cfg.data.task, "metric": cfg.metric, "target": cfg.data.target, "id": prep.id_name,
             "features": prep.schema.to_dict(), "model_names": prep.schema.model_names,
-            "labels": prep.labels.to_dict(), "params": spec.params}
+            "labels": prep.labels.to_dict(), "params": spec.params, "data_fingerprint": prep.data_fingerprint}
 
 
 def prediction_frame(pred: np.ndarray, prep: Prepared, ids: pd.Series) -> pd.DataFrame:

@@ -1,0 +1,311 @@
+"""Benchmark: gbpipe's point-in-time feature builder against hand-written DuckDB and Polars.
+
+All three build the same table: for every monthly cutoff and every window (months before the cutoff,
+and all history), the seeds' aggregations per entity over events strictly before the cutoff, the
+label (sum over the month from the cutoff) and zero-filling of sums/counts; one row per entity
+with an event before the cutoff. The faster of DuckDB and Polars is the reference.
+
+Data: the real Online Retail table (541,909 lines) and a generated table of 10M events of 100k
+entities with 5 numeric columns, each given all 8 seeds' functions. Every contender runs in a fresh
+process per round (rounds interleaved, median time reported); peak memory is the process's peak
+resident size during the build (the event table already loaded), read from /proc after a reset.
+The outputs are compared cell by cell, so the ratio compares equal work.
+
+    flock /tmp/gbpipe-bench.lock .venv/bin/python bench/bench_features.py          # ~5-10 min on 2 cores
+    flock /tmp/gbpipe-bench.lock .venv/bin/python bench/bench_features.py --events 2000000 --rounds 1
+
+The last line is one JSON object: vs_reference_ratio, peak_rss_mb, events_mb (10M-event table), and more.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+THREADS = 2
+FUNCTIONS = ("mean", "max", "min", "sum", "count", "std", "skew", "nunique")
+ZERO_FILLED = ("sum", "count", "nunique")
+RETAIL = ROOT / "data" / "raw" / "online_retail" / "online_retail.parquet"
+SCENARIOS = {
+    # entity, time, derived total?, {column: functions}, windows, first cutoff, test cutoff, label column
+    "retail": dict(entity="CustomerID", time="InvoiceDate", derive=True, windows=(1, 3, 6, 12, "all"),
+                   aggregations={"total": FUNCTIONS[:7], "Quantity": FUNCTIONS[:7], "UnitPrice": FUNCTIONS[:7],
+                                 "InvoiceNo": ("nunique",), "StockCode": ("nunique",)},
+                   first="2011-01-01", test="2011-12-01", label="total"),
+    "generated": dict(entity="entity", time="time", derive=False, windows=(1, 3, 12, "all"),
+                      aggregations={c: FUNCTIONS for c in ("amount", "quantity", "price", "invoice", "product")},
+                      first="2023-10-01", test="2023-12-01", label="amount"),
+}
+
+
+# ---------------------------------------------------------------- data
+def generate_events(n_events: int, n_entities: int, seed: int = 0) -> pd.DataFrame:
+    """Events over 2022-2023: skewed activity per entity, invoices of ~5 lines, ~20k products."""
+    rng = np.random.default_rng(seed)
+    weights = rng.pareto(1.5, n_entities) + 0.05
+    entity = rng.choice(n_entities, size=n_events, p=weights / weights.sum()).astype("int64")
+    start = np.datetime64("2022-01-01T00:00:00", "s").astype("int64")
+    span = 2 * 365 * 86_400
+    seconds = start + rng.integers(0, span, n_events)
+    quantity = rng.geometric(0.2, n_events).astype("int64") * np.where(rng.random(n_events) < 0.02, -1, 1)
+    price = np.round(rng.lognormal(1.0, 0.8, n_events), 2)
+    return pd.DataFrame({
+        "entity": entity, "time": pd.to_datetime(seconds, unit="s").as_unit("ns"),
+        "amount": quantity * price, "quantity": quantity, "price": price,
+        "invoice": entity * 1000 + rng.integers(0, 200, n_events), "product": rng.zipf(1.3, n_events) % 20_000,
+    })
+
+
+def events_file(n_events: int, n_entities: int) -> Path:
+    folder = Path(tempfile.gettempdir()) / "gbpipe-bench"
+    path = folder / f"events_{n_events}_{n_entities}.parquet"
+    if not path.is_file():
+        folder.mkdir(exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        generate_events(n_events, n_entities).to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    return path
+
+
+# ---------------------------------------------------------------- contenders
+def spec_of(scenario: dict):
+    from features.spec import FeaturesSection
+
+    return FeaturesSection.model_validate({
+        "events": "-", "entity": scenario["entity"], "time": scenario["time"], "windows": list(scenario["windows"]),
+        "derive": {"total": "Quantity * UnitPrice"} if scenario["derive"] else {},
+        "aggregations": {c: list(f) for c, f in scenario["aggregations"].items()},
+        "recency": False, "active_months": False,
+        "cutoffs": {"first": scenario["first"], "test": scenario["test"]},
+        "label": {"column": scenario["label"], "aggregate": "sum", "above": 0.0}})
+
+
+def cutoffs_of(scenario: dict) -> list[pd.Timestamp]:
+    first, test = pd.Timestamp(scenario["first"]), pd.Timestamp(scenario["test"])
+    return list(pd.date_range(first, test, freq="MS"))
+
+
+def run_ours(events: pd.DataFrame, scenario: dict) -> pd.DataFrame:
+    from features.build import build_features
+
+    table = build_features(events, spec_of(scenario), "label")
+    return pd.concat([table.train, table.test], ignore_index=True).drop(columns=["row_key"])
+
+
+def _name(column: str, function: str, window) -> str:
+    return f"{column}_{function}_{'all' if window == 'all' else f'{window}m'}"
+
+
+def run_polars(events, scenario: dict) -> pd.DataFrame:
+    """Hand-written Polars: per cutoff, a filter and a group-by per window, joined on the entity."""
+    import polars as pl
+
+    ent, t = scenario["entity"], scenario["time"]
+    ev = events.lazy().filter(pl.col(ent).is_not_null())
+    if scenario["derive"]:
+        ev = ev.with_columns(total=pl.col("Quantity") * pl.col("UnitPrice"))
+    frames = []
+    for c in cutoffs_of(scenario):
+        past = ev.filter(pl.col(t) < c)
+        rows = past.group_by(ent).agg(pl.len().alias("__n"))
+        for w in scenario["windows"]:
+            sub = past if w == "all" else past.filter(pl.col(t) >= c - pd.DateOffset(months=w))
+            aggs = [_polars_agg(pl, col, fn).alias(_name(col, fn, w))
+                    for col, fns in scenario["aggregations"].items() for fn in fns]
+            rows = rows.join(sub.group_by(ent).agg(aggs), on=ent, how="left")
+        future = ev.filter((pl.col(t) >= c) & (pl.col(t) < c + pd.DateOffset(months=1)))
+        rows = rows.join(future.group_by(ent).agg(pl.col(scenario["label"]).sum().alias("__label")), on=ent, how="left")
+        fill = [pl.col(_name(col, fn, w)).fill_null(0) for w in scenario["windows"]
+                for col, fns in scenario["aggregations"].items() for fn in fns if fn in ZERO_FILLED]
+        frames.append(rows.with_columns(*fill, cutoff=pl.lit(c), label=(pl.col("__label").fill_null(0) > 0)
+                                        .cast(pl.Int8)).drop("__n", "__label"))
+    return pl.concat(frames).collect().to_pandas()
+
+
+def _polars_agg(pl, column: str, function: str):
+    col = pl.col(column)
+    return {"mean": col.mean(), "max": col.max(), "min": col.min(), "sum": col.sum(), "count": col.count(),
+            "std": col.std(), "skew": col.skew(bias=False), "nunique": col.drop_nulls().n_unique()}[function]
+
+
+SQL_FUNCTIONS = {"mean": "avg({c})", "max": "max({c})", "min": "min({c})", "sum": "sum({c})", "count": "count({c})",
+                 "std": "stddev_samp({c})", "skew": "skewness({c})", "nunique": "count(DISTINCT {c})"}
+
+
+def duckdb_query(scenario: dict) -> str:
+    """Hand-written SQL: events range-joined to the cutoffs, one FILTERed aggregate per feature."""
+    ent, t = f'"{scenario["entity"]}"', f'"{scenario["time"]}"'
+    cutoffs = ", ".join(f"({i}, TIMESTAMP '{c}')" for i, c in enumerate(cutoffs_of(scenario)))
+    selects = []
+    for w in scenario["windows"]:
+        cond = f"e.{t} < k.c" if w == "all" else f"e.{t} >= k.c - INTERVAL {w} MONTH AND e.{t} < k.c"
+        for col, fns in scenario["aggregations"].items():
+            for fn in fns:
+                agg = SQL_FUNCTIONS[fn].format(c=f'e."{col}"') + f" FILTER (WHERE {cond})"
+                agg = f"coalesce({agg}, 0)" if fn in ZERO_FILLED else agg
+                selects.append(f'{agg} AS "{_name(col, fn, w)}"')
+    total = ', "Quantity" * "UnitPrice" AS total' if scenario["derive"] else ""
+    label = f'(coalesce(sum(e."{scenario["label"]}") FILTER (WHERE e.{t} >= k.c), 0) > 0)::TINYINT AS label'
+    return (f"WITH k(ci, c) AS (VALUES {cutoffs}), e AS (SELECT *{total} FROM events WHERE {ent} IS NOT NULL) "
+            f"SELECT e.{ent} AS {ent}, any_value(k.c) AS cutoff, {', '.join(selects)}, {label} "
+            f"FROM e JOIN k ON e.{t} < k.c + INTERVAL 1 MONTH GROUP BY e.{ent}, k.ci "
+            f"HAVING count(*) FILTER (WHERE e.{t} < k.c) > 0")
+
+
+def run_duckdb(events: pd.DataFrame, scenario: dict) -> pd.DataFrame:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(f"SET threads = {THREADS}")
+    con.register("events", events)
+    return con.execute(duckdb_query(scenario)).df()
+
+
+CONTENDERS = {"gbpipe": run_ours, "polars": run_polars, "duckdb": run_duckdb}
+
+
+# ---------------------------------------------------------------- one measured build in a fresh process
+def _reset_peak() -> None:
+    """Linux: make VmHWM (peak resident size) start again from the current size."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def _status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def worker(name: str, scenario_name: str, data: Path, output: Path | None) -> dict:
+    scenario = SCENARIOS[scenario_name]
+    if name == "polars":
+        import polars as pl
+
+        events = pl.read_parquet(data)
+        events_mb = events.estimated_size() / 2**20
+    else:
+        events = pd.read_parquet(data)
+        events_mb = events.memory_usage(deep=True).sum() / 2**20
+    _reset_peak()
+    loaded_mb = _status_mb("VmRSS")
+    started = time.perf_counter()
+    table = CONTENDERS[name](events, scenario)
+    seconds = time.perf_counter() - started
+    peak_mb = _status_mb("VmHWM")
+    if output is not None:
+        table.to_parquet(output, index=False)
+    return {"seconds": seconds, "peak_rss_mb": peak_mb, "loaded_rss_mb": loaded_mb, "events_mb": events_mb,
+            "rows": len(table), "columns": table.shape[1]}
+
+
+def measure(name: str, scenario_name: str, data: Path, output: Path | None) -> dict:
+    env = {**os.environ, "POLARS_MAX_THREADS": str(THREADS), "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, __file__, "--worker", name, "--scenario", scenario_name, "--data", str(data)]
+    if output is not None:
+        cmd += ["--output", str(output)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{name} on {scenario_name} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def compare(scenario: dict, outputs: dict[str, Path]) -> float:
+    """Largest relative difference between gbpipe's table and each reference's, over every cell."""
+    keys = [scenario["entity"], "cutoff"]
+    ours = pd.read_parquet(outputs["gbpipe"])
+    ours = ours.assign(cutoff=ours["cutoff"].astype("datetime64[ns]")).sort_values(keys).reset_index(drop=True)
+    worst = 0.0
+    for name, path in outputs.items():
+        if name == "gbpipe":
+            continue
+        ref = pd.read_parquet(path)
+        ref = ref.assign(cutoff=ref["cutoff"].astype("datetime64[ns]"))
+        ref[scenario["entity"]] = ref[scenario["entity"]].astype(ours[scenario["entity"]].dtype)
+        ref = ref.sort_values(keys).reset_index(drop=True)
+        if len(ref) != len(ours) or (ref[keys].to_numpy() != ours[keys].to_numpy()).any():
+            raise SystemExit(f"{name}: rows differ from gbpipe's ({len(ref)} vs {len(ours)})")
+        for column in ours.columns.drop(keys):
+            a, b = ours[column].to_numpy("float64"), ref[column].to_numpy("float64")
+            if (np.isnan(a) != np.isnan(b)).any():
+                raise SystemExit(f"{name}: column {column} has missing values where gbpipe's has none, or back")
+            both = ~np.isnan(a)
+            rel = np.abs(a[both] - b[both]) / np.maximum(np.abs(b[both]), 1.0)
+            worst = max(worst, float(rel.max(initial=0.0)))
+    return worst
+
+
+def run_scenario(scenario_name: str, data: Path, rounds: int, scratch: Path) -> dict:
+    results: dict[str, list[dict]] = {name: [] for name in CONTENDERS}
+    names = list(CONTENDERS)
+    outputs = {name: scratch / f"{scenario_name}_{name}.parquet" for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:  # rotate the order between rounds
+            results[name].append(measure(name, scenario_name, data, outputs[name] if r == 0 else None))
+            print(f"  {scenario_name} round {r + 1}/{rounds} {name:7s} {results[name][-1]['seconds']:7.2f}s "
+                  f"peak {results[name][-1]['peak_rss_mb']:7.0f} MB", flush=True)
+    worst = compare(SCENARIOS[scenario_name], outputs)
+    seconds = {name: statistics.median(r["seconds"] for r in runs) for name, runs in results.items()}
+    reference = min(("polars", "duckdb"), key=seconds.get)
+    ours = results["gbpipe"]
+    summary = {"vs_reference_ratio": round(seconds["gbpipe"] / seconds[reference], 3), "reference": reference,
+               "seconds": {k: round(v, 3) for k, v in seconds.items()},
+               "peak_rss_mb": round(max(r["peak_rss_mb"] for r in ours), 1),
+               "peak_rss_mb_at_start": round(statistics.median(r["loaded_rss_mb"] for r in ours), 1),
+               "events_mb": round(ours[0]["events_mb"], 1), "rows": ours[0]["rows"], "columns": ours[0]["columns"],
+               "max_relative_difference": worst, "rounds": rounds}
+    summary["peak_vs_events"] = round(summary["peak_rss_mb"] / summary["events_mb"], 2)
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--entities", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--worker", choices=list(CONTENDERS))
+    parser.add_argument("--scenario", choices=list(SCENARIOS))
+    parser.add_argument("--data", type=Path)
+    parser.add_argument("--output", type=Path)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.scenario, args.data, args.output)))
+        return
+    report = {}
+    with tempfile.TemporaryDirectory(prefix="bench-features-") as scratch:
+        if RETAIL.is_file():
+            report["retail"] = run_scenario("retail", RETAIL, args.rounds, Path(scratch))
+        else:
+            print(f"  {RETAIL} missing (run `make data`): retail scenario skipped", flush=True)
+        started = time.perf_counter()
+        data = events_file(args.events, args.entities)
+        print(f"  generated table: {args.events} events, {args.entities} entities "
+              f"({time.perf_counter() - started:.1f}s, cached in {data.parent})", flush=True)
+        report["generated"] = run_scenario("generated", data, args.rounds, Path(scratch))
+    for name, s in report.items():
+        print(f"{name}: gbpipe {s['seconds']['gbpipe']:.2f}s, polars {s['seconds']['polars']:.2f}s, duckdb "
+              f"{s['seconds']['duckdb']:.2f}s -> {s['vs_reference_ratio']:.2f}x the reference ({s['reference']}); "
+              f"peak {s['peak_rss_mb']:.0f} MB = {s['peak_vs_events']:.2f}x the {s['events_mb']:.0f} MB event table; "
+              f"{s['rows']} rows x {s['columns']} columns, max relative difference {s['max_relative_difference']:.1e}")
+    gen = report["generated"]
+    print(json.dumps({"vs_reference_ratio": gen["vs_reference_ratio"], "peak_rss_mb": gen["peak_rss_mb"],
+                      "events_mb": gen["events_mb"], "n_events": args.events, "n_entities": args.entities,
+                      "reference": gen["reference"], "seconds": gen["seconds"], "peak_vs_events": gen["peak_vs_events"],
+                      "retail": report.get("retail")}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""The aggregation plan: which columns to aggregate over which time span, under which names.
+
+The plan depends on the spec only. Each `Job` is one time span with every aggregation that uses
+it, so one group-by per (span, cutoff) computes all of them. Documented values for an entity with
+no event in a span: 0 for sum, count, nunique and active months; missing (NaN) for mean, max, min,
+std and skew; a trend's ratio is missing when the previous window's value is 0 or missing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from .spec import ALL, ZERO_WHEN_EMPTY, FeaturesSection, agg_name, lag_name, window_suffix
+from .windows import Span
+
+TIME = "__time_ns"  # event time as int64 nanoseconds (UTC instants for zone-aware times)
+MONTH = "__month"  # calendar month index (year * 12 + month - 1), in the time column's zone
+CUTOFF_INDEX = "__cutoff"
+FIRST, LAST = "__first_ns", "__last_ns"
+NS_PER_DAY = 86_400 * 10**9
+
+
+@dataclass(frozen=True)
+class Output:
+    """One aggregated column: its name, its Polars aggregation, and whether no events means 0."""
+
+    name: str
+    expr: pl.Expr
+    zero_when_empty: bool
+    as_float: bool = True
+
+    def fill(self) -> pl.Expr:
+        column = pl.col(self.name).cast(pl.Float64) if self.as_float else pl.col(self.name)
+        return column.fill_null(0.0) if self.zero_when_empty else column
+
+
+@dataclass(frozen=True)
+class Job:
+    """All aggregations over one span, computed per cutoff with one group-by."""
+
+    span: Span
+    outputs: tuple[Output, ...]
+
+
+def aggregate(column: str, function: str) -> pl.Expr:
+    """The Polars expression of one of the seeds' functions, with pandas' conventions
+    (sample std, bias-corrected skew, count and nunique ignore missing values)."""
+    col = pl.col(column)
+    exprs = {"mean": col.mean(), "max": col.max(), "min": col.min(), "sum": col.sum(), "count": col.count(),
+             "std": col.std(ddof=1), "skew": col.skew(bias=False), "nunique": col.drop_nulls().n_unique()}
+    return exprs[function]
+
+
+def output(name: str, column: str, function: str) -> Output:
+    return Output(name, aggregate(column, function).alias(name), function in ZERO_WHEN_EMPTY)
+
+
+def plan(spec: FeaturesSection) -> list[Job]:
+    """Jobs for every feature of the spec; the all-history job comes first (it defines who is eligible)."""
+    by_span: dict[Span, dict[str, Output]] = {Span(None, 0): {}}
+
+    def add(span: Span, out: Output) -> None:
+        by_span.setdefault(span, {}).setdefault(out.name, out)
+
+    add(Span(None, 0), Output(FIRST, pl.col(TIME).min().alias(FIRST), False, as_float=False))
+    add(Span(None, 0), Output(LAST, pl.col(TIME).max().alias(LAST), False, as_float=False))
+    for window in spec.windows:
+        span = Span.window(window)
+        for column, functions in spec.aggregations.items():
+            for function in functions:
+                add(span, output(agg_name(column, function, window), column, function))
+        if spec.active_months:
+            name = f"active_months_{window_suffix(window)}"
+            add(span, Output(name, pl.col(MONTH).n_unique().alias(name), True))
+    for trend in spec.trends:
+        for w in trend.windows:
+            current = agg_name(trend.column, trend.aggregate, w)
+            add(Span(w, 0), output(current, trend.column, trend.aggregate))
+            add(Span(2 * w, w), output(previous_name(current), trend.column, trend.aggregate))
+    for lag in spec.lags:
+        for k in range(1, lag.months + 1):
+            add(Span(k, k - 1), output(lag_name(lag.column, lag.aggregate, k), lag.column, lag.aggregate))
+    return [Job(span, tuple(outputs.values())) for span, outputs in by_span.items()]
+
+
+def previous_name(current: str) -> str:
+    return f"__previous_{current}"
+
+
+def derived_features(spec: FeaturesSection, cutoff_ns: pl.Expr) -> list[pl.Expr]:
+    """Features computed from the aggregated columns: recency and trends."""
+    exprs = []
+    if spec.recency:
+        exprs += [((cutoff_ns - pl.col(FIRST)) / NS_PER_DAY).alias("days_since_first"),
+                  ((cutoff_ns - pl.col(LAST)) / NS_PER_DAY).alias("days_since_last")]
+    for trend in spec.trends:
+        for w in trend.windows:
+            current = agg_name(trend.column, trend.aggregate, w)
+            now, before = pl.col(current), pl.col(previous_name(current))
+            exprs += [(now - before).alias(f"{current}_trend_diff"),
+                      pl.when(before != 0).then(now / before).otherwise(None).alias(f"{current}_trend_ratio")]
+    return exprs
+
+
+def window_names(spec: FeaturesSection) -> dict[str, str]:
+    """Human description of each window suffix, for the summary."""
+    return {window_suffix(w): ("all history before the cutoff" if w == ALL else f"the {w} months before the cutoff")
+            for w in spec.windows}

@@ -1,0 +1,35 @@
+"""Labels from the future window: aggregate(column) over [cutoff, cutoff + months).
+
+Only the label window's events are read (see `Span(0, -months)`); an entity with no event in it
+has the documented empty value (0 for sum, count and nunique), so e.g. a customer who buys nothing
+in the month has a spend of 0 and label 0.
+"""
+from __future__ import annotations
+
+import polars as pl
+
+from .aggregations import Job, output
+from .spec import LabelSpec
+from .windows import Span
+
+LABEL_VALUE = "__label_value"
+
+
+def label_job(label: LabelSpec) -> Job:
+    """The group-by job that aggregates the label window."""
+    return Job(Span(0, -label.months), (output(LABEL_VALUE, label.column, label.aggregate),))
+
+
+def label_expr(label: LabelSpec, name: str) -> pl.Expr:
+    """The label column: 1/0 when `above` is set (value > above), else the aggregated value."""
+    value = pl.col(LABEL_VALUE)
+    if label.above is None:
+        return value.alias(name)
+    return (value.fill_null(float("-inf")) > label.above).cast(pl.Int8).alias(name)
+
+
+def describe(label: LabelSpec) -> str:
+    """The label in words, for the summary and the report."""
+    window = "the month" if label.months == 1 else f"the {label.months} months"
+    value = f"{label.aggregate} of {label.column} over {window} starting at the cutoff"
+    return f"1 when the {value} is above {label.above:g}, else 0" if label.above is not None else f"the {value}"

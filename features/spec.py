@@ -1,0 +1,237 @@
+"""The feature spec: the `[features]` section of an experiment TOML, validated.
+
+    [features]
+    events = "data/raw/online_retail/online_retail.parquet"
+    entity = "CustomerID"
+    time = "InvoiceDate"
+    windows = [1, 3, 6, 12, "all"]          # months before the cutoff, and all history
+    [features.derive]
+    total = "Quantity * UnitPrice"
+    [features.aggregations]
+    total = ["sum", "mean", "max"]
+    [features.cutoffs]
+    first = 2011-01-01
+    test = 2011-12-01
+    [features.label]
+    column = "total"
+    above = 300
+
+Names of the output columns are fixed by the spec alone (`feature_names`), so a collision is
+reported when the config is loaded, before any data is read.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .expressions import ExpressionError, columns_of, parse
+
+Aggregate = Literal["mean", "max", "min", "sum", "count", "std", "skew", "nunique"]
+LabelAggregate = Literal["sum", "count", "nunique", "mean", "max", "min"]
+AGGREGATES: tuple[str, ...] = ("mean", "max", "min", "sum", "count", "std", "skew", "nunique")
+ZERO_WHEN_EMPTY = frozenset({"sum", "count", "nunique"})  # other aggregates are missing (NaN) on no events
+ALL = "all"
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CutoffSpec(_Section):
+    """Monthly cutoffs: training cutoffs from `first` every `every_months`, and the `test` cutoff."""
+
+    first: dt.date
+    test: dt.date | None = None
+    last: dt.date | None = None  # the last training cutoff; default: the latest whose label window ends by `test`
+    every_months: int = Field(default=1, ge=1, le=24)
+
+    @model_validator(mode="after")
+    def _order(self) -> CutoffSpec:
+        if self.test is None and self.last is None:
+            raise ValueError("give features.cutoffs.test (the forward-holdout cutoff) or features.cutoffs.last")
+        end = self.last or self.test
+        if end < self.first:
+            raise ValueError(f"features.cutoffs: first {self.first} is after {'last' if self.last else 'test'} {end}")
+        if self.test is not None and self.last is not None and self.last >= self.test:
+            raise ValueError(f"features.cutoffs: last training cutoff {self.last} must be before test {self.test}")
+        return self
+
+
+class LabelSpec(_Section):
+    """label = aggregate(column) over [cutoff, cutoff + months), compared with `above` (binary) or raw."""
+
+    column: str
+    aggregate: LabelAggregate = "sum"
+    months: int = Field(default=1, ge=1, le=36)
+    above: float | None = None  # None: the aggregate itself is the target (regression)
+
+
+class TrendSpec(_Section):
+    """Last window vs the one before it: `<column>_<aggregate>_<w>m_trend_diff` and `..._trend_ratio`."""
+
+    column: str
+    aggregate: Aggregate = "sum"
+    windows: tuple[int, ...] = Field(default=(1, 3), min_length=1)
+
+    @field_validator("windows")
+    @classmethod
+    def _positive(cls, windows: tuple[int, ...]) -> tuple[int, ...]:
+        return _positive_months(windows, "features.trends.windows")
+
+
+class LagSpec(_Section):
+    """Month-by-month values: `<column>_<aggregate>_lag<k>` for the k-th month before the cutoff."""
+
+    column: str
+    aggregate: Aggregate = "sum"
+    months: int = Field(default=6, ge=1, le=36)
+
+
+class FeaturesSection(_Section):
+    """Point-in-time aggregation features built from an event table (see features/README in the docs)."""
+
+    events: str
+    entity: str
+    time: str
+    csv_sep: str = ","
+    rename: dict[str, str] = Field(default_factory=dict)  # applied to the columns present (e.g. Online Retail II)
+    derive: dict[str, str] = Field(default_factory=dict)
+    windows: tuple[int | Literal["all"], ...] = (1, 3, 6, 12, ALL)
+    aggregations: dict[str, tuple[Aggregate, ...]] = Field(default_factory=dict)
+    recency: bool = True
+    active_months: bool = True
+    trends: tuple[TrendSpec, ...] = ()
+    lags: tuple[LagSpec, ...] = ()
+    cutoffs: CutoffSpec
+    label: LabelSpec
+    cutoff_column: str = "cutoff"
+    key_column: str = "row_key"
+
+    @field_validator("windows")
+    @classmethod
+    def _windows(cls, windows: tuple[int | str, ...]) -> tuple[int | str, ...]:
+        months = _positive_months([w for w in windows if w != ALL], "features.windows")
+        if windows.count(ALL) > 1:
+            raise ValueError('features.windows lists "all" twice')
+        return tuple(months) + ((ALL,) if ALL in windows else ())
+
+    @field_validator("derive")
+    @classmethod
+    def _derive(cls, derive: dict[str, str]) -> dict[str, str]:
+        for name, text in derive.items():
+            if not _NAME.match(name):
+                raise ValueError(f"features.derive: name {name!r} must be letters, digits and '_' "
+                                 "(not starting with a digit)")
+            try:
+                parse(text)
+            except ExpressionError as exc:
+                raise ValueError(f"features.derive.{name}: {exc}") from None
+        return derive
+
+    @field_validator("aggregations")
+    @classmethod
+    def _aggregations(cls, aggregations: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for column, functions in aggregations.items():
+            dupes = sorted({f for f in functions if functions.count(f) > 1})
+            if dupes:
+                raise ValueError(f"features.aggregations.{column} repeats {dupes}")
+            if not functions:
+                raise ValueError(f"features.aggregations.{column} is empty; list functions, e.g. [\"sum\", \"mean\"]")
+        return aggregations
+
+    @model_validator(mode="after")
+    def _names(self) -> FeaturesSection:
+        if not self.feature_names():
+            raise ValueError("features: the spec makes no feature; give windows with aggregations, "
+                             "recency, active_months, trends or lags")
+        check_unique(self.output_names(), "features")
+        return self
+
+    @property
+    def month_windows(self) -> tuple[int, ...]:
+        return tuple(w for w in self.windows if w != ALL)
+
+    def derived_inputs(self) -> list[str]:
+        """Event columns the derived columns read (derived names excluded)."""
+        used: list[str] = []
+        for text in self.derive.values():
+            used += [c for c in columns_of(parse(text)) if c not in used and c not in self.derive]
+        return used
+
+    def value_columns(self) -> list[str]:
+        """Every column the features and the label read (event columns and derived ones)."""
+        names = [*self.aggregations, self.label.column, *(t.column for t in self.trends),
+                 *(lag.column for lag in self.lags)]
+        return list(dict.fromkeys(names))
+
+    def feature_names(self) -> list[str]:
+        """The feature columns in output order: names explain themselves and depend only on the spec."""
+        names = ["days_since_first", "days_since_last"] if self.recency else []
+        for window in self.windows:
+            names += [agg_name(col, fn, window) for col, fns in self.aggregations.items() for fn in fns]
+            if self.active_months:
+                names.append(f"active_months_{window_suffix(window)}")
+        for trend in self.trends:
+            for w in trend.windows:
+                base = agg_name(trend.column, trend.aggregate, w)
+                names += [f"{base}_trend_diff", f"{base}_trend_ratio"]
+        for lag in self.lags:
+            names += [lag_name(lag.column, lag.aggregate, k) for k in range(1, lag.months + 1)]
+        return names
+
+    def output_names(self, target: str | None = None) -> list[str]:
+        """Every column of the feature table: key, entity, cutoff, features, and the label."""
+        return [self.key_column, self.entity, self.cutoff_column, *self.feature_names(),
+                *([target] if target else [])]
+
+
+def window_suffix(window: int | str) -> str:
+    return ALL if window == ALL else f"{window}m"
+
+
+def agg_name(column: str, function: str, window: int | str) -> str:
+    return f"{column}_{function}_{window_suffix(window)}"
+
+
+def lag_name(column: str, function: str, k: int) -> str:
+    return f"{column}_{function}_lag{k}"
+
+
+def check_unique(names: list[str], where: str) -> None:
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"{where}: feature name collision: {dupes} would be produced more than once; rename the "
+                         "derived column, the entity/cutoff/key column or data.target so every name is unique")
+
+
+def _positive_months(months: Any, key: str) -> tuple[int, ...]:
+    bad = [m for m in months if not isinstance(m, int) or m < 1]
+    if bad:
+        raise ValueError(f"{key}: windows are whole months >= 1 (an empty window has no events); got {bad}")
+    dupes = sorted({m for m in months if list(months).count(m) > 1})
+    if dupes:
+        raise ValueError(f"{key} repeats {dupes}")
+    return tuple(months)
+
+
+def check_experiment(features: FeaturesSection, data: Any, cv: Any) -> None:
+    """Cross-checks between [features] and the rest of the config (raise ValueError, pydantic reports it)."""
+    given = [k for k in ("train", "test", "split_column", "test_size") if getattr(data, k) is not None]
+    if given:
+        raise ValueError(f"with [features] the tables come from features.events; remove data.{given[0]}")
+    if features.label.above is None and data.task != "regression":
+        raise ValueError(f"features.label.above is not set, so the label is a number: set data.task = 'regression' "
+                         f"(got {data.task!r}) or give features.label.above for a binary label")
+    if features.label.above is not None and data.task != "binary":
+        raise ValueError(f"features.label.above makes a 0/1 label: set data.task = 'binary' (got {data.task!r})")
+    check_unique(features.output_names(data.target), "features")
+    kept_out = {*data.exclude, data.id, cv.group, cv.time} - {None}
+    for column in (features.entity, features.cutoff_column, features.key_column):
+        chosen = data.features is not None and column in data.features
+        if chosen or (data.features is None and column not in kept_out):
+            raise ValueError(f"column {column!r} (entity, cutoff or row key of the feature table) would be a model "
+                             f"feature; add it to data.exclude (or use it as data.id, cv.group or cv.time)")

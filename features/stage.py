@@ -1,0 +1,133 @@
+"""The features stage inside an experiment: read the events, build or reuse the cached table.
+
+The table is cached in `runs/<exp>/features/<fingerprint>/` (features.parquet, summary.json,
+manifest.json with sha256), keyed by the spec, the label name and the event file's bytes, so a
+changed spec or changed data gives a new folder and an unchanged one is read back, verified.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.artifacts import (
+    MANIFEST,
+    RunReader,
+    atomic_write_bytes,
+    fsync_dir,
+    json_bytes,
+    library_versions,
+    manifest_bytes,
+    parquet_bytes,
+    sha256_file,
+    write_error,
+)
+from pipeline.config import Config
+from pipeline.data import Tables, read_table
+from pipeline.errors import ArtifactError
+from pipeline.progress import QUIET, Progress
+
+from .build import FeatureTable, build_features
+from .spec import FeaturesSection
+
+FORMAT_VERSION = 1  # bump when the builder's output changes for the same spec and data
+TABLE, SUMMARY = "features.parquet", "summary.json"
+
+
+@dataclass(frozen=True)
+class CachedFeatures:
+    """The feature table of an experiment and the folder it is cached in."""
+
+    table: FeatureTable
+    folder: Path
+    reused: bool
+
+
+def feature_tables(cfg: Config, progress: Progress = QUIET) -> Tables:
+    """`prepare.experiment_tables` for an experiment with [features]: train = training cutoffs, test = test cutoff."""
+    cached = cached_features(cfg, progress)
+    spec, table = cfg.features, cached.table
+    name = f"features {cached.folder.name} ({spec.events})"
+    cutoffs = table.summary["train_cutoffs"]
+    return Tables(table.train, table.test, f"{name} [cutoffs {cutoffs[0]}..{cutoffs[-1]}]",
+                  f"{name} [cutoff {table.summary['test_cutoff']}]" if table.test is not None else None,
+                  summary=table.summary)
+
+
+def cached_features(cfg: Config, progress: Progress = QUIET) -> CachedFeatures:
+    """Read the cached table for this spec and data, or build it and cache it atomically."""
+    spec = cfg.features
+    events_path = Path(spec.events)
+    key = fingerprint(spec, cfg.data.target, events_path)
+    folder = Path(cfg.experiment.runs_dir) / cfg.experiment.name / "features" / key
+    if folder.is_dir():
+        table = read_cached(folder, spec)
+        if table is not None:
+            progress.say(f"features: reusing {folder}")
+            return CachedFeatures(table, folder, reused=True)
+    events = read_table(events_path, spec.csv_sep)
+    table = build_features(events, spec, cfg.data.target, str(events_path), progress)
+    summary = {**table.summary, "fingerprint": key, "folder": str(folder)}
+    table = FeatureTable(table.train, table.test, summary)
+    if not folder.exists():
+        publish(folder, table, spec)
+        progress.say(f"features: written to {folder}")
+    return CachedFeatures(table, folder, reused=False)
+
+
+def fingerprint(spec: FeaturesSection, target: str, events_path: Path) -> str:
+    """sha256 of the spec, the label's name, the builder's format and the event file's content."""
+    file_hash = sha256_file(events_path) if events_path.is_file() else "missing"
+    text = json.dumps({"spec": spec.model_dump(mode="json"), "target": target, "format": FORMAT_VERSION,
+                       "events": file_hash}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def stacked(table: FeatureTable) -> pd.DataFrame:
+    return pd.concat([table.train, table.test], ignore_index=True) if table.test is not None else table.train
+
+
+def publish(folder: Path, table: FeatureTable, spec: FeaturesSection) -> None:
+    """Write the table and summary in a private temp folder, then rename it into place in one step
+    (a concurrent build of the same fingerprint simply loses the race; its result is identical)."""
+    temp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+    shutil.rmtree(temp, ignore_errors=True)
+    try:
+        files = {TABLE: parquet_bytes(stacked(table)), SUMMARY: json_bytes(table.summary)}
+        for name, data in files.items():
+            atomic_write_bytes(temp / name, data)
+        listing = {name: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "stage": "features"}
+                   for name, data in files.items()}
+        atomic_write_bytes(temp / MANIFEST, manifest_bytes({"files": listing, "versions": library_versions(),
+                                                            "stage": "features"}))
+        try:
+            os.rename(temp, folder)
+        except OSError as exc:
+            if not (folder / MANIFEST).is_file():  # not a lost race: a real failure to report
+                raise write_error(folder, exc) from exc
+        fsync_dir(folder.parent)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def read_cached(folder: Path, spec: FeaturesSection) -> FeatureTable | None:
+    """The cached table after checking every file's sha256; None (rebuild) when it does not verify."""
+    try:
+        reader = RunReader(folder, allow_version_mismatch=True)
+        frame = pd.read_parquet(reader.path(TABLE))
+        summary = json.loads(reader.path(SUMMARY).read_text())
+    except (ArtifactError, OSError, ValueError) as exc:
+        warnings.warn(f"cached features in {folder} cannot be used ({exc}); rebuilding them in memory. Delete that "
+                      "folder to cache the rebuilt table", stacklevel=2)
+        return None
+    test_cutoff = summary.get("test_cutoff")
+    if test_cutoff is None:
+        return FeatureTable(frame, None, summary)
+    is_test = (frame[spec.cutoff_column].dt.strftime("%Y-%m-%d") == test_cutoff).to_numpy()
+    return FeatureTable(frame[~is_test].reset_index(drop=True), frame[is_test].reset_index(drop=True), summary)

@@ -1,0 +1,111 @@
+"""Cutoffs and time windows: which events each (entity, cutoff) row may see.
+
+A window is a half-open span of whole calendar months relative to a cutoff c:
+`Span(start=3, end=0)` covers [c - 3 months, c), the last three months before c; a lag month k is
+`Span(k, k - 1)`; the previous window of a trend is `Span(2w, w)`; all history is `Span(None, 0)`;
+the label window is `Span(0, -months)`, i.e. [c, c + months). Feature spans always end at or
+before c, so a feature row never sees an event dated on or after its cutoff.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import ConfigError, DataError
+
+from .spec import ALL, CutoffSpec
+
+
+@dataclass(frozen=True, order=True)
+class Span:
+    """[cutoff - start months, cutoff - end months); start None means from the first event."""
+
+    start: int | None
+    end: int
+
+    @classmethod
+    def window(cls, window: int | str) -> Span:
+        return cls(None if window == ALL else int(window), 0)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The training cutoffs and the optional test cutoff, as timestamps in the time column's zone."""
+
+    train: tuple[pd.Timestamp, ...]
+    test: pd.Timestamp | None
+
+    @property
+    def all(self) -> tuple[pd.Timestamp, ...]:
+        return self.train + ((self.test,) if self.test is not None else ())
+
+
+def month_start(day: dt.date) -> bool:
+    return day.day == 1
+
+
+def schedule(spec: CutoffSpec, label_months: int, tz: str | None) -> Schedule:
+    """Training cutoffs every `every_months` from `first`; each one's label window must end by the test
+    cutoff, so no training label is computed from events the test cutoff may not see."""
+    first = _stamp(spec.first, tz)
+    test = _stamp(spec.test, tz) if spec.test is not None else None
+    last = _stamp(spec.last, tz) if spec.last is not None else None
+    cutoffs, k = [], 0
+    while True:
+        cutoff = first + pd.DateOffset(months=k * spec.every_months)
+        if (last is not None and cutoff > last) or (
+                test is not None and cutoff + pd.DateOffset(months=label_months) > test):
+            break
+        cutoffs.append(cutoff)
+        k += 1
+    if last is not None and test is not None and last + pd.DateOffset(months=label_months) > test:
+        raise ConfigError(f"features.cutoffs.last {spec.last}: its {label_months}-month label window ends after the "
+                          f"test cutoff {spec.test}, so its labels would use events the test rows must not see; "
+                          "move last earlier or test later")
+    if not cutoffs:
+        raise ConfigError(f"features.cutoffs: no training cutoff from {spec.first} whose {label_months}-month label "
+                          f"window ends by the test cutoff {spec.test}; move first earlier")
+    return Schedule(tuple(cutoffs), test)
+
+
+def _stamp(day: dt.date, tz: str | None) -> pd.Timestamp:
+    stamp = pd.Timestamp(day)
+    return stamp.tz_localize(tz) if tz else stamp
+
+
+def bounds(cutoff: pd.Timestamp, span: Span) -> tuple[int | None, int]:
+    """The span's [low, high) as int64 nanoseconds (low None: no lower bound)."""
+    low = None if span.start is None else _shift(cutoff, -span.start)
+    return low, _shift(cutoff, -span.end)
+
+
+def _shift(cutoff: pd.Timestamp, months: int) -> int:
+    return (cutoff + pd.DateOffset(months=months)).as_unit("ns").value
+
+
+def check_range(sched: Schedule, first_ns: int, last_ns: int, label_months: int, tz: str | None) -> None:
+    """Every cutoff must have some history before it and its label window must start inside the data."""
+    first, last = _as_stamp(first_ns, tz), _as_stamp(last_ns, tz)
+    for cutoff in sched.all:
+        if cutoff.as_unit("ns").value <= first_ns:
+            raise DataError(f"cutoff {cutoff.date()} is outside the data's range ({first} .. {last}): no event is "
+                            "dated before it, so no entity is eligible; move features.cutoffs.first later")
+        if cutoff.as_unit("ns").value > last_ns:
+            raise DataError(f"cutoff {cutoff.date()} is outside the data's range ({first} .. {last}): its "
+                            f"{label_months}-month label window holds no event, so its labels are unknown; "
+                            "move the cutoff (features.cutoffs.test / last) earlier")
+
+
+def _as_stamp(ns: int, tz: str | None) -> pd.Timestamp:
+    stamp = pd.Timestamp(np.int64(ns), unit="ns")
+    return stamp.tz_localize("UTC").tz_convert(tz) if tz else stamp
+
+
+def slice_rows(sorted_ns: np.ndarray, cutoff: pd.Timestamp, span: Span) -> tuple[int, int]:
+    """Row range [lo, hi) of the time-sorted events that fall inside the span."""
+    low, high = bounds(cutoff, span)
+    lo = 0 if low is None else int(np.searchsorted(sorted_ns, low, side="left"))
+    return lo, int(np.searchsorted(sorted_ns, high, side="left"))

@@ -1,0 +1,121 @@
+"""Reproducibility: the same config, data and seed give byte-identical artifacts, on repeated runs
+and with the thread count changed.
+
+What may differ between two runs is wall-clock time only: `seconds` in scores.json and in
+models/fold_<k>.json, `build_seconds` in the features summary, the fold table of report.md, and the
+manifests (which hash those files).
+config.toml, schema.json and report.md also record model.num_threads, so they differ when the
+thread count does; the model files themselves leave it out (LightGBM with deterministic=True and
+force_col_wise=True grows the same trees on any number of threads).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from harness import ROOT, adult_data, adult_rows, write_config
+
+from pipeline.cli import main
+
+TIMED = {"scores.json", "report.md", "manifest.json"}
+
+
+def train(config: Path, run_id: str, *overrides: str) -> Path:
+    sets = [arg for o in overrides for arg in ("--set", o)]
+    assert main(["train", "--config", str(config), "-q", "--run-id", run_id, *sets]) == 0
+    return next((config.parent / "runs").glob(f"*/{run_id}"))
+
+
+def untimed(doc):
+    """A JSON document without its wall-clock fields (`seconds`, `build_seconds`, ...)."""
+    if isinstance(doc, dict):
+        return {k: untimed(v) for k, v in doc.items() if not k.endswith("seconds")}
+    if isinstance(doc, list):
+        return [untimed(v) for v in doc]
+    return doc
+
+
+def assert_identical_runs(a: Path, b: Path, skip: set[str] = frozenset()) -> list[str]:
+    files = sorted(p.relative_to(a).as_posix() for p in a.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(b).as_posix() for p in b.rglob("*") if p.is_file())
+    compared = []
+    for name in files:
+        if name in skip or name in TIMED:
+            continue
+        if name.endswith(".json") and (a / name).read_bytes() != (b / name).read_bytes():
+            assert untimed(json.loads((a / name).read_text())) == untimed(json.loads((b / name).read_text())), name
+            continue
+        assert (a / name).read_bytes() == (b / name).read_bytes(), f"{name} differs"
+        compared.append(name)
+    assert untimed(json.loads((a / "scores.json").read_text())) == untimed(json.loads((b / "scores.json").read_text()))
+    return compared
+
+
+def _adult_config(tmp_path: Path, n_train: int = 1200) -> Path:
+    train, test = adult_rows(n_train, 400)
+    train.to_parquet(tmp_path / "train.parquet", index=False)
+    test.to_parquet(tmp_path / "test.parquet", index=False)
+    return write_config(tmp_path / "exp.toml", tmp_path / "runs",
+                        adult_data(tmp_path / "train.parquet", tmp_path / "test.parquet"))
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_repeated_runs_are_byte_identical(tmp_path, task):
+    if task == "binary":
+        config = _adult_config(tmp_path)
+    else:
+        name = "wine" if task == "multiclass" else "diabetes"
+        config = write_config(tmp_path / "exp.toml", tmp_path / "runs",
+                              {"train": f"sklearn:{name}", "target": "target", "task": task, "test_size": 0.25})
+    first, second = train(config, "first"), train(config, "second")
+    compared = assert_identical_runs(first, second)
+    assert {"folds.parquet", "oof.parquet", "test_pred.parquet", "importance.parquet", "schema.json",
+            "config.toml", "models/fold_0.txt", "models/fold_2.txt"} <= set(compared)
+
+
+def test_thread_count_does_not_change_artifacts(tmp_path):
+    config = _adult_config(tmp_path, n_train=3000)
+    one = train(config, "one_thread", "model.num_threads=1")
+    two = train(config, "two_threads", "model.num_threads=2")
+    compared = assert_identical_runs(one, two, skip={"config.toml", "schema.json"})
+    assert {"folds.parquet", "oof.parquet", "test_pred.parquet", "importance.parquet",
+            "models/fold_0.txt", "models/fold_1.txt", "models/fold_2.txt"} <= set(compared)
+    for name in ("config.toml", "schema.json"):  # these record the setting itself, and nothing else differs
+        a, b = ([line for line in (run / name).read_text().splitlines() if "num_threads" not in line]
+                for run in (one, two))
+        assert a == b, name
+
+
+RETAIL = ROOT / "configs" / "retail.toml"
+
+
+@pytest.mark.skipif(not RETAIL.is_file(), reason="configs/retail.toml not there yet (the features stage builds it)")
+@pytest.mark.xfail(strict=True, reason="known defect of the features stage: two builds of the retail feature table "
+                   "differ in the last bits of float aggregates (sum/mean/std/skew of Polars group_by), even with "
+                   "POLARS_MAX_THREADS=1; remove this marker once features.parquet is byte-identical")
+def test_retail_pipeline_twice_gives_identical_hashes(tmp_path, monkeypatch):
+    """The flagship task end to end twice. The first run's features cache is moved away before the
+    second run, so the features are rebuilt, not read back; features, folds and every training
+    artifact must hash the same."""
+    monkeypatch.chdir(ROOT)
+    runs_dir = tmp_path / "runs"
+    argv = ["train", "--config", str(RETAIL), "-q", "--set", f"experiment.runs_dir={runs_dir}",
+            "--set", "model.num_threads=1", "--set", "model.num_boost_round=60", "--set", "model.early_stopping_rounds=10"]
+    assert main([*argv, "--run-id", "first"]) == 0
+    exp_dir = runs_dir / "retail"
+    (exp_dir / "features").rename(tmp_path / "first_features")
+    (exp_dir / "folds").rename(tmp_path / "first_folds")
+    assert main([*argv, "--run-id", "second"]) == 0
+    assert_identical_runs(exp_dir / "first", exp_dir / "second")
+    for cache, first in (("features", tmp_path / "first_features"), ("folds", tmp_path / "first_folds")):
+        again = exp_dir / cache
+        names = sorted(p.relative_to(first).as_posix() for p in first.rglob("*") if p.is_file())
+        assert names and names == sorted(p.relative_to(again).as_posix() for p in again.rglob("*") if p.is_file())
+        for name in names:
+            if name.endswith("manifest.json"):
+                continue  # hashes summary.json, whose build time differs
+            if name.endswith(".json"):
+                assert untimed(json.loads((first / name).read_text())) == untimed(json.loads((again / name).read_text()))
+            else:
+                assert (first / name).read_bytes() == (again / name).read_bytes(), f"{cache}/{name} differs"

@@ -1,0 +1,46 @@
+"""`from pipeline import ...`: the stages as functions over config objects, what the CLI calls."""
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+import types
+
+from conftest import write_config
+
+import pipeline
+
+
+def test_stage_functions_over_a_config(tmp_path):
+    from pipeline import OOFLGBMClassifier, load_config, load_run, prepare, train, write_report
+
+    config = write_config(tmp_path, "wine", data={"train": "sklearn:wine", "target": "target", "task": "multiclass"},
+                          model={"params": {"num_leaves": 7, "min_data_in_leaf": 5, "learning_rate": 0.1}})
+    cfg = load_config(config)
+    prepared = prepare(cfg)
+    assert prepared.X.shape == (178, 13)
+    run_dir = train(cfg)
+    assert json.loads((run_dir / "scores.json").read_text())["metric"] == "logloss"
+    fitted = load_run(run_dir)
+    assert fitted.predict(prepared.X).shape == (178, 3)
+    report = write_report(run_dir)
+    assert report.headline["score"] == json.loads((run_dir / "scores.json").read_text())["oof_score"]
+    assert OOFLGBMClassifier().get_params()["n_splits"] == 5
+
+
+def test_stage_modules_stay_modules():
+    """`pipeline.train` is the train module (with its helpers) and calling it runs train.train."""
+    import pipeline.train as module
+
+    assert isinstance(module, types.ModuleType) and callable(module.write_results)
+    assert callable(pipeline.train) and pipeline.train is module
+    assert importlib.import_module("pipeline.prepare").prepare is pipeline.prepare.prepare
+    assert set(pipeline.__all__) >= {"load_config", "prepare", "train", "predict_file", "load_run", "write_report",
+                                     "compare_runs", "list_runs", "OOFLGBMClassifier", "OOFLGBMRegressor"}
+
+
+def test_import_pipeline_is_cheap():
+    code = "import sys, pipeline; print(int(any(m in sys.modules for m in ('lightgbm', 'sklearn', 'matplotlib'))))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "0"
