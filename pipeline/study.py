@@ -101,17 +101,20 @@ def redact(url: str) -> str:
 def open_study(storage: BaseStorage, name: str, fingerprint: dict[str, Any], resume: bool, new_study: bool,
                direction: str, sampler: BaseSampler, pruner: optuna.pruners.BasePruner,
                where: str) -> tuple[optuna.Study, bool]:
-    """Create the study, or load it for --resume after checking its fingerprint; returns (study, created)."""
+    """Create the study, or load it for --resume after checking its fingerprint; returns (study, fresh):
+    fresh when this call started it, so it queues the first (default) trial."""
     exists = name in optuna.get_all_study_names(storage)
     if exists and new_study:
         optuna.delete_study(study_name=name, storage=storage)
         exists = False
+    created = False
     if exists and not resume:
         n = len(optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False))
         if n:
             raise ConfigError(f"study {name!r} in {where} already has {n} trials; continue it with --resume, "
                               "start over with --new-study, or pick another --study-name")
-    created = False
+        created = True  # an empty study (its creator stopped at once) is started afresh
+    study = None
     if not exists:
         try:  # the storage lets exactly one of several workers started together create the study
             study = optuna.create_study(storage=storage, study_name=name, direction=direction, sampler=sampler,
@@ -119,7 +122,7 @@ def open_study(storage: BaseStorage, name: str, fingerprint: dict[str, Any], res
             created = True
         except DuplicatedStudyError:
             pass
-    if not created:
+    if study is None:
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
     check_fingerprint(study, fingerprint, where)
     return study, created

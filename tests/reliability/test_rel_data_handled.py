@@ -68,7 +68,7 @@ def test_class_missing_from_a_folds_training_part_keeps_probability_columns_alig
     assert [c for c in pred.columns if c.startswith("pred_")] == columns
 
 
-@pytest.mark.parametrize("labels, positive", [({"<=50K": 1, ">50K": 2}, None), ({"<=50K": "no", ">50K": "yes"}, "yes")],
+@pytest.mark.parametrize("labels, positive", [({"<=50K": 1, ">50K": 2}, None), ({"<=50K": "rest", ">50K": "high"}, "high")],
                          ids=["labels-1-2", "labels-strings"])
 def test_binary_labels_come_back_in_their_own_values(project, capsys, labels, positive):
     train, test = adult_rows()
