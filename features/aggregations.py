@@ -105,5 +105,9 @@ def derived_features(spec: FeaturesSection, cutoff_ns: pl.Expr) -> list[pl.Expr]
 
 def window_names(spec: FeaturesSection) -> dict[str, str]:
     """Human description of each window suffix, for the summary."""
-    return {window_suffix(w): ("all history before the cutoff" if w == ALL else f"the {w} months before the cutoff")
-            for w in spec.windows}
+    def words(window: int | str) -> str:
+        if window == ALL:
+            return "all history before the cutoff"
+        return "the month before the cutoff" if window == 1 else f"the {window} months before the cutoff"
+
+    return {window_suffix(w): words(w) for w in spec.windows}

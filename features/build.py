@@ -71,7 +71,10 @@ def compute(prepared: Events, spec: FeaturesSection, sched: Schedule, target: st
                              pl.format("{}@{}", pl.col(spec.entity),
                                        pl.col(spec.cutoff_column).dt.strftime("%Y-%m-%d")).alias(spec.key_column))
     columns = [spec.key_column, spec.entity, spec.cutoff_column, *spec.feature_names(), target]
-    return rows.sort([CUTOFF_INDEX, spec.entity]).select(columns).collect()
+    # The in-memory engine: the streaming one adds partial sums in a varying order, so many values
+    # differ in their last bits from run to run. In-memory, only plain-sum group-bys still may
+    # (relative differences ~1e-15); the cache makes every model of an experiment see one table.
+    return rows.sort([CUTOFF_INDEX, spec.entity]).select(columns).collect(engine="in-memory")
 
 
 def job_frame(prepared: Events, job: Job, sched: Schedule, entity: str) -> pl.LazyFrame:

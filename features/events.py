@@ -42,31 +42,16 @@ def prepare_events(events: pd.DataFrame, spec: FeaturesSection, source: str) -> 
     if len(events) == 0:
         raise DataError(f"event table {source} has no rows; give a table of events")
     frame, renamed = normalise_names(events, spec.rename, source)
-    needed = required_columns(spec)
-    missing = [c for c in needed if c not in frame.columns]
-    if missing:
-        raise DataError(f"event table {source} lacks column(s) {missing} that the feature spec uses "
-                        f"(entity, time, derived inputs or aggregated columns); columns are: "
-                        f"{', '.join(map(str, frame.columns))}. Fix features.entity/time/aggregations, or map "
-                        "other names with features.rename")
-    clash = sorted(set(spec.derive) & set(map(str, frame.columns)))
-    if clash:
-        raise ConfigError(f"features.derive: {clash} already exist in {source}; a derived column may not replace an "
-                          "event column (feature name collision): give it another name")
+    check_columns(frame, spec, source)
     times = parse_times(frame[spec.time], spec.time, source)
     has_entity = frame[spec.entity].notna().to_numpy()
     n_without = int((~has_entity).sum())
     if not has_entity.any():
         raise DataError(f"event table {source}: all {len(frame)} lines lack the entity {spec.entity!r}")
-    columns = [c for c in needed if c not in (spec.time,)]
-    kept = frame.loc[has_entity, columns] if n_without else frame[columns]
-    table = pl.from_pandas(kept, include_index=False).with_columns(
-        pl.Series(TIME, times[has_entity]).dt.cast_time_unit("ns"))
-    table = table.with_columns(pl.col(TIME).dt.year().cast(pl.Int32).mul(12)
-                               .add(pl.col(TIME).dt.month().cast(pl.Int32) - 1).alias(MONTH),
-                               pl.col(TIME).dt.epoch("ns").alias(TIME))
-    table = _entity_as_integer(table, spec.entity)
-    table = add_derived(table, spec, source)
+    columns = [c for c in required_columns(spec) if c != spec.time]
+    kept = frame.loc[has_entity, columns] if n_without else frame[columns]  # no copy when nothing is dropped
+    table = _with_times(pl.from_pandas(kept, include_index=False), times[has_entity] if n_without else times)
+    table = add_derived(_entity_as_integer(table, spec.entity), spec, source)
     check_value_types(table, spec, source)
     table = _text_as_codes(table, spec.value_columns())
     sorted_ns = table[TIME].to_numpy()
@@ -76,6 +61,27 @@ def prepare_events(events: pd.DataFrame, spec: FeaturesSection, source: str) -> 
     tz = getattr(times.dtype, "tz", None)
     return Events(table.select([spec.entity, TIME, MONTH, *spec.value_columns()]), sorted_ns,
                   str(tz) if tz is not None else None, len(frame), n_without, renamed)
+
+
+def check_columns(frame: pd.DataFrame, spec: FeaturesSection, source: str) -> None:
+    """Every column the spec reads is there, and no derived column would replace one."""
+    missing = [c for c in required_columns(spec) if c not in frame.columns]
+    if missing:
+        raise DataError(f"event table {source} lacks column(s) {missing} that the feature spec uses "
+                        f"(entity, time, derived inputs or aggregated columns); columns are: "
+                        f"{', '.join(map(str, frame.columns))}. Fix features.entity/time/aggregations, or map "
+                        "other names with features.rename")
+    clash = sorted(set(spec.derive) & set(map(str, frame.columns)))
+    if clash:
+        raise ConfigError(f"features.derive: {clash} already exist in {source}; a derived column may not replace an "
+                          "event column (feature name collision): give it another name")
+
+
+def _with_times(table: pl.DataFrame, times: pd.Series) -> pl.DataFrame:
+    """TIME as int64 nanoseconds (UTC instants when zoned) and MONTH, the calendar month in the times' zone."""
+    table = table.with_columns(pl.Series(TIME, times).dt.cast_time_unit("ns"))
+    month = pl.col(TIME).dt.year().cast(pl.Int32).mul(12).add(pl.col(TIME).dt.month().cast(pl.Int32) - 1)
+    return table.with_columns(month.alias(MONTH), pl.col(TIME).dt.epoch("ns").alias(TIME))
 
 
 def required_columns(spec: FeaturesSection) -> list[str]:

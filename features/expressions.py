@@ -6,8 +6,8 @@
 
 Vocabulary: numbers, "strings", column names (`back-quoted` when they hold spaces), + - * /,
 unary minus, parentheses, == != < <= > >=, `starts with`, `ends with`, `contains`, `is missing`,
-and / or / not, and the functions abs(x) and log1p(x). Division by zero gives a missing value.
-A comparison gives 1 or 0 (so its mean is a share). Text is parsed into a tree here; the tree is
+and / or / not, and the functions abs(x) and log1p(x). Division by zero gives a missing value, and
+so does a text operator on a missing text. A comparison gives 1 or 0 (so its mean is a share). Text is parsed into a tree here; the tree is
 compiled into a Polars expression by `to_polars`; nothing is ever executed as Python.
 """
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Only the label window's events are read (see `Span(0, -months)`); an entity with no event in it
 has the documented empty value (0 for sum, count and nunique), so e.g. a customer who buys nothing
-in the month has a spend of 0 and label 0.
+in the month has a spend of 0 and label 0. A binary label compares the value rounded to 9 decimals
+with the threshold, so float noise from the order of summation never flips a label.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from .spec import LabelSpec
 from .windows import Span
 
 LABEL_VALUE = "__label_value"
+ROUND_DECIMALS = 9
 
 
 def label_job(label: LabelSpec) -> Job:
@@ -25,11 +27,12 @@ def label_expr(label: LabelSpec, name: str) -> pl.Expr:
     value = pl.col(LABEL_VALUE)
     if label.above is None:
         return value.alias(name)
-    return (value.fill_null(float("-inf")) > label.above).cast(pl.Int8).alias(name)
+    # Rounded first: a spend of exactly 300 summed in another order (299.99999999999994) keeps its label.
+    return (value.round(ROUND_DECIMALS).fill_null(float("-inf")) > label.above).cast(pl.Int8).alias(name)
 
 
 def describe(label: LabelSpec) -> str:
     """The label in words, for the summary and the report."""
     window = "the month" if label.months == 1 else f"the {label.months} months"
     value = f"{label.aggregate} of {label.column} over {window} starting at the cutoff"
-    return f"1 when the {value} is above {label.above:g}, else 0" if label.above is not None else f"the {value}"
+    return f"1 when the {value} (rounded to {ROUND_DECIMALS} decimals) is above {label.above:g}, else 0" if label.above is not None else f"the {value}"

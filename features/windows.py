@@ -43,10 +43,6 @@ class Schedule:
         return self.train + ((self.test,) if self.test is not None else ())
 
 
-def month_start(day: dt.date) -> bool:
-    return day.day == 1
-
-
 def schedule(spec: CutoffSpec, label_months: int, tz: str | None) -> Schedule:
     """Training cutoffs every `every_months` from `first`; each one's label window must end by the test
     cutoff, so no training label is computed from events the test cutoff may not see."""

@@ -214,19 +214,24 @@ class RunWriter:
     def write_parquet(self, name: str, frame: pd.DataFrame) -> Path:
         return self.write_bytes(name, parquet_bytes(frame))
 
-    def publish(self, extra: dict[str, Any]) -> Path:
-        """Write manifest.json over every file, rename the staging folder, point LATEST at it."""
+    def publish(self, extra: dict[str, Any], stage: str = "train", update_latest: bool = True) -> Path:
+        """Write manifest.json over every file, rename the staging folder, point LATEST at it.
+
+        LATEST names the newest training run, what `--run runs/<exp>` means to importance, report and
+        predict; other kinds of run (ensembles) pass update_latest=False.
+        """
         files = {}
         for file in sorted(p for p in self.staging.rglob("*") if p.is_file()):
             rel = file.relative_to(self.staging).as_posix()
             if rel == MANIFEST or rel.startswith(".") or "/." in rel:
                 continue
-            files[rel] = {"sha256": sha256_file(file), "size": file.stat().st_size, "stage": "train"}
+            files[rel] = {"sha256": sha256_file(file), "size": file.stat().st_size, "stage": stage}
         manifest = {"files": files, "versions": library_versions(), **extra}
         self.write_bytes(MANIFEST, manifest_bytes(manifest))
         os.replace(self.staging, self.final_dir)
         fsync_dir(self.final_dir.parent)
-        atomic_write_bytes(self.final_dir.parent / LATEST, (self.final_dir.name + "\n").encode())
+        if update_latest:
+            atomic_write_bytes(self.final_dir.parent / LATEST, (self.final_dir.name + "\n").encode())
         return self.final_dir
 
 

@@ -80,6 +80,10 @@ class ModelSection(Section):
     inner_valid_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)
     metric: str | None = None
     num_threads: int = Field(default=0, ge=0)
+    # Processes training folds at once, sharing num_threads (workers x threads <= num_threads); results are
+    # identical either way. 0 = auto: one single-threaded process per thread on tables large enough to repay
+    # starting them (bench/bench_cv.py measured this faster than one fold at a time on 2 cores); 1 = in-process.
+    fold_workers: int = Field(default=0, ge=0, le=64)
 
 
 COMBINERS = ("hard_vote", "soft_vote", "greedy", "optimized", "stack")
@@ -218,12 +222,12 @@ class SelectSection(Section):
     null_repeats: int = Field(default=9, ge=1, le=1000)
     rfe_step: float | None = Field(default=None, gt=0.0, lt=1.0)  # also drop this share of the weakest per round
     max_rounds: int = Field(default=10, ge=1, le=1000)
-    tolerance: float = Field(default=0.0, ge=0.0)  # allowed worsening of the inner OOF score per round
+    tolerance: float | None = Field(default=None, ge=0.0)  # allowed worsening; default one std error
     min_features: int = Field(default=1, ge=1)
     inner_splits: int = Field(default=3, ge=2, le=20)
     n_repeats: int = Field(default=3, ge=1, le=100)  # permutation shuffles inside selection
     num_boost_round: int | None = Field(default=None, ge=1)  # cap for selection fits; default model's
-    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    confidence: float = Field(default=0.9, gt=0.5, lt=1.0)  # of the "ci" keep rule (t over inner folds)
     seed: int = 0
 
 

@@ -118,7 +118,6 @@ def run_cv(X: np.ndarray, y: np.ndarray, folds: Folds, spec: TrainSpec, X_test: 
     Folds train one after another, or in `spec.fold_workers` processes (see `fold_workers`); either way
     the results are identical and `on_fold_done` runs in this process as each fold finishes."""
     completed = completed or {}
-    full = build_dataset(X, y, spec)
     todo = [pair for pair in folds.pairs() if pair not in completed]
     outputs: dict[tuple[int, int], FoldOutput] = {}
 
@@ -129,8 +128,11 @@ def run_cv(X: np.ndarray, y: np.ndarray, folds: Folds, spec: TrainSpec, X_test: 
 
     workers = fold_workers(spec, len(todo), X.shape)
     if workers > 1:
-        from .fold_pool import train_folds_in_processes
+        from .fold_pool import start_fork_server, train_folds_in_processes
 
+        start_fork_server()  # its start-up overlaps with the binning below
+    full = build_dataset(X, y, spec) if todo else None
+    if workers > 1:
         train_folds_in_processes(full, X, y, folds, todo, spec, X_test, workers, finish)
     else:
         for repeat, fold in todo:
@@ -144,11 +146,14 @@ def fold_workers(spec: TrainSpec, n_folds: int, shape: tuple[int, int]) -> int:
     """How many processes train folds at once. Their threads share the spec's num_threads, so
     workers x threads never exceeds it. 0 (auto): one single-threaded process per thread when the
     matrix is large enough to repay starting them (AUTO_MIN_CELLS, measured by bench/bench_cv.py)."""
+    from .fold_pool import can_start_workers
+
     threads = int(spec.params.get("num_threads") or 1)
     wanted = spec.fold_workers
     if wanted == 0:
         wanted = threads if shape[0] * shape[1] >= AUTO_MIN_CELLS else 1
-    return max(1, min(wanted, threads, n_folds))
+    workers = max(1, min(wanted, threads, n_folds))
+    return workers if workers == 1 or can_start_workers() else 1
 
 
 def fit_fold(full: lgb.Dataset, X: np.ndarray, y: np.ndarray, folds: Folds, repeat: int, fold: int,

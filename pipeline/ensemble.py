@@ -62,7 +62,8 @@ def ensemble(cfg: Config, run_id: str | None = None, resume: bool = False, progr
     scores = compare(cfg, prep, candidates)
     write_ensemble(writer, cfg, prep, candidates, scores, time.perf_counter() - started)
     run_dir = writer.publish({"experiment": cfg.experiment.name, "run_id": writer.final_dir.name, "kind": "ensemble",
-                              "config_hash": cfg.hash(), "data_fingerprint": prep.data_fingerprint})
+                              "config_hash": cfg.hash(), "data_fingerprint": prep.data_fingerprint},
+                             stage="ensemble", update_latest=False)
     best = scores["models"][scores["selected"]]
     progress.say(f"recommended: {scores['recommended']}; selected {scores['selected']} with OOF {cfg.metric} "
                  f"{best['oof_score']:.5f}; run written to {run_dir}")

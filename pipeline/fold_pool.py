@@ -16,9 +16,13 @@ one binned the data) can hang LightGBM in the child (LightGBM FAQ, "hangs when .
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.forkserver
+import os
 import re
+import sys
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -29,8 +33,28 @@ import numpy as np
 from .cv import FoldOutput, FoldResult, TrainSpec, fit_fold
 from .folds import Folds
 
+PRELOAD = ["pipeline.cv", "pipeline.fold_pool"]
 # What a worker process holds for the whole run (loaded once by `_start_worker`, not per fold).
 _WORKER: dict[str, Any] = {}
+
+
+def can_start_workers() -> bool:
+    """Workers import the main module (as multiprocessing does); that fails for code read from stdin
+    or a notebook cell, and a daemonic process (a multiprocessing.Pool worker) may not have children:
+    those run folds in this process instead (same results)."""
+    if multiprocessing.current_process().daemon:
+        return False
+    main = sys.modules.get("__main__")
+    if getattr(getattr(main, "__spec__", None), "name", None):
+        return True
+    path = getattr(main, "__file__", None)
+    return path is None or os.path.isfile(path)
+
+
+def start_fork_server() -> None:
+    """Start the fork server now, so its imports overlap with the binning in this process."""
+    multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
+    multiprocessing.forkserver.ensure_running()
 
 
 def train_folds_in_processes(full: lgb.Dataset, X: np.ndarray, y: np.ndarray, folds: Folds,
@@ -41,30 +65,46 @@ def train_folds_in_processes(full: lgb.Dataset, X: np.ndarray, y: np.ndarray, fo
     threads = int(spec.params["num_threads"])
     worker_spec = replace(spec, params={**spec.params, "num_threads": max(1, threads // workers)})
     with tempfile.TemporaryDirectory(prefix="gbpipe-folds-") as tmp:
-        folder = Path(tmp)
-        full.save_binary(str(folder / "train.bin"))
-        np.save(folder / "X.npy", X)
-        np.save(folder / "y.npy", y)
-        if X_test is not None:
-            np.save(folder / "X_test.npy", X_test)
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["pipeline.cv", "pipeline.fold_pool"])
-        pool = context.Pool(workers, initializer=_start_worker, initargs=(str(folder), worker_spec, folds))
+        folder = save_inputs(Path(tmp), full, X, y, X_test)
+        start_fork_server()
+        executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"),
+                                       initializer=_start_worker, initargs=(str(folder), worker_spec, folds))
         try:
-            for result, model_text, valid_pred, test_pred in pool.imap_unordered(_train_in_worker, todo):
+            futures = [executor.submit(_train_in_worker, pair) for pair in todo]
+            for future in as_completed(futures):
+                result, model_text, valid_pred, test_pred = future.result()
                 booster = lgb.Booster(model_str=_record_threads(model_text, threads))
                 finish(FoldOutput(result, booster, valid_pred, test_pred))
-            pool.close()
+        except BaseException:
+            _stop_workers(executor)  # an error, or Ctrl-C: the other folds stop now
+            raise
         finally:
-            pool.terminate()  # on an error or Ctrl-C, stop the other folds now
-            pool.join()
+            executor.shutdown(wait=True, cancel_futures=True)
+
+
+def save_inputs(folder: Path, full: lgb.Dataset, X: np.ndarray, y: np.ndarray, X_test: np.ndarray | None) -> Path:
+    """The binned Dataset (LightGBM binary) and the raw matrices the workers predict from."""
+    full.save_binary(str(folder / "train.bin"))
+    np.save(folder / "X.npy", X)
+    np.save(folder / "y.npy", y)
+    if X_test is not None:
+        np.save(folder / "X_test.npy", X_test)
+    return folder
+
+
+def _stop_workers(executor: ProcessPoolExecutor) -> None:
+    # ProcessPoolExecutor (Python < 3.14) has no public way to stop running tasks.
+    for process in list(getattr(executor, "_processes", {}).values()):
+        process.terminate()
 
 
 def _start_worker(folder: str, spec: TrainSpec, folds: Folds) -> None:
     base = Path(folder)
     _WORKER["spec"] = spec
     _WORKER["folds"] = folds
-    _WORKER["full"] = lgb.Dataset(str(base / "train.bin"), params=spec.params).construct()
+    # the same arguments as build_dataset, so the models' parameter sections match the sequential ones
+    _WORKER["full"] = lgb.Dataset(str(base / "train.bin"), feature_name=list(spec.feature_names) or "auto",
+                                  categorical_feature=list(spec.categorical) or "auto", params=spec.params).construct()
     _WORKER["X"] = np.load(base / "X.npy", mmap_mode="r")
     _WORKER["y"] = np.load(base / "y.npy")
     _WORKER["X_test"] = np.load(base / "X_test.npy", mmap_mode="r") if (base / "X_test.npy").exists() else None

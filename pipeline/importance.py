@@ -54,6 +54,7 @@ def run_importance(run_dir: Path, overrides: list[str] | tuple[str, ...] = (), p
     data = load_run_data(run_dir, overrides, progress)
     settings = data.cfg.importance or ImportanceSection()
     groups = feature_groups(settings, list(data.prep.schema.columns))
+    _check_replace(data.reader, output_names(settings, bool(groups)), replace_files)
     n_jobs = min(settings.n_jobs or available_cores(), available_cores())
     perm, baselines, share = permutation_frame(data, groups, settings, n_jobs, progress)
     frames = [training_importance(data.reader), perm]
@@ -67,7 +68,6 @@ def run_importance(run_dir: Path, overrides: list[str] | tuple[str, ...] = (), p
     from .importance_plots import importance_plots
 
     files.update(importance_plots(table, data.cfg.metric, settings.plot_top))
-    _check_replace(data.reader, files, replace_files)
     out = add_files(data.reader.dir, STAGE, files, replace=replace_files)
     progress.say(f"importance written to {out / 'importance'}")
     return out
@@ -143,15 +143,10 @@ def permutation_frame(data: RunData, groups: list[tuple[str, list[int]]], settin
     progress.restart()
     for (cv_repeat, fold), booster in zip(pairs, data.fitted.boosters):
         _, valid_idx = prep.folds.split(cv_repeat, fold)
-        step = max(1, len(units) // 5)
-
-        def on_group(done: int, n: int, k: int = fold) -> None:
-            if done % step == 0 or done == n:
-                progress.say(f"  fold {k + 1}: feature {done}/{n}")
-
         result = permutation_drops(booster, prep.X[valid_idx], prep.y[valid_idx], prep.labels.task,
                                    data.cfg.metric, units, settings.n_repeats,
-                                   fold_seed(settings.seed, cv_repeat, fold), n_jobs, on_group)
+                                   fold_seed(settings.seed, cv_repeat, fold), n_jobs,
+                                   _feature_progress(progress, f"fold {pairs.index((cv_repeat, fold)) + 1}"))
         baselines.append(result.baseline_score)
         predicted, total = predicted + result.rows_predicted, total + result.rows_total
         for u, name in enumerate(names):
@@ -164,15 +159,34 @@ def permutation_frame(data: RunData, groups: list[tuple[str, list[int]]], settin
     return with_aggregates(per_fold, settings.confidence), baselines, predicted / max(total, 1)
 
 
+def _feature_progress(progress: Progress, label: str):
+    """A callback printing about five `feature n/N` lines per fold model."""
+    def on_group(done: int, total: int) -> None:
+        if done % max(1, total // 5) == 0 or done == total:
+            progress.say(f"  {label}: feature {done}/{total}")
+
+    return on_group
+
+
 def with_aggregates(per_fold: pd.DataFrame, confidence: float) -> pd.DataFrame:
-    """Per-fold rows plus one row per (kind, feature) with fold = -1: mean, std and a t interval
-    over all folds x repeats."""
-    grouped = per_fold.groupby(["kind", "feature"], sort=False)["value"]
-    agg = grouped.agg(["mean", "std", "count"]).reset_index()
-    agg["std"] = agg["std"].fillna(0.0)
-    half = stats.t.ppf(0.5 + confidence / 2, np.maximum(agg["count"] - 1, 1)) * agg["std"] / np.sqrt(agg["count"])
+    """Per-fold rows plus one row per (kind, feature) with fold = -1: the mean and std over all
+    folds x repeats, and a t interval from the fold means.
+
+    The repeats of one fold share that fold's baseline score, so they are not independent draws; an
+    interval over all folds x repeats as if they were would call pure noise significant. The fold
+    means are independent enough (disjoint validation rows): interval = mean +- t(K-1) * sd / sqrt(K).
+    """
+    keys = ["kind", "feature"]
+    fold_means = per_fold.groupby([*keys, "cv_repeat", "fold"], sort=False)["value"].mean()
+    spread = fold_means.groupby(level=keys, sort=False).agg(["std", "count"])
+    agg = per_fold.groupby(keys, sort=False)["value"].agg(["mean", "std", "count"])
+    agg = agg.join(spread.rename(columns={"std": "fold_std", "count": "n_folds"})).reset_index()
+    n_folds = agg["n_folds"].to_numpy(dtype="float64")
+    t = stats.t.ppf(0.5 + confidence / 2, np.maximum(n_folds - 1, 1))
+    half = np.where(n_folds > 1, t * agg["fold_std"].fillna(0.0) / np.sqrt(n_folds), np.nan)
     agg = agg.rename(columns={"mean": "value", "count": "n"}).assign(
-        ci_low=agg["mean"] - half, ci_high=agg["mean"] + half, cv_repeat=-1, fold=-1, repeat=-1, p_value=np.nan)
+        std=agg["std"].fillna(0.0), ci_low=agg["mean"] - half, ci_high=agg["mean"] + half,
+        cv_repeat=-1, fold=-1, repeat=-1, p_value=np.nan)
     per_fold = per_fold.assign(std=np.nan, ci_low=np.nan, ci_high=np.nan, p_value=np.nan, n=1)
     return pd.concat([per_fold, agg], ignore_index=True)[COLUMNS]
 
@@ -259,7 +273,14 @@ def _num(value: Any) -> Any:
     return None if isinstance(value, float) and np.isnan(value) else value
 
 
-def _check_replace(reader: RunReader, files: dict[str, bytes], replace_files: bool) -> None:
+def output_names(settings: ImportanceSection, has_groups: bool) -> list[str]:
+    """The files one computation writes (checked before computing, so a refusal costs nothing)."""
+    kinds = ["permutation", "gain", "split"] + ["permutation_group"] * has_groups + ["null_score"] * bool(
+        settings.null_repeats)
+    return ["importance/importance.parquet", "importance/summary.json"] + [f"importance/{k}.png" for k in kinds]
+
+
+def _check_replace(reader: RunReader, files: list[str], replace_files: bool) -> None:
     existing = [n for n in files if n in reader.files]
     stale = [n for n in reader.files if n.startswith("importance/") and n not in files]
     if existing and not replace_files:

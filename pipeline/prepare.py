@@ -131,16 +131,15 @@ def warn_uninformative(X: np.ndarray, schema: FeatureSchema, source: str) -> Non
 
     They stay in the schema, so predict inputs keep the same columns; the models ignore them.
     """
-    if X.shape[0] == 0:
-        return
-    missing = np.isnan(X)
-    all_missing = missing.all(axis=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # nanmin of an all-NaN column
-        constant = ~missing.any(axis=0) & (np.nanmin(X, axis=0) == np.nanmax(X, axis=0))
-    if all_missing.any() or constant.any():
-        empty = [schema.columns[j] for j in np.flatnonzero(all_missing)]
-        flat = [schema.columns[j] for j in np.flatnonzero(constant)]
+    empty, flat = [], []
+    for j, col in enumerate(schema.columns):  # column by column: no temporary the size of X
+        values = X[:, j]
+        missing = np.isnan(values)
+        if missing.all():
+            empty.append(col)
+        elif not missing.any() and values.min() == values.max():
+            flat.append(col)
+    if X.shape[0] and (empty or flat):
         warnings.warn(f"{source}: {len(empty) + len(flat)} feature columns carry no information and are never "
                       f"split on: all missing {empty}, constant {flat}; drop them or check how they were made",
                       stacklevel=2)

@@ -20,7 +20,17 @@ from typing import Any
 
 import numpy as np
 
-from .artifacts import LATEST, MANIFEST, PARTIAL_SUFFIX, atomic_write_bytes, fsync_dir, json_bytes, library_versions
+from .artifacts import (
+    LATEST,
+    MANIFEST,
+    atomic_write_bytes,
+    check_run_name,
+    fsync_dir,
+    json_bytes,
+    library_versions,
+    manifest_bytes,
+    staging_dir,
+)
 from .config import Config, SelectSection
 from .cv import TrainSpec, build_dataset, predict, run_cv, train_fold
 from .errors import ConfigError, DataError
@@ -36,7 +46,8 @@ STAGE = "select"
 def run_select(cfg: Config, select_id: str | None = None, progress: Progress = QUIET) -> Path:
     """Nested selection, naive selection and the all-features baseline; returns the output folder."""
     started = time.perf_counter()
-    out_dir = Path(cfg.experiment.runs_dir) / cfg.experiment.name / STAGE / (select_id or _new_id(cfg))
+    name = check_run_name(select_id, "--select-id") if select_id else _new_id(cfg)
+    out_dir = Path(cfg.experiment.runs_dir) / cfg.experiment.name / STAGE / name
     if out_dir.exists():
         raise ConfigError(f"selection folder {out_dir} already exists and is never overwritten; pass another "
                           "--select-id or leave it out to get a new one")
@@ -154,14 +165,14 @@ def selection_document(cfg: Config, prep: Prepared, ctx: SelectContext, nested: 
 
 def publish(out_dir: Path, files: dict[str, bytes], extra: dict[str, Any]) -> None:
     """Write the files and a manifest into `<id>.partial/`, rename it to `<id>/`, point LATEST at it."""
-    staging = out_dir.with_name(out_dir.name + PARTIAL_SUFFIX)
+    staging = staging_dir(out_dir)
     if staging.exists():
         raise ConfigError(f"an unfinished selection is in {staging}; delete it or pass another --select-id")
     entries = {}
     for name, data in files.items():
         atomic_write_bytes(staging / name, data)
         entries[name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "stage": STAGE}
-    atomic_write_bytes(staging / MANIFEST, json_bytes({"files": entries, "versions": library_versions(), **extra}))
+    atomic_write_bytes(staging / MANIFEST, manifest_bytes({"files": entries, "versions": library_versions(), **extra}))
     os.replace(staging, out_dir)
     fsync_dir(out_dir.parent)
     atomic_write_bytes(out_dir.parent / LATEST, (out_dir.name + "\n").encode())

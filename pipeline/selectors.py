@@ -41,8 +41,9 @@ class InnerFit:
 
     columns: tuple[int, ...]
     score: float
+    score_se: float  # standard error of the mean inner fold score (the automatic tolerance)
     gain: np.ndarray  # (n_columns,) mean over inner folds
-    drops: np.ndarray  # (n_columns, inner folds x repeats)
+    drops: np.ndarray  # (n_columns, inner folds, repeats)
     null_p: np.ndarray | None = None  # null wrapper: empirical p-value of each column's gain
 
 
@@ -165,25 +166,34 @@ def embedded_filter(fit: InnerFit, top_k: int | None, min_share: float | None,
 
 def wrapper(Xr, yr, fit: InnerFit, folds: Folds, ctx: SelectContext, dropped: dict[str, list[int]],
             rounds: list[dict[str, Any]]) -> InnerFit:
-    """Drop columns whose importance is not above zero (or their null), refit; stop when the inner
-    OOF score gets worse than `tolerance` allows (that round is undone) or nothing is dropped."""
+    """Drop the columns whose importance is not above zero (or their null) and refit, while the
+    inner OOF score does not get worse than the best so far minus the tolerance (default: one
+    standard error of the inner fold scores, the one-standard-error rule). When dropping them all
+    is worse, the weaker half is tried, then its weaker half, until one step holds or none is left."""
     s = ctx.settings
+    best = fit
     for _ in range(s.max_rounds):
         weak = weak_columns(fit, s)
-        keep = [c for c in fit.columns if c not in weak]
-        if len(keep) < s.min_features:
-            strongest = np.argsort(-fit.drops.mean(axis=1), kind="stable")[:s.min_features]
-            keep = [fit.columns[i] for i in sorted(strongest)]
-        gone = [c for c in fit.columns if c not in keep]
-        if not gone:
+        accepted = None
+        while weak and accepted is None:
+            keep = [c for c in fit.columns if c not in weak]
+            if len(keep) < s.min_features:
+                weak = weak[:len(fit.columns) - s.min_features]
+                continue
+            new = inner_fit(Xr, yr, tuple(keep), folds, ctx)
+            tolerance = best.score_se if s.tolerance is None else s.tolerance
+            worse = is_better(ctx.spec.metric, best.score, _shift(ctx.spec.metric, new.score, tolerance))
+            rounds.append(_round("wrapper", new, weak, accepted=not worse))
+            if worse:
+                weak = weak[:len(weak) // 2]
+            else:
+                accepted = new
+        if accepted is None:
             break
-        new = inner_fit(Xr, yr, tuple(keep), folds, ctx)
-        worse = is_better(ctx.spec.metric, fit.score, _shift(ctx.spec.metric, new.score, s.tolerance))
-        rounds.append(_round("wrapper", new, gone, accepted=not worse))
-        if worse:
-            break
-        dropped.setdefault("wrapper", []).extend(gone)
-        fit = new
+        dropped.setdefault("wrapper", []).extend(weak)
+        fit = accepted
+        if is_better(ctx.spec.metric, fit.score, best.score):
+            best = fit
     return fit
 
 
@@ -194,23 +204,27 @@ def _shift(metric: str, value: float, tolerance: float) -> float:
     return value + tolerance if GREATER_IS_BETTER[metric] else value - tolerance
 
 
-def weak_columns(fit: InnerFit, s: SelectSection) -> set[int]:
-    """Columns the wrapper drops this round."""
-    mean = fit.drops.mean(axis=1)
+def weak_columns(fit: InnerFit, s: SelectSection) -> list[int]:
+    """Columns the wrapper would drop this round, weakest (lowest mean importance) first.
+
+    The interval uses the inner folds' mean drops: the repeats of one fold share its baseline
+    score, so they are not independent (see pipeline.importance.with_aggregates).
+    """
+    fold_means = fit.drops.mean(axis=2)  # (columns, inner folds)
+    mean = fold_means.mean(axis=1)
     if s.wrapper == "null" and fit.null_p is not None:
         weak = fit.null_p > s.alpha
     elif s.keep_rule == "mean":
         weak = mean <= 0
     else:
-        n = fit.drops.shape[1]
-        sd = fit.drops.std(axis=1, ddof=1) if n > 1 else np.zeros(len(mean))
-        half = stats.t.ppf(0.5 + s.confidence / 2, max(n - 1, 1)) * sd / math.sqrt(n)
+        k = fold_means.shape[1]
+        half = stats.t.ppf(0.5 + s.confidence / 2, max(k - 1, 1)) * fold_means.std(axis=1, ddof=1) / math.sqrt(k)
         weak = mean - half <= 0
-    out = {c for c, w in zip(fit.columns, weak) if w}
+    order = [int(i) for i in np.argsort(mean, kind="stable")]
+    out = [fit.columns[i] for i in order if weak[i]]
     if s.rfe_step is not None:
-        n_more = math.ceil(s.rfe_step * len(fit.columns))
-        order = [fit.columns[i] for i in np.argsort(mean, kind="stable") if fit.columns[i] not in out]
-        out |= set(order[:n_more])
+        extra = [fit.columns[i] for i in order if not weak[i]]
+        out += extra[:math.ceil(s.rfe_step * len(fit.columns))]
     return out
 
 
@@ -239,7 +253,9 @@ def inner_fit(Xr: np.ndarray, yr: np.ndarray, columns: tuple[int, ...], folds: F
         drops.append(perm.drops)
     gain = result.importance.groupby("feature", sort=False)["gain"].mean().to_numpy(dtype="float64")
     null_p = null_p_values(Xs, yr, folds, spec, result, gain, s) if s.wrapper == "null" else None
-    return InnerFit(columns, result.oof_score, gain, np.hstack(drops), null_p)
+    fold_scores = np.asarray(result.fold_scores)
+    score_se = float(fold_scores.std(ddof=1) / math.sqrt(len(fold_scores))) if len(fold_scores) > 1 else 0.0
+    return InnerFit(columns, result.oof_score, score_se, gain, np.stack(drops, axis=1), null_p)
 
 
 def null_p_values(Xs, yr, folds: Folds, spec: TrainSpec, result, gain: np.ndarray, s: SelectSection) -> np.ndarray:

@@ -260,16 +260,36 @@ def study_facts(summary: dict[str, Any], best: dict[str, Any]) -> dict[str, Any]
     return {k: v for k, v in facts.items() if v is not None}
 
 
+def ensemble_source(view: RunView) -> RunView | None:
+    """The run holding the ensemble: this one, or the experiment's newest ensemble run on the same data."""
+    if view.json("ensemble/scores.json") is not None:
+        return view
+    fingerprint = view.manifest.get("data_fingerprint")
+    candidates = [p for p in view.dir.parent.iterdir() if (p / "manifest.json").is_file() and p != view.dir]
+    for folder in sorted(candidates, key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            other = RunView(folder)
+        except GbpipeError:
+            continue
+        if other.manifest.get("kind") == "ensemble" and other.manifest.get("data_fingerprint") == fingerprint:
+            return other
+    return None
+
+
 def ensemble_section(view: RunView) -> Section | None:
     """Members vs combiners with intervals and gains over the best member, weights, recommended model."""
-    doc = view.json("ensemble/scores.json")
+    source = ensemble_source(view)
+    if source is None:
+        return None
+    doc = source.json("ensemble/scores.json")
     if not isinstance(doc, dict):
         return None
     metric = str(doc.get("metric", view.metric))
     models = doc.get("models") if isinstance(doc.get("models"), dict) else {}
     rows = ensemble_rows(models)
     section = Section("ensemble", "Ensembles", data={"models": models})
-    section.add(Facts({"recommended model": doc.get("recommended"), "why": doc.get("recommendation"),
+    section.add(Facts({"ensemble run": str(source.dir) if source is not view else None,
+                       "recommended model": doc.get("recommended"), "why": doc.get("recommendation"),
                        "selected for predict": doc.get("selected"), "best single member": doc.get("best_member"),
                        "best model on OOF": doc.get("best_model"), "rows compared": doc.get("n_compared"),
                        "bootstrap resamples": (doc.get("bootstrap") or {}).get("n_boot")}))
@@ -284,7 +304,7 @@ def ensemble_section(view: RunView) -> Section | None:
             Table("ensemble_models", ["model", "kind", f"OOF {metric}", "CI low", "CI high", "gain vs best member",
                                       "gain CI low", "gain CI high", "verdict", "holdout", "score source"], rows,
                   "Members and combiners on the same OOF rows; gain is better-is-positive"))
-    section.add(*weights_blocks(view.json("ensemble/weights.json")))
+    section.add(*weights_blocks(source.json("ensemble/weights.json")))
     return section
 
 

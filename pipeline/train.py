@@ -34,7 +34,8 @@ def train_spec(cfg: Config, prep: Prepared, params: dict[str, Any] | None = None
                      early_stopping_rounds=cfg.model.early_stopping_rounds,
                      early_stopping=cfg.model.early_stopping, inner_valid_fraction=cfg.model.inner_valid_fraction,
                      num_class=num_class, feature_names=tuple(prep.schema.model_names),
-                     categorical=tuple(prep.schema.categorical_indices), seed=cfg.cv.seed)
+                     categorical=tuple(prep.schema.categorical_indices), seed=cfg.cv.seed,
+                     fold_workers=cfg.model.fold_workers)
 
 
 def new_run_id(cfg: Config) -> str:

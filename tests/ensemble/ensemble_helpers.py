@@ -26,7 +26,13 @@ def run_ensemble(config: Path, *extra: str) -> Path:
     """`gbpipe ensemble` through the CLI; returns the published run folder."""
     assert main(["ensemble", "--config", str(config), "-q", *extra]) == 0
     exp_dir = next(p for p in (config.parent / "runs").iterdir() if p.is_dir())
-    return exp_dir / (exp_dir / "LATEST").read_text().strip()
+    return newest_ensemble_run(exp_dir)
+
+
+def newest_ensemble_run(exp_dir: Path) -> Path:
+    """Ensemble runs do not move LATEST (it names the newest training run): the newest published one."""
+    runs = [p.parent.parent for p in exp_dir.glob("*/ensemble/scores.json") if (p.parent.parent / "manifest.json").is_file()]
+    return max(runs, key=lambda p: (p / "manifest.json").stat().st_mtime)
 
 
 def read_scores(run: Path) -> dict:

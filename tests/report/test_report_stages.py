@@ -91,7 +91,7 @@ def ensemble_run(tmp_path_factory) -> Path:
                                     "combiners": ["soft_vote", "stack"], "bootstrap_n": 200})
     assert main(["ensemble", "--config", str(config), "-q"]) == 0
     exp = base / "runs" / "adult_ens"
-    return exp / (exp / "LATEST").read_text().strip()
+    return next(p.parent.parent for p in exp.glob("*/ensemble/scores.json") if (p.parent.parent / "manifest.json").is_file())
 
 
 def _data_of(config: Path) -> dict:

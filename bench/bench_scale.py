@@ -1,0 +1,201 @@
+"""Scale: gbpipe train and predict on generated tables of 1M, 5M and 10M rows x 50 columns.
+
+Every step runs in its own child process, which reports its wall time and its own peak resident
+memory (getrusage ru_maxrss), so one step's memory never hides another's:
+
+- probe: `prepare` (read the table, build the float64 matrix), then bin it once into a LightGBM
+  Dataset; the RSS growth of that last step is the binned dataset's size.
+- train: `gbpipe train` end to end (K folds, few rounds, 2 threads).
+- predict: `gbpipe predict` at two chunk sizes; the peak should follow the chunk size, not the file.
+
+Claims checked: training memory beyond what `prepare` holds stays within 3x the binned dataset;
+predict memory stays bounded by the chunk size (about the same peak for 1M and 10M rows).
+The tables are synthetic on purpose: the point is the row count, which no real dataset here has.
+
+Run (several minutes, ~10 GB of memory at 10M rows):
+    flock /tmp/gbpipe-bench.lock .venv/bin/python bench/bench_scale.py [--sizes 1,5,10] [--rounds 20]
+The last line printed is one JSON object with the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out" / "scale"
+N_FEATURES = 50
+ROW_GROUP = 500_000
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def generate(path: Path, n_rows: int, seed: int = 0) -> None:
+    """n_rows x 50 float32 features (40 continuous, 10 small integers) and a binary target, written
+    row group by row group so the generator itself stays small."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if path.is_file() and pq.ParquetFile(path).metadata.num_rows == n_rows:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    writer = None
+    weights = np.random.default_rng(seed).normal(size=N_FEATURES).astype("float32")
+    for start in range(0, n_rows, ROW_GROUP):
+        rng = np.random.default_rng([seed, start])
+        n = min(ROW_GROUP, n_rows - start)
+        X = rng.normal(size=(n, N_FEATURES)).astype("float32")
+        X[:, 40:] = np.floor(np.abs(X[:, 40:]) * 4)
+        X[rng.random((n, N_FEATURES)) < 0.02] = np.nan
+        signal = np.nan_to_num(X) @ weights + 0.8 * np.nan_to_num(X[:, 0] * X[:, 1])
+        y = (signal + rng.normal(scale=2.0, size=n) > 0).astype("int8")
+        columns = {f"f{j}": X[:, j] for j in range(N_FEATURES)}
+        table = pa.table({"row": np.arange(start, start + n, dtype="int64"), **columns, "y": y})
+        if writer is None:
+            writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+        writer.write_table(table, row_group_size=ROW_GROUP)
+    writer.close()
+    os.replace(tmp, path)
+
+
+def write_config(folder: Path, data: Path, rounds: int, threads: int, n_splits: int) -> Path:
+    text = f"""[experiment]
+name = "scale_{data.stem}"
+runs_dir = "{OUT / 'runs'}"
+[data]
+train = "{data}"
+target = "y"
+task = "binary"
+id = "row"
+[cv]
+n_splits = {n_splits}
+seed = 1
+[model]
+num_boost_round = {rounds}
+early_stopping_rounds = {rounds}
+num_threads = {threads}
+params = {{ learning_rate = 0.1, num_leaves = 63 }}
+"""
+    path = folder / f"{data.stem}.toml"
+    path.write_text(text)
+    return path
+
+
+# ---- child processes: each measures itself ----
+def child_cli(argv: list[str]) -> dict:
+    from pipeline.cli import main
+
+    start = time.perf_counter()
+    code = main(argv)
+    return {"exit": code, "seconds": time.perf_counter() - start, "peak_mb": peak_mb()}
+
+
+def child_probe(config: str) -> dict:
+    import psutil
+
+    from pipeline.config import load_config
+    from pipeline.cv import build_dataset
+    from pipeline.prepare import prepare
+    from pipeline.train import train_spec
+
+    cfg = load_config(config)
+    process = psutil.Process()
+    start = time.perf_counter()
+    prep = prepare(cfg)
+    prepared_mb = process.memory_info().rss / 2**20
+    prepare_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    dataset = build_dataset(prep.X, prep.y, train_spec(cfg, prep))
+    binned_mb = process.memory_info().rss / 2**20 - prepared_mb
+    return {"prepared_mb": prepared_mb, "binned_mb": binned_mb, "matrix_mb": prep.X.nbytes / 2**20,
+            "prepare_seconds": prepare_seconds, "bin_seconds": time.perf_counter() - start,
+            "num_data": dataset.num_data(), "peak_mb": peak_mb()}
+
+
+def run_child(*args: str) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--child", *args], cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"child {args[:2]} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def measure(n_millions: float, rounds: int, threads: int, n_splits: int, chunks: tuple[int, int]) -> dict:
+    n_rows = int(round(n_millions * 1_000_000))
+    data = OUT / "data" / f"rows{n_millions:g}m.parquet"
+    t0 = time.perf_counter()
+    generate(data, n_rows)
+    print(f"{n_millions}M: table ready ({time.perf_counter() - t0:.0f}s, {data.stat().st_size / 2**20:.0f} MB)",
+          file=sys.stderr, flush=True)
+    config = write_config(OUT, data, rounds, threads, n_splits)
+    probe = run_child("probe", str(config))
+    print(f"{n_millions}M: probe {probe}", file=sys.stderr, flush=True)
+    run_id = f"r{int(time.time())}"
+    train = run_child("cli", "train", "--config", str(config), "-q", "--run-id", run_id)
+    assert train["exit"] == 0, train
+    print(f"{n_millions}M: train {train}", file=sys.stderr, flush=True)
+    run_dir = OUT / "runs" / f"scale_{data.stem}" / run_id
+    predicts = {}
+    for chunk in chunks:
+        out = OUT / f"pred_{n_millions:g}m_{chunk}.parquet"
+        result = run_child("cli", "predict", "--run", str(run_dir), "--input", str(data), "--output", str(out),
+                           "--chunk-size", str(chunk), "-q")
+        assert result["exit"] == 0, result
+        predicts[chunk] = result
+        out.unlink()
+        print(f"{n_millions}M: predict chunk {chunk}: {result}", file=sys.stderr, flush=True)
+    scores = json.loads((run_dir / "scores.json").read_text())
+    overhead = train["peak_mb"] - probe["prepared_mb"]
+    return {"rows": n_rows, "train_seconds": train["seconds"], "train_peak_mb": train["peak_mb"],
+            "prepared_mb": probe["prepared_mb"], "matrix_mb": probe["matrix_mb"], "binned_mb": probe["binned_mb"],
+            "train_overhead_mb": overhead, "train_overhead_over_binned": overhead / probe["binned_mb"],
+            "oof_auc": scores["oof_score"],
+            "predict": {str(c): {"seconds": p["seconds"], "peak_mb": p["peak_mb"]} for c, p in predicts.items()}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1,5,10", help="millions of rows, comma separated")
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--n-splits", type=int, default=3)
+    parser.add_argument("--chunks", default="100000,1000000", help="two predict chunk sizes")
+    parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, rest = args.child[0], args.child[1:]
+        print(json.dumps(child_probe(rest[0]) if kind == "probe" else child_cli(rest)))
+        return
+    chunks = tuple(int(c) for c in args.chunks.split(","))
+    results = [measure(float(s), args.rounds, args.threads, args.n_splits, chunks) for s in args.sizes.split(",")]
+    small, big = results[0], results[-1]
+    summary = {
+        "bench": "scale", "features": N_FEATURES, "rounds": args.rounds, "threads": args.threads,
+        "n_splits": args.n_splits, "repeats": 1, "sizes_rows": [r["rows"] for r in results],
+        "train_seconds": [round(r["train_seconds"], 1) for r in results],
+        "train_seconds_per_million_ratio": round((big["train_seconds"] / big["rows"])
+                                                 / (small["train_seconds"] / small["rows"]), 3),
+        "train_peak_mb": [round(r["train_peak_mb"]) for r in results],
+        "binned_mb": [round(r["binned_mb"]) for r in results],
+        "matrix_mb": [round(r["matrix_mb"]) for r in results],
+        "train_overhead_over_binned": [round(r["train_overhead_over_binned"], 2) for r in results],
+        "train_within_3x_binned": all(r["train_overhead_over_binned"] <= 3 for r in results),
+        "predict_peak_mb": {c: [round(r["predict"][str(c)]["peak_mb"]) for r in results] for c in chunks},
+        "predict_seconds": {c: [round(r["predict"][str(c)]["seconds"], 1) for r in results] for c in chunks},
+        "predict_peak_ratio_largest_vs_smallest": {c: round(big["predict"][str(c)]["peak_mb"]
+                                                            / small["predict"][str(c)]["peak_mb"], 3) for c in chunks},
+        "oof_auc": [round(r["oof_auc"], 4) for r in results],
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

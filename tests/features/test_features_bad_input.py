@@ -1,0 +1,117 @@
+"""Bad event tables and bad feature specs: a clear error naming the problem, and nothing written."""
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tomli_w
+from conftest import ROOT
+from features_helpers import retail_slice
+
+from pipeline.cli import main
+
+CONFIG_ERROR, DATA_ERROR = 2, 3
+
+
+def retail_config(tmp_path: Path, events: Path, changes: dict | None = None) -> Path:
+    """configs/retail.toml with runs and events in tmp_path, and nested `changes` applied (None deletes)."""
+    raw = tomllib.loads((ROOT / "configs" / "retail.toml").read_text())
+    raw["experiment"]["runs_dir"] = str(tmp_path / "runs")
+    raw["features"]["events"] = str(events)
+    for key, value in (changes or {}).items():
+        node = raw
+        for part in key.split(".")[:-1]:
+            node = node.setdefault(part, {})
+        if value is None:
+            node.pop(key.split(".")[-1], None)
+        else:
+            node[key.split(".")[-1]] = value
+    path = tmp_path / "retail.toml"
+    path.write_text(tomli_w.dumps(raw))
+    return path
+
+
+def write_events(tmp_path: Path, frame: pd.DataFrame, suffix: str = ".parquet") -> Path:
+    path = tmp_path / f"events{suffix}"
+    frame.to_parquet(path, index=False) if suffix == ".parquet" else frame.to_csv(path, index=False)
+    return path
+
+
+def as_text_dates(frame: pd.DataFrame, bad: Callable[[pd.Series], pd.Series]) -> pd.DataFrame:
+    return frame.assign(InvoiceDate=bad(frame["InvoiceDate"].dt.strftime("%Y-%m-%d %H:%M:%S")))
+
+
+def unparseable(dates: pd.Series) -> pd.Series:
+    dates = dates.copy()
+    dates.iloc[[5, 500, 5000]] = ["not a date", "2011-13-45 10:00:00", "yesterday"]
+    return dates
+
+
+def mixed_zones(dates: pd.Series) -> pd.Series:
+    half = np.arange(len(dates)) < len(dates) // 2
+    return dates.where(~half, dates + "+00:00").where(half, dates + "+01:00")
+
+
+BAD_TABLES = [
+    ("missing entity", lambda f: f.drop(columns=["CustomerID"]), ".parquet", r"lacks column\(s\) \['CustomerID'\]"),
+    ("missing time", lambda f: f.drop(columns=["InvoiceDate"]), ".parquet", r"lacks column\(s\) \['InvoiceDate'\]"),
+    ("unparseable dates", lambda f: as_text_dates(f, unparseable), ".csv", "3 values that are not dates"),
+    ("mixed time zones", lambda f: as_text_dates(f, mixed_zones), ".csv", "mixes time zones"),
+    ("missing times", lambda f: f.assign(InvoiceDate=f["InvoiceDate"].where(f.index % 1000 != 0)), ".parquet",
+     r"time column 'InvoiceDate' .* has \d+ missing values"),
+    ("no line has a customer", lambda f: f.assign(CustomerID=np.nan), ".parquet", "all .* lines lack the entity"),
+    ("both name sets", lambda f: f.assign(Invoice=f["InvoiceNo"]), ".parquet", "both the column"),
+]
+
+
+@pytest.mark.parametrize("name,corrupt,suffix,message", BAD_TABLES, ids=[b[0] for b in BAD_TABLES])
+def test_bad_event_tables_fail_clearly_and_write_nothing(tmp_path, capsys, name, corrupt, suffix, message):
+    events = write_events(tmp_path, corrupt(retail_slice().copy()), suffix)
+    code = main(["features", "--config", str(retail_config(tmp_path, events)), "-q"])
+    assert code == DATA_ERROR, name
+    assert re.search(message, capsys.readouterr().err), name
+    assert not (tmp_path / "runs").exists()
+
+
+BAD_SPECS = [
+    ("empty window", {"features.windows": [0, 3]}, CONFIG_ERROR, "an empty window has no events"),
+    ("cutoff before the data", {"features.cutoffs.first": "2010-06-01"}, DATA_ERROR,
+     r"cutoff 2010-06-01 is outside the data's range .* no event is dated before it"),
+    ("test cutoff after the data", {"features.cutoffs.test": "2012-03-01"}, DATA_ERROR,
+     r"cutoff 2012-01-01 is outside the data's range .* label window holds no event"),
+    ("label window past the test cutoff", {"features.cutoffs.last": "2011-11-01", "features.label.months": 2},
+     CONFIG_ERROR, "label window ends after the test cutoff"),
+    ("target named like a feature", {"data.target": "days_since_last"}, CONFIG_ERROR,
+     r"feature name collision: \['days_since_last'\]"),
+    ("derived column named like an event column", {"features.derive.Quantity": "UnitPrice * 2"}, CONFIG_ERROR,
+     r"\['Quantity'\] already exist .*\(feature name collision\)"),
+    ("numeric function of text", {"features.aggregations.Country": ["mean"]}, DATA_ERROR,
+     "column 'Country' .* not numeric"),
+    ("bad expression", {"features.derive.total": "Quantity ** UnitPrice"}, CONFIG_ERROR,
+     r"features.derive.total: expected a number, a text, a column or '\(' at position 10"),
+    ("no eval", {"features.derive.total": "__import__('os').system('touch pwned')"}, CONFIG_ERROR,
+     "features.derive.total: unexpected character '.' at position 16"),
+    ("only known functions", {"features.derive.total": "exec(Quantity)"}, CONFIG_ERROR,
+     "unknown function 'exec' .* available: abs, log1p"),
+    ("entity would be a feature", {"data.exclude": ["cutoff"], "cv.splitter": "time", "cv.time": "cutoff",
+                                   "cv.group": "cutoff"}, CONFIG_ERROR, "'CustomerID' .* would be a model feature"),
+    ("a numeric label on a binary task", {"features.label.above": None}, CONFIG_ERROR,
+     "the label is a number: set data.task = 'regression'"),
+    ("unknown aggregate", {"features.aggregations.total": ["sum", "median"]}, CONFIG_ERROR, "median"),
+    ("data.train beside features", {"data.train": "x.csv"}, CONFIG_ERROR, "remove data.train"),
+]
+
+
+@pytest.mark.parametrize("name,changes,code,message", BAD_SPECS, ids=[b[0] for b in BAD_SPECS])
+def test_bad_specs_fail_clearly_and_write_nothing(tmp_path, capsys, name, changes, code, message):
+    events = write_events(tmp_path, retail_slice())
+    assert main(["features", "--config", str(retail_config(tmp_path, events, changes)), "-q"]) == code
+    assert re.search(message, capsys.readouterr().err), name
+    assert not (tmp_path / "runs").exists()
+    assert not (Path.cwd() / "pwned").exists()
+

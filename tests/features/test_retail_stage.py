@@ -1,0 +1,139 @@
+"""The features stage in the pipeline: cache, summary, Online Retail II names, and `gbpipe train` on retail."""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT, shared_file
+from features_helpers import RETAIL, retail_slice, retail_spec, stacked
+from test_features_bad_input import retail_config, write_events
+
+from features.stage import cached_features
+from pipeline.cli import main
+from pipeline.config import load_config
+
+FAST = ["--set", "model.num_threads=1", "--set", "model.num_boost_round=150", "--set", "model.early_stopping_rounds=20",
+        "--set", "model.params.learning_rate=0.1", "--set", "cv.n_splits=3", "-q"]
+
+
+def only_run(exp_dir: Path) -> Path:
+    runs = [p for p in exp_dir.iterdir() if p.is_dir() and (p / "scores.json").is_file()]
+    assert len(runs) == 1
+    return runs[0]
+
+
+def test_train_on_retail_builds_features_and_scores_the_december_holdout(tmp_path, capsys):
+    """The shipped config end to end on the real data, with three training cutoffs and fast settings."""
+    config = retail_config(tmp_path, shared_file(RETAIL))
+    args = ["train", "--config", str(config), "--set", "features.cutoffs.first=2011-08-01", *FAST]
+    assert main(args) == 0
+    run = only_run(tmp_path / "runs" / "retail")
+    scores = json.loads((run / "scores.json").read_text())
+    assert scores["splitter"] == "stratified_group"
+    assert scores["n_holdout"] == 4331  # the README's December 2011 customers
+    assert 0.75 < scores["oof_score"] < 0.95 and 0.78 < scores["holdout_score"] < 0.95
+    summary = json.loads((run / "features_summary.json").read_text())
+    assert summary["train_cutoffs"] == ["2011-08-01", "2011-09-01", "2011-10-01", "2011-11-01"]
+    assert summary["rows_per_cutoff"]["2011-12-01"] == 4331
+    assert summary["positive_rate_per_cutoff"]["2011-12-01"] == pytest.approx(327 / 4331, abs=1e-6)
+    assert summary["excluded_lines_without_entity"] == 135_080
+    test_pred = pd.read_parquet(run / "test_pred.parquet")
+    assert test_pred["row_key"].str.endswith("@2011-12-01").all()
+    (cache,) = (tmp_path / "runs" / "retail" / "features").iterdir()
+    assert {p.name for p in cache.iterdir()} == {"features.parquet", "summary.json", "manifest.json"}
+    capsys.readouterr()
+    assert main(["features", "--config", str(config), "--set", "features.cutoffs.first=2011-08-01"]) == 0
+    out = capsys.readouterr()
+    assert out.out.strip() == str(cache) and "reusing" in out.err
+
+
+def test_the_time_splitter_cuts_by_cutoff(tmp_path):
+    config = retail_config(tmp_path, write_events(tmp_path, retail_slice()))
+    args = ["train", "--config", str(config), "--set", "cv.splitter=time", "--set", "cv.time=cutoff", *FAST]
+    assert main(args) == 0
+    run = only_run(tmp_path / "runs" / "retail")
+    scores = json.loads((run / "scores.json").read_text())
+    assert scores["splitter"] == "time" and "holdout_score" in scores
+    folds = pd.read_parquet(run / "folds.parquet")
+    cutoffs = folds["row_key"].str.split("@").str[1]
+    # each training cutoff sits in one fold, and later cutoffs in later folds
+    by_cutoff = folds.groupby(cutoffs)["fold"].agg(["min", "max"])
+    assert (by_cutoff["min"] == by_cutoff["max"]).all() and by_cutoff["min"].is_monotonic_increasing
+
+
+def test_a_regression_label_trains_a_regressor(tmp_path):
+    changes = {"data.task": "regression", "cv.splitter": "group", "model.metric": "rmse", "features.label.above": None}
+    config = retail_config(tmp_path, write_events(tmp_path, retail_slice()), changes)
+    assert main(["train", "--config", str(config), *FAST]) == 0
+    scores = json.loads((only_run(tmp_path / "runs" / "retail") / "scores.json").read_text())
+    assert scores["metric"] == "rmse" and np.isfinite(scores["holdout_score"])
+
+
+def test_the_cache_is_keyed_by_spec_and_data_and_verified(tmp_path):
+    events = write_events(tmp_path, retail_slice())
+    cfg = load_config(retail_config(tmp_path, events))
+    first = cached_features(cfg)
+    assert not first.reused and (first.folder / "manifest.json").is_file()
+    again = cached_features(cfg)
+    assert again.reused and again.folder == first.folder
+    pd.testing.assert_frame_equal(again.table.train, first.table.train)
+    other = cached_features(load_config(retail_config(tmp_path, events), ["features.windows=[1, 6]"]))
+    assert other.folder != first.folder and not other.reused
+    table = first.folder / "features.parquet"
+    table.write_bytes(table.read_bytes()[:-100])  # a truncated cache file is never used
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rebuilt = cached_features(cfg)
+    assert not rebuilt.reused and any("cannot be used" in str(w.message) for w in caught)
+    pd.testing.assert_frame_equal(rebuilt.table.train, first.table.train, rtol=1e-9)
+
+
+def test_the_summary_counts_rows_labels_missing_values_and_excluded_lines(tmp_path):
+    cfg = load_config(retail_config(tmp_path, write_events(tmp_path, retail_slice())))
+    built = cached_features(cfg).table
+    table, summary = pd.concat([built.train, built.test]), built.summary
+    assert summary["excluded_lines_without_entity"] == 1500
+    assert summary["event_lines"] == len(retail_slice())
+    days = table["cutoff"].dt.strftime("%Y-%m-%d")
+    assert summary["rows_per_cutoff"] == table.groupby(days).size().to_dict()
+    rates = table.groupby(days)["label"].mean()
+    assert summary["positive_rate_per_cutoff"] == pytest.approx(rates.to_dict(), abs=1e-6)
+    nan_share = table[retail_spec().feature_names()].isna().mean()
+    assert summary["nan_share_per_feature"] == pytest.approx(nan_share.to_dict(), abs=1e-6)
+    assert summary["test_cutoff"] == "2011-12-01" and summary["fingerprint"] in summary["folder"]
+
+
+def test_online_retail_ii_names_give_the_same_table():
+    renamed = retail_slice().rename(columns={"InvoiceNo": "Invoice", "UnitPrice": "Price", "CustomerID": "Customer ID"})
+    from features.build import build_features
+
+    built = build_features(renamed, retail_spec(), "label")
+    assert built.summary["renamed_columns"] == {"Invoice": "InvoiceNo", "Price": "UnitPrice",
+                                                "Customer ID": "CustomerID"}
+    pd.testing.assert_frame_equal(pd.concat([built.train, built.test], ignore_index=True),
+                                  stacked(retail_slice(), retail_spec()), rtol=1e-9)
+
+
+def test_times_in_one_time_zone_give_the_same_windows():
+    """Zoned times are cut at midnight of the zone: the same lines fall in each window as with naive local times
+    (only recency in days moves by the daylight-saving hour)."""
+    from features.build import build_features
+
+    zoned = retail_slice().assign(InvoiceDate=lambda d: d["InvoiceDate"].dt.tz_localize("Europe/London"))
+    built = build_features(zoned, retail_spec(), "label")
+    table = pd.concat([built.train, built.test], ignore_index=True)
+    naive = stacked(retail_slice(), retail_spec())
+    assert str(table["cutoff"].dt.tz) == "Europe/London"
+    assert (table["cutoff"].dt.tz_localize(None) == naive["cutoff"]).all()
+    same = naive.columns.drop(["cutoff", "days_since_first", "days_since_last"])
+    pd.testing.assert_frame_equal(table[same], naive[same], rtol=1e-9)
+    np.testing.assert_allclose(table["days_since_last"], naive["days_since_last"], atol=1 / 24 + 1e-9)
+
+
+def test_features_on_an_experiment_without_a_spec_builds_nothing(capsys):
+    assert main(["features", "--config", str(ROOT / "configs" / "adult.toml")]) == 0
+    assert "no [features] section" in capsys.readouterr().err
