@@ -1,25 +1,28 @@
-# gbpipe: `make help` lists the targets. Every stage target calls the gbpipe CLI.
+# gbpipe: `make help` lists the targets. Every stage target calls the gbpipe CLI on configs/$(EXP).toml.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 GBPIPE := $(VENV)/bin/gbpipe
-EXP    ?= adult
+EXP    ?= retail
 CONFIG ?= configs/$(EXP).toml
 RUN    ?= runs/$(EXP)
 Q      ?=
-TRIALS ?= 20
+TRIALS ?= 10
+PARAMS ?= runs/$(EXP)/tune/default/best_params.json
+INPUT  ?= runs/$(EXP)/predict_input.parquet
+OUTPUT ?= predictions/$(EXP).csv
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data features tune train predict importance select ensemble report run bench test lint clean
+.PHONY: help setup data features tune train predict importance select ensemble report runs run bench test lint clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  variables: EXP=$(EXP) (configs/<EXP>.toml), Q=-q for quiet, TRIALS=$(TRIALS)"
+	@echo "  variables: EXP=$(EXP) (configs/<EXP>.toml), Q=-q (quiet), TRIALS=$(TRIALS)"
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev,bench]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,bench,mlflow]'
 	touch $@
 
 setup: $(VENV)/.installed ## create the virtual environment and install gbpipe with pinned versions
@@ -27,10 +30,39 @@ setup: $(VENV)/.installed ## create the virtual environment and install gbpipe w
 data: setup ## put the real datasets under data/raw ($$GBPIPE_DATA_DIR, ../shared/data, else download)
 	$(GBPIPE) data $(Q)
 
-train: data ## K-fold OOF LightGBM on $(EXP); writes runs/$(EXP)/<run_id>/
-	$(GBPIPE) train --config $(CONFIG) $(Q)
+features: data ## build (or reuse) the point-in-time feature table of $(EXP)
+	$(GBPIPE) features --config $(CONFIG) $(Q)
 
-run: data train ## the main job end to end
+tune: data ## Optuna TPE search on the OOF score ($(TRIALS) trials; continues the study if it exists)
+	$(GBPIPE) tune --config $(CONFIG) --n-trials $(TRIALS) --resume $(Q)
+
+train: data ## K-fold OOF LightGBM on $(EXP) (with tuned params when tune ran); writes runs/$(EXP)/<run_id>/
+	$(GBPIPE) train --config $(CONFIG) $(if $(wildcard $(PARAMS)),--params $(PARAMS)) $(Q)
+
+importance: ## permutation (per fold, with CI), gain/split and null importance of the latest run of $(EXP)
+	$(GBPIPE) importance --run $(RUN) $(Q)
+
+select: data ## feature selection inside the folds (nested vs naive OOF) -> runs/$(EXP)/select/<id>/
+	$(GBPIPE) select --config $(CONFIG) $(Q)
+
+ensemble: data ## model families on the shared folds + voting, blending, stacking with honest intervals
+	$(GBPIPE) ensemble --config $(CONFIG) $(Q)
+
+report: ## report.html/.json/.md of the latest run of $(EXP); prints the headline numbers and the path
+	$(GBPIPE) report --run $(RUN) $(Q)
+
+runs: ## list the runs of $(EXP) with their headline numbers
+	$(GBPIPE) runs --config $(CONFIG)
+
+predict: ## predict $(INPUT) with the latest run of $(EXP) -> $(OUTPUT)
+	$(GBPIPE) predict --run $(RUN) --input $(INPUT) --output $(OUTPUT) $(Q)
+
+run: data ## the main job: retail features, tuning, training, importance, selection, ensemble, report, predictions
+	$(MAKE) --no-print-directory features tune train importance select ensemble EXP=$(EXP) Q=$(Q)
+	$(MAKE) --no-print-directory predict report EXP=$(EXP) Q=$(Q)
+
+bench: setup ## every benchmark in bench/ (each prints one JSON line last); takes a while
+	@for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 test: setup ## the test suite (what CI runs)
 	$(PY) -m pytest -q
@@ -39,4 +71,4 @@ lint: setup ## static checks
 	$(PY) -m ruff check pipeline features tests bench
 
 clean: ## remove runs and caches (keeps data/raw and the venv)
-	rm -rf runs .pytest_cache
+	rm -rf runs predictions .pytest_cache

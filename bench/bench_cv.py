@@ -54,7 +54,7 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.config import load_config  # noqa: E402
 from pipeline.cv import TrainSpec, build_dataset, fold_workers, predict, run_cv  # noqa: E402
-from pipeline.folds import Folds, make_folds  # noqa: E402
+from pipeline.folds import Folds  # noqa: E402
 from pipeline.prepare import prepare  # noqa: E402
 from pipeline.train import train_spec  # noqa: E402
 
@@ -127,8 +127,9 @@ def adult_case(tmp: Path) -> dict:
 
 
 def generated_case(tmp: Path, rows: int, cols: int) -> dict:
-    X, y = make_classification(n_samples=rows, n_features=cols, n_informative=5, n_redundant=10, flip_y=0.3,
-                               class_sep=0.5, random_state=0)
+    informative = min(5, cols // 2)
+    X, y = make_classification(n_samples=rows, n_features=cols, n_informative=informative,
+                               n_redundant=min(10, cols - informative - 1), flip_y=0.3, class_sep=0.5, random_state=0)
     frame = pd.DataFrame(X, columns=[f"x{j}" for j in range(cols)]).assign(y=y)
     frame.to_parquet(tmp / "generated.parquet")
     config = tmp / "generated.toml"
@@ -174,13 +175,40 @@ def measure(case: dict, repeats: int, tmp: Path) -> dict:
             "oof_auc": aucs, "oof_auc_max_diff": max(aucs.values()) - min(aucs.values())}
 
 
+def sweep(sizes: list[tuple[int, int]], repeats: int, tmp: Path) -> None:
+    """Where parallel folds start to pay (model.fold_workers auto): gbpipe with 2 workers x 1 thread
+    (fork server started cold each time) against 1 process x 2 threads, on generated tables."""
+    rows_out = {}
+    for rows, cols in sizes:
+        case = generated_case(tmp, rows, cols)
+        X, y, folds, spec = case["X"], case["y"], case["folds"], case["spec"]
+        times = {"parallel": [], "sequential": []}
+        for _ in range(repeats):
+            times["parallel"].append(time_gbpipe(X, y, folds, replace(spec, fold_workers=2), None)[0])
+            times["sequential"].append(time_gbpipe(X, y, folds, replace(spec, fold_workers=1), None)[0])
+        median = {k: statistics.median(v) for k, v in times.items()}
+        rows_out[f"{rows}x{cols}"] = {"cells": rows * cols, **median, "parallel_vs_sequential":
+                                      median["parallel"] / median["sequential"]}
+        print(f"{rows:>8} x {cols:<3} {rows * cols:>10} cells  parallel {median['parallel']:.2f}s  sequential "
+              f"{median['sequential']:.2f}s  ratio {median['parallel'] / median['sequential']:.3f}", flush=True)
+    print(json.dumps({"bench": "cv_sweep", "threads": THREADS, "repeats": repeats, "sizes": rows_out,
+                      "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--cols", type=int, default=50)
     parser.add_argument("--tables", default="adult,generated", help="which tables (comma-separated)")
+    parser.add_argument("--sweep", default=None, metavar="ROWSxCOLS,...",
+                        help="instead: parallel vs sequential folds on generated tables, e.g. 2000x10,20000x20")
     args = parser.parse_args()
+    if args.sweep:
+        with tempfile.TemporaryDirectory(prefix="gbpipe-bench-cv-") as tmp_name:
+            sizes = [tuple(int(v) for v in item.split("x")) for item in args.sweep.split(",")]
+            sweep(sizes, args.repeats, Path(tmp_name))
+        return
     load_before = os.getloadavg()[0]
     results = {}
     with tempfile.TemporaryDirectory(prefix="gbpipe-bench-cv-") as tmp_name:
@@ -204,6 +232,7 @@ def main() -> None:
                       "speedup_vs_textbook": round(speedup, 4), "oof_auc_max_diff": round(auc_diff, 6),
                       "targets_met": vs_bare <= 1.05 and speedup >= 1.25 and auc_diff <= 0.001,
                       "load_before": load_before, "load_after": os.getloadavg()[0],
+                      "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
                       "lightgbm": lgb.__version__, "tables": results}))
 
 

@@ -8,7 +8,8 @@ categorical columns, threads and learning rate; each repeat uses another seed (s
 Per repeat: the textbook's total time T and best OOF score S; then gbpipe tune with the same trial
 budget, and the time t from its start (data loading included) until a finished trial reaches S.
 The ratio is t / T (target <= 0.33); a repeat where gbpipe never reaches S within the budget gives
-no ratio and says so. The last line is one JSON object.
+no ratio and says so. Also reported: which gbpipe trial reached S (trial 0 is the untuned default
+parameters, queued first by design) and gbpipe's whole-budget time / T. The last line is one JSON object.
 
 Run it under the bench lock:  flock /tmp/gbpipe-bench.lock .venv/bin/python bench/bench_tune.py
 """
@@ -62,7 +63,7 @@ def textbook_objective(trial: optuna.Trial, X, y, folds, categorical, rounds, st
 
 
 def run_textbook(cfg, prep, n_trials: int, seed: int, threads: int) -> dict:
-    rate = cfg.model.params.get("learning_rate", 0.05)
+    rate = cfg.model.params["learning_rate"]
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     started = time.perf_counter()
     study.optimize(lambda t: textbook_objective(t, prep.X, prep.y, prep.folds, list(prep.schema.categorical_indices),
@@ -72,9 +73,9 @@ def run_textbook(cfg, prep, n_trials: int, seed: int, threads: int) -> dict:
             "values": [t.value for t in study.trials]}
 
 
-def run_gbpipe(config: Path, runs: Path, n_trials: int, seed: int, threads: int, target: float) -> dict:
-    cfg = load_config(config, [f"experiment.runs_dir={json.dumps(str(runs))}", f"model.num_threads={threads}",
-                               f"tune.seed={seed}", "tune.plots=false", f"tune.study_name='bench{seed}'"])
+def run_gbpipe(config: Path, overrides: list[str], n_trials: int, seed: int, threads: int, target: float) -> dict:
+    cfg = load_config(config, [*overrides, f"model.num_threads={threads}", f"tune.seed={seed}", "tune.plots=false",
+                               f"tune.study_name='bench{seed}'"])
     started = time.time()
     study_dir = tune(cfg, tune_options(cfg, n_trials=n_trials, new_study=True))
     import pandas as pd
@@ -82,8 +83,10 @@ def run_gbpipe(config: Path, runs: Path, n_trials: int, seed: int, threads: int,
     trials = pd.read_parquet(study_dir / "trials.parquet").sort_values("datetime_complete")
     seconds_done = [(ts.to_pydatetime().astimezone(UTC).timestamp() - started) for ts in trials["datetime_complete"]]
     values = trials["value"].to_numpy(float)
-    reached = next((s for s, v in zip(seconds_done, values) if v >= target - 1e-12), None)
-    return {"seconds": max(seconds_done), "best": float(np.nanmax(values)), "reached_seconds": reached,
+    reached = next(((s, int(n)) for s, v, n in zip(seconds_done, values, trials["number"]) if v >= target - 1e-12),
+                   (None, None))
+    return {"seconds": max(seconds_done), "best": float(np.nanmax(values)), "reached_seconds": reached[0],
+            "reached_at_trial": reached[1],
             "pruned": int((trials["state"] == "PRUNED").sum()),
             "values": [None if np.isnan(v) else float(v) for v in values],
             "first_trial_value": float(values[0]) if not np.isnan(values[0]) else None}
@@ -93,17 +96,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "adult.toml")
     parser.add_argument("--trials", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=available_cores())
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="LightGBM threads of both loops (default 1: on a shared machine, several threads per "
+                        "process make timings erratic; at most the core count)")
+    parser.add_argument("--learning-rate", type=float, default=0.1,
+                        help="the fixed learning rate of both loops (default 0.1; the adult config trains at 0.05)")
     args = parser.parse_args()
+    if not 1 <= args.threads <= available_cores():
+        parser.error(f"--threads must be between 1 and the {available_cores()} cores available")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     repeats = []
     with tempfile.TemporaryDirectory(prefix="bench_tune_") as tmp:
-        cfg = load_config(args.config, [f"experiment.runs_dir={json.dumps(tmp)}"])
+        overrides = [f"experiment.runs_dir={json.dumps(tmp)}", f"model.params.learning_rate={args.learning_rate}"]
+        cfg = load_config(args.config, overrides)
         prep = prepare(cfg)
         for r in range(args.repeats):
             textbook = run_textbook(cfg, prep, args.trials, seed=r, threads=args.threads)
-            gbpipe = run_gbpipe(args.config, Path(tmp), args.trials, seed=r, threads=args.threads,
+            gbpipe = run_gbpipe(args.config, overrides, args.trials, seed=r, threads=args.threads,
                                 target=textbook["best"])
             ratio = None if gbpipe["reached_seconds"] is None else gbpipe["reached_seconds"] / textbook["seconds"]
             repeats.append({"seed": r, "textbook": textbook, "gbpipe": gbpipe, "ratio": ratio})
@@ -116,7 +126,7 @@ def main() -> None:
     median = statistics.median(ratios)
     print(json.dumps({
         "bench": "tune", "dataset": "adult", "trials": args.trials, "repeats": args.repeats, "threads": args.threads,
-        "time_to_textbook_best_ratio": None if median == float("inf") else round(median, 4),
+        "learning_rate": args.learning_rate, "time_to_textbook_best_ratio": None if median == float("inf") else round(median, 4),
         "ratios": [None if r == float("inf") else round(r, 4) for r in ratios],
         "reached": sum(r["ratio"] is not None for r in repeats), "target": 0.33,
         "textbook_seconds": [round(r["textbook"]["seconds"], 2) for r in repeats],
@@ -124,6 +134,9 @@ def main() -> None:
         "gbpipe_seconds_to_reach": [None if r["gbpipe"]["reached_seconds"] is None
                                     else round(r["gbpipe"]["reached_seconds"], 2) for r in repeats],
         "gbpipe_seconds_total": [round(r["gbpipe"]["seconds"], 2) for r in repeats],
+        "gbpipe_total_time_ratio": round(statistics.median(r["gbpipe"]["seconds"] / r["textbook"]["seconds"]
+                                                           for r in repeats), 4),
+        "reached_at_trial": [r["gbpipe"]["reached_at_trial"] for r in repeats],
         "gbpipe_best": [r["gbpipe"]["best"] for r in repeats],
         "gbpipe_first_trial": [r["gbpipe"]["first_trial_value"] for r in repeats],
         "gbpipe_pruned": [r["gbpipe"]["pruned"] for r in repeats],

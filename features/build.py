@@ -59,22 +59,31 @@ def build_features(events: pd.DataFrame, spec: FeaturesSection, target: str, sou
 
 
 def compute(prepared: Events, spec: FeaturesSection, sched: Schedule, target: str) -> pl.DataFrame:
-    """One lazy Polars plan: per-span group-bys joined onto the eligible (entity, cutoff) rows."""
+    """Per-span group-bys laid side by side on the eligible (entity, cutoff) rows.
+
+    The all-history job gives the rows (who had an event before each cutoff), sorted once; every
+    other job is left-joined onto those row keys alone and its columns are placed beside them, so
+    the wide table is built once instead of copied by a chain of joins (the lean part of the plan).
+    """
     jobs = [*plan(spec), label_job(spec.label)]
     keys = [spec.entity, CUTOFF_INDEX]
-    rows = job_frame(prepared, jobs[0], sched, spec.entity)  # all history: who is eligible at each cutoff
-    for job in jobs[1:]:
-        rows = rows.join(job_frame(prepared, job, sched, spec.entity), on=keys, how="left")
-    rows = rows.with_columns([out.fill() for job in jobs for out in job.outputs])
-    rows = rows.join(cutoff_frame(sched, spec.cutoff_column).lazy(), on=CUTOFF_INDEX, how="left")
-    rows = rows.with_columns(*derived_features(spec, pl.col(CUTOFF_NS)), label_expr(spec.label, target),
-                             pl.format("{}@{}", pl.col(spec.entity),
-                                       pl.col(spec.cutoff_column).dt.strftime("%Y-%m-%d")).alias(spec.key_column))
-    columns = [spec.key_column, spec.entity, spec.cutoff_column, *spec.feature_names(), target]
     # The in-memory engine: the streaming one adds partial sums in a varying order, so many values
     # differ in their last bits from run to run. In-memory, only plain-sum group-bys still may
     # (relative differences ~1e-15); the cache makes every model of an experiment see one table.
-    return rows.sort([CUTOFF_INDEX, spec.entity]).select(columns).collect(engine="in-memory")
+    rows = job_frame(prepared, jobs[0], sched, spec.entity).sort([CUTOFF_INDEX, spec.entity]).with_columns(
+        [out.fill() for out in jobs[0].outputs]).collect(engine="in-memory")
+    row_keys = rows.select(keys).lazy()
+    beside = [row_keys.join(job_frame(prepared, job, sched, spec.entity), on=keys, how="left",
+                            maintain_order="left").select([out.fill() for out in job.outputs]) for job in jobs[1:]]
+    table = pl.concat([rows.lazy(), *beside], how="horizontal")
+    stamps, ns = cutoff_series(sched)
+    cutoff = pl.lit(stamps).gather(pl.col(CUTOFF_INDEX))
+    table = table.with_columns(cutoff.alias(spec.cutoff_column), pl.lit(ns).gather(pl.col(CUTOFF_INDEX)).alias(CUTOFF_NS))
+    table = table.with_columns(*derived_features(spec, pl.col(CUTOFF_NS)), label_expr(spec.label, target),
+                               pl.format("{}@{}", pl.col(spec.entity),
+                                         pl.col(spec.cutoff_column).dt.strftime("%Y-%m-%d")).alias(spec.key_column))
+    columns = [spec.key_column, spec.entity, spec.cutoff_column, *spec.feature_names(), target]
+    return table.select(columns).collect(engine="in-memory")
 
 
 def job_frame(prepared: Events, job: Job, sched: Schedule, entity: str) -> pl.LazyFrame:
@@ -89,11 +98,11 @@ def job_frame(prepared: Events, job: Job, sched: Schedule, entity: str) -> pl.La
     return pl.concat(parts, how="vertical")
 
 
-def cutoff_frame(sched: Schedule, cutoff_column: str) -> pl.DataFrame:
-    stamps = pd.Series(sched.all, dtype=f"datetime64[ns, {sched.all[0].tz}]" if sched.all[0].tz else "datetime64[ns]")
-    return pl.DataFrame({CUTOFF_INDEX: pl.Series(range(len(sched.all)), dtype=pl.Int32),
-                         cutoff_column: pl.Series(stamps),
-                         CUTOFF_NS: pl.Series([c.as_unit("ns").value for c in sched.all], dtype=pl.Int64)})
+def cutoff_series(sched: Schedule) -> tuple[pl.Series, pl.Series]:
+    """The cutoffs as datetimes (in the events' zone) and as int64 nanoseconds, indexed by cutoff number."""
+    first = sched.all[0]
+    stamps = pd.Series(sched.all, dtype=f"datetime64[ns, {first.tz}]" if first.tz else "datetime64[ns]")
+    return pl.Series(stamps), pl.Series([c.as_unit("ns").value for c in sched.all], dtype=pl.Int64)
 
 
 def summarize(table: pd.DataFrame, prepared: Events, spec: FeaturesSection, sched: Schedule, target: str,

@@ -69,8 +69,8 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue an unfinished run, training only missing folds")
     p.add_argument("--params", type=Path, default=None, help="JSON of LightGBM params (e.g. best_params.json) "
                    "that override model.params")
-    p.add_argument("--features", type=Path, default=None, help="feature list to train on, e.g. "
-                   "runs/<exp>/select/<id>/selected_features.json (sets data.features)")
+    p.add_argument("--features", type=Path, default=None, help="feature list to train on (sets data.features): "
+                   "a selected_features.json, a selection folder, or runs/<exp>/select for the latest one")
     _common_args(p)
 
 

@@ -2,6 +2,8 @@
 
 The training matrix is binned once into one LightGBM Dataset; each fold trains on a subset of
 it (as `lightgbm.cv` does), early-stops, and predicts its validation rows and the test rows.
+Folds train one after another, or several at once in worker processes that share the thread
+budget (`TrainSpec.fold_workers`, pipeline/fold_pool.py); the results are identical.
 """
 from __future__ import annotations
 

@@ -58,10 +58,8 @@ def run_importance(run_dir: Path, overrides: list[str] | tuple[str, ...] = (), p
     n_jobs = min(settings.n_jobs or available_cores(), available_cores())
     perm, baselines, share = permutation_frame(data, groups, settings, n_jobs, progress)
     frames = [training_importance(data.reader), perm]
-    null = None
     if settings.null_repeats:
-        null = null_importance(data, settings, n_jobs, progress)
-        frames.append(null)
+        frames.append(null_importance(data, settings, n_jobs, progress))
     table = pd.concat(frames, ignore_index=True)[COLUMNS]
     summary = summary_document(data, settings, table, baselines, share, time.perf_counter() - started)
     files = {"importance/importance.parquet": parquet_bytes(table), "importance/summary.json": json_bytes(summary)}

@@ -77,17 +77,20 @@ def predict_file(run_dir: Path, input_path: Path, output_path: Path, chunk_size:
     run = load_run(run_dir, allow_version_mismatch)
     summary = PredictSummary()
     with _atomic_table_writer(output_path) as write:
-        seen_ids: set = set()
+        ledger = IdLedger(input_path)
         for chunk in read_chunks(input_path, chunk_size):
             if chunk.empty:
                 continue
             frame = predict_frame(run, chunk, str(input_path), summary.conversion, offset=summary.rows)
-            _check_ids(frame[run.id_name], seen_ids, input_path)
+            if run.id_name in chunk.columns:  # (row positions made up by predict are unique anyway)
+                ledger.add(frame[run.id_name])
             write(frame)
             summary.rows += len(frame)
             progress.say(f"predict: {summary.rows} rows")
-        if summary.rows == 0:  # raised inside the writer, so no empty output replaces an earlier one
+        # raised inside the writer, so no output replaces an earlier one
+        if summary.rows == 0:
             raise DataError(f"{input_path} has no rows to predict (0 data rows); give a file with rows")
+        ledger.check(run.id_name)
     _warn(summary, input_path)
     return summary
 
@@ -131,15 +134,36 @@ def predict_frame(run: FittedRun, frame: pd.DataFrame, source: str, report: Conv
     return out
 
 
-def _check_ids(ids: pd.Series, seen: set, source: Path) -> None:
-    n_missing = int(ids.isna().sum())
-    if n_missing:
-        raise DataError(f"id column {ids.name!r} in {source} has {n_missing} missing values")
-    values = ids.tolist()
-    dupes = len(values) - len(set(values)) + len(seen.intersection(values))
-    if dupes:
-        raise DataError(f"id column {ids.name!r} in {source} has {dupes} duplicated values; ids must be unique")
-    seen.update(values)
+class IdLedger:
+    """The ids seen so far, kept as 128-bit hashes (16 bytes a row), so checking uniqueness across
+    chunks does not hold every id as a Python object (about 80 bytes a row, which outgrew the chunks)."""
+
+    def __init__(self, source: Path):
+        self.source = source
+        self.hashes: list[np.ndarray] = []
+
+    def add(self, ids: pd.Series) -> None:
+        """Refuse missing ids and ids repeated inside the chunk; remember the chunk's ids."""
+        n_missing = int(ids.isna().sum())
+        if n_missing:
+            raise DataError(f"id column {ids.name!r} in {self.source} has {n_missing} missing values")
+        text = ids.astype(str).to_numpy(dtype=object)  # "7" and 7 are the same id in a CSV read in chunks
+        repeated = pd.Series(text).duplicated()
+        if repeated.any():
+            raise DataError(f"id column {ids.name!r} in {self.source} has {int(repeated.sum())} duplicated values "
+                            f"(e.g. {sorted(set(text[repeated.to_numpy()]))[:5]}); ids must be unique")
+        pair = np.column_stack([pd.util.hash_array(text, hash_key=key) for key in ("gbpipe-ids-key-1", "gbpipe-ids-key-2")])
+        self.hashes.append(np.ascontiguousarray(pair).view(np.dtype((np.void, 16))).ravel())
+
+    def check(self, name: str) -> None:
+        """Refuse ids repeated across chunks."""
+        if len(self.hashes) < 2:
+            return
+        every = np.concatenate(self.hashes)
+        dupes = len(every) - len(np.unique(every))
+        if dupes:
+            raise DataError(f"id column {name!r} in {self.source} has {dupes} duplicated values (in different "
+                            "chunks); ids must be unique")
 
 
 def read_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
@@ -147,7 +171,9 @@ def read_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
     if not path.is_file():
         raise DataError(f"input file {path} not found")
     if path.suffix.lower() in (".parquet", ".pq"):
-        parquet = pq.ParquetFile(path)
+        # pre_buffer=False: by default pyarrow buffers every column chunk of the file up front, so
+        # memory would grow with the file (measured: ~1 GB for a 1 GB file), not with chunk_size.
+        parquet = pq.ParquetFile(path, pre_buffer=False)
         for batch in parquet.iter_batches(batch_size=chunk_size):
             yield batch.to_pandas()
         return

@@ -115,8 +115,15 @@ def build_space(cfg: Config) -> SearchSpace:
                           "names no parameter; add e.g. tune.search_space.num_leaves = {low = 8, high = 128}")
     fixed["learning_rate"] = learning_rate
     current = {**LIGHTGBM_DEFAULTS, **base, **fixed}
+    if current["bagging_freq"] == 0 and current["bagging_fraction"] == 1.0:
+        current["bagging_freq"] = 1  # bagging is off either way: the same model as freq 0
     default_trial, notes = {}, []
+    overridden = {canonical(n) for n in tune.search_space}
     for name, dist in space.items():
+        if name in DEFAULT_SPACE and name not in overridden and name in current:
+            space[name], note = widen(name, current[name], dist)
+            notes += [note] if note else []
+            dist = space[name]
         if name in current:
             default_trial[name], note = project(name, current[name], dist)
             notes += [note] if note else []
@@ -167,6 +174,23 @@ def _kind(base: BaseDistribution | None, low: float, high: float, step: float | 
         return "int" if isinstance(base, IntDistribution) else "float"
     numbers = [v for v in (low, high, step) if v is not None]
     return "int" if all(isinstance(v, int) and not isinstance(v, bool) for v in numbers) else "float"
+
+
+def widen(name: str, value: Any, dist: BaseDistribution) -> tuple[BaseDistribution, str | None]:
+    """A default range stretched to hold the experiment's current value (on its step grid), so the
+    first trial is exactly the untuned model; a log range cannot reach 0 and is left as it is."""
+    if not isinstance(dist, IntDistribution | FloatDistribution) or isinstance(value, bool) or \
+            not isinstance(value, int | float) or dist.low <= value <= dist.high or (dist.log and value <= 0):
+        return dist, None
+    step = dist.step or 0
+    low, high = min(dist.low, value), max(dist.high, value)
+    if step:  # keep the grid: extend by whole steps
+        low = dist.low - math.ceil((dist.low - low) / step) * step
+        high = dist.high + math.ceil((high - dist.high) / step) * step
+    kind = type(dist)
+    wider = kind(int(low), int(high), log=dist.log, step=int(step or 1)) if kind is IntDistribution else \
+        kind(float(low), float(high), log=dist.log, step=dist.step)
+    return wider, f"{name}: range widened from {describe(dist)} to {describe(wider)} to hold the current value {value!r}"
 
 
 def project(name: str, value: Any, dist: BaseDistribution) -> tuple[Any, str | None]:

@@ -183,13 +183,25 @@ def _new_id(cfg: Config) -> str:
 
 
 def read_feature_list(path: Path) -> list[str]:
-    """Feature names from a selected_features.json ({"features": [...]}), a JSON list, or text lines."""
+    """Feature names from a selected_features.json ({"features": [...]}), a JSON list, or text lines.
+
+    A folder is a selection output (checked against its manifest), or runs/<exp>/select whose
+    LATEST names the newest one.
+    """
     import json
 
+    from .artifacts import RunReader
+
+    path = Path(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        if path.is_dir():
+            text = RunReader(path, allow_version_mismatch=True).read_bytes("selected_features.json").decode()
+        else:
+            text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"--features file {path} not found; make one with `gbpipe select`") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"--features file {path} is not UTF-8 text") from None
     stripped = text.strip()
     if stripped.startswith(("{", "[")):
         try:

@@ -23,6 +23,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from .config import Config, validate_config
@@ -251,17 +252,18 @@ def run_one(plan: TrialPlan, study: optuna.Study, trial: optuna.Trial, me: Worke
             state, evaluation = TrialState.PRUNED, pruned.evaluation
         except Exception as exc:  # any error of one trial is recorded; the study goes on
             state, reason = TrialState.FAIL, f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-    if evaluation is not None:
-        trial.set_user_attr("fold_scores", list(evaluation.fold_scores))
-        trial.set_user_attr("best_iterations", list(evaluation.best_iterations))
-        trial.set_user_attr("seconds", evaluation.seconds)
-        if state == TrialState.COMPLETE and not math.isfinite(evaluation.value):
-            state, reason = TrialState.FAIL, f"the objective returned {evaluation.value} (not a finite score)"
-    if reason:
-        trial.set_user_attr(REASON_ATTR, reason)
+    if evaluation is not None and state == TrialState.COMPLETE and not math.isfinite(evaluation.value):
+        state, reason = TrialState.FAIL, f"the objective returned {evaluation.value} (not a finite score)"
     try:
-        study.tell(trial, evaluation.value if state == TrialState.COMPLETE else None, state=state)
-    except RuntimeError:  # another worker took it for dead (no heartbeat): its record stands, ours is dropped
+        if evaluation is not None:
+            trial.set_user_attr("fold_scores", list(evaluation.fold_scores))
+            trial.set_user_attr("best_iterations", list(evaluation.best_iterations))
+            trial.set_user_attr("seconds", evaluation.seconds)
+        if reason:
+            trial.set_user_attr(REASON_ATTR, reason)
+        study.tell(trial, evaluation.value if state == TrialState.COMPLETE else None, state=state,
+                   skip_if_finished=True)
+    except UpdateFinishedTrialError:  # another worker took it for dead (no heartbeat): its record stands
         print(f"warning: trial {trial.number} was marked FAIL by another worker while it ran; its result is "
               "dropped", file=sys.stderr)
 

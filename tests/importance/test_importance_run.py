@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+
 import numpy as np
 import pandas as pd
 import pytest

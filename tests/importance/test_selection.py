@@ -36,6 +36,10 @@ def test_noise_is_dropped_informative_kept_and_train_uses_the_list(tmp_path):
     RunReader(out).read_json("selection.json")  # hashes verify
     run = train_run(config, "--features", str(out / "selected_features.json"))
     assert read_json(run / "schema.json")["features"]["columns"] == chosen["features"]
+    assert read_json(run / "scores.json")["n_features"] == len(chosen["features"])
+    # The select folder itself (its LATEST selection) works too.
+    run = train_run(config, "--features", str(out.parent), "--run-id", "from-select-folder")
+    assert read_json(run / "schema.json")["features"]["columns"] == chosen["features"]
 
 
 def test_shuffled_target_nested_is_chance_level_while_naive_is_optimistic(tmp_path):

@@ -15,7 +15,6 @@ from tune_helpers import journal_trials, postgres_url, run_cli, study_dir, tune_
 from pipeline.cli import main
 from pipeline.study import EXCLUDED_ATTR, REASON_ATTR, WORKER_ATTR
 
-
 # Trials of about a second, so a signal sent once a trial has finished its first fold lands mid-trial.
 SLOW = ("--set", "model.num_boost_round=120", "--set", "model.early_stopping_rounds=120",
         "--set", "model.params.learning_rate=0.05")

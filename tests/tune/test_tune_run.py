@@ -29,9 +29,10 @@ def train_oof_score(config, run_id: str, *args: str) -> float:
 
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory, adult):
-    """One finished study (6 trials, plots on) shared by the read-only tests below."""
+    """One finished study (6 trials, plots on) shared by the read-only tests below; its model's
+    min_data_in_leaf lies outside the default range, which widens to hold it."""
     tmp = tmp_path_factory.mktemp("tuned")
-    config = tune_config(tmp, adult, plots=True)
+    config = tune_config(tmp, adult, params={"learning_rate": 0.2, "min_data_in_leaf": 45}, plots=True)
     assert tune_cli(config, "--n-trials", "6") == 0
     return config
 
@@ -60,7 +61,8 @@ def test_first_trial_is_the_untuned_model_and_train_reproduces_the_best(tuned):
     folder = study_dir(tuned)
     summary = json.loads((folder / "tune.json").read_text())
     best = json.loads((folder / "best_params.json").read_text())
-    assert summary["default_trial"]["trial"] == 0
+    assert summary["default_trial"]["trial"] == 0 and summary["default_trial"]["params"]["min_data_in_leaf"] == 45
+    assert summary["search_space"]["min_data_in_leaf"] == "int 10..45"
     untuned = train_oof_score(tuned, "untuned")
     assert summary["default_trial"]["value"] == pytest.approx(untuned, abs=1e-12)
     assert best["value"] >= untuned
@@ -166,3 +168,30 @@ def test_bad_command_line_is_refused(tmp_path, adult, capsys, args, message):
     err = capsys.readouterr().err
     assert re.search(message, err), err
     assert "secret" not in err
+
+
+class FailedByAnotherWorker:
+    """Runs while another worker marks the trial FAIL (it saw no heartbeat): the late result is dropped."""
+
+    def __init__(self, study):
+        self.study = study
+
+    def evaluate(self, params, report=None):
+        running = self.study.get_trials(states=(TrialState.RUNNING,))[0]
+        self.study._storage.set_trial_state_values(running._trial_id, TrialState.FAIL)
+        return Evaluation(0.9, (0.9,), (10,), 0.0)
+
+
+def test_a_result_arriving_after_another_worker_failed_the_trial_is_dropped(capsys):
+    study = optuna.create_study(direction="maximize")
+    space = type("Space", (), {"trial_params": staticmethod(dict)})()
+    trial = study.ask({"num_leaves": optuna.distributions.IntDistribution(2, 8)})
+    run_one(TrialPlan(FailedByAnotherWorker(study), space, 1, None), study, trial, this_worker())
+    assert study.get_trials()[0].state == TrialState.FAIL
+    assert "marked FAIL by another worker" in capsys.readouterr().err
+
+
+def test_help_says_trial_budgets_are_reproducible_and_timeouts_are_not(capsys):
+    assert main(["tune", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "A trial-count budget is reproducible" in text and "Timeouts are NOT reproducible" in text

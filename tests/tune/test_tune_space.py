@@ -27,8 +27,9 @@ def test_default_space_is_the_seeds_and_the_first_trial_is_the_current_parameter
     # the model's own values (aliases resolved), else LightGBM's defaults, projected into the space
     assert space.default_trial["num_leaves"] == 63 and space.default_trial["feature_fraction"] == 0.7
     assert space.default_trial["max_bin"] == 255 and space.default_trial["min_data_in_leaf"] == 20
+    # bagging_freq 0 with bagging_fraction 1 is the same model as freq 1; 0 cannot be on a log scale
     assert space.default_trial["lambda_l1"] == 1e-8 and space.default_trial["bagging_freq"] == 1
-    assert any(note.startswith("bagging_freq: current value 0") for note in space.default_notes)
+    assert [n.split(":")[0] for n in space.default_notes] == ["lambda_l1", "lambda_l2"]
     for name, value in space.default_trial.items():
         assert space.distributions[name]._contains(space.distributions[name].to_internal_repr(value))
 
@@ -47,6 +48,19 @@ def test_overrides_fixed_values_extra_parameters_and_learning_rate():
     assert space.fixed == {"bagging_freq": 1, "lambda_l1": 0.5, "learning_rate": 0.1}
     assert space.default_trial["max_depth"] == 12  # LightGBM's -1 (no limit) becomes the deepest allowed
     assert space.trial_params({"num_leaves": 8})["learning_rate"] == 0.1
+
+
+def test_default_ranges_widen_to_hold_the_current_values_but_overrides_do_not():
+    params = {"learning_rate": 0.05, "min_data_in_leaf": 50, "max_bin": 63, "bagging_fraction": 0.8}
+    space = build_space(config(params=params))
+    assert space.distributions["min_data_in_leaf"] == IntDistribution(10, 50)
+    assert space.distributions["max_bin"] == IntDistribution(63, 255, step=32)  # still on the 32-step grid
+    assert space.default_trial["min_data_in_leaf"] == 50 and space.default_trial["max_bin"] == 63
+    assert space.default_trial["bagging_freq"] == 0 == space.distributions["bagging_freq"].low  # bagging stays off
+    assert any(n.startswith("min_data_in_leaf: range widened from int 10..40 to int 10..50") for n in space.default_notes)
+    narrowed = build_space(config({"search_space": {"min_data_in_leaf": {"high": 30}}}, params=params))
+    assert narrowed.distributions["min_data_in_leaf"] == IntDistribution(10, 30)
+    assert narrowed.default_trial["min_data_in_leaf"] == 30  # the user's range is kept; the value moves
 
 
 def test_only_the_given_parameters_without_the_default_space():

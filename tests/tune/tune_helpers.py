@@ -18,7 +18,8 @@ from optuna.trial import FrozenTrial, TrialState
 POSTGRES_ENV = "GBPIPE_TEST_POSTGRES_URL"
 
 
-def tune_config(tmp_path: Path, adult: pd.DataFrame, rows: int = 2000, name: str = "adult_tune", **tune) -> Path:
+def tune_config(tmp_path: Path, adult: pd.DataFrame, rows: int = 2000, name: str = "adult_tune",
+                params: dict | None = None, **tune) -> Path:
     """A fast adult experiment: `rows` real training rows, 3 folds, few rounds, one thread, no plots."""
     csv = tmp_path / f"{name}.csv"
     if not csv.exists():
@@ -26,7 +27,7 @@ def tune_config(tmp_path: Path, adult: pd.DataFrame, rows: int = 2000, name: str
     return write_config(tmp_path, name, data={"train": str(csv), "target": "income", "task": "binary",
                                               "positive_label": ">50K"},
                         cv={"n_splits": 3}, model={"num_boost_round": 50, "early_stopping_rounds": 10,
-                                                   "params": {"learning_rate": 0.2}},
+                                                   "params": params or {"learning_rate": 0.2}},
                         tune={"plots": False, "n_startup_trials": 3, **tune})
 
 
