@@ -30,8 +30,8 @@ setup: $(VENV)/.installed ## create the virtual environment and install gbpipe w
 data: setup ## put the real datasets under data/raw ($$GBPIPE_DATA_DIR, ../shared/data, else download)
 	$(GBPIPE) data $(Q)
 
-features: data ## build (or reuse) the point-in-time feature table of $(EXP)
-	$(GBPIPE) features --config $(CONFIG) $(Q)
+features: data ## build (or reuse) the point-in-time feature table of $(EXP); its test rows -> $(INPUT)
+	$(GBPIPE) features --config $(CONFIG) --test-rows $(INPUT) $(Q)
 
 tune: data ## Optuna TPE search on the OOF score ($(TRIALS) trials; continues the study if it exists)
 	$(GBPIPE) tune --config $(CONFIG) --n-trials $(TRIALS) --resume $(Q)

@@ -48,7 +48,10 @@ def aggregate(column: str, function: str) -> pl.Expr:
     (sample std, bias-corrected skew, count and nunique ignore missing values)."""
     col = pl.col(column)
     exprs = {"mean": col.mean(), "max": col.max(), "min": col.min(), "sum": col.sum(), "count": col.count(),
-             "std": col.std(ddof=1), "skew": col.skew(bias=False), "nunique": col.drop_nulls().n_unique()}
+             "std": col.std(ddof=1), "skew": col.skew(bias=False),
+             # n_unique counts a missing value as one more value; this form stays on Polars' fast path
+             # (drop_nulls() first gathers every group's values: slower, and ~13 bytes per event more)
+             "nunique": col.n_unique() - (col.null_count() > 0).cast(pl.UInt32)}
     return exprs[function]
 
 

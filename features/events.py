@@ -78,10 +78,14 @@ def check_columns(frame: pd.DataFrame, spec: FeaturesSection, source: str) -> No
 
 
 def _with_times(table: pl.DataFrame, times: pd.Series) -> pl.DataFrame:
-    """TIME as int64 nanoseconds (UTC instants when zoned) and MONTH, the calendar month in the times' zone."""
-    table = table.with_columns(pl.Series(TIME, times).dt.cast_time_unit("ns"))
-    month = pl.col(TIME).dt.year().cast(pl.Int32).mul(12).add(pl.col(TIME).dt.month().cast(pl.Int32) - 1)
-    return table.with_columns(month.alias(MONTH), pl.col(TIME).dt.epoch("ns").alias(TIME))
+    """TIME as int64 nanoseconds (UTC instants when zoned) and MONTH, the calendar month in the times' zone.
+    The nanoseconds are handed over as they are (no copy of the time column when it is already in ns)."""
+    tz = getattr(times.dtype, "tz", None)
+    table = table.with_columns(pl.Series(TIME, pd.DatetimeIndex(times).as_unit("ns").asi8))
+    moment = pl.col(TIME).cast(pl.Datetime("ns", "UTC" if tz else None))
+    local = moment.dt.convert_time_zone(str(tz)) if tz else moment
+    month = local.dt.year().cast(pl.Int32).mul(12).add(local.dt.month().cast(pl.Int32) - 1)
+    return table.with_columns(month.alias(MONTH))
 
 
 def required_columns(spec: FeaturesSection) -> list[str]:

@@ -63,6 +63,21 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 # ---- train ----
+def _write_test_rows(cfg: Config, path: Path, progress: Progress) -> None:
+    """The test cutoff's feature rows without their label, as a file `gbpipe predict` reads."""
+    from features.stage import feature_tables
+
+    from .artifacts import atomic_write_bytes, parquet_bytes
+
+    test = feature_tables(cfg, progress).test
+    if test is None:
+        raise ConfigError(f"--test-rows: {cfg.experiment.name} has no test cutoff (features.cutoffs.test)")
+    rows = test.drop(columns=[cfg.data.target], errors="ignore")
+    data = parquet_bytes(rows) if path.suffix.lower() in (".parquet", ".pq") else rows.to_csv(index=False).encode()
+    atomic_write_bytes(path, data)
+    progress.say(f"features: {len(rows)} test rows written to {path}")
+
+
 def _add_train(p: argparse.ArgumentParser) -> None:
     _config_args(p)
     p.add_argument("--run-id", default=None, help="name of the run folder (default: UTC time + config hash)")
@@ -273,6 +288,8 @@ def _cmd_select(args: argparse.Namespace) -> int:
 # ---- features ----
 def _add_features(p: argparse.ArgumentParser) -> None:
     _config_args(p)
+    p.add_argument("--test-rows", type=Path, default=None, metavar="FILE",
+                   help="also write the test cutoff's rows (the input of `gbpipe predict`) to FILE (.parquet or .csv)")
     _common_args(p)
 
 
@@ -286,6 +303,8 @@ def _cmd_features(args: argparse.Namespace) -> int:
         return 0
     cached = cached_features(cfg, progress_of(args))
     summary = cached.table.summary
+    if args.test_rows is not None:
+        _write_test_rows(cfg, args.test_rows, progress_of(args))
     progress_of(args).say(f"features: {summary['rows']} rows x {summary['n_features']} features, cutoffs "
                           f"{summary['train_cutoffs'][0]}..{summary['train_cutoffs'][-1]}"
                           + (f" + test {summary['test_cutoff']}" if summary["test_cutoff"] else "")

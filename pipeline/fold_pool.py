@@ -2,7 +2,8 @@
 
 On 2 cores, two single-threaded LightGBM processes (one fold each) finish sooner than one fold after
 another with two threads: a boosting round has many short parallel sections whose synchronisation
-costs more than it gains on small and medium data (see bench/README.md, "CV engine").
+costs more than it gains, above all on small and medium data and when other programs compete for
+the cores (see bench/README.md, "CV engine").
 
 The data is binned once in the parent (the same Dataset the sequential path uses), saved in
 LightGBM's binary format and loaded by each worker, so every fold trains on identical bins.
@@ -70,16 +71,28 @@ def train_folds_in_processes(full: lgb.Dataset, X: np.ndarray, y: np.ndarray, fo
         executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"),
                                        initializer=_start_worker, initargs=(str(folder), worker_spec, folds))
         try:
-            futures = [executor.submit(_train_in_worker, pair) for pair in todo]
-            for future in as_completed(futures):
-                result, model_text, valid_pred, test_pred = future.result()
-                booster = lgb.Booster(model_str=_record_threads(model_text, threads))
-                finish(FoldOutput(result, booster, valid_pred, test_pred))
+            for pairs, fold_threads in schedule(todo, workers, threads):
+                futures = [executor.submit(_train_in_worker, pair, fold_threads) for pair in pairs]
+                for future in as_completed(futures):
+                    result, model_text, valid_pred, test_pred = future.result()
+                    booster = lgb.Booster(model_str=_record_threads(model_text, threads))
+                    finish(FoldOutput(result, booster, valid_pred, test_pred))
         except BaseException:
             _stop_workers(executor)  # an error, or Ctrl-C: the other folds stop now
             raise
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
+
+
+def schedule(todo: list[tuple[int, int]], workers: int, threads: int) -> list[tuple[list[tuple[int, int]], int]]:
+    """Batches of folds with the threads each fold gets. Folds beyond the last full round of workers
+    (5 folds on 2 workers: the fifth) would train alone on one worker's share while the other cores
+    idle; they run after the others, sharing all threads (starting them early would oversubscribe)."""
+    tail = len(todo) % workers if len(todo) > workers else 0
+    batches = [(todo[:len(todo) - tail], max(1, threads // workers))]
+    if tail:
+        batches.append((todo[len(todo) - tail:], max(1, threads // tail)))
+    return batches
 
 
 def save_inputs(folder: Path, full: lgb.Dataset, X: np.ndarray, y: np.ndarray, X_test: np.ndarray | None) -> Path:
@@ -110,10 +123,12 @@ def _start_worker(folder: str, spec: TrainSpec, folds: Folds) -> None:
     _WORKER["X_test"] = np.load(base / "X_test.npy", mmap_mode="r") if (base / "X_test.npy").exists() else None
 
 
-def _train_in_worker(pair: tuple[int, int]) -> tuple[FoldResult, str, np.ndarray, np.ndarray | None]:
+def _train_in_worker(pair: tuple[int, int], threads: int) -> tuple[FoldResult, str, np.ndarray, np.ndarray | None]:
     repeat, fold = pair
-    output = fit_fold(_WORKER["full"], _WORKER["X"], _WORKER["y"], _WORKER["folds"], repeat, fold,
-                      _WORKER["spec"], _WORKER["X_test"])
+    spec = _WORKER["spec"]
+    spec = replace(spec, params={**spec.params, "num_threads": threads})
+    output = fit_fold(_WORKER["full"], _WORKER["X"], _WORKER["y"], _WORKER["folds"], repeat, fold, spec,
+                      _WORKER["X_test"])
     return output.result, output.booster.model_to_string(), output.valid_pred, output.test_pred
 
 

@@ -5,7 +5,7 @@ import contextlib
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,7 +77,7 @@ def predict_file(run_dir: Path, input_path: Path, output_path: Path, chunk_size:
     run = load_run(run_dir, allow_version_mismatch)
     summary = PredictSummary()
     with _atomic_table_writer(output_path) as write:
-        ledger = IdLedger(input_path)
+        ledger = IdLedger(input_path, lambda: (c[run.id_name] for c in read_chunks(input_path, chunk_size)))
         for chunk in read_chunks(input_path, chunk_size):
             if chunk.empty:
                 continue
@@ -135,11 +135,12 @@ def predict_frame(run: FittedRun, frame: pd.DataFrame, source: str, report: Conv
 
 
 class IdLedger:
-    """The ids seen so far, kept as 128-bit hashes (16 bytes a row), so checking uniqueness across
-    chunks does not hold every id as a Python object (about 80 bytes a row, which outgrew the chunks)."""
+    """The ids seen so far, kept as 64-bit hashes (8 bytes a row, where a set of the ids themselves
+    takes ~80 and outgrew the chunks); a repeated hash is confirmed on the real ids before it counts."""
 
-    def __init__(self, source: Path):
+    def __init__(self, source: Path, read_ids: Callable[[], Iterator[pd.Series]]):
         self.source = source
+        self.read_ids = read_ids  # reads the id column again, only when a hash repeats
         self.hashes: list[np.ndarray] = []
 
     def add(self, ids: pd.Series) -> None:
@@ -147,23 +148,37 @@ class IdLedger:
         n_missing = int(ids.isna().sum())
         if n_missing:
             raise DataError(f"id column {ids.name!r} in {self.source} has {n_missing} missing values")
-        text = ids.astype(str).to_numpy(dtype=object)  # "7" and 7 are the same id in a CSV read in chunks
-        repeated = pd.Series(text).duplicated()
+        text = _id_text(ids)
+        repeated = pd.Series(text).duplicated().to_numpy()
         if repeated.any():
             raise DataError(f"id column {ids.name!r} in {self.source} has {int(repeated.sum())} duplicated values "
-                            f"(e.g. {sorted(set(text[repeated.to_numpy()]))[:5]}); ids must be unique")
-        pair = np.column_stack([pd.util.hash_array(text, hash_key=key) for key in ("gbpipe-ids-key-1", "gbpipe-ids-key-2")])
-        self.hashes.append(np.ascontiguousarray(pair).view(np.dtype((np.void, 16))).ravel())
+                            f"(e.g. {sorted(set(text[repeated]))[:5]}); ids must be unique")
+        self.hashes.append(pd.util.hash_array(text))
 
     def check(self, name: str) -> None:
         """Refuse ids repeated across chunks."""
         if len(self.hashes) < 2:
             return
         every = np.concatenate(self.hashes)
-        dupes = len(every) - len(np.unique(every))
-        if dupes:
-            raise DataError(f"id column {name!r} in {self.source} has {dupes} duplicated values (in different "
-                            "chunks); ids must be unique")
+        self.hashes.clear()
+        every.sort()
+        suspects = np.unique(every[1:][every[1:] == every[:-1]])
+        if not len(suspects):
+            return
+        counts: dict[str, int] = {}
+        for ids in self.read_ids():
+            text = _id_text(ids)
+            for value in text[np.isin(pd.util.hash_array(text), suspects)]:
+                counts[value] = counts.get(value, 0) + 1
+        repeated = {v: c for v, c in counts.items() if c > 1}
+        if repeated:
+            raise DataError(f"id column {name!r} in {self.source} has {sum(repeated.values()) - len(repeated)} "
+                            f"duplicated values (e.g. {sorted(repeated)[:5]}); ids must be unique")
+
+
+def _id_text(ids: pd.Series) -> np.ndarray:
+    """Ids as text: "7" and 7 are the same id when a CSV's chunks are read with different dtypes."""
+    return ids.astype(str).to_numpy(dtype=object)
 
 
 def read_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:

@@ -111,3 +111,18 @@ def test_feature_names_are_stable_and_explain_themselves():
                  "active_months_12m", "is_cancel_mean_6m", "total_sum_lag6", "total_sum_3m_trend_ratio"):
         assert name in names
     assert list(slice_table().columns) == ["row_key", "CustomerID", "cutoff", *names, "label"]
+
+
+def test_nunique_and_count_ignore_missing_values():
+    from features_helpers import stacked
+
+    events = retail_slice().copy()
+    some = events.index[events["CustomerID"].notna()][::7]
+    events.loc[some, "StockCode"] = None  # every 7th customer line loses its product code
+    spec = retail_spec().model_copy(update={"aggregations": {"StockCode": ("nunique", "count")}})
+    rows = stacked(events, spec)
+    rows = rows[rows["cutoff"] == CUTOFF].set_index("CustomerID")
+    lines = events[(events["InvoiceDate"] < CUTOFF) & events["CustomerID"].notna()]
+    for function in ("nunique", "count"):
+        want = expected(lines.groupby("CustomerID")["StockCode"].agg(function), rows, True)
+        np.testing.assert_array_equal(rows[f"StockCode_{function}_all"], want)

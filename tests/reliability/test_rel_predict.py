@@ -164,7 +164,7 @@ def test_ids_duplicated_across_chunks_are_caught(run, fitted, capsys, tmp_path):
     test.loc[test.index[-1], "pid"] = test.loc[test.index[0], "pid"]  # first and last chunk
     code, err, out = predict(capsys, run, test, tmp_path, "new.csv", "--chunk-size", "64")
     assert code == 3
-    assert_message(err, r"id column 'pid' in \S*new\.csv has 1 duplicated values")
+    assert_message(err, r"id column 'pid' in \S*new\.csv has 1 duplicated values \(e\.g\. \['p050000'\]\)")
     assert not out.exists()
 
 
