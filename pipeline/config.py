@@ -8,6 +8,7 @@ import difflib
 import hashlib
 import json
 import tomllib
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -359,9 +360,12 @@ def _nearest_key(loc: tuple[Any, ...]) -> str | None:
     for part in loc[:-1]:
         field = model.model_fields.get(str(part))
         annotation = getattr(field, "annotation", None)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        # Optional sections (`tune: TuneSection | None`) suggest from the section inside the union.
+        candidates = typing.get_args(annotation) or (annotation,)
+        sections = [a for a in candidates if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not sections:
             return None
-        model = annotation
+        model = sections[0]
     alias = ALIASES.get(str(loc[-1]))
     matches = [alias] if alias in model.model_fields else difflib.get_close_matches(
         str(loc[-1]), list(model.model_fields), n=1, cutoff=0.5)

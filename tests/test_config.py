@@ -79,3 +79,8 @@ def test_shipped_configs_are_valid():
     assert configs
     for path in configs:
         load_config(path)
+
+
+def test_unknown_key_in_an_optional_section_gets_a_suggestion():
+    with pytest.raises(ConfigError, match=r"unknown key 'tune.n_trial'; did you mean 'tune.n_trials'\?"):
+        validate_config({**BASE, "tune": {"n_trial": 5}})
