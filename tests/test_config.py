@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from pipeline.cli import main
 from pipeline.config import apply_override, load_config, validate_config
@@ -59,7 +60,7 @@ def test_resolved_defaults_and_stable_hash(tmp_path):
     reordered = validate_config({"data": BASE["data"], "cv": {"group": "g"}, "experiment": BASE["experiment"]})
     assert cfg.hash() == reordered.hash()
     assert cfg.hash() != validate_config(with_("cv", group="g", seed=1)).hash()
-    with pytest.raises(Exception):  # frozen: configs are passed down, never mutated
+    with pytest.raises(ValidationError, match="frozen"):  # configs are passed down, never mutated
         cfg.cv.n_splits = 3
 
 
