@@ -5,7 +5,6 @@ Exit codes: 0 ok, 2 usage or config, 3 data validation, 4 artifact integrity, 13
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import warnings
@@ -104,16 +103,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _read_params(path: Path) -> dict:
-    try:
-        obj = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"--params file {path} not found") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"--params file {path} is not valid JSON: {exc}") from None
-    params = obj.get("params", obj) if isinstance(obj, dict) else None
-    if not isinstance(params, dict):
-        raise ConfigError(f"--params file {path} must hold a JSON object of LightGBM parameters")
-    return params
+    from .config import read_params_file
+
+    return read_params_file(path)
 
 
 # ---- predict ----

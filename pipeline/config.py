@@ -327,6 +327,21 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     node[parts[-1]] = value
 
 
+def read_params_file(path: str | Path, what: str = "--params file") -> dict[str, Any]:
+    """LightGBM (or member) parameters from JSON: a plain object, or best_params.json's {"params": {...}}."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} not found") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not valid JSON: {exc}") from None
+    params = doc.get("params", doc) if isinstance(doc, dict) else None
+    if not isinstance(params, dict):
+        raise ConfigError(f"{what} {path} must hold a JSON object of parameters")
+    return params
+
+
 def dump_config_toml(config: Config) -> str:
     """The resolved config as TOML text (what the run folder keeps)."""
     import tomli_w

@@ -8,16 +8,14 @@ Models are stored as LightGBM text or with skops (never pickle), loaded with an 
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .config import Config, EnsembleMember
+from .config import Config, EnsembleMember, read_params_file
 from .cv import FoldResult, available_cores, run_cv
 from .errors import ArtifactError, ConfigError
 from .metrics import score
@@ -61,16 +59,7 @@ def member_params(member: EnsembleMember) -> dict[str, Any]:
     """The member's parameters: a tuned params file (if any), then the config's params over it."""
     params: dict[str, Any] = {}
     if member.params_file:
-        path = Path(member.params_file)
-        try:
-            doc = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"member {member.name!r}: params_file {path} not found") from None
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"member {member.name!r}: params_file {path} is not valid JSON: {exc}") from None
-        params = doc.get("params", doc) if isinstance(doc, dict) else None
-        if not isinstance(params, dict):
-            raise ConfigError(f"member {member.name!r}: params_file {path} must hold a JSON object of parameters")
+        params = read_params_file(member.params_file, f"member {member.name!r}: params_file")
     return {**params, **member.params}
 
 
