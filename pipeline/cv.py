@@ -2,8 +2,8 @@
 
 The training matrix is binned once into one LightGBM Dataset; each fold trains on a subset of
 it (as `lightgbm.cv` does), early-stops, and predicts its validation rows and the test rows.
-Folds train one after another, or several at once in worker processes that share the thread
-budget (`TrainSpec.fold_workers`, pipeline/fold_pool.py); the results are identical.
+Folds train one after another, or several at once in threads that share the thread budget
+(`TrainSpec.fold_workers`, pipeline/fold_pool.py); the results are identical.
 """
 from __future__ import annotations
 
@@ -22,9 +22,6 @@ from .metrics import lgb_metric, score, softmax_from_raw
 
 DEFAULT_PARAMS = {"learning_rate": 0.05, "num_leaves": 31, "verbose": -1, "deterministic": True,
                   "force_col_wise": True}
-# Below this many matrix cells (rows x features) a K-fold run is too short to repay starting worker
-# processes; measured with bench/bench_cv.py (see bench/README.md, "CV engine").
-AUTO_MIN_CELLS = 400_000
 OBJECTIVE = {"binary": "binary", "multiclass": "multiclass", "regression": "regression"}
 
 
@@ -50,7 +47,7 @@ class TrainSpec:
     feature_names: tuple[str, ...] = ()
     categorical: tuple[int, ...] = ()
     seed: int = 42
-    fold_workers: int = 1  # processes training folds at once: 1 one after another, 0 auto (see fold_workers)
+    fold_workers: int = 1  # folds training at once: 1 one after another, 0 auto (see fold_workers)
 
 
 def resolve_params(task: str, metric: str, params: dict[str, Any], num_class: int, seed: int,
@@ -117,8 +114,8 @@ def run_cv(X: np.ndarray, y: np.ndarray, folds: Folds, spec: TrainSpec, X_test: 
            on_fold_done: FoldCallback | None = None) -> CVResult:
     """Train one model per fold; `completed` folds (from a checkpoint) are reused, not retrained.
 
-    Folds train one after another, or in `spec.fold_workers` processes (see `fold_workers`); either way
-    the results are identical and `on_fold_done` runs in this process as each fold finishes."""
+    Folds train one after another, or `fold_workers` at once (see there); either way the results are
+    identical and `on_fold_done` runs in this thread as each fold finishes."""
     completed = completed or {}
     todo = [pair for pair in folds.pairs() if pair not in completed]
     outputs: dict[tuple[int, int], FoldOutput] = {}
@@ -129,13 +126,11 @@ def run_cv(X: np.ndarray, y: np.ndarray, folds: Folds, spec: TrainSpec, X_test: 
             on_fold_done(output.result, output.booster)
 
     workers = fold_workers(spec, len(todo), X.shape)
-    if workers > 1:
-        from .fold_pool import start_fork_server, train_folds_in_processes
-
-        start_fork_server()  # its start-up overlaps with the binning below
     full = build_dataset(X, y, spec) if todo else None
     if workers > 1:
-        train_folds_in_processes(full, X, y, folds, todo, spec, X_test, workers, finish)
+        from .fold_pool import train_folds_in_threads
+
+        train_folds_in_threads(full, X, y, folds, todo, spec, X_test, workers, finish)
     else:
         for repeat, fold in todo:
             finish(fit_fold(full, X, y, folds, repeat, fold, spec, X_test))
@@ -145,17 +140,15 @@ def run_cv(X: np.ndarray, y: np.ndarray, folds: Folds, spec: TrainSpec, X_test: 
 
 
 def fold_workers(spec: TrainSpec, n_folds: int, shape: tuple[int, int]) -> int:
-    """How many processes train folds at once. Their threads share the spec's num_threads, so
-    workers x threads never exceeds it. 0 (auto): one single-threaded process per thread when the
-    matrix is large enough to repay starting them (AUTO_MIN_CELLS, measured by bench/bench_cv.py)."""
-    from .fold_pool import can_start_workers
+    """How many folds train at once, one LightGBM thread each, within the spec's num_threads.
+    0 (auto): one per thread. Measured by bench/bench_cv.py on 2 cores, two single-threaded folds side
+    by side beat one 2-thread fold after another on adult and on 200k x 50 (bench/README.md)."""
+    from .fold_pool import can_share_threads
 
     threads = int(spec.params.get("num_threads") or 1)
-    wanted = spec.fold_workers
-    if wanted == 0:
-        wanted = threads if shape[0] * shape[1] >= AUTO_MIN_CELLS else 1
+    wanted = spec.fold_workers or threads
     workers = max(1, min(wanted, threads, n_folds))
-    return workers if workers == 1 or can_start_workers() else 1
+    return workers if workers == 1 or can_share_threads() else 1
 
 
 def fit_fold(full: lgb.Dataset, X: np.ndarray, y: np.ndarray, folds: Folds, repeat: int, fold: int,
@@ -216,22 +209,36 @@ def _train_fold(full: lgb.Dataset, y: np.ndarray, train_idx: np.ndarray, valid_i
                 spec: TrainSpec, X: np.ndarray, repeat: int, fold: int) -> tuple[lgb.Booster, FoldResult, np.ndarray]:
     """train_fold, also returning the validation rows' predictions (made once, to score the fold)."""
     start = time.perf_counter()
+    train_set, valid_set, n_fit = fold_datasets(full, y, train_idx, valid_idx, spec, repeat, fold)
+    _, feval = lgb_metric(spec.task, spec.metric)
+    callbacks = [early_stopper(spec)] if spec.early_stopping_rounds else []
+    booster = lgb.train(spec.params, train_set, num_boost_round=spec.num_boost_round,
+                        valid_sets=[valid_set], valid_names=["valid"], feval=feval, callbacks=callbacks)
+    result, valid_pred = score_fold(booster, X, y, valid_idx, spec, repeat, fold, n_fit, start)
+    return booster, result, valid_pred
+
+
+def fold_datasets(full: lgb.Dataset, y: np.ndarray, train_idx: np.ndarray, valid_idx: np.ndarray,
+                  spec: TrainSpec, repeat: int, fold: int) -> tuple[lgb.Dataset, lgb.Dataset, int]:
+    """The fold's training and early-stopping subsets of the binned data, and the training row count."""
     stop_idx, fit_idx = valid_idx, train_idx
     if spec.early_stopping == "inner" and spec.early_stopping_rounds:
         fit_idx, stop_idx = inner_split(train_idx, y, spec, repeat, fold)
-    train_set = full.subset(fit_idx)
-    valid_set = full.subset(stop_idx)
-    _, feval = lgb_metric(spec.task, spec.metric)
-    callbacks = []
-    if spec.early_stopping_rounds:
-        callbacks.append(lgb.early_stopping(spec.early_stopping_rounds, first_metric_only=True, verbose=False))
-    booster = lgb.train(spec.params, train_set, num_boost_round=spec.num_boost_round,
-                        valid_sets=[valid_set], valid_names=["valid"], feval=feval, callbacks=callbacks)
+    return full.subset(fit_idx), full.subset(stop_idx), len(fit_idx)
+
+
+def early_stopper(spec: TrainSpec) -> Callable:
+    return lgb.early_stopping(spec.early_stopping_rounds, first_metric_only=True, verbose=False)
+
+
+def score_fold(booster: lgb.Booster, X: np.ndarray, y: np.ndarray, valid_idx: np.ndarray, spec: TrainSpec,
+               repeat: int, fold: int, n_fit: int, start: float) -> tuple[FoldResult, np.ndarray]:
+    """Predict the fold's validation rows at the best iteration and score them."""
     best = booster.best_iteration if booster.best_iteration > 0 else booster.current_iteration()
     valid_pred = predict(booster, X[valid_idx], spec.task, best)
-    result = FoldResult(repeat, fold, len(fit_idx), len(valid_idx), int(best),
+    result = FoldResult(repeat, fold, n_fit, len(valid_idx), int(best),
                         score(spec.metric, y[valid_idx], valid_pred), time.perf_counter() - start)
-    return booster, result, valid_pred
+    return result, valid_pred
 
 
 def inner_split(train_idx: np.ndarray, y: np.ndarray, spec: TrainSpec, repeat: int, fold: int):

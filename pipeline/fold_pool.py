@@ -1,137 +1,205 @@
-"""Training the folds of one K-fold run in parallel worker processes.
+"""Training the folds of one K-fold run side by side, in threads that share the thread budget.
 
-On 2 cores, two single-threaded LightGBM processes (one fold each) finish sooner than one fold after
-another with two threads: a boosting round has many short parallel sections whose synchronisation
-costs more than it gains, above all on small and medium data and when other programs compete for
-the cores (see bench/README.md, "CV engine").
+On 2 cores, a boosting round has many short parallel sections whose synchronisation costs more than
+it gains: two single-threaded folds side by side finish sooner than the same folds one after another
+with two threads each (bench/README.md, "CV engine"). LightGBM releases the GIL while it trains and
+predicts, so threads do this without starting processes or copying data: every fold trains on a
+subset of the one binned Dataset, as the sequential path does.
 
-The data is binned once in the parent (the same Dataset the sequential path uses), saved in
-LightGBM's binary format and loaded by each worker, so every fold trains on identical bins.
-With `deterministic=True` LightGBM's trees do not depend on the thread count, so the folds' models
-and predictions are identical to training them one after another; the model text's parameter
-section records the parent's num_threads so saved models are byte-identical too.
-
-Workers are started by a fork server that has never run OpenMP: forking a process that has (this
-one binned the data) can hang LightGBM in the child (LightGBM FAQ, "hangs when ... forking").
+Two LightGBM facts shape the code:
+- The thread count is process-wide: LGBM_SetMaxThreads caps every booster at once. While several
+  folds train the cap is 1; each booster keeps its num_threads parameter, so the model text is that of
+  a sequential run, and with deterministic=True the trees do not depend on the thread count.
+- An OpenMP team started from a thread other than the main one trained 7x slower here with 2 threads
+  (libgomp), so the fold left alone at the end moves to the main thread, which finishes it with the
+  whole budget. A fold is a resumable state (booster and early-stopping state) advanced one round at
+  a time, as `lightgbm.train` advances it, so it can change threads between rounds.
 """
 from __future__ import annotations
 
-import multiprocessing
-import multiprocessing.forkserver
-import os
-import re
-import sys
-import tempfile
+import copy
+import ctypes
+import threading
+import time
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import replace
-from pathlib import Path
-from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 
-from .cv import FoldOutput, FoldResult, TrainSpec, fit_fold
+from .cv import FoldOutput, TrainSpec, early_stopper, fold_datasets, predict, score_fold
 from .folds import Folds
-
-PRELOAD = ["pipeline.cv", "pipeline.fold_pool"]
-# What a worker process holds for the whole run (loaded once by `_start_worker`, not per fold).
-_WORKER: dict[str, Any] = {}
+from .metrics import lgb_metric
 
 
-def can_start_workers() -> bool:
-    """Workers import the main module (as multiprocessing does); that fails for code read from stdin
-    or a notebook cell, and a daemonic process (a multiprocessing.Pool worker) may not have children:
-    those run folds in this process instead (same results)."""
-    if multiprocessing.current_process().daemon:
-        return False
-    main = sys.modules.get("__main__")
-    if getattr(getattr(main, "__spec__", None), "name", None):
-        return True
-    path = getattr(main, "__file__", None)
-    return path is None or os.path.isfile(path)
+def can_share_threads() -> bool:
+    """The cap is process-wide: only the main thread may set it (a caller's own threads could be
+    training other models), and only a LightGBM that has it (4.2 and later)."""
+    return threading.current_thread() is threading.main_thread() and hasattr(lgb.basic._LIB, "LGBM_SetMaxThreads")
 
 
-def start_fork_server() -> None:
-    """Start the fork server now, so its imports overlap with the binning in this process."""
-    multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
-    multiprocessing.forkserver.ensure_running()
+def _max_threads() -> int:
+    value = ctypes.c_int(0)
+    lgb.basic._LIB.LGBM_GetMaxThreads(ctypes.byref(value))
+    return value.value
 
 
-def train_folds_in_processes(full: lgb.Dataset, X: np.ndarray, y: np.ndarray, folds: Folds,
-                             todo: list[tuple[int, int]], spec: TrainSpec, X_test: np.ndarray | None,
-                             workers: int, finish: Callable[[FoldOutput], None]) -> None:
-    """Train the `todo` folds in `workers` processes sharing spec's threads; `finish` gets each fold
-    in this process as soon as it is done (so checkpoints are written as folds finish)."""
-    threads = int(spec.params["num_threads"])
-    worker_spec = replace(spec, params={**spec.params, "num_threads": max(1, threads // workers)})
-    with tempfile.TemporaryDirectory(prefix="gbpipe-folds-") as tmp:
-        folder = save_inputs(Path(tmp), full, X, y, X_test)
-        start_fork_server()
-        executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"),
-                                       initializer=_start_worker, initargs=(str(folder), worker_spec, folds))
+def _set_max_threads(n: int) -> None:
+    lgb.basic._LIB.LGBM_SetMaxThreads(ctypes.c_int(n))
+
+
+class FoldTask:
+    """One fold's training, advanced a round at a time exactly as `lightgbm.train` advances it."""
+
+    def __init__(self, full: lgb.Dataset, y: np.ndarray, folds: Folds, pair: tuple[int, int], spec: TrainSpec):
+        self.pair, self.spec, self.start = pair, spec, time.perf_counter()
+        train_idx, self.valid_idx = folds.split(*pair)
+        train_set, valid_set, self.n_fit = fold_datasets(full, y, train_idx, self.valid_idx, spec, *pair)
+        self.params = {**copy.deepcopy(spec.params), "num_iterations": spec.num_boost_round}
+        train_set._update_params(self.params)
+        valid_set._update_params(self.params).set_reference(train_set)
         try:
-            for pairs, fold_threads in schedule(todo, workers, threads):
-                futures = [executor.submit(_train_in_worker, pair, fold_threads) for pair in pairs]
-                for future in as_completed(futures):
-                    result, model_text, valid_pred, test_pred = future.result()
-                    booster = lgb.Booster(model_str=_record_threads(model_text, threads))
-                    finish(FoldOutput(result, booster, valid_pred, test_pred))
-        except BaseException:
-            _stop_workers(executor)  # an error, or Ctrl-C: the other folds stop now
-            raise
+            self.booster = lgb.Booster(params=self.params, train_set=train_set)
+            self.booster.add_valid(valid_set, "valid")
         finally:
-            executor.shutdown(wait=True, cancel_futures=True)
+            train_set._reverse_update_params()
+            valid_set._reverse_update_params()
+        self.booster.best_iteration = 0
+        self.stopper = early_stopper(spec) if spec.early_stopping_rounds else None
+        self.feval = lgb_metric(spec.task, spec.metric)[1]
+        self.iteration, self.done = 0, False
+
+    def step(self) -> None:
+        """One boosting round, its evaluation and the early-stopping check."""
+        self.booster.update()
+        evaluations = self.booster.eval_valid(self.feval)
+        self.iteration += 1
+        if self.stopper is not None:
+            env = lgb.callback.CallbackEnv(model=self.booster, params=self.params, iteration=self.iteration - 1,
+                                           begin_iteration=0, end_iteration=self.spec.num_boost_round,
+                                           evaluation_result_list=evaluations)
+            try:
+                self.stopper(env)
+            except lgb.callback.EarlyStopException as stop:
+                self.booster.best_iteration = stop.best_iteration + 1
+                self.done = True
+        self.done = self.done or self.iteration >= self.spec.num_boost_round
+
+    def output(self, X: np.ndarray, y: np.ndarray, X_test: np.ndarray | None) -> FoldOutput:
+        """The trained fold, as `fit_fold` returns it (the booster reloaded from its text, as lightgbm.train does)."""
+        self.booster.model_from_string(self.booster.model_to_string()).free_dataset()
+        result, valid_pred = score_fold(self.booster, X, y, self.valid_idx, self.spec, *self.pair, self.n_fit,
+                                        self.start)
+        test_pred = predict(self.booster, X_test, self.spec.task, result.best_iteration) if X_test is not None else None
+        return FoldOutput(result, self.booster, valid_pred, test_pred)
 
 
-def schedule(todo: list[tuple[int, int]], workers: int, threads: int) -> list[tuple[list[tuple[int, int]], int]]:
-    """Batches of folds with the threads each fold gets. Folds beyond the last full round of workers
-    (5 folds on 2 workers: the fifth) would train alone on one worker's share while the other cores
-    idle; they run after the others, sharing all threads (starting them early would oversubscribe)."""
-    tail = len(todo) % workers if len(todo) > workers else 0
-    batches = [(todo[:len(todo) - tail], max(1, threads // workers))]
-    if tail:
-        batches.append((todo[len(todo) - tail:], max(1, threads // tail)))
-    return batches
+class Board:
+    """What the threads share: folds not started, folds parked between threads, finished outputs."""
+
+    def __init__(self, todo: list[tuple[int, int]]):
+        self.pending = deque(todo)
+        self.parked: deque[FoldTask] = deque()
+        self.outputs: deque[FoldOutput] = deque()
+        self.unfinished = len(todo)
+        self.error: BaseException | None = None
+        self.stopped = False
+        self.changed = threading.Condition()
+
+    def take(self, new_task: Callable[[tuple[int, int]], FoldTask], main: bool) -> FoldTask | None:
+        """A fold to advance, or None when there is nothing for this thread. Helpers leave the last
+        fold to the main thread; the main thread waits while the helpers hold every fold."""
+        with self.changed:
+            while True:
+                if self.stopped or self.unfinished == 0 or (not main and self.unfinished < 2):
+                    return None
+                if self.parked:
+                    return self.parked.popleft()
+                if self.pending:
+                    pair = self.pending.popleft()
+                    break
+                if not main:
+                    return None
+                self.changed.wait()
+        return new_task(pair)  # built outside the lock: constructing the fold's subsets takes a while
+
+    def give_back(self, task: FoldTask) -> None:
+        with self.changed:
+            self.parked.append(task)
+            self.changed.notify_all()
+
+    def finished(self, output: FoldOutput | None, error: BaseException | None = None) -> None:
+        with self.changed:
+            self.unfinished -= 1
+            if output is not None:
+                self.outputs.append(output)
+            if error is not None and self.error is None:
+                self.error, self.stopped = error, True
+            self.changed.notify_all()
+
+    def stop(self) -> None:
+        with self.changed:
+            self.stopped = True
+            self.changed.notify_all()
 
 
-def save_inputs(folder: Path, full: lgb.Dataset, X: np.ndarray, y: np.ndarray, X_test: np.ndarray | None) -> Path:
-    """The binned Dataset (LightGBM binary) and the raw matrices the workers predict from."""
-    full.save_binary(str(folder / "train.bin"))
-    np.save(folder / "X.npy", X)
-    np.save(folder / "y.npy", y)
-    if X_test is not None:
-        np.save(folder / "X_test.npy", X_test)
-    return folder
+def train_folds_in_threads(full: lgb.Dataset, X: np.ndarray, y: np.ndarray, folds: Folds,
+                           todo: list[tuple[int, int]], spec: TrainSpec, X_test: np.ndarray | None,
+                           workers: int, finish: Callable[[FoldOutput], None]) -> None:
+    """Train the `todo` folds in `workers` threads (this one included) at one LightGBM thread each;
+    `finish` gets each fold in this thread as soon as it is done (checkpoints are written as folds finish)."""
+    board = Board(todo)
+    helpers = [threading.Thread(target=_help, args=(board, full, X, y, folds, spec, X_test), daemon=True,
+                                name=f"gbpipe-fold-{k}") for k in range(1, workers)]
+    previous = _max_threads()
+    _set_max_threads(1)
+    try:
+        for helper in helpers:
+            helper.start()
+        _work(board, full, X, y, folds, spec, X_test, finish, previous)
+    except BaseException:
+        board.stop()  # an error, or Ctrl-C: the helpers stop after their current round
+        raise
+    finally:
+        for helper in helpers:
+            helper.join()
+        _set_max_threads(previous)
 
 
-def _stop_workers(executor: ProcessPoolExecutor) -> None:
-    # ProcessPoolExecutor (Python < 3.14) has no public way to stop running tasks.
-    for process in list(getattr(executor, "_processes", {}).values()):
-        process.terminate()
+def _help(board: Board, full, X, y, folds: Folds, spec: TrainSpec, X_test) -> None:
+    while (task := board.take(lambda pair: FoldTask(full, y, folds, pair, spec), main=False)) is not None:
+        try:
+            while not task.done and board.unfinished > 1 and not board.stopped:
+                task.step()
+            if not task.done:
+                board.give_back(task)  # alone now: the main thread finishes it with every thread
+                continue
+            board.finished(task.output(X, y, X_test))
+        except BaseException as error:  # handed to the main thread, which raises it
+            board.finished(None, error)
+            return
 
 
-def _start_worker(folder: str, spec: TrainSpec, folds: Folds) -> None:
-    base = Path(folder)
-    _WORKER["spec"] = spec
-    _WORKER["folds"] = folds
-    # the same arguments as build_dataset, so the models' parameter sections match the sequential ones
-    _WORKER["full"] = lgb.Dataset(str(base / "train.bin"), feature_name=list(spec.feature_names) or "auto",
-                                  categorical_feature=list(spec.categorical) or "auto", params=spec.params).construct()
-    _WORKER["X"] = np.load(base / "X.npy", mmap_mode="r")
-    _WORKER["y"] = np.load(base / "y.npy")
-    _WORKER["X_test"] = np.load(base / "X_test.npy", mmap_mode="r") if (base / "X_test.npy").exists() else None
+def _work(board: Board, full, X, y, folds: Folds, spec: TrainSpec, X_test, finish, previous: int) -> None:
+    while True:
+        _flush(board, finish)
+        task = board.take(lambda pair: FoldTask(full, y, folds, pair, spec), main=True)
+        if task is None:
+            break
+        alone = False
+        while not task.done and not board.stopped:
+            if not alone and board.unfinished == 1:
+                alone = True
+                _set_max_threads(previous)  # the last fold: the whole budget, in this (main) thread
+            task.step()
+            _flush(board, finish)
+        if task.done:
+            board.finished(task.output(X, y, X_test))
+    _flush(board, finish)
 
 
-def _train_in_worker(pair: tuple[int, int], threads: int) -> tuple[FoldResult, str, np.ndarray, np.ndarray | None]:
-    repeat, fold = pair
-    spec = _WORKER["spec"]
-    spec = replace(spec, params={**spec.params, "num_threads": threads})
-    output = fit_fold(_WORKER["full"], _WORKER["X"], _WORKER["y"], _WORKER["folds"], repeat, fold, spec,
-                      _WORKER["X_test"])
-    return output.result, output.booster.model_to_string(), output.valid_pred, output.test_pred
-
-
-def _record_threads(model_text: str, threads: int) -> str:
-    """The parameter section as the sequential run writes it (num_threads of the whole run)."""
-    return re.sub(r"^\[num_threads: \d+\]$", f"[num_threads: {threads}]", model_text, count=1, flags=re.M)
+def _flush(board: Board, finish: Callable[[FoldOutput], None]) -> None:
+    if board.error is not None:
+        raise board.error
+    while board.outputs:
+        finish(board.outputs.popleft())

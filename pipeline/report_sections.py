@@ -122,12 +122,12 @@ def data_section(view: RunView, oof: Predictions, holdout: Predictions | None, t
     section.add(*missing_blocks(features, tables, note))
     summary = view.json("features_summary.json")
     if isinstance(summary, dict):
-        section.add(*features_blocks(summary))
+        section.add(*features_blocks(summary, scores))
     return section
 
 
-def features_blocks(summary: dict[str, Any]) -> list[Any]:
-    """The features stage's summary: rows and positive rate per cutoff, what was left out, NaN shares."""
+def features_blocks(summary: dict[str, Any], scores: dict[str, Any] | None = None) -> list[Any]:
+    """The features stage's summary: rows, positive rate and score per cutoff, what was left out, NaN shares."""
     if not isinstance(summary.get("rows_per_cutoff"), dict):
         return [Text("**Feature building** (the features stage's summary):"), *generic_blocks("features", summary)]
     rows_per = summary["rows_per_cutoff"]
@@ -136,6 +136,14 @@ def features_blocks(summary: dict[str, Any]) -> list[Any]:
     test = summary.get("test_cutoff")
     rows = [[cutoff, "test" if cutoff == test else "train", n, rates.get(cutoff)] for cutoff, n in rows_per.items()]
     rate_label = "positive rate" if rate_key == "positive_rate_per_cutoff" else "label mean"
+    columns, formats = ["cutoff", "role", "rows", rate_label], {}
+    by_cutoff = (scores or {}).get("oof_score_by_cutoff")
+    if isinstance(by_cutoff, dict):  # the OOF score of each training cutoff, the holdout score of the test one
+        metric = (scores or {}).get("metric", "score")
+        for row in rows:
+            row.append(scores.get("holdout_score") if row[1] == "test" else by_cutoff.get(row[0]))
+        label = f"{metric} (OOF; holdout at the test cutoff)"
+        columns, formats = [*columns, label], {label: "{:.4f}"}
     label = summary.get("label") or {}
     facts = {"source": summary.get("source"), "entity": summary.get("entity"), "time column": summary.get("time"),
              "label": label.get("definition") if isinstance(label, dict) else label,
@@ -150,9 +158,8 @@ def features_blocks(summary: dict[str, Any]) -> list[Any]:
                          Figure("cutoffs", plots.cutoffs_figure([r[0] for r in rows], [r[2] for r in rows],
                                                                 [r[3] for r in rows], rate_label, test),
                                 f"Rows and {rate_label} per cutoff"),
-                         Table("cutoffs", ["cutoff", "role", "rows", rate_label], rows,
-                               f"Rows and {rate_label} per cutoff",
-                               {rate_label: "{:.2%}" if rate_label == "positive rate" else "{:.4g}"})]
+                         Table("cutoffs", columns, rows, f"Rows, {rate_label} and score per cutoff",
+                               {rate_label: "{:.2%}" if rate_label == "positive rate" else "{:.4g}", **formats})]
     if nan_share:
         blocks.append(Table("nan_share", ["feature", "NaN share"], [[k, v] for k, v in nan_share[:30]],
                             "NaN share of the built features (largest first)", {"NaN share": "{:.1%}"}))

@@ -216,7 +216,28 @@ def scores_document(cfg: Config, prep: Prepared, result: CVResult, seconds: floa
         doc["holdout_score"] = score(cfg.metric, prep.y_test, result.test_pred)
         doc["holdout_metrics"] = all_metrics(cfg.data.task, prep.y_test, result.test_pred)
         doc["n_holdout"] = int(len(prep.y_test))
+    by_cutoff = scores_by_cutoff(cfg, prep, result.oof_pred, validated)
+    if by_cutoff:
+        doc["oof_score_by_cutoff"] = by_cutoff
     return doc
+
+
+def scores_by_cutoff(cfg: Config, prep: Prepared, oof_pred: np.ndarray, validated: np.ndarray) -> dict[str, float]:
+    """The OOF score of each training cutoff of a features experiment: pooled OOF mixes cutoffs with
+    short and long histories, so this is what to hold a forward holdout's score against."""
+    column = "cutoff"
+    frame = prep.tables.train
+    if cfg.features is None or column not in frame.columns or len(frame) != len(prep.y):
+        return {}
+    cutoffs = pd.to_datetime(frame[column]).dt.strftime("%Y-%m-%d").to_numpy()
+    out = {}
+    for cutoff in sorted(set(cutoffs[validated])):
+        rows = validated & (cutoffs == cutoff)
+        try:
+            out[cutoff] = score(cfg.metric, prep.y[rows], oof_pred[rows])
+        except ValueError:  # one class only at this cutoff: AUC undefined
+            continue
+    return out
 
 
 def all_metrics(task: str, y: np.ndarray, pred: np.ndarray) -> dict[str, float]:

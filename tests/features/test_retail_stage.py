@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 from conftest import ROOT, shared_file
 from features_helpers import RETAIL, retail_slice, retail_spec, stacked
 from test_features_bad_input import retail_config, write_events
@@ -43,6 +44,12 @@ def test_train_on_retail_builds_features_and_scores_the_december_holdout(tmp_pat
     assert summary["excluded_lines_without_entity"] == 135_080
     test_pred = pd.read_parquet(run / "test_pred.parquet")
     assert test_pred["row_key"].str.endswith("@2011-12-01").all()
+    oof = pd.read_parquet(run / "oof.parquet")  # the per-cutoff OOF AUC, recomputed from the run's own rows
+    recomputed = {c: roc_auc_score(g["target"], g["pred"]) for c, g in oof.groupby(oof["row_key"].str.split("@").str[1])}
+    assert scores["oof_score_by_cutoff"] == pytest.approx(recomputed, abs=1e-12)
+    assert main(["report", "--run", str(run), "-q"]) == 0
+    report = (run / "report" / "report.md").read_text()
+    assert "OOF; holdout at the test cutoff" in report and f"{recomputed['2011-09-01']:.4f}" in report
     (cache,) = (tmp_path / "runs" / "retail" / "features").iterdir()
     assert {p.name for p in cache.iterdir()} == {"features.parquet", "summary.json", "manifest.json"}
     capsys.readouterr()
