@@ -159,7 +159,7 @@ def measure(case: dict, repeats: int, tmp: Path) -> dict:
     median = {name: statistics.median(t) for name, t in times.items()}
     aucs = {k: v for k, v in scores.items() if v is not None}
     return {"rows": int(X.shape[0]), "features": int(X.shape[1]), "rounds": reference["rounds"],
-            "fold_workers": fold_workers(spec, len(folds.pairs()), X.shape), "seconds": median,
+            "fold_workers": fold_workers(spec, len(folds.pairs())), "seconds": median,
             "seconds_all": times, "vs_bare_ratio": median["gbpipe"] / median["bare"],
             "speedup_vs_textbook": median["textbook"] / median["gbpipe"],
             "seq_vs_bare_ratio": median["gbpipe_seq"] / median["bare"],

@@ -125,7 +125,7 @@ def run_cv(X: np.ndarray, y: np.ndarray, folds: Folds, spec: TrainSpec, X_test: 
         if on_fold_done is not None:
             on_fold_done(output.result, output.booster)
 
-    workers = fold_workers(spec, len(todo), X.shape)
+    workers = fold_workers(spec, len(todo))
     full = build_dataset(X, y, spec) if todo else None
     if workers > 1:
         from .fold_pool import train_folds_in_threads
@@ -139,7 +139,7 @@ def run_cv(X: np.ndarray, y: np.ndarray, folds: Folds, spec: TrainSpec, X_test: 
     return combine(folds, spec, y, [outputs[pair] for pair in folds.pairs()])
 
 
-def fold_workers(spec: TrainSpec, n_folds: int, shape: tuple[int, int]) -> int:
+def fold_workers(spec: TrainSpec, n_folds: int) -> int:
     """How many folds train at once, one LightGBM thread each, within the spec's num_threads.
     0 (auto): one per thread. Measured by bench/bench_cv.py on 2 cores, two single-threaded folds side
     by side beat one 2-thread fold after another on adult and on 200k x 50 (bench/README.md)."""

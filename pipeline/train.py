@@ -87,7 +87,9 @@ def train(cfg: Config, run_id: str | None = None, resume: bool = False, progress
     write_results(writer, cfg, prep, spec, result, time.perf_counter() - started)
     run_dir = writer.publish({"experiment": cfg.experiment.name, "run_id": writer.final_dir.name,
                               "config_hash": cfg.hash(), "data_fingerprint": prep.data_fingerprint})
-    progress.say(f"{cfg.metric} OOF {result.oof_score:.5f}; run written to {run_dir}")
+    holdout = (f", holdout {score(cfg.metric, prep.y_test, result.test_pred):.5f}"
+               if prep.y_test is not None and result.test_pred is not None else "")
+    progress.say(f"{cfg.metric} OOF {result.oof_score:.5f}{holdout}; run written to {run_dir}")
     return run_dir
 
 

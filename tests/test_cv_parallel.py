@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -39,7 +40,7 @@ def test_parallel_folds_equal_sequential_folds(case):
     folds = make_folds(splitter, 4, 2, 7, y)  # two repeats: OOF averages two predictions per row
     early = "inner" if case == "regression" else "fold"
     spec = spec_for(task, metric, num_class, early_stopping=early)
-    assert fold_workers(replace(spec, fold_workers=2), len(folds.pairs()), X.shape) == 2
+    assert fold_workers(replace(spec, fold_workers=2), len(folds.pairs())) == 2
     done = []
     parallel = run_cv(X, y, folds, replace(spec, fold_workers=2), X_test,
                       on_fold_done=lambda result, booster: done.append((result.repeat, result.fold)))
@@ -89,3 +90,34 @@ def test_train_stage_files_are_byte_identical_with_parallel_folds(tmp_path: Path
 
 def _without_seconds(data: bytes) -> dict:
     return {k: v for k, v in json.loads(data).items() if k != "seconds"}
+
+
+def test_an_error_in_a_helper_thread_reaches_the_caller_and_the_thread_cap_is_restored(monkeypatch):
+    from pipeline import fold_pool
+
+    X, y = skd.load_breast_cancer(return_X_y=True)
+    y = y.astype("float64")
+    folds = make_folds("stratified", 4, 1, 7, y)
+    before = fold_pool._max_threads()
+    real_step = fold_pool.FoldTask.step
+
+    def failing_step(task):
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError(f"fold {task.pair[1]} broke")
+        real_step(task)
+
+    monkeypatch.setattr(fold_pool.FoldTask, "step", failing_step)
+    with pytest.raises(RuntimeError, match="fold . broke"):
+        run_cv(X, y, folds, spec_for("binary", "auc", fold_workers=2))
+    assert fold_pool._max_threads() == before
+    assert [t for t in threading.enumerate() if t.name.startswith("gbpipe-fold-")] == []
+
+
+def test_parallel_folds_run_sequentially_off_the_main_thread():
+    """The thread cap is process-wide, so a caller's own thread gets folds one after another."""
+    spec = spec_for("binary", "auc", fold_workers=2)
+    seen = []
+    worker = threading.Thread(target=lambda: seen.append(fold_workers(spec, 4)))
+    worker.start()
+    worker.join()
+    assert seen == [1] and fold_workers(spec, 4) == 2

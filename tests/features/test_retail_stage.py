@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import roc_auc_score
 from conftest import ROOT, shared_file
 from features_helpers import RETAIL, retail_slice, retail_spec, stacked
+from sklearn.metrics import roc_auc_score
 from test_features_bad_input import retail_config, write_events
 
 from features.stage import cached_features
