@@ -63,18 +63,19 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 # ---- train ----
 def _write_test_rows(cfg: Config, path: Path, progress: Progress) -> None:
-    """The test cutoff's feature rows without their label, as a file `gbpipe predict` reads."""
-    from features.stage import feature_tables
-
+    """The experiment's test rows (the test cutoff's feature rows, or the test table) without their
+    label, as a file `gbpipe predict` reads."""
     from .artifacts import atomic_write_bytes, parquet_bytes
+    from .prepare import experiment_tables
 
-    test = feature_tables(cfg, progress).test
+    test = experiment_tables(cfg, progress).test
     if test is None:
-        raise ConfigError(f"--test-rows: {cfg.experiment.name} has no test cutoff (features.cutoffs.test)")
+        where = "test cutoff (features.cutoffs.test)" if cfg.features is not None else "test table (data.test or data.split_column)"
+        raise ConfigError(f"--test-rows: {cfg.experiment.name} has no {where}")
     rows = test.drop(columns=[cfg.data.target], errors="ignore")
     data = parquet_bytes(rows) if path.suffix.lower() in (".parquet", ".pq") else rows.to_csv(index=False).encode()
     atomic_write_bytes(path, data)
-    progress.say(f"features: {len(rows)} test rows written to {path}")
+    progress.say(f"{len(rows)} test rows written to {path}")
 
 
 def _add_train(p: argparse.ArgumentParser) -> None:
@@ -292,6 +293,8 @@ def _cmd_features(args: argparse.Namespace) -> int:
     if cfg.features is None:  # not an error, so `make features train` works for every experiment
         progress_of(args).say(f"{args.config} has no [features] section: its tables are read as they are; "
                               "nothing to build (see configs/retail.toml for a features spec)")
+        if args.test_rows is not None:
+            _write_test_rows(cfg, args.test_rows, progress_of(args))
         return 0
     cached = cached_features(cfg, progress_of(args))
     summary = cached.table.summary

@@ -98,6 +98,26 @@ def test_predict_reproduces_test_pred_and_ignores_column_order(adult_config, adu
     assert (out["label_pred"] == expected["label_pred"]).all()
 
 
+def test_test_rows_of_a_plain_table_predict_to_test_pred(adult_config, tmp_path):
+    """`make run`'s path without [features]: `gbpipe features --test-rows` writes the test table's rows
+    (label dropped) and `gbpipe predict` on them gives the run's test predictions."""
+    rows = tmp_path / "predict_input.parquet"
+    assert main(["features", "--config", str(adult_config), "--test-rows", str(rows), "-q"]) == 0
+    written = pd.read_parquet(rows)
+    assert len(written) == 1000 and "income" not in written.columns
+    run = train_run(adult_config)
+    assert main(["predict", "--run", str(run), "--input", str(rows), "--output", str(tmp_path / "out.csv"), "-q"]) == 0
+    expected = pd.read_parquet(run / "test_pred.parquet")
+    assert np.allclose(pd.read_csv(tmp_path / "out.csv")["pred"].to_numpy(), expected["pred"].to_numpy(), rtol=1e-12)
+
+
+def test_test_rows_need_a_test_table(tmp_path, adult_small, capsys):
+    config = write_config(tmp_path, "adult", data={"train": str(adult_small), "target": "income", "task": "binary"})
+    assert main(["features", "--config", str(config), "--test-rows", str(tmp_path / "rows.parquet"), "-q"]) == 2
+    assert "has no test table (data.test or data.split_column)" in capsys.readouterr().err
+    assert not (tmp_path / "rows.parquet").exists()
+
+
 @pytest.mark.parametrize("early_stopping", ["fold", "inner"])
 def test_regression_on_california_housing(tmp_path, early_stopping):
     frame = pd.read_parquet(shared_file("california_housing/housing.parquet")).sample(4000, random_state=1)

@@ -53,9 +53,16 @@ def test_train_on_retail_builds_features_and_scores_the_december_holdout(tmp_pat
     (cache,) = (tmp_path / "runs" / "retail" / "features").iterdir()
     assert {p.name for p in cache.iterdir()} == {"features.parquet", "summary.json", "manifest.json"}
     capsys.readouterr()
-    assert main(["features", "--config", str(config), "--set", "features.cutoffs.first=2011-08-01"]) == 0
+    rows = tmp_path / "predict_input.parquet"  # what `make run` predicts: December's rows, label dropped
+    assert main(["features", "--config", str(config), "--set", "features.cutoffs.first=2011-08-01",
+                 "--test-rows", str(rows)]) == 0
     out = capsys.readouterr()
     assert out.out.strip() == str(cache) and "reusing" in out.err
+    assert len(pd.read_parquet(rows)) == 4331 and "label" not in pd.read_parquet(rows).columns
+    assert main(["predict", "--run", str(run), "--input", str(rows), "--output", str(tmp_path / "dec.csv"), "-q"]) == 0
+    predicted = pd.read_csv(tmp_path / "dec.csv")
+    assert predicted["row_key"].tolist() == test_pred["row_key"].tolist()
+    assert np.allclose(predicted["pred"], test_pred["pred"], rtol=1e-12)
 
 
 def test_the_time_splitter_cuts_by_cutoff(tmp_path):
