@@ -48,11 +48,15 @@ def build_features(events: pd.DataFrame, spec: FeaturesSection, target: str, sou
     check_range(sched, prepared.first_ns, prepared.last_ns, spec.label.months, prepared.tz)
     progress.say(f"features: {prepared.frame.height} events of {prepared.frame[spec.entity].n_unique()} entities, "
                  f"{len(sched.all)} cutoffs, {len(spec.feature_names())} features")
-    table = compute(prepared, spec, sched, target).to_pandas()
-    test_mask = (table[spec.cutoff_column] == sched.test).to_numpy() if sched.test is not None else None
-    train = table[~test_mask].reset_index(drop=True) if test_mask is not None else table
-    test = table[test_mask].reset_index(drop=True) if test_mask is not None else None
-    summary = summarize(table, prepared, spec, sched, target, source, time.perf_counter() - started)
+    table = compute(prepared, spec, sched, target)
+    summary = summarize(table, prepared, spec, sched, target, source)
+    # Rows are sorted by cutoff and the test cutoff is the last one, so the test rows are the tail:
+    # zero-copy slices go to pandas one at a time instead of a full copy split into two more.
+    n_train = table.height - summary["rows_per_cutoff"].get(summary["test_cutoff"], 0)
+    train = table.slice(0, n_train).to_pandas()
+    test = table.slice(n_train).to_pandas() if sched.test is not None else None
+    del table
+    summary["build_seconds"] = round(time.perf_counter() - started, 3)
     progress.say(f"features: {len(train)} training rows, {0 if test is None else len(test)} test rows "
                  f"in {summary['build_seconds']:.1f}s")
     return FeatureTable(train, test, summary)
@@ -105,12 +109,14 @@ def cutoff_series(sched: Schedule) -> tuple[pl.Series, pl.Series]:
     return pl.Series(stamps), pl.Series([c.as_unit("ns").value for c in sched.all], dtype=pl.Int64)
 
 
-def summarize(table: pd.DataFrame, prepared: Events, spec: FeaturesSection, sched: Schedule, target: str,
-              source: str, seconds: float) -> dict[str, Any]:
+def summarize(table: pl.DataFrame, prepared: Events, spec: FeaturesSection, sched: Schedule, target: str,
+              source: str) -> dict[str, Any]:
     """What the feature table holds, per cutoff and per feature, and what was left out."""
-    per_cutoff = table.groupby(spec.cutoff_column, sort=True)[target]
-    day = {c: str(pd.Timestamp(c).date()) for c in per_cutoff.groups}
+    day = pl.col(spec.cutoff_column).dt.strftime("%Y-%m-%d")
+    per_cutoff = (table.group_by(day.alias("day")).agg(pl.len().alias("rows"), pl.col(target).mean().alias("mean"))
+                  .sort("day"))
     names = spec.feature_names()
+    missing = table.select([_missing(table.schema[n], n).mean().alias(n) for n in names]).row(0, named=True)
     summary = {
         "source": source, "entity": spec.entity, "time": spec.time, "renamed_columns": prepared.renamed,
         "event_lines": prepared.n_input, "excluded_lines_without_entity": prepared.n_without_entity,
@@ -119,10 +125,15 @@ def summarize(table: pd.DataFrame, prepared: Events, spec: FeaturesSection, sche
         "test_cutoff": str(sched.test.date()) if sched.test is not None else None,
         "label": {"column": target, "definition": describe(spec.label)},
         "windows": window_names(spec), "n_features": len(names),
-        "rows": len(table), "rows_per_cutoff": {day[c]: int(n) for c, n in per_cutoff.size().items()},
-        "nan_share_per_feature": {n: round(float(table[n].isna().mean()), 6) for n in names},
-        "build_seconds": round(seconds, 3),
+        "rows": table.height, "rows_per_cutoff": dict(zip(per_cutoff["day"], map(int, per_cutoff["rows"]))),
+        "nan_share_per_feature": {n: round(float(missing[n] or 0.0), 6) for n in names},
     }
     key = "positive_rate_per_cutoff" if spec.label.above is not None else "label_mean_per_cutoff"
-    summary[key] = {day[c]: round(float(v), 6) for c, v in per_cutoff.mean().items()}
+    summary[key] = {d: round(float(v), 6) for d, v in zip(per_cutoff["day"], per_cutoff["mean"])}
     return summary
+
+
+def _missing(dtype: pl.DataType, name: str) -> pl.Expr:
+    """Missing as pandas counts it after conversion: null, and NaN in float columns."""
+    column = pl.col(name)
+    return (column.is_null() | column.is_nan()) if dtype.is_float() else column.is_null()
