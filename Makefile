@@ -61,8 +61,8 @@ run: data ## the main job: retail features, tuning, training, importance, select
 	$(MAKE) --no-print-directory features tune train importance select ensemble EXP=$(EXP) Q=$(Q)
 	$(MAKE) --no-print-directory predict report EXP=$(EXP) Q=$(Q)
 
-bench: setup ## every benchmark in bench/ (each prints one JSON line last); takes a while
-	@for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+bench: setup ## every benchmark in bench/ (each prints one JSON line last), one at a time under a lock; takes a while
+	@for script in bench/bench_*.py; do echo "== $$script"; flock /tmp/gbpipe-bench.lock $(PY) $$script || exit 1; done
 
 test: setup ## the test suite (what CI runs)
 	$(PY) -m pytest -q

@@ -81,9 +81,9 @@ class ModelSection(Section):
     inner_valid_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)
     metric: str | None = None
     num_threads: int = Field(default=0, ge=0)
-    # Processes training folds at once, sharing num_threads (workers x threads <= num_threads); results are
-    # identical either way. 0 = auto: one single-threaded process per thread on tables large enough to repay
-    # starting them (bench/bench_cv.py measured this faster than one fold at a time on 2 cores); 1 = in-process.
+    # Folds training at once in threads, one LightGBM thread each, within num_threads; results are identical
+    # either way. 0 = auto: one fold per thread (bench/bench_cv.py measured this faster than one fold at a
+    # time with all threads on 2 cores); 1 = one fold after another.
     fold_workers: int = Field(default=0, ge=0, le=64)
 
 
