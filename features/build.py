@@ -53,8 +53,8 @@ def build_features(events: pd.DataFrame, spec: FeaturesSection, target: str, sou
     # Rows are sorted by cutoff and the test cutoff is the last one, so the test rows are the tail:
     # zero-copy slices go to pandas one at a time instead of a full copy split into two more.
     n_train = table.height - summary["rows_per_cutoff"].get(summary["test_cutoff"], 0)
-    train = table.slice(0, n_train).to_pandas()
     test = table.slice(n_train).to_pandas() if sched.test is not None else None
+    train = to_pandas_lean(table.slice(0, n_train) if n_train < table.height else table)
     del table
     summary["build_seconds"] = round(time.perf_counter() - started, 3)
     progress.say(f"features: {len(train)} training rows, {0 if test is None else len(test)} test rows "
@@ -88,6 +88,13 @@ def compute(prepared: Events, spec: FeaturesSection, sched: Schedule, target: st
                                          pl.col(spec.cutoff_column).dt.strftime("%Y-%m-%d")).alias(spec.key_column))
     columns = [spec.key_column, spec.entity, spec.cutoff_column, *spec.feature_names(), target]
     return table.select(columns).collect(engine="in-memory")
+
+
+def to_pandas_lean(table: pl.DataFrame) -> pd.DataFrame:
+    """The table in pandas, converted a column at a time and each Polars column let go once converted,
+    so the wide table is never held twice (`DataFrame.to_pandas` holds both at its peak)."""
+    columns = {name: table.drop_in_place(name).to_pandas() for name in list(table.columns)}
+    return pd.DataFrame(columns, copy=False)
 
 
 def job_frame(prepared: Events, job: Job, sched: Schedule, entity: str) -> pl.LazyFrame:
