@@ -51,11 +51,10 @@ def build_features(events: pd.DataFrame, spec: FeaturesSection, target: str, sou
     table = compute(prepared, spec, sched, target)
     summary = summarize(table, prepared, spec, sched, target, source)
     # Rows are sorted by cutoff and the test cutoff is the last one, so the test rows are the tail:
-    # zero-copy slices go to pandas one at a time instead of a full copy split into two more.
+    # zero-copy slices go to pandas instead of a full copy split into two more.
     n_train = table.height - summary["rows_per_cutoff"].get(summary["test_cutoff"], 0)
-    test = table.slice(n_train).to_pandas() if sched.test is not None else None
-    train = to_pandas_lean(table.slice(0, n_train) if n_train < table.height else table)
-    del table
+    test = to_pandas_by_column(table.slice(n_train)) if sched.test is not None else None
+    train = to_pandas_by_column(table.slice(0, n_train))
     summary["build_seconds"] = round(time.perf_counter() - started, 3)
     progress.say(f"features: {len(train)} training rows, {0 if test is None else len(test)} test rows "
                  f"in {summary['build_seconds']:.1f}s")
@@ -90,11 +89,10 @@ def compute(prepared: Events, spec: FeaturesSection, sched: Schedule, target: st
     return table.select(columns).collect(engine="in-memory")
 
 
-def to_pandas_lean(table: pl.DataFrame) -> pd.DataFrame:
-    """The table in pandas, converted a column at a time and each Polars column let go once converted,
-    so the wide table is never held twice (`DataFrame.to_pandas` holds both at its peak)."""
-    columns = {name: table.drop_in_place(name).to_pandas() for name in list(table.columns)}
-    return pd.DataFrame(columns, copy=False)
+def to_pandas_by_column(table: pl.DataFrame) -> pd.DataFrame:
+    """The table in pandas, a column at a time: `DataFrame.to_pandas` consolidates the wide table into
+    one 2-D block, a second full copy at its peak (retail build peak ~466 MB that way, ~426 MB this way)."""
+    return pd.DataFrame({name: table[name].to_pandas() for name in table.columns}, copy=False)
 
 
 def job_frame(prepared: Events, job: Job, sched: Schedule, entity: str) -> pl.LazyFrame:

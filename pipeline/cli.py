@@ -9,10 +9,14 @@ import signal
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .config import Config, load_config
+from .config import Config, load_config, read_params_file
 from .errors import EXIT_INTERRUPTED, ConfigError, GbpipeError
 from .progress import Progress
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _config_args(parser: argparse.ArgumentParser) -> None:
@@ -62,22 +66,6 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 # ---- train ----
-def _write_test_rows(cfg: Config, path: Path, progress: Progress) -> None:
-    """The experiment's test rows (the test cutoff's feature rows, or the test table) without their
-    label, as a file `gbpipe predict` reads."""
-    from .artifacts import atomic_write_bytes, parquet_bytes
-    from .prepare import experiment_tables
-
-    test = experiment_tables(cfg, progress).test
-    if test is None:
-        where = "test cutoff (features.cutoffs.test)" if cfg.features is not None else "test table (data.test or data.split_column)"
-        raise ConfigError(f"--test-rows: {cfg.experiment.name} has no {where}")
-    rows = test.drop(columns=[cfg.data.target], errors="ignore")
-    data = parquet_bytes(rows) if path.suffix.lower() in (".parquet", ".pq") else rows.to_csv(index=False).encode()
-    atomic_write_bytes(path, data)
-    progress.say(f"{len(rows)} test rows written to {path}")
-
-
 def _add_train(p: argparse.ArgumentParser) -> None:
     _config_args(p)
     p.add_argument("--run-id", default=None, help="name of the run folder (default: UTC time + config hash)")
@@ -97,16 +85,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         args.overrides = [*args.overrides, *feature_overrides(args.features, args.config, args.overrides)]
     cfg = load(args)
-    params = _read_params(args.params) if args.params else None
+    params = read_params_file(args.params) if args.params else None
     run_dir = train(cfg, args.run_id, args.resume, progress_of(args), params)
     print(run_dir)
     return 0
-
-
-def _read_params(path: Path) -> dict:
-    from .config import read_params_file
-
-    return read_params_file(path)
 
 
 # ---- predict ----
@@ -286,6 +268,20 @@ def _add_features(p: argparse.ArgumentParser) -> None:
     _common_args(p)
 
 
+def _write_test_rows(cfg: Config, test: pd.DataFrame | None, path: Path, progress: Progress) -> None:
+    """The experiment's test rows (the test cutoff's feature rows, or the test table) without their
+    label, as a file `gbpipe predict` reads."""
+    from .artifacts import atomic_write_bytes, parquet_bytes
+
+    if test is None:
+        where = "test cutoff (features.cutoffs.test)" if cfg.features is not None else "test table (data.test or data.split_column)"
+        raise ConfigError(f"--test-rows: {cfg.experiment.name} has no {where}")
+    rows = test.drop(columns=[cfg.data.target], errors="ignore")
+    data = parquet_bytes(rows) if path.suffix.lower() in (".parquet", ".pq") else rows.to_csv(index=False).encode()
+    atomic_write_bytes(path, data)
+    progress.say(f"{len(rows)} test rows written to {path}")
+
+
 def _cmd_features(args: argparse.Namespace) -> int:
     from features.stage import cached_features
 
@@ -294,12 +290,14 @@ def _cmd_features(args: argparse.Namespace) -> int:
         progress_of(args).say(f"{args.config} has no [features] section: its tables are read as they are; "
                               "nothing to build (see configs/retail.toml for a features spec)")
         if args.test_rows is not None:
-            _write_test_rows(cfg, args.test_rows, progress_of(args))
+            from .prepare import experiment_tables
+
+            _write_test_rows(cfg, experiment_tables(cfg, progress_of(args)).test, args.test_rows, progress_of(args))
         return 0
     cached = cached_features(cfg, progress_of(args))
     summary = cached.table.summary
-    if args.test_rows is not None:
-        _write_test_rows(cfg, args.test_rows, progress_of(args))
+    if args.test_rows is not None:  # the table just built or read: no second read of the cache
+        _write_test_rows(cfg, cached.table.test, args.test_rows, progress_of(args))
     progress_of(args).say(f"features: {summary['rows']} rows x {summary['n_features']} features, cutoffs "
                           f"{summary['train_cutoffs'][0]}..{summary['train_cutoffs'][-1]}"
                           + (f" + test {summary['test_cutoff']}" if summary["test_cutoff"] else "")

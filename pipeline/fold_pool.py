@@ -97,7 +97,8 @@ class FoldTask:
 class Board:
     """What the threads share: folds not started, folds parked between threads, finished outputs."""
 
-    def __init__(self, todo: list[tuple[int, int]]):
+    def __init__(self, todo: list[tuple[int, int]], new_task: Callable[[tuple[int, int]], FoldTask]):
+        self.new_task = new_task
         self.pending = deque(todo)
         self.parked: deque[FoldTask] = deque()
         self.outputs: deque[FoldOutput] = deque()
@@ -106,7 +107,7 @@ class Board:
         self.stopped = False
         self.changed = threading.Condition()
 
-    def take(self, new_task: Callable[[tuple[int, int]], FoldTask], main: bool) -> FoldTask | None:
+    def take(self, main: bool) -> FoldTask | None:
         """A fold to advance, or None when there is nothing for this thread. Helpers leave the last
         fold to the main thread; the main thread waits while the helpers hold every fold."""
         with self.changed:
@@ -121,7 +122,7 @@ class Board:
                 if not main:
                     return None
                 self.changed.wait()
-        return new_task(pair)  # built outside the lock: constructing the fold's subsets takes a while
+        return self.new_task(pair)  # built outside the lock: constructing the fold's subsets takes a while
 
     def give_back(self, task: FoldTask) -> None:
         with self.changed:
@@ -148,15 +149,15 @@ def train_folds_in_threads(full: lgb.Dataset, X: np.ndarray, y: np.ndarray, fold
                            workers: int, finish: Callable[[FoldOutput], None]) -> None:
     """Train the `todo` folds in `workers` threads (this one included) at one LightGBM thread each;
     `finish` gets each fold in this thread as soon as it is done (checkpoints are written as folds finish)."""
-    board = Board(todo)
-    helpers = [threading.Thread(target=_help, args=(board, full, X, y, folds, spec, X_test), daemon=True,
-                                name=f"gbpipe-fold-{k}") for k in range(1, workers)]
+    board = Board(todo, lambda pair: FoldTask(full, y, folds, pair, spec))
+    helpers = [threading.Thread(target=_help, args=(board, X, y, X_test), daemon=True, name=f"gbpipe-fold-{k}")
+               for k in range(1, workers)]
     previous = _max_threads()
     _set_max_threads(1)
     try:
         for helper in helpers:
             helper.start()
-        _work(board, full, X, y, folds, spec, X_test, finish, previous)
+        _work(board, X, y, X_test, finish, previous)
     except BaseException:
         board.stop()  # an error, or Ctrl-C: the helpers stop after their current round
         raise
@@ -166,8 +167,8 @@ def train_folds_in_threads(full: lgb.Dataset, X: np.ndarray, y: np.ndarray, fold
         _set_max_threads(previous)
 
 
-def _help(board: Board, full, X, y, folds: Folds, spec: TrainSpec, X_test) -> None:
-    while (task := board.take(lambda pair: FoldTask(full, y, folds, pair, spec), main=False)) is not None:
+def _help(board: Board, X: np.ndarray, y: np.ndarray, X_test: np.ndarray | None) -> None:
+    while (task := board.take(main=False)) is not None:
         try:
             while not task.done and board.unfinished > 1 and not board.stopped:
                 task.step()
@@ -180,10 +181,11 @@ def _help(board: Board, full, X, y, folds: Folds, spec: TrainSpec, X_test) -> No
             return
 
 
-def _work(board: Board, full, X, y, folds: Folds, spec: TrainSpec, X_test, finish, previous: int) -> None:
+def _work(board: Board, X: np.ndarray, y: np.ndarray, X_test: np.ndarray | None,
+          finish: Callable[[FoldOutput], None], previous: int) -> None:
     while True:
         _flush(board, finish)
-        task = board.take(lambda pair: FoldTask(full, y, folds, pair, spec), main=True)
+        task = board.take(main=True)
         if task is None:
             break
         alone = False

@@ -137,13 +137,13 @@ def features_blocks(summary: dict[str, Any], scores: dict[str, Any] | None = Non
     rows = [[cutoff, "test" if cutoff == test else "train", n, rates.get(cutoff)] for cutoff, n in rows_per.items()]
     rate_label = "positive rate" if rate_key == "positive_rate_per_cutoff" else "label mean"
     columns, formats = ["cutoff", "role", "rows", rate_label], {}
-    by_cutoff = (scores or {}).get("oof_score_by_cutoff")
+    scores = scores or {}
+    by_cutoff = scores.get("oof_score_by_cutoff")
     if isinstance(by_cutoff, dict):  # the OOF score of each training cutoff, the holdout score of the test one
-        metric = (scores or {}).get("metric", "score")
         for row in rows:
             row.append(scores.get("holdout_score") if row[1] == "test" else by_cutoff.get(row[0]))
-        label = f"{metric} (OOF; holdout at the test cutoff)"
-        columns, formats = [*columns, label], {label: "{:.4f}"}
+        score_column = f"{scores.get('metric', 'score')} (OOF; holdout at the test cutoff)"
+        columns, formats = [*columns, score_column], {score_column: "{:.4f}"}
     label = summary.get("label") or {}
     facts = {"source": summary.get("source"), "entity": summary.get("entity"), "time column": summary.get("time"),
              "label": label.get("definition") if isinstance(label, dict) else label,

@@ -84,11 +84,10 @@ def train(cfg: Config, run_id: str | None = None, resume: bool = False, progress
     if completed:
         progress.say(f"resume: {len(completed)} of {total} folds already done, training the rest")
     result = run_cv(prep.X, prep.y, prep.folds, spec, prep.X_test, completed, on_fold_done)
-    write_results(writer, cfg, prep, spec, result, time.perf_counter() - started)
+    scores = write_results(writer, cfg, prep, spec, result, time.perf_counter() - started)
     run_dir = writer.publish({"experiment": cfg.experiment.name, "run_id": writer.final_dir.name,
                               "config_hash": cfg.hash(), "data_fingerprint": prep.data_fingerprint})
-    holdout = (f", holdout {score(cfg.metric, prep.y_test, result.test_pred):.5f}"
-               if prep.y_test is not None and result.test_pred is not None else "")
+    holdout = f", holdout {scores['holdout_score']:.5f}" if "holdout_score" in scores else ""
     progress.say(f"{cfg.metric} OOF {result.oof_score:.5f}{holdout}; run written to {run_dir}")
     return run_dir
 
@@ -162,7 +161,8 @@ def prediction_frame(pred: np.ndarray, prep: Prepared, ids: pd.Series) -> pd.Dat
 
 
 def write_results(writer: RunWriter, cfg: Config, prep: Prepared, spec: TrainSpec, result: CVResult,
-                  seconds: float) -> None:
+                  seconds: float) -> dict[str, Any]:
+    """Write the run's predictions, importance, scores and short report; returns scores.json's content."""
     target = prep.tables.train[cfg.data.target].to_numpy()
     oof = prediction_frame(result.oof_pred, prep, prep.ids)
     oof.insert(1, "fold", prep.folds.assignments[0].astype("int16"))
@@ -183,6 +183,7 @@ def write_results(writer: RunWriter, cfg: Config, prep: Prepared, spec: TrainSpe
     scores = scores_document(cfg, prep, result, seconds)
     writer.write_json("scores.json", scores)
     writer.write_text("report.md", render_markdown(cfg, scores, spec.params))
+    return scores
 
 
 def importance_table(result: CVResult, prep: Prepared) -> pd.DataFrame:
@@ -227,11 +228,9 @@ def scores_document(cfg: Config, prep: Prepared, result: CVResult, seconds: floa
 def scores_by_cutoff(cfg: Config, prep: Prepared, oof_pred: np.ndarray, validated: np.ndarray) -> dict[str, float]:
     """The OOF score of each training cutoff of a features experiment: pooled OOF mixes cutoffs with
     short and long histories, so this is what to hold a forward holdout's score against."""
-    column = "cutoff"
-    frame = prep.tables.train
-    if cfg.features is None or column not in frame.columns or len(frame) != len(prep.y):
+    if cfg.features is None:
         return {}
-    cutoffs = pd.to_datetime(frame[column]).dt.strftime("%Y-%m-%d").to_numpy()
+    cutoffs = pd.to_datetime(prep.tables.train[cfg.features.cutoff_column]).dt.strftime("%Y-%m-%d").to_numpy()
     out = {}
     for cutoff in sorted(set(cutoffs[validated])):
         rows = validated & (cutoffs == cutoff)
