@@ -21,7 +21,7 @@ from .aggregations import CUTOFF_INDEX, Job, derived_features, plan, window_name
 from .events import Events, prepare_events
 from .labels import describe, label_expr, label_job
 from .spec import FeaturesSection, check_unique
-from .windows import Schedule, check_range, schedule, slice_rows
+from .windows import MIN_LABEL_COVERAGE, Schedule, as_stamp, check_range, label_coverage, schedule, slice_rows
 
 CUTOFF_NS = "__cutoff_ns"
 
@@ -56,6 +56,10 @@ def build_features(events: pd.DataFrame, spec: FeaturesSection, target: str, sou
     test = to_pandas_by_column(table.slice(n_train)) if sched.test is not None else None
     train = to_pandas_by_column(table.slice(0, n_train))
     summary["build_seconds"] = round(time.perf_counter() - started, 3)
+    window = summary.get("test_label_window")
+    if window is not None and not window["complete"]:
+        progress.say(f"features: the data ends at {window['data_ends']}, {window['coverage']:.0%} into the test "
+                     f"cutoff's label window (to {window['end']}): the holdout labels count only that part")
     progress.say(f"features: {len(train)} training rows, {0 if test is None else len(test)} test rows "
                  f"in {summary['build_seconds']:.1f}s")
     return FeatureTable(train, test, summary)
@@ -133,9 +137,21 @@ def summarize(table: pl.DataFrame, prepared: Events, spec: FeaturesSection, sche
         "rows": table.height, "rows_per_cutoff": dict(zip(per_cutoff["day"], map(int, per_cutoff["rows"]))),
         "nan_share_per_feature": {n: round(float(missing[n] or 0.0), 6) for n in names},
     }
+    if sched.test is not None:
+        summary["test_label_window"] = test_label_window(sched.test, prepared, spec.label.months)
     key = "positive_rate_per_cutoff" if spec.label.above is not None else "label_mean_per_cutoff"
     summary[key] = {d: round(float(v), 6) for d, v in zip(per_cutoff["day"], per_cutoff["mean"])}
     return summary
+
+
+def test_label_window(test: pd.Timestamp, prepared: Events, months: int) -> dict[str, Any]:
+    """How much of the test cutoff's label window the data covers: a holdout whose window is cut short by
+    the data's end (Online Retail's December stops on the 9th) scores another question than the training
+    labels ask, which the report says beside the holdout score."""
+    end = test + pd.DateOffset(months=months)
+    covered = label_coverage(test, prepared.last_ns, months)
+    return {"start": str(test), "end": str(end), "data_ends": str(as_stamp(prepared.last_ns, prepared.tz)),
+            "coverage": round(covered, 4), "complete": covered >= MIN_LABEL_COVERAGE}
 
 
 def _missing(dtype: pl.DataType, name: str) -> pl.Expr:

@@ -36,7 +36,7 @@ from pipeline.progress import QUIET, Progress
 from .build import FeatureTable, build_features
 from .spec import FeaturesSection
 
-FORMAT_VERSION = 1  # bump when the builder's output changes for the same spec and data
+FORMAT_VERSION = 2  # bump when the builder's output changes for the same spec and data
 TABLE, SUMMARY = "features.parquet", "summary.json"
 
 

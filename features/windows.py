@@ -82,9 +82,23 @@ def _shift(cutoff: pd.Timestamp, months: int) -> int:
     return (cutoff + pd.DateOffset(months=months)).as_unit("ns").value
 
 
+# A training label window must hold data over at least this share of its length: a window cut short by
+# the data's end counts fewer sales than a full one, so its labels lean to 0. Not 100%: a month whose
+# last days happen to have no event (a quiet weekend) is still complete.
+MIN_LABEL_COVERAGE = 0.9
+
+
+def label_coverage(cutoff: pd.Timestamp, last_ns: int, label_months: int) -> float:
+    """The share of [cutoff, cutoff + label_months) that lies before the data's last event."""
+    start = cutoff.as_unit("ns").value
+    end = _shift(cutoff, label_months)
+    return float(min(1.0, max(0.0, (last_ns - start) / (end - start))))
+
+
 def check_range(sched: Schedule, first_ns: int, last_ns: int, label_months: int, tz: str | None) -> None:
-    """Every cutoff must have some history before it and its label window must start inside the data."""
-    first, last = _as_stamp(first_ns, tz), _as_stamp(last_ns, tz)
+    """Every cutoff must have some history before it and its label window must start inside the data;
+    a training cutoff's label window must be (nearly) all inside the data."""
+    first, last = as_stamp(first_ns, tz), as_stamp(last_ns, tz)
     for cutoff in sched.all:
         if cutoff.as_unit("ns").value <= first_ns:
             raise DataError(f"cutoff {cutoff.date()} is outside the data's range ({first} .. {last}): no event is "
@@ -93,9 +107,16 @@ def check_range(sched: Schedule, first_ns: int, last_ns: int, label_months: int,
             raise DataError(f"cutoff {cutoff.date()} is outside the data's range ({first} .. {last}): its "
                             f"{label_months}-month label window holds no event, so its labels are unknown; "
                             "move the cutoff (features.cutoffs.test / last) earlier")
+    for cutoff in sched.train:
+        covered = label_coverage(cutoff, last_ns, label_months)
+        if covered < MIN_LABEL_COVERAGE:
+            raise DataError(f"training cutoff {cutoff.date()}: the data ends at {last}, {covered:.0%} of the way "
+                            f"through its {label_months}-month label window, so its labels would count only part "
+                            f"of the window and lean to 0; set features.cutoffs.last (or test) earlier, so every "
+                            f"training label window ends by {last.date()}")
 
 
-def _as_stamp(ns: int, tz: str | None) -> pd.Timestamp:
+def as_stamp(ns: int, tz: str | None) -> pd.Timestamp:
     stamp = pd.Timestamp(np.int64(ns), unit="ns")
     return stamp.tz_localize("UTC").tz_convert(tz) if tz else stamp
 

@@ -71,6 +71,9 @@ class CVSection(Section):
     seed: int = 42
     group: str | None = None
     time: str | None = None
+    # Forward backtest of a [features] experiment: the last N training cutoffs, each scored by folds
+    # trained only on earlier cutoffs, beside its OOF score (pipeline/backtest.py). 0 = off.
+    backtest: int = Field(default=0, ge=0, le=24)
 
 
 class ModelSection(Section):
@@ -257,10 +260,17 @@ class Config(Section):
         if task == "regression" and cv.splitter in ("stratified", "stratified_group"):
             raise ValueError(f"cv.splitter {cv.splitter!r} stratifies on the target, which regression cannot; "
                              "use 'kfold' or 'group'")
+        if cv.backtest and self.features is None:
+            raise ValueError(f"cv.backtest = {cv.backtest} replays training cutoffs, which only a [features] "
+                             "experiment has; remove cv.backtest or add a [features] section")
         if self.features is not None:
             check_experiment(self.features, self.data, cv)
         elif self.data.train is None:
             raise ValueError("data.train is required: the path of the training table (or a [features] section)")
+        if cv.backtest and self.splitter == "time":
+            raise ValueError(f"cv.backtest = {cv.backtest} replays cutoffs with K-fold folds; with cv.splitter = "
+                             "'time' every OOF score is already forward (trained on earlier rows only), so set "
+                             "cv.backtest = 0")
         return self
 
     @property

@@ -39,6 +39,13 @@ def render_markdown(cfg: Config, scores: dict[str, Any], params: dict[str, Any])
                  f"(folds: mean {scores['fold_score_mean']:.5f}, std {scores['fold_score_std']:.5f})")
     if "holdout_score" in scores:
         lines.append(f"- Holdout {scores['metric']}: **{scores['holdout_score']:.5f}** on {scores['n_holdout']} rows")
+        window = scores.get("holdout_label_window")
+        if window is not None and not window["complete"]:
+            lines.append(f"  (its label window is {window['coverage']:.0%} covered: the data ends at {window['data_ends']})")
+    if "backtest" in scores:
+        bt = scores["backtest"]
+        lines.append(f"- Forward backtest ({len(bt['cutoffs'])} cutoffs): OOF {bt['mean_oof_score']:.5f}, forward "
+                     f"{bt['mean_forward_score']:.5f}, gap {bt['mean_gap']:+.5f}")
     lines.append(f"- Splitter: {scores['splitter']}, {scores['n_splits']} folds x {scores['n_repeats']} repeats; "
                  f"early stopping on: {scores['early_stopping']}")
     lines.append(f"- Rows: {scores['n_rows']} ({scores['n_validated']} validated), features: {scores['n_features']}")

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .artifacts import PARTIAL_SUFFIX, RunWriter, check_new_run, check_run_name
+from .backtest import BacktestCutoff, backtest, backtest_document, check_backtest
 from .config import Config, dump_config_toml
 from .cv import CVResult, FoldResult, TrainSpec, resolve_params, run_cv
 from .errors import ConfigError, DataError
@@ -63,6 +64,7 @@ def train(cfg: Config, run_id: str | None = None, resume: bool = False, progress
     final_dir = run_dir_for(cfg, run_id, resume)
     check_new_run(final_dir, resume)  # refuse an existing run before spending time on the data
     prep = prepare(cfg, progress)  # bad input fails here, before anything of the run is written
+    check_backtest(cfg, prep)
     writer = RunWriter(final_dir, resume=resume)
     config_text = dump_config_toml(cfg)
     if resume:
@@ -84,7 +86,9 @@ def train(cfg: Config, run_id: str | None = None, resume: bool = False, progress
     if completed:
         progress.say(f"resume: {len(completed)} of {total} folds already done, training the rest")
     result = run_cv(prep.X, prep.y, prep.folds, spec, prep.X_test, completed, on_fold_done)
-    scores = write_results(writer, cfg, prep, spec, result, time.perf_counter() - started)
+    progress.restart()
+    replays = backtest(cfg, prep, spec, result.oof_pred, progress)
+    scores = write_results(writer, cfg, prep, spec, result, time.perf_counter() - started, replays)
     run_dir = writer.publish({"experiment": cfg.experiment.name, "run_id": writer.final_dir.name,
                               "config_hash": cfg.hash(), "data_fingerprint": prep.data_fingerprint})
     holdout = f", holdout {scores['holdout_score']:.5f}" if "holdout_score" in scores else ""
@@ -161,7 +165,7 @@ def prediction_frame(pred: np.ndarray, prep: Prepared, ids: pd.Series) -> pd.Dat
 
 
 def write_results(writer: RunWriter, cfg: Config, prep: Prepared, spec: TrainSpec, result: CVResult,
-                  seconds: float) -> dict[str, Any]:
+                  seconds: float, replays: list[BacktestCutoff] = ()) -> dict[str, Any]:
     """Write the run's predictions, importance, scores and short report; returns scores.json's content."""
     target = prep.tables.train[cfg.data.target].to_numpy()
     oof = prediction_frame(result.oof_pred, prep, prep.ids)
@@ -181,6 +185,8 @@ def write_results(writer: RunWriter, cfg: Config, prep: Prepared, spec: TrainSpe
     if prep.tables.summary is not None:
         writer.write_json("features_summary.json", prep.tables.summary)
     scores = scores_document(cfg, prep, result, seconds)
+    if replays:
+        scores["backtest"] = backtest_document(replays)
     writer.write_json("scores.json", scores)
     writer.write_text("report.md", render_markdown(cfg, scores, spec.params))
     return scores
@@ -219,6 +225,9 @@ def scores_document(cfg: Config, prep: Prepared, result: CVResult, seconds: floa
         doc["holdout_score"] = score(cfg.metric, prep.y_test, result.test_pred)
         doc["holdout_metrics"] = all_metrics(cfg.data.task, prep.y_test, result.test_pred)
         doc["n_holdout"] = int(len(prep.y_test))
+        window = (prep.tables.summary or {}).get("test_label_window")
+        if window is not None:
+            doc["holdout_label_window"] = window
     by_cutoff = scores_by_cutoff(cfg, prep, result.oof_pred, validated)
     if by_cutoff:
         doc["oof_score_by_cutoff"] = by_cutoff

@@ -84,6 +84,10 @@ BAD_SPECS = [
      r"cutoff 2010-06-01 is outside the data's range .* no event is dated before it"),
     ("test cutoff after the data", {"features.cutoffs.test": "2012-03-01"}, DATA_ERROR,
      r"cutoff 2012-01-01 is outside the data's range .* label window holds no event"),
+    ("training label window cut short by the data's end", {"features.cutoffs.test": None,
+                                                           "features.cutoffs.last": "2011-12-01"}, DATA_ERROR,
+     r"training cutoff 2011-12-01: the data ends at 2011-12-09 [0-9:]+, 2[78]% of the way through its 1-month label "
+     r"window.* set features.cutoffs.last \(or test\) earlier"),
     ("label window past the test cutoff", {"features.cutoffs.last": "2011-11-01", "features.label.months": 2},
      CONFIG_ERROR, "label window ends after the test cutoff"),
     ("target named like a feature", {"data.target": "days_since_last"}, CONFIG_ERROR,

@@ -42,6 +42,10 @@ def test_train_on_retail_builds_features_and_scores_the_december_holdout(tmp_pat
     assert summary["rows_per_cutoff"]["2011-12-01"] == 4331
     assert summary["positive_rate_per_cutoff"]["2011-12-01"] == pytest.approx(327 / 4331, abs=1e-6)
     assert summary["excluded_lines_without_entity"] == 135_080
+    window = summary["test_label_window"]  # December 2011 stops on the 9th: 8.53 of the label window's 31 days
+    assert window["coverage"] == pytest.approx((8 + (12 * 60 + 50) / 1440) / 31, abs=1e-4) and not window["complete"]
+    assert scores["holdout_label_window"] == window
+    assert [r["cutoff"] for r in scores["backtest"]["cutoffs"]] == ["2011-09-01", "2011-10-01", "2011-11-01"]
     test_pred = pd.read_parquet(run / "test_pred.parquet")
     assert test_pred["row_key"].str.endswith("@2011-12-01").all()
     oof = pd.read_parquet(run / "oof.parquet")  # the per-cutoff OOF AUC, recomputed from the run's own rows
@@ -50,6 +54,7 @@ def test_train_on_retail_builds_features_and_scores_the_december_holdout(tmp_pat
     assert main(["report", "--run", str(run), "-q"]) == 0
     report = (run / "report" / "report.md").read_text()
     assert "OOF; holdout at the test cutoff" in report and f"{recomputed['2011-09-01']:.4f}" in report
+    assert "The holdout's label window is cut short" in report and "Forward backtest" in report
     (cache,) = (tmp_path / "runs" / "retail" / "features").iterdir()
     assert {p.name for p in cache.iterdir()} == {"features.parquet", "summary.json", "manifest.json"}
     capsys.readouterr()
@@ -67,7 +72,8 @@ def test_train_on_retail_builds_features_and_scores_the_december_holdout(tmp_pat
 
 def test_the_time_splitter_cuts_by_cutoff(tmp_path):
     config = retail_config(tmp_path, write_events(tmp_path, retail_slice()))
-    args = ["train", "--config", str(config), "--set", "cv.splitter=time", "--set", "cv.time=cutoff", *FAST]
+    args = ["train", "--config", str(config), "--set", "cv.splitter=time", "--set", "cv.time=cutoff",
+            "--set", "cv.backtest=0", *FAST]
     assert main(args) == 0
     run = only_run(tmp_path / "runs" / "retail")
     scores = json.loads((run / "scores.json").read_text())

@@ -1,0 +1,125 @@
+"""Forward backtest: is the OOF score of a stacked cutoff table honest?
+
+OOF folds of a (entity, cutoff) table train on rows from cutoffs after the scored ones, which a model
+never has in production. The backtest replays production for the last `cv.backtest` training cutoffs:
+for each cutoff c, the same K folds are trained on the rows whose label windows end by c (the past
+only) and their averaged predictions score c's rows, beside the OOF score of those same rows. A gap
+between the two is the optimism of the OOF score; the test cutoff's holdout is one more such replay.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .config import Config
+from .cv import TrainSpec, run_cv
+from .errors import ConfigError
+from .folds import Folds
+from .metrics import score
+from .prepare import Prepared
+from .progress import QUIET, Progress
+
+
+@dataclass(frozen=True)
+class BacktestCutoff:
+    """One replayed cutoff: its rows scored by OOF and by folds trained on earlier cutoffs only."""
+
+    cutoff: str
+    n_train: int
+    n_rows: int
+    oof_score: float
+    forward_score: float
+    best_iterations: tuple[int, ...]
+
+    @property
+    def gap(self) -> float:
+        return self.oof_score - self.forward_score
+
+
+def backtest(cfg: Config, prep: Prepared, spec: TrainSpec, oof_pred: np.ndarray,
+             progress: Progress = QUIET) -> list[BacktestCutoff]:
+    """Replay the last `cfg.cv.backtest` training cutoffs, oldest first; [] when it is off."""
+    chosen = check_backtest(cfg, prep)
+    if not chosen:
+        return []
+    cutoffs = cutoff_dates(cfg, prep)
+    out = []
+    for k, cutoff in enumerate(chosen, start=1):
+        out.append(replay(cfg, prep, spec, oof_pred, cutoffs, cutoff))
+        r = out[-1]
+        progress.step("backtest", k, len(chosen), f"cutoff {r.cutoff}: OOF {r.oof_score:.5f}, forward "
+                      f"{r.forward_score:.5f} (trained on {r.n_train} rows of earlier cutoffs)")
+    return out
+
+
+def check_backtest(cfg: Config, prep: Prepared) -> list[np.datetime64]:
+    """The cutoffs to replay, checked before any training: each must have earlier rows in every fold."""
+    if not cfg.cv.backtest:
+        return []
+    cutoffs = cutoff_dates(cfg, prep)
+    chosen = backtest_cutoffs(cfg, cutoffs)
+    for cutoff in chosen:
+        past_folds(prep.folds, label_end(cutoffs, cfg) <= cutoff, str(pd.Timestamp(cutoff).date()))
+    return chosen
+
+
+def cutoff_dates(cfg: Config, prep: Prepared) -> np.ndarray:
+    column = cfg.features.cutoff_column
+    return pd.to_datetime(prep.tables.train[column]).dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+
+
+def backtest_cutoffs(cfg: Config, cutoffs: np.ndarray) -> list[np.datetime64]:
+    """The last N training cutoffs that have at least one earlier cutoff whose label window ends by them."""
+    distinct = np.unique(cutoffs)
+    n = cfg.cv.backtest
+    usable = [c for c in distinct if (label_end(distinct, cfg) <= c).any()]
+    if n > len(usable):
+        raise ConfigError(f"cv.backtest = {n}, but only {len(usable)} of the {len(distinct)} training cutoffs have "
+                          f"earlier cutoffs to train on (label windows of {cfg.features.label.months} month(s)); "
+                          f"set cv.backtest to at most {len(usable)}, or 0 to turn it off")
+    return usable[-n:]
+
+
+def label_end(cutoffs: np.ndarray, cfg: Config) -> np.ndarray:
+    """Where each cutoff's label window ends: a row trains a replay of c only when its label is known at c."""
+    months = pd.DateOffset(months=cfg.features.label.months)
+    return (pd.DatetimeIndex(cutoffs) + months).to_numpy(dtype="datetime64[ns]")
+
+
+def replay(cfg: Config, prep: Prepared, spec: TrainSpec, oof_pred: np.ndarray, cutoffs: np.ndarray,
+           cutoff: np.datetime64) -> BacktestCutoff:
+    """Train the K folds on the rows known at `cutoff` and score its rows with their averaged predictions."""
+    past = label_end(cutoffs, cfg) <= cutoff
+    rows = cutoffs == cutoff
+    day = str(pd.Timestamp(cutoff).date())
+    folds = past_folds(prep.folds, past, day)
+    result = run_cv(prep.X[past], prep.y[past], folds, spec, prep.X[rows])
+    validated = prep.folds.validated() & rows
+    return BacktestCutoff(cutoff=day, n_train=int(past.sum()), n_rows=int(rows.sum()),
+                          oof_score=score(cfg.metric, prep.y[validated], oof_pred[validated]),
+                          forward_score=score(cfg.metric, prep.y[rows], result.test_pred),
+                          best_iterations=tuple(result.best_iterations))
+
+
+def past_folds(folds: Folds, past: np.ndarray, day: str) -> Folds:
+    """The experiment's fold ids restricted to the past rows, so the replay uses the same folds."""
+    assignments = folds.assignments[:, past]
+    restricted = Folds(assignments, folds.splitter)
+    for repeat, fold in folds.pairs():
+        train_idx, valid_idx = restricted.split(repeat, fold)
+        if len(train_idx) == 0 or len(valid_idx) == 0:
+            raise ConfigError(f"cv.backtest: at cutoff {day}, fold {fold} has no rows of earlier cutoffs to "
+                              f"{'train on' if len(train_idx) == 0 else 'stop early on'}; "
+                              "lower cv.backtest so replays start at later cutoffs")
+    return restricted
+
+
+def backtest_document(results: list[BacktestCutoff]) -> dict[str, Any]:
+    """scores.json's `backtest`: each replayed cutoff, and the mean gap OOF - forward."""
+    cutoffs = [{**asdict(r), "best_iterations": list(r.best_iterations), "gap": r.gap} for r in results]
+    return {"cutoffs": cutoffs, "mean_oof_score": float(np.mean([r.oof_score for r in results])),
+            "mean_forward_score": float(np.mean([r.forward_score for r in results])),
+            "mean_gap": float(np.mean([r.gap for r in results]))}

@@ -1,0 +1,102 @@
+"""The forward backtest (cv.backtest): each replayed cutoff is scored by folds trained on its past only."""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT
+from features_helpers import retail_slice
+from sklearn.metrics import roc_auc_score
+from test_features_bad_input import CONFIG_ERROR, retail_config, write_events
+from test_retail_stage import FAST, only_run
+
+from pipeline.backtest import backtest, cutoff_dates
+from pipeline.cli import main
+from pipeline.config import load_config
+from pipeline.cv import run_cv
+from pipeline.prepare import prepare
+from pipeline.train import train_spec
+
+FAST_SETTINGS = [FAST[i + 1] for i in range(0, len(FAST) - 1, 2) if FAST[i] == "--set"]
+
+
+def slice_experiment(tmp_path, *overrides: str):
+    events = write_events(tmp_path, retail_slice())
+    cfg = load_config(retail_config(tmp_path, events), [*FAST_SETTINGS, *overrides])
+    prep = prepare(cfg)
+    spec = train_spec(cfg, prep)
+    return cfg, prep, spec, run_cv(prep.X, prep.y, prep.folds, spec).oof_pred
+
+
+def test_rows_after_a_replayed_cutoff_do_not_change_its_forward_score(tmp_path):
+    """Leakage: scrambling every row of later cutoffs (features and labels) leaves a replay unchanged."""
+    cfg, prep, spec, oof = slice_experiment(tmp_path, "cv.backtest=3")
+    before = backtest(cfg, prep, spec, oof)
+    assert [r.cutoff for r in before] == ["2011-09-01", "2011-10-01", "2011-11-01"]
+    cutoffs = cutoff_dates(cfg, prep)
+    later = cutoffs > np.datetime64("2011-09-01")
+    rng = np.random.default_rng(0)
+    X, y = prep.X.copy(), prep.y.copy()
+    X[later] = rng.permutation(X[later])
+    y[later] = rng.permutation(y[later])
+    after = backtest(cfg, replace(prep, X=X, y=y), spec, oof)
+    assert after[0] == before[0]  # September: trained on January-August, scored on September
+    assert after[1].forward_score != before[1].forward_score  # October's own rows were scrambled: the test can fail
+    assert before[0].n_train == int((cutoffs < np.datetime64("2011-09-01")).sum())
+    assert before[-1].n_rows == int((cutoffs == np.datetime64("2011-11-01")).sum())
+
+
+def test_a_replay_trains_only_on_rows_whose_label_window_has_ended(tmp_path):
+    """With 2-month labels, the rows of the month before a replayed cutoff are not known yet and stay out."""
+    cfg, prep, spec, oof = slice_experiment(tmp_path, "cv.backtest=1", "features.label.months=2",
+                                            "features.cutoffs.last=2011-10-01")
+    (only,) = backtest(cfg, prep, spec, oof)
+    cutoffs = cutoff_dates(cfg, prep)
+    assert only.cutoff == "2011-10-01"
+    assert only.n_train == int((cutoffs <= np.datetime64("2011-08-01")).sum())
+
+
+def test_scores_json_and_report_show_each_replay_beside_its_oof_score(tmp_path):
+    events = write_events(tmp_path, retail_slice())
+    assert main(["train", "--config", str(retail_config(tmp_path, events)), "--set", "cv.backtest=2", *FAST]) == 0
+    run = only_run(tmp_path / "runs" / "retail")
+    scores = json.loads((run / "scores.json").read_text())
+    replays = scores["backtest"]["cutoffs"]
+    assert [r["cutoff"] for r in replays] == ["2011-10-01", "2011-11-01"]
+    oof = pd.read_parquet(run / "oof.parquet")
+    for r in replays:  # each replay's OOF score is recomputed from the run's own OOF rows of that cutoff
+        rows = oof[oof["row_key"].str.endswith("@" + r["cutoff"])]
+        assert r["n_rows"] == len(rows)
+        assert r["oof_score"] == pytest.approx(roc_auc_score(rows["target"], rows["pred"]), abs=1e-12)
+        assert r["gap"] == pytest.approx(r["oof_score"] - r["forward_score"], abs=1e-15)
+    assert scores["backtest"]["mean_gap"] == pytest.approx(np.mean([r["gap"] for r in replays]), abs=1e-15)
+    assert main(["report", "--run", str(run), "-q"]) == 0
+    report = (run / "report" / "report.md").read_text()
+    assert "forward (trained on earlier cutoffs only)" in report
+    assert f"2011-11-01: OOF {replays[1]['oof_score']:.4f}, forward {replays[1]['forward_score']:.4f}" in report
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"cv.backtest": 3, "features.cutoffs.first": "2011-09-01"},
+     r"cv.backtest = 3, but only 2 of the 3 training cutoffs have earlier cutoffs to train on"),
+    ({"cv.backtest": 20}, r"set cv.backtest to at most 10"),
+])
+def test_a_backtest_longer_than_the_history_fails_before_training(tmp_path, capsys, changes, message):
+    events = write_events(tmp_path, retail_slice())
+    assert main(["train", "--config", str(retail_config(tmp_path, events, changes)), *FAST]) == CONFIG_ERROR
+    assert re.search(message, capsys.readouterr().err)
+    exp_dir = tmp_path / "runs" / "retail"
+    assert not [p for p in exp_dir.iterdir() if p.name != "features" and p.name != "folds"]
+
+
+def test_backtest_needs_cutoffs_and_k_fold_folds(tmp_path, capsys):
+    adult = str(ROOT / "configs" / "adult.toml")
+    assert main(["train", "--config", adult, "--set", "cv.backtest=2", "-q"]) == CONFIG_ERROR
+    assert "cv.backtest = 2 replays training cutoffs, which only a [features] experiment has" in capsys.readouterr().err
+    retail = retail_config(tmp_path, write_events(tmp_path, retail_slice()), {"cv.splitter": "time", "cv.time": "cutoff"})
+    assert main(["train", "--config", str(retail), "-q"]) == CONFIG_ERROR
+    assert "with cv.splitter = 'time' every OOF score is already forward" in capsys.readouterr().err
