@@ -102,11 +102,19 @@ def cutoffs_of(scenario: dict) -> list[pd.Timestamp]:
     return list(pd.date_range(first, test, freq="MS"))
 
 
-def run_ours(events: pd.DataFrame, scenario: dict) -> pd.DataFrame:
+def run_ours(events: pd.DataFrame, scenario: dict):
+    """gbpipe's build as the pipeline runs it: its output is the training and the test table (a FeatureTable)."""
     from features.build import build_features
 
-    table = build_features(events, spec_of(scenario), "label")
-    return pd.concat([table.train, table.test], ignore_index=True).drop(columns=["row_key"])
+    return build_features(events, spec_of(scenario), "label")
+
+
+def one_frame(result) -> pd.DataFrame:
+    """A contender's output as one frame for the cell-by-cell comparison. gbpipe's two tables are stacked
+    here, after its time and peak were read: stacking copies the whole table, work the pipeline never does."""
+    if isinstance(result, pd.DataFrame):
+        return result
+    return pd.concat([result.train, result.test], ignore_index=True).drop(columns=["row_key"])
 
 
 def _name(column: str, function: str, window) -> str:
@@ -205,7 +213,11 @@ def _status_mb(field: str) -> float:
 
 
 def worker(name: str, scenario_name: str, data: Path, output: Path | None) -> dict:
-    # every worker imports the same libraries before its baseline is read
+    # every worker imports the same libraries before its baseline is read; `features` first, so the
+    # Polars reference runs with the allocator options gbpipe sets (features/__init__.py), as gbpipe does
+    import features  # noqa: F401
+
+    # isort: split
     import duckdb  # noqa: F401
     import polars as pl  # noqa: F401
     import pyarrow as pa
@@ -226,9 +238,10 @@ def worker(name: str, scenario_name: str, data: Path, output: Path | None) -> di
     _reset_peak()
     loaded_mb = _status_mb("VmRSS")
     started = time.perf_counter()
-    table = CONTENDERS[name](events, scenario)
+    result = CONTENDERS[name](events, scenario)
     seconds = time.perf_counter() - started
     peak_mb = _status_mb("VmHWM")
+    table = one_frame(result)
     if output is not None:
         table.to_parquet(output, index=False)
     return {"seconds": seconds, "peak_rss_mb": peak_mb, "loaded_rss_mb": loaded_mb, "imports_rss_mb": imports_mb,

@@ -17,6 +17,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+import features  # noqa: F401  first: it sets Polars' allocator options before anything imports Polars
+
 __version__ = "0.1.0"
 
 # Public name -> (module, attribute).

@@ -157,3 +157,20 @@ def test_times_in_one_time_zone_give_the_same_windows():
 def test_features_on_an_experiment_without_a_spec_builds_nothing(capsys):
     assert main(["features", "--config", str(ROOT / "configs" / "adult.toml")]) == 0
     assert "no [features] section" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("given,expected", [(None, "dirty_decay_ms:0,muzzy_decay_ms:0"), ("narenas:2", "narenas:2")])
+def test_polars_allocator_returns_freed_pages_unless_the_user_chose(given, expected):
+    """Set before Polars loads (importing `pipeline` is enough); a value the user set is kept. Polars puts
+    its own defaults in front when it loads; jemalloc takes the last value of each option."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
+    if given is not None:
+        env["_RJEM_MALLOC_CONF"] = given
+    code = "import os, pipeline, polars; print(os.environ['_RJEM_MALLOC_CONF'])"
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip().split(",")[-len(expected.split(",")):] == expected.split(",")
+    assert ("dirty_decay_ms:0" in done.stdout) == (given is None)
