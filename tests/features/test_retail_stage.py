@@ -127,6 +127,18 @@ def test_the_summary_counts_rows_labels_missing_values_and_excluded_lines(tmp_pa
     assert summary["test_cutoff"] == "2011-12-01" and summary["fingerprint"] in summary["folder"]
 
 
+def test_a_test_cutoff_inside_the_data_has_a_complete_label_window(tmp_path):
+    """November 2011 is all in the data: its window counts as complete and the report says nothing of it."""
+    changes = {"features.cutoffs.test": "2011-11-01"}
+    config = retail_config(tmp_path, write_events(tmp_path, retail_slice()), changes)
+    assert main(["train", "--config", str(config), *FAST]) == 0
+    run = only_run(tmp_path / "runs" / "retail")
+    scores = json.loads((run / "scores.json").read_text())
+    assert scores["holdout_label_window"]["coverage"] == 1.0 and scores["holdout_label_window"]["complete"]
+    assert main(["report", "--run", str(run), "-q"]) == 0
+    assert "label window is cut short" not in (run / "report" / "report.md").read_text()
+
+
 def test_online_retail_ii_names_give_the_same_table():
     renamed = retail_slice().rename(columns={"InvoiceNo": "Invoice", "UnitPrice": "Price", "CustomerID": "Customer ID"})
     from features.build import build_features
