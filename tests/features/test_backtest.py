@@ -100,3 +100,17 @@ def test_backtest_needs_cutoffs_and_k_fold_folds(tmp_path, capsys):
     retail = retail_config(tmp_path, write_events(tmp_path, retail_slice()), {"cv.splitter": "time", "cv.time": "cutoff"})
     assert main(["train", "--config", str(retail), "-q"]) == CONFIG_ERROR
     assert "with cv.splitter = 'time' every OOF score is already forward" in capsys.readouterr().err
+
+
+def test_zoned_cutoffs_replay_the_same_rows(tmp_path):
+    """Cutoffs in a time zone (Europe/London) select the same past rows as naive local times."""
+    replays = []
+    for name, events in [("naive", retail_slice()),
+                         ("zoned", retail_slice().assign(InvoiceDate=lambda d: d["InvoiceDate"].dt.tz_localize("Europe/London")))]:
+        folder = tmp_path / name
+        folder.mkdir()
+        assert main(["train", "--config", str(retail_config(folder, write_events(folder, events))),
+                     "--set", "cv.backtest=2", *FAST]) == 0
+        scores = json.loads((only_run(folder / "runs" / "retail") / "scores.json").read_text())
+        replays.append([(r["cutoff"], r["n_train"], r["n_rows"]) for r in scores["backtest"]["cutoffs"]])
+    assert replays[0] == replays[1] and replays[0][0][0] == "2011-10-01"
