@@ -21,7 +21,7 @@ from .aggregations import CUTOFF_INDEX, Job, derived_features, plan, window_name
 from .events import Events, prepare_events
 from .labels import describe, label_expr, label_job
 from .spec import FeaturesSection, check_unique
-from .windows import MIN_LABEL_COVERAGE, Schedule, as_stamp, check_range, label_coverage, schedule, slice_rows
+from .windows import Schedule, as_stamp, check_range, label_coverage, label_window_complete, schedule, slice_rows
 
 CUTOFF_NS = "__cutoff_ns"
 
@@ -162,7 +162,7 @@ def test_label_window(test: pd.Timestamp, prepared: Events, months: int) -> dict
     end = test + pd.DateOffset(months=months)
     covered = label_coverage(test, prepared.last_ns, months)
     return {"start": str(test), "end": str(end), "data_ends": str(as_stamp(prepared.last_ns, prepared.tz)),
-            "coverage": round(covered, 4), "complete": covered >= MIN_LABEL_COVERAGE}
+            "coverage": round(covered, 4), "complete": label_window_complete(test, prepared.last_ns, months)}
 
 
 def missing_share(column: pl.Series) -> float:

@@ -82,10 +82,10 @@ def _shift(cutoff: pd.Timestamp, months: int) -> int:
     return (cutoff + pd.DateOffset(months=months)).as_unit("ns").value
 
 
-# A training label window must hold data over at least this share of its length: a window cut short by
-# the data's end counts fewer sales than a full one, so its labels lean to 0. Not 100%: a month whose
-# last days happen to have no event (a quiet weekend) is still complete.
-MIN_LABEL_COVERAGE = 0.9
+# A training label window must end at most this long after the data's last event: a window cut
+# short by the data's end counts fewer sales than a full one, so its labels lean to 0. Not zero: the
+# last days of a complete window may simply have no event (a quiet weekend).
+LABEL_END_SLACK = pd.Timedelta(days=3)
 
 
 def label_coverage(cutoff: pd.Timestamp, last_ns: int, label_months: int) -> float:
@@ -95,9 +95,14 @@ def label_coverage(cutoff: pd.Timestamp, last_ns: int, label_months: int) -> flo
     return float(min(1.0, max(0.0, (last_ns - start) / (end - start))))
 
 
+def label_window_complete(cutoff: pd.Timestamp, last_ns: int, label_months: int) -> bool:
+    """Whether the data reaches (within LABEL_END_SLACK) the end of the cutoff's label window."""
+    return _shift(cutoff, label_months) - last_ns <= LABEL_END_SLACK.value
+
+
 def check_range(sched: Schedule, first_ns: int, last_ns: int, label_months: int, tz: str | None) -> None:
     """Every cutoff must have some history before it and its label window must start inside the data;
-    a training cutoff's label window must be (nearly) all inside the data."""
+    a training cutoff's label window must end at most LABEL_END_SLACK after the data's last event."""
     first, last = as_stamp(first_ns, tz), as_stamp(last_ns, tz)
     for cutoff in sched.all:
         if cutoff.as_unit("ns").value <= first_ns:
@@ -108,8 +113,8 @@ def check_range(sched: Schedule, first_ns: int, last_ns: int, label_months: int,
                             f"{label_months}-month label window holds no event, so its labels are unknown; "
                             "move the cutoff (features.cutoffs.test / last) earlier")
     for cutoff in sched.train:
-        covered = label_coverage(cutoff, last_ns, label_months)
-        if covered < MIN_LABEL_COVERAGE:
+        if not label_window_complete(cutoff, last_ns, label_months):
+            covered = label_coverage(cutoff, last_ns, label_months)
             raise DataError(f"training cutoff {cutoff.date()}: the data ends at {last}, {covered:.0%} of the way "
                             f"through its {label_months}-month label window, so its labels would count only part "
                             f"of the window and lean to 0; set features.cutoffs.last (or test) earlier, so every "

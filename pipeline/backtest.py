@@ -8,6 +8,7 @@ between the two is the optimism of the OOF score; the test cutoff's holdout is o
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -16,10 +17,10 @@ import pandas as pd
 
 from .config import Config
 from .cv import TrainSpec, run_cv
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .folds import Folds
-from .metrics import score
-from .prepare import Prepared
+from .metrics import GREATER_IS_BETTER, score
+from .prepare import Prepared, check_fold_classes
 from .progress import QUIET, Progress
 
 
@@ -34,9 +35,13 @@ class BacktestCutoff:
     forward_score: float
     best_iterations: tuple[int, ...]
 
+    greater_is_better: bool
+
     @property
     def gap(self) -> float:
-        return self.oof_score - self.forward_score
+        """How much better the OOF score looks than the forward one (in the metric's units; > 0: optimistic)."""
+        diff = self.oof_score - self.forward_score
+        return diff if self.greater_is_better else -diff
 
 
 def backtest(cfg: Config, prep: Prepared, spec: TrainSpec, oof_pred: np.ndarray,
@@ -51,7 +56,7 @@ def backtest(cfg: Config, prep: Prepared, spec: TrainSpec, oof_pred: np.ndarray,
         out.append(replay(cfg, prep, spec, oof_pred, cutoffs, cutoff))
         r = out[-1]
         progress.step("backtest", k, len(chosen), f"cutoff {r.cutoff}: OOF {r.oof_score:.5f}, forward "
-                      f"{r.forward_score:.5f} (trained on {r.n_train} rows of earlier cutoffs)")
+                      f"{r.forward_score:.5f} (trained on the {r.n_train} rows whose labels were known then)")
     return out
 
 
@@ -62,7 +67,18 @@ def check_backtest(cfg: Config, prep: Prepared) -> list[np.datetime64]:
     cutoffs = cutoff_dates(cfg, prep)
     chosen = backtest_cutoffs(cfg, cutoffs)
     for cutoff in chosen:
-        past_folds(prep.folds, label_end(cutoffs, cfg) <= cutoff, str(pd.Timestamp(cutoff).date()))
+        day = str(pd.Timestamp(cutoff).date())
+        past = label_end(cutoffs, cfg) <= cutoff
+        try:
+            check_fold_classes(cfg, past_folds(prep.folds, past, day), prep.y[past], prep.labels)
+        except DataError as exc:
+            raise ConfigError(f"cv.backtest, replay of cutoff {day} (past rows only): {exc}; or lower "
+                              "cv.backtest") from None
+        scored = np.unique(prep.y[cutoffs == cutoff])
+        if cfg.metric == "auc" and len(scored) < 2:
+            raise ConfigError(f"cv.backtest: the {int((cutoffs == cutoff).sum())} rows of cutoff {day} all have "
+                              f"{cfg.data.target!r} = {prep.labels.classes[int(scored[0])]!r}, so AUC is "
+                              "undefined there; lower cv.backtest so replays start at later cutoffs")
     return chosen
 
 
@@ -101,7 +117,8 @@ def replay(cfg: Config, prep: Prepared, spec: TrainSpec, oof_pred: np.ndarray, c
     return BacktestCutoff(cutoff=day, n_train=int(past.sum()), n_rows=int(rows.sum()),
                           oof_score=score(cfg.metric, prep.y[validated], oof_pred[validated]),
                           forward_score=score(cfg.metric, prep.y[rows], result.test_pred),
-                          best_iterations=tuple(result.best_iterations))
+                          best_iterations=tuple(result.best_iterations),
+                          greater_is_better=GREATER_IS_BETTER[cfg.metric])
 
 
 def past_folds(folds: Folds, past: np.ndarray, day: str) -> Folds:
@@ -111,15 +128,16 @@ def past_folds(folds: Folds, past: np.ndarray, day: str) -> Folds:
     for repeat, fold in folds.pairs():
         train_idx, valid_idx = restricted.split(repeat, fold)
         if len(train_idx) == 0 or len(valid_idx) == 0:
-            raise ConfigError(f"cv.backtest: at cutoff {day}, fold {fold} has no rows of earlier cutoffs to "
+            which = f"fold {fold}" + (f" of repeat {repeat}" if folds.n_repeats > 1 else "")
+            raise ConfigError(f"cv.backtest: at cutoff {day}, {which} has no rows of earlier cutoffs to "
                               f"{'train on' if len(train_idx) == 0 else 'stop early on'}; "
                               "lower cv.backtest so replays start at later cutoffs")
     return restricted
 
 
-def backtest_document(results: list[BacktestCutoff]) -> dict[str, Any]:
+def backtest_document(results: Sequence[BacktestCutoff]) -> dict[str, Any]:
     """scores.json's `backtest`: each replayed cutoff, and the mean gap OOF - forward."""
     cutoffs = [{**asdict(r), "best_iterations": list(r.best_iterations), "gap": r.gap} for r in results]
-    return {"cutoffs": cutoffs, "mean_oof_score": float(np.mean([r.oof_score for r in results])),
+    return {"gap_is": "how much better OOF looks than forward (> 0: the OOF score is optimistic)", "cutoffs": cutoffs, "mean_oof_score": float(np.mean([r.oof_score for r in results])),
             "mean_forward_score": float(np.mean([r.forward_score for r in results])),
             "mean_gap": float(np.mean([r.gap for r in results]))}

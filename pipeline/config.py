@@ -71,8 +71,9 @@ class CVSection(Section):
     seed: int = 42
     group: str | None = None
     time: str | None = None
-    # Forward backtest of a [features] experiment: the last N training cutoffs, each scored by folds
-    # trained only on earlier cutoffs, beside its OOF score (pipeline/backtest.py). 0 = off.
+    # Forward backtest of a [features] experiment: the last N training cutoffs, each scored by the same
+    # folds trained only on rows whose label windows ended by it, beside its OOF score
+    # (pipeline/backtest.py). 0 = off.
     backtest: int = Field(default=0, ge=0, le=24)
 
 
@@ -268,9 +269,14 @@ class Config(Section):
         elif self.data.train is None:
             raise ValueError("data.train is required: the path of the training table (or a [features] section)")
         if cv.backtest and self.splitter == "time":
-            raise ValueError(f"cv.backtest = {cv.backtest} replays cutoffs with K-fold folds; with cv.splitter = "
-                             "'time' every OOF score is already forward (trained on earlier rows only), so set "
-                             "cv.backtest = 0")
+            raise ValueError(f"cv.backtest = {cv.backtest} replays cutoffs with the experiment's K-fold folds, which "
+                             "the 'time' splitter's blocks of cutoffs cannot give; set cv.backtest = 0, or use the "
+                             "stratified_group splitter")
+        if self.features is not None and self.splitter == "time" and self.features.label.months > 1:
+            raise ValueError(f"cv.splitter 'time' with {self.features.label.months}-month labels: a fold would "
+                             "train on the cutoffs just before the ones it validates, whose label windows reach "
+                             "past them (labels not known yet at those cutoffs); use features.label.months = 1, "
+                             "or the stratified_group splitter with cv.backtest")
         return self
 
     @property

@@ -157,7 +157,8 @@ def warn_shared_ids(ids: pd.Series, test_ids: pd.Series, cfg: Config, tables: Ta
 
 
 def folds_key(cfg: Config, data_fp: str) -> str:
-    cv = {**cfg.cv.model_dump(mode="json"), "splitter": cfg.splitter, "target": cfg.data.target}
+    # backtest replays the folds, it does not shape them: changing it must reuse the same fold ids
+    cv = {**cfg.cv.model_dump(mode="json", exclude={"backtest"}), "splitter": cfg.splitter, "target": cfg.data.target}
     text = json.dumps({"data": data_fp, "cv": cv}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

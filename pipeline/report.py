@@ -45,7 +45,7 @@ def render_markdown(cfg: Config, scores: dict[str, Any], params: dict[str, Any])
     if "backtest" in scores:
         bt = scores["backtest"]
         lines.append(f"- Forward backtest ({len(bt['cutoffs'])} cutoffs): OOF {bt['mean_oof_score']:.5f}, forward "
-                     f"{bt['mean_forward_score']:.5f}, gap {bt['mean_gap']:+.5f}")
+                     f"{bt['mean_forward_score']:.5f}; OOF looks better by {bt['mean_gap']:+.5f}")
     lines.append(f"- Splitter: {scores['splitter']}, {scores['n_splits']} folds x {scores['n_repeats']} repeats; "
                  f"early stopping on: {scores['early_stopping']}")
     lines.append(f"- Rows: {scores['n_rows']} ({scores['n_validated']} validated), features: {scores['n_features']}")

@@ -53,7 +53,9 @@ def how_obtained(view: RunView, selection_score: float | None) -> list[str]:
             lines.append(f"**The holdout's label window is cut short**: the data ends at {window['data_ends']}, "
                          f"{window['coverage']:.0%} of the way from {window['start']} to {window['end']}, so its "
                          "labels ask a different question than the training labels (full windows) and its score "
-                         "is not directly comparable with the OOF score; the forward backtest is.")
+                         "is not directly comparable with the OOF score"
+                         + ("; the forward backtest's scores are." if "backtest" in scores else
+                            "; set cv.backtest to replay earlier cutoffs with full windows."))
     if isinstance(scores.get("backtest"), dict):
         lines.append(backtest_sentence(scores["backtest"], scores.get("metric", "score")))
     return lines
@@ -64,9 +66,9 @@ def backtest_sentence(doc: dict[str, Any], metric: str) -> str:
     cutoffs = doc.get("cutoffs") or []
     each = "; ".join(f"{c['cutoff']}: OOF {c['oof_score']:.4f}, forward {c['forward_score']:.4f}" for c in cutoffs)
     return (f"**Forward backtest** of the last {len(cutoffs)} training cutoffs: each cutoff's rows scored again by "
-            f"the same folds trained only on rows whose labels were known at that cutoff ({each}). Mean {metric} "
-            f"gap OOF - forward: {doc['mean_gap']:+.4f}; a gap near 0 says the OOF score is what the model "
-            "will score on a later month.")
+            f"the same folds trained only on rows whose labels were known at that cutoff ({each}). Mean gap: the "
+            f"OOF {metric} looks {doc['mean_gap']:+.4f} better than the forward one (> 0: optimistic); a gap near 0 "
+            "says the OOF score is what the model will score on a later period.")
 
 
 def holdout_source(cfg: Any) -> str:
@@ -165,8 +167,8 @@ def features_blocks(summary: dict[str, Any], scores: dict[str, Any] | None = Non
     replays = {r.get("cutoff"): r.get("forward_score") for r in (scores.get("backtest") or {}).get("cutoffs", [])}
     if replays:  # the same rows scored by folds trained on earlier cutoffs only (cv.backtest)
         for row in rows:
-            row.append(scores.get("holdout_score") if row[1] == "test" else replays.get(row[0]))
-        forward_column = "forward (trained on earlier cutoffs only)"
+            row.append(replays.get(row[0]))
+        forward_column = "forward (trained on rows whose labels were known at the cutoff)"
         columns, formats = [*columns, forward_column], {**formats, forward_column: "{:.4f}"}
     label = summary.get("label") or {}
     facts = {"source": summary.get("source"), "entity": summary.get("entity"), "time column": summary.get("time"),

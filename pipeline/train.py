@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -165,7 +166,7 @@ def prediction_frame(pred: np.ndarray, prep: Prepared, ids: pd.Series) -> pd.Dat
 
 
 def write_results(writer: RunWriter, cfg: Config, prep: Prepared, spec: TrainSpec, result: CVResult,
-                  seconds: float, replays: list[BacktestCutoff] = ()) -> dict[str, Any]:
+                  seconds: float, replays: Sequence[BacktestCutoff] = ()) -> dict[str, Any]:
     """Write the run's predictions, importance, scores and short report; returns scores.json's content."""
     target = prep.tables.train[cfg.data.target].to_numpy()
     oof = prediction_frame(result.oof_pred, prep, prep.ids)

@@ -14,19 +14,20 @@ from sklearn.metrics import roc_auc_score
 from test_features_bad_input import CONFIG_ERROR, retail_config, write_events
 from test_retail_stage import FAST, only_run
 
-from pipeline.backtest import backtest, cutoff_dates
+from pipeline.backtest import backtest, check_backtest, cutoff_dates
 from pipeline.cli import main
 from pipeline.config import load_config
 from pipeline.cv import run_cv
+from pipeline.errors import ConfigError
 from pipeline.prepare import prepare
 from pipeline.train import train_spec
 
 FAST_SETTINGS = [FAST[i + 1] for i in range(0, len(FAST) - 1, 2) if FAST[i] == "--set"]
 
 
-def slice_experiment(tmp_path, *overrides: str):
+def slice_experiment(tmp_path, *overrides: str, changes: dict | None = None):
     events = write_events(tmp_path, retail_slice())
-    cfg = load_config(retail_config(tmp_path, events), [*FAST_SETTINGS, *overrides])
+    cfg = load_config(retail_config(tmp_path, events, changes), [*FAST_SETTINGS, *overrides])
     prep = prepare(cfg)
     spec = train_spec(cfg, prep)
     return cfg, prep, spec, run_cv(prep.X, prep.y, prep.folds, spec).oof_pred
@@ -76,11 +77,14 @@ def test_scores_json_and_report_show_each_replay_beside_its_oof_score(tmp_path):
     assert scores["backtest"]["mean_gap"] == pytest.approx(np.mean([r["gap"] for r in replays]), abs=1e-15)
     assert main(["report", "--run", str(run), "-q"]) == 0
     report = (run / "report" / "report.md").read_text()
-    assert "forward (trained on earlier cutoffs only)" in report
+    assert "forward (trained on rows whose labels were known at the cutoff)" in report
+    row = next(line for line in report.splitlines() if line.startswith("| 2011-11-01 |"))
+    assert row.rstrip(" |").endswith(f"{replays[1]['forward_score']:.4f}")  # the cutoff table's forward column
     assert f"2011-11-01: OOF {replays[1]['oof_score']:.4f}, forward {replays[1]['forward_score']:.4f}" in report
 
 
 @pytest.mark.parametrize("changes,message", [
+
     ({"cv.backtest": 3, "features.cutoffs.first": "2011-09-01"},
      r"cv.backtest = 3, but only 2 of the 3 training cutoffs have earlier cutoffs to train on"),
     ({"cv.backtest": 20}, r"set cv.backtest to at most 10"),
@@ -99,7 +103,7 @@ def test_backtest_needs_cutoffs_and_k_fold_folds(tmp_path, capsys):
     assert "cv.backtest = 2 replays training cutoffs, which only a [features] experiment has" in capsys.readouterr().err
     retail = retail_config(tmp_path, write_events(tmp_path, retail_slice()), {"cv.splitter": "time", "cv.time": "cutoff"})
     assert main(["train", "--config", str(retail), "-q"]) == CONFIG_ERROR
-    assert "with cv.splitter = 'time' every OOF score is already forward" in capsys.readouterr().err
+    assert "which the 'time' splitter's blocks of cutoffs cannot give; set cv.backtest = 0" in capsys.readouterr().err
 
 
 def test_zoned_cutoffs_replay_the_same_rows(tmp_path):
@@ -114,3 +118,33 @@ def test_zoned_cutoffs_replay_the_same_rows(tmp_path):
         scores = json.loads((only_run(folder / "runs" / "retail") / "scores.json").read_text())
         replays.append([(r["cutoff"], r["n_train"], r["n_rows"]) for r in scores["backtest"]["cutoffs"]])
     assert replays[0] == replays[1] and replays[0][0][0] == "2011-10-01"
+
+
+def test_the_gap_is_oof_optimism_for_losses_too(tmp_path):
+    """With rmse (lower is better), a positive gap still means the OOF score looks better than forward."""
+    changes = {"data.task": "regression", "cv.splitter": "group", "model.metric": "rmse", "features.label.above": None}
+    cfg, prep, spec, oof = slice_experiment(tmp_path, "cv.backtest=1", changes=changes)
+    (only,) = backtest(cfg, prep, spec, oof)
+    assert only.gap == pytest.approx(only.forward_score - only.oof_score, abs=1e-15)
+
+
+def test_changing_backtest_keeps_the_fold_ids(tmp_path):
+    from pipeline.prepare import folds_cache_path
+
+    events = write_events(tmp_path, retail_slice())
+    with_backtest = load_config(retail_config(tmp_path, events), ["cv.backtest=3"])
+    without = load_config(retail_config(tmp_path, events), ["cv.backtest=0"])
+    assert folds_cache_path(with_backtest, "fp") == folds_cache_path(without, "fp")
+
+
+def test_a_replay_with_one_class_fails_before_training(tmp_path):
+    """AUC needs both classes: in every past-only fold, and among the replayed cutoff's rows."""
+    cfg, prep, _, _ = slice_experiment(tmp_path, "cv.backtest=1")
+    cutoffs = cutoff_dates(cfg, prep)
+    november = cutoffs == np.datetime64("2011-11-01")
+    no_past_positives = np.where(november, prep.y, 0)
+    with pytest.raises(ConfigError, match=r"replay of cutoff 2011-11-01 \(past rows only\): fold 0 .* no 'label' = 1"):
+        check_backtest(cfg, replace(prep, y=no_past_positives))
+    no_november_positives = np.where(november, 0, prep.y)
+    with pytest.raises(ConfigError, match=r"the \d+ rows of cutoff 2011-11-01 all have 'label' = 0, so AUC is undefined"):
+        check_backtest(cfg, replace(prep, y=no_november_positives))
