@@ -26,7 +26,7 @@ from .progress import QUIET, Progress
 
 @dataclass(frozen=True)
 class BacktestCutoff:
-    """One replayed cutoff: its rows scored by OOF and by folds trained on earlier cutoffs only."""
+    """One replayed cutoff: its rows scored by OOF and by folds trained only on rows known at the cutoff."""
 
     cutoff: str
     n_train: int
@@ -34,7 +34,6 @@ class BacktestCutoff:
     oof_score: float
     forward_score: float
     best_iterations: tuple[int, ...]
-
     greater_is_better: bool
 
     @property
@@ -44,54 +43,65 @@ class BacktestCutoff:
         return diff if self.greater_is_better else -diff
 
 
-def backtest(cfg: Config, prep: Prepared, spec: TrainSpec, oof_pred: np.ndarray,
+@dataclass(frozen=True)
+class Replay:
+    """What one replay trains on and scores, settled (and checked) before any training."""
+
+    day: str
+    past: np.ndarray  # rows whose label windows ended by the cutoff: the replay's training rows
+    rows: np.ndarray  # the cutoff's own rows: the rows it scores
+    folds: Folds  # the experiment's fold ids restricted to the past rows
+
+
+def backtest(cfg: Config, prep: Prepared, spec: TrainSpec, oof_pred: np.ndarray, replays: Sequence[Replay],
              progress: Progress = QUIET) -> list[BacktestCutoff]:
-    """Replay the last `cfg.cv.backtest` training cutoffs, oldest first; [] when it is off."""
-    chosen = check_backtest(cfg, prep)
-    if not chosen:
-        return []
-    cutoffs = cutoff_dates(cfg, prep)
+    """Run the replays `plan_backtest` settled, oldest first."""
     out = []
-    for k, cutoff in enumerate(chosen, start=1):
-        out.append(replay(cfg, prep, spec, oof_pred, cutoffs, cutoff))
+    for k, plan in enumerate(replays, start=1):
+        out.append(replay(cfg, prep, spec, oof_pred, plan))
         r = out[-1]
-        progress.step("backtest", k, len(chosen), f"cutoff {r.cutoff}: OOF {r.oof_score:.5f}, forward "
+        progress.step("backtest", k, len(replays), f"cutoff {r.cutoff}: OOF {r.oof_score:.5f}, forward "
                       f"{r.forward_score:.5f} (trained on the {r.n_train} rows whose labels were known then)")
     return out
 
 
-def check_backtest(cfg: Config, prep: Prepared) -> list[np.datetime64]:
-    """The cutoffs to replay, checked before any training: each must have earlier rows in every fold."""
+def plan_backtest(cfg: Config, prep: Prepared) -> list[Replay]:
+    """The replays of the last `cv.backtest` training cutoffs ([] when off), checked before any training:
+    every restricted fold must have rows to train and stop on, and the classes its metric needs."""
     if not cfg.cv.backtest:
         return []
     cutoffs = cutoff_dates(cfg, prep)
-    chosen = backtest_cutoffs(cfg, cutoffs)
-    for cutoff in chosen:
-        day = str(pd.Timestamp(cutoff).date())
-        past = label_end(cutoffs, cfg) <= cutoff
+    known_at = label_end(cutoffs, cfg)
+    plans = []
+    for cutoff in backtest_cutoffs(cfg, cutoffs, known_at):
+        day, past, rows = str(pd.Timestamp(cutoff).date()), known_at <= cutoff, cutoffs == cutoff
+        folds = past_folds(prep.folds, past, day)
         try:
-            check_fold_classes(cfg, past_folds(prep.folds, past, day), prep.y[past], prep.labels)
+            check_fold_classes(cfg, folds, prep.y[past], prep.labels)
         except DataError as exc:
             raise ConfigError(f"cv.backtest, replay of cutoff {day} (past rows only): {exc}; or lower "
                               "cv.backtest") from None
-        scored = np.unique(prep.y[cutoffs == cutoff])
+        scored = np.unique(prep.y[rows])
         if cfg.metric == "auc" and len(scored) < 2:
-            raise ConfigError(f"cv.backtest: the {int((cutoffs == cutoff).sum())} rows of cutoff {day} all have "
+            raise ConfigError(f"cv.backtest: the {int(rows.sum())} rows of cutoff {day} all have "
                               f"{cfg.data.target!r} = {prep.labels.classes[int(scored[0])]!r}, so AUC is "
                               "undefined there; lower cv.backtest so replays start at later cutoffs")
-    return chosen
+        plans.append(Replay(day, past, rows, folds))
+    return plans
 
 
 def cutoff_dates(cfg: Config, prep: Prepared) -> np.ndarray:
+    """Each training row's cutoff as naive datetime64 (local time of a zoned cutoff column)."""
     column = cfg.features.cutoff_column
     return pd.to_datetime(prep.tables.train[column]).dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
 
 
-def backtest_cutoffs(cfg: Config, cutoffs: np.ndarray) -> list[np.datetime64]:
-    """The last N training cutoffs that have at least one earlier cutoff whose label window ends by them."""
+def backtest_cutoffs(cfg: Config, cutoffs: np.ndarray, known_at: np.ndarray) -> list[np.datetime64]:
+    """The last N training cutoffs that have rows of earlier cutoffs whose label windows ended by them."""
     distinct = np.unique(cutoffs)
     n = cfg.cv.backtest
-    usable = [c for c in distinct if (label_end(distinct, cfg) <= c).any()]
+    first_known = known_at.min()
+    usable = [c for c in distinct if first_known <= c]
     if n > len(usable):
         raise ConfigError(f"cv.backtest = {n}, but only {len(usable)} of the {len(distinct)} training cutoffs have "
                           f"earlier cutoffs to train on (label windows of {cfg.features.label.months} month(s)); "
@@ -105,18 +115,13 @@ def label_end(cutoffs: np.ndarray, cfg: Config) -> np.ndarray:
     return (pd.DatetimeIndex(cutoffs) + months).to_numpy(dtype="datetime64[ns]")
 
 
-def replay(cfg: Config, prep: Prepared, spec: TrainSpec, oof_pred: np.ndarray, cutoffs: np.ndarray,
-           cutoff: np.datetime64) -> BacktestCutoff:
-    """Train the K folds on the rows known at `cutoff` and score its rows with their averaged predictions."""
-    past = label_end(cutoffs, cfg) <= cutoff
-    rows = cutoffs == cutoff
-    day = str(pd.Timestamp(cutoff).date())
-    folds = past_folds(prep.folds, past, day)
-    result = run_cv(prep.X[past], prep.y[past], folds, spec, prep.X[rows])
-    validated = prep.folds.validated() & rows
-    return BacktestCutoff(cutoff=day, n_train=int(past.sum()), n_rows=int(rows.sum()),
+def replay(cfg: Config, prep: Prepared, spec: TrainSpec, oof_pred: np.ndarray, plan: Replay) -> BacktestCutoff:
+    """Train the K folds on the rows known at the cutoff and score its rows with their averaged predictions."""
+    result = run_cv(prep.X[plan.past], prep.y[plan.past], plan.folds, spec, prep.X[plan.rows])
+    validated = prep.folds.validated() & plan.rows
+    return BacktestCutoff(cutoff=plan.day, n_train=int(plan.past.sum()), n_rows=int(plan.rows.sum()),
                           oof_score=score(cfg.metric, prep.y[validated], oof_pred[validated]),
-                          forward_score=score(cfg.metric, prep.y[rows], result.test_pred),
+                          forward_score=score(cfg.metric, prep.y[plan.rows], result.test_pred),
                           best_iterations=tuple(result.best_iterations),
                           greater_is_better=GREATER_IS_BETTER[cfg.metric])
 
@@ -136,8 +141,9 @@ def past_folds(folds: Folds, past: np.ndarray, day: str) -> Folds:
 
 
 def backtest_document(results: Sequence[BacktestCutoff]) -> dict[str, Any]:
-    """scores.json's `backtest`: each replayed cutoff, and the mean gap OOF - forward."""
+    """scores.json's `backtest`: each replayed cutoff, and the means (gap: the OOF's optimism)."""
     cutoffs = [{**asdict(r), "best_iterations": list(r.best_iterations), "gap": r.gap} for r in results]
-    return {"gap_is": "how much better OOF looks than forward (> 0: the OOF score is optimistic)", "cutoffs": cutoffs, "mean_oof_score": float(np.mean([r.oof_score for r in results])),
+    return {"gap_is": "how much better OOF looks than forward (> 0: the OOF score is optimistic)",
+            "cutoffs": cutoffs, "mean_oof_score": float(np.mean([r.oof_score for r in results])),
             "mean_forward_score": float(np.mean([r.forward_score for r in results])),
             "mean_gap": float(np.mean([r.gap for r in results]))}

@@ -71,6 +71,20 @@ def backtest_sentence(doc: dict[str, Any], metric: str) -> str:
             "says the OOF score is what the model will score on a later period.")
 
 
+def cutoff_score_columns(scores: dict[str, Any], test: str | None) -> list[tuple[str, dict[str, float]]]:
+    """Score columns of the cutoff table, as {cutoff: score}: the OOF score of each training cutoff with
+    the holdout at the test one, and the forward score of each replayed cutoff (cv.backtest)."""
+    columns = []
+    by_cutoff = scores.get("oof_score_by_cutoff")
+    if isinstance(by_cutoff, dict):
+        holdout = {test: scores["holdout_score"]} if test is not None and "holdout_score" in scores else {}
+        columns.append((f"{scores.get('metric', 'score')} (OOF; holdout at the test cutoff)", {**by_cutoff, **holdout}))
+    replays = {r["cutoff"]: r["forward_score"] for r in (scores.get("backtest") or {}).get("cutoffs", [])}
+    if replays:
+        columns.append(("forward (trained on rows whose labels were known at the cutoff)", replays))
+    return columns
+
+
 def holdout_source(cfg: Any) -> str:
     if cfg is None:
         return "the experiment's test set"
@@ -157,19 +171,10 @@ def features_blocks(summary: dict[str, Any], scores: dict[str, Any] | None = Non
     rows = [[cutoff, "test" if cutoff == test else "train", n, rates.get(cutoff)] for cutoff, n in rows_per.items()]
     rate_label = "positive rate" if rate_key == "positive_rate_per_cutoff" else "label mean"
     columns, formats = ["cutoff", "role", "rows", rate_label], {}
-    scores = scores or {}
-    by_cutoff = scores.get("oof_score_by_cutoff")
-    if isinstance(by_cutoff, dict):  # the OOF score of each training cutoff, the holdout score of the test one
+    for name, values in cutoff_score_columns(scores or {}, test):
         for row in rows:
-            row.append(scores.get("holdout_score") if row[1] == "test" else by_cutoff.get(row[0]))
-        score_column = f"{scores.get('metric', 'score')} (OOF; holdout at the test cutoff)"
-        columns, formats = [*columns, score_column], {score_column: "{:.4f}"}
-    replays = {r.get("cutoff"): r.get("forward_score") for r in (scores.get("backtest") or {}).get("cutoffs", [])}
-    if replays:  # the same rows scored by folds trained on earlier cutoffs only (cv.backtest)
-        for row in rows:
-            row.append(replays.get(row[0]))
-        forward_column = "forward (trained on rows whose labels were known at the cutoff)"
-        columns, formats = [*columns, forward_column], {**formats, forward_column: "{:.4f}"}
+            row.append(values.get(row[0]))
+        columns, formats = [*columns, name], {**formats, name: "{:.4f}"}
     label = summary.get("label") or {}
     facts = {"source": summary.get("source"), "entity": summary.get("entity"), "time column": summary.get("time"),
              "label": label.get("definition") if isinstance(label, dict) else label,

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .artifacts import PARTIAL_SUFFIX, RunWriter, check_new_run, check_run_name
-from .backtest import BacktestCutoff, backtest, backtest_document, check_backtest
+from .backtest import BacktestCutoff, backtest, backtest_document, cutoff_dates, plan_backtest
 from .config import Config, dump_config_toml
 from .cv import CVResult, FoldResult, TrainSpec, resolve_params, run_cv
 from .errors import ConfigError, DataError
@@ -65,7 +65,7 @@ def train(cfg: Config, run_id: str | None = None, resume: bool = False, progress
     final_dir = run_dir_for(cfg, run_id, resume)
     check_new_run(final_dir, resume)  # refuse an existing run before spending time on the data
     prep = prepare(cfg, progress)  # bad input fails here, before anything of the run is written
-    check_backtest(cfg, prep)
+    replays = plan_backtest(cfg, prep)  # a backtest that cannot run fails here too, before training
     writer = RunWriter(final_dir, resume=resume)
     config_text = dump_config_toml(cfg)
     if resume:
@@ -88,8 +88,8 @@ def train(cfg: Config, run_id: str | None = None, resume: bool = False, progress
         progress.say(f"resume: {len(completed)} of {total} folds already done, training the rest")
     result = run_cv(prep.X, prep.y, prep.folds, spec, prep.X_test, completed, on_fold_done)
     progress.restart()
-    replays = backtest(cfg, prep, spec, result.oof_pred, progress)
-    scores = write_results(writer, cfg, prep, spec, result, time.perf_counter() - started, replays)
+    replayed = backtest(cfg, prep, spec, result.oof_pred, replays, progress)
+    scores = write_results(writer, cfg, prep, spec, result, time.perf_counter() - started, replayed)
     run_dir = writer.publish({"experiment": cfg.experiment.name, "run_id": writer.final_dir.name,
                               "config_hash": cfg.hash(), "data_fingerprint": prep.data_fingerprint})
     holdout = f", holdout {scores['holdout_score']:.5f}" if "holdout_score" in scores else ""
@@ -240,7 +240,7 @@ def scores_by_cutoff(cfg: Config, prep: Prepared, oof_pred: np.ndarray, validate
     short and long histories, so this is what to hold a forward holdout's score against."""
     if cfg.features is None:
         return {}
-    cutoffs = pd.to_datetime(prep.tables.train[cfg.features.cutoff_column]).dt.strftime("%Y-%m-%d").to_numpy()
+    cutoffs = np.datetime_as_string(cutoff_dates(cfg, prep), unit="D")
     out = {}
     for cutoff in sorted(set(cutoffs[validated])):
         rows = validated & (cutoffs == cutoff)

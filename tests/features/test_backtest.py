@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 from test_features_bad_input import CONFIG_ERROR, retail_config, write_events
 from test_retail_stage import FAST, only_run
 
-from pipeline.backtest import backtest, check_backtest, cutoff_dates
+from pipeline.backtest import backtest, cutoff_dates, plan_backtest
 from pipeline.cli import main
 from pipeline.config import load_config
 from pipeline.cv import run_cv
@@ -33,10 +33,14 @@ def slice_experiment(tmp_path, *overrides: str, changes: dict | None = None):
     return cfg, prep, spec, run_cv(prep.X, prep.y, prep.folds, spec).oof_pred
 
 
+def run_backtest(cfg, prep, spec, oof):
+    return backtest(cfg, prep, spec, oof, plan_backtest(cfg, prep))
+
+
 def test_rows_after_a_replayed_cutoff_do_not_change_its_forward_score(tmp_path):
     """Leakage: scrambling every row of later cutoffs (features and labels) leaves a replay unchanged."""
     cfg, prep, spec, oof = slice_experiment(tmp_path, "cv.backtest=3")
-    before = backtest(cfg, prep, spec, oof)
+    before = run_backtest(cfg, prep, spec, oof)
     assert [r.cutoff for r in before] == ["2011-09-01", "2011-10-01", "2011-11-01"]
     cutoffs = cutoff_dates(cfg, prep)
     later = cutoffs > np.datetime64("2011-09-01")
@@ -44,7 +48,7 @@ def test_rows_after_a_replayed_cutoff_do_not_change_its_forward_score(tmp_path):
     X, y = prep.X.copy(), prep.y.copy()
     X[later] = rng.permutation(X[later])
     y[later] = rng.permutation(y[later])
-    after = backtest(cfg, replace(prep, X=X, y=y), spec, oof)
+    after = run_backtest(cfg, replace(prep, X=X, y=y), spec, oof)
     assert after[0] == before[0]  # September: trained on January-August, scored on September
     assert after[1].forward_score != before[1].forward_score  # October's own rows were scrambled: the test can fail
     assert before[0].n_train == int((cutoffs < np.datetime64("2011-09-01")).sum())
@@ -55,7 +59,7 @@ def test_a_replay_trains_only_on_rows_whose_label_window_has_ended(tmp_path):
     """With 2-month labels, the rows of the month before a replayed cutoff are not known yet and stay out."""
     cfg, prep, spec, oof = slice_experiment(tmp_path, "cv.backtest=1", "features.label.months=2",
                                             "features.cutoffs.last=2011-10-01")
-    (only,) = backtest(cfg, prep, spec, oof)
+    (only,) = run_backtest(cfg, prep, spec, oof)
     cutoffs = cutoff_dates(cfg, prep)
     assert only.cutoff == "2011-10-01"
     assert only.n_train == int((cutoffs <= np.datetime64("2011-08-01")).sum())
@@ -124,7 +128,7 @@ def test_the_gap_is_oof_optimism_for_losses_too(tmp_path):
     """With rmse (lower is better), a positive gap still means the OOF score looks better than forward."""
     changes = {"data.task": "regression", "cv.splitter": "group", "model.metric": "rmse", "features.label.above": None}
     cfg, prep, spec, oof = slice_experiment(tmp_path, "cv.backtest=1", changes=changes)
-    (only,) = backtest(cfg, prep, spec, oof)
+    (only,) = run_backtest(cfg, prep, spec, oof)
     assert only.gap == pytest.approx(only.forward_score - only.oof_score, abs=1e-15)
 
 
@@ -144,7 +148,7 @@ def test_a_replay_with_one_class_fails_before_training(tmp_path):
     november = cutoffs == np.datetime64("2011-11-01")
     no_past_positives = np.where(november, prep.y, 0)
     with pytest.raises(ConfigError, match=r"replay of cutoff 2011-11-01 \(past rows only\): fold 0 .* no 'label' = 1"):
-        check_backtest(cfg, replace(prep, y=no_past_positives))
+        plan_backtest(cfg, replace(prep, y=no_past_positives))
     no_november_positives = np.where(november, 0, prep.y)
     with pytest.raises(ConfigError, match=r"the \d+ rows of cutoff 2011-11-01 all have 'label' = 0, so AUC is undefined"):
-        check_backtest(cfg, replace(prep, y=no_november_positives))
+        plan_backtest(cfg, replace(prep, y=no_november_positives))
