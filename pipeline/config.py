@@ -75,6 +75,10 @@ class CVSection(Section):
     # folds trained only on rows whose label windows ended by it, beside its OOF score
     # (pipeline/backtest.py). 0 = off.
     backtest: int = Field(default=0, ge=0, le=24)
+    # Time splitter only: distinct times purged between a fold's training rows and its validation block, so
+    # no training label reaches into the validated period. Default: 0, or for a [features] experiment the
+    # cutoffs its label window spans past the next one (0 for one-month labels at monthly cutoffs).
+    gap: int | None = Field(default=None, ge=0, le=120)
 
 
 class ModelSection(Section):
@@ -272,17 +276,34 @@ class Config(Section):
             raise ValueError(f"cv.backtest = {cv.backtest} replays cutoffs with the experiment's K-fold folds, which "
                              "the 'time' splitter's blocks of cutoffs cannot give; set cv.backtest = 0, or use the "
                              "stratified_group splitter")
-        if self.features is not None and self.splitter == "time" and self.features.label.months > 1:
-            raise ValueError(f"cv.splitter 'time' with {self.features.label.months}-month labels: a fold would "
-                             "train on the cutoffs just before the ones it validates, whose label windows reach "
-                             "past them (labels not known yet at those cutoffs); use features.label.months = 1, "
-                             "or the stratified_group splitter with cv.backtest")
+        if cv.gap is not None and self.splitter != "time":
+            raise ValueError(f"cv.gap = {cv.gap} purges times between time folds, which only the 'time' splitter "
+                             f"has (this experiment uses {self.splitter!r}); remove cv.gap or set cv.splitter = 'time'")
+        needed = self._label_gap()
+        if self.splitter == "time" and cv.gap is not None and cv.gap < needed:
+            raise ValueError(f"cv.gap = {cv.gap} is too small for {self.features.label.months}-month labels at cutoffs "
+                             f"{self.features.cutoffs.every_months} month(s) apart: a fold would train on the "
+                             f"{needed - cv.gap} cutoff(s) just before the ones it validates, whose labels are not "
+                             f"known yet then; set cv.gap = {needed} or more, or leave it out")
         return self
 
     @property
     def metric(self) -> str:
         """The metric used for early stopping and for comparing runs."""
         return self.model.metric or DEFAULT_METRIC[self.data.task]
+
+    def _label_gap(self) -> int:
+        """Cutoffs a label window spans past the next cutoff: the time folds' smallest honest gap."""
+        if self.features is None:
+            return 0
+        return -(-self.features.label.months // self.features.cutoffs.every_months) - 1
+
+    @property
+    def time_gap(self) -> int:
+        """The time splitter's gap actually used (cv.gap, else the labels' smallest honest gap; 0 for others)."""
+        if self.splitter != "time":
+            return 0
+        return self.cv.gap if self.cv.gap is not None else self._label_gap()
 
     @property
     def splitter(self) -> str:

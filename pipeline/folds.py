@@ -14,10 +14,16 @@ NOT_VALIDATED = -1
 
 @dataclass(frozen=True)
 class Folds:
-    """assignments[r, i] is the validation fold of row i in repeat r (-1: never validated)."""
+    """assignments[r, i] is the validation fold of row i in repeat r (-1: never validated).
+
+    Time splits also keep each row's rank among the distinct times and the gap: a fold trains on the
+    rows ranked before its first validated time minus `gap` (the purged times sit in neither part).
+    """
 
     assignments: np.ndarray
     splitter: str
+    time_rank: np.ndarray | None = None
+    gap: int = 0
 
     @property
     def n_repeats(self) -> int:
@@ -30,8 +36,12 @@ class Folds:
     def split(self, repeat: int, fold: int) -> tuple[np.ndarray, np.ndarray]:
         """Sorted train and validation row indices of one fold."""
         a = self.assignments[repeat]
-        train = a < fold if self.splitter == "time" else (a != fold) & (a != NOT_VALIDATED)
-        return np.flatnonzero(train), np.flatnonzero(a == fold)
+        valid = np.flatnonzero(a == fold)
+        if self.splitter != "time":
+            return np.flatnonzero((a != fold) & (a != NOT_VALIDATED)), valid
+        if self.time_rank is None:  # saved before gaps existed: blocks are contiguous, so earlier = lower fold
+            return np.flatnonzero(a < fold), valid
+        return np.flatnonzero(self.time_rank < self.time_rank[valid].min() - self.gap), valid
 
     def pairs(self) -> list[tuple[int, int]]:
         return [(r, k) for r in range(self.n_repeats) for k in range(self.n_splits)]
@@ -44,22 +54,29 @@ class Folds:
         frame = pd.DataFrame({ids.name: ids.to_numpy()})
         for r in range(self.n_repeats):
             frame["fold" if r == 0 else f"fold_r{r}"] = self.assignments[r].astype("int16")
+        if self.time_rank is not None:
+            frame["time_rank"] = self.time_rank.astype("int32")
         return frame
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame, splitter: str) -> Folds:
+    def from_frame(cls, frame: pd.DataFrame, splitter: str, gap: int = 0) -> Folds:
         cols = ["fold"] + sorted((c for c in frame.columns if c.startswith("fold_r")), key=lambda c: int(c[6:]))
-        return cls(np.vstack([frame[c].to_numpy(dtype="int64") for c in cols]), splitter)
+        rank = frame["time_rank"].to_numpy(dtype="int64") if "time_rank" in frame.columns else None
+        if gap and rank is None:
+            raise DataError(f"saved folds have no time ranks, so cv.gap = {gap} cannot be applied to them; "
+                            "delete the saved folds file and run again to recompute them")
+        return cls(np.vstack([frame[c].to_numpy(dtype="int64") for c in cols]), splitter, rank, gap)
 
 
 def make_folds(splitter: str, n_splits: int, n_repeats: int, seed: int, y: np.ndarray,
-               groups: np.ndarray | None = None, times: np.ndarray | None = None) -> Folds:
-    """Assign every row to a validation fold, per repeat, with the named splitter."""
+               groups: np.ndarray | None = None, times: np.ndarray | None = None, gap: int = 0) -> Folds:
+    """Assign every row to a validation fold, per repeat, with the named splitter (`gap`: time only)."""
     n = len(y)
     if splitter == "time":
         if n_repeats > 1:
             raise DataError("cv.n_repeats > 1 makes no sense with the time splitter: its folds are fixed by time")
-        return Folds(_time_folds(times, n_splits)[None, :], splitter)
+        block, rank = _time_folds(times, n_splits, gap)
+        return Folds(block[None, :], splitter, rank, gap)
     _check_groups(splitter, groups, n_splits)
     assignments = np.full((n_repeats, n), NOT_VALIDATED, dtype="int64")
     for r in range(n_repeats):
@@ -93,9 +110,9 @@ def _check_groups(splitter: str, groups: np.ndarray | None, n_splits: int) -> No
         raise DataError(f"group column has {n_groups} distinct groups, fewer than cv.n_splits={n_splits}")
 
 
-def _time_folds(times: np.ndarray, n_splits: int) -> np.ndarray:
+def _time_folds(times: np.ndarray, n_splits: int, gap: int) -> tuple[np.ndarray, np.ndarray]:
     """Forward split: the sorted distinct times are cut into n_splits+1 blocks; fold k validates
-    block k+1 and trains on every earlier block."""
+    block k+1 and trains on the earlier times but the last `gap`. Returns each row's fold and time rank."""
     if pd.isna(times).any():
         raise DataError(f"time column has {int(pd.isna(times).sum())} missing values; the time splitter needs all")
     distinct, inverse = np.unique(times, return_inverse=True)
@@ -105,4 +122,15 @@ def _time_folds(times: np.ndarray, n_splits: int) -> np.ndarray:
     block_of_time = np.full(len(distinct), NOT_VALIDATED, dtype="int64")
     for k, (_, valid) in enumerate(ms.TimeSeriesSplit(n_splits).split(distinct)):
         block_of_time[valid] = k
-    return block_of_time[inverse]
+    if _first_validated(len(distinct), n_splits) - gap < 1:
+        fits = [k for k in range(2, n_splits) if _first_validated(len(distinct), k) - gap >= 1]
+        fix = f"set cv.n_splits to at most {fits[-1]}" if fits else "add earlier time values"
+        raise DataError(f"time column has {len(distinct)} distinct values: the first of cv.n_splits = {n_splits} "
+                        f"time folds validates from distinct value no. {_first_validated(len(distinct), n_splits) + 1}, "
+                        f"so with a gap of {gap} it has nothing to train on; {fix}")
+    return block_of_time[inverse], inverse.astype("int64")
+
+
+def _first_validated(n_times: int, n_splits: int) -> int:
+    """Rank of the first validated time in TimeSeriesSplit's layout (equal blocks, the first one larger)."""
+    return n_times - n_splits * (n_times // (n_splits + 1))

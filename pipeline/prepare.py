@@ -157,8 +157,12 @@ def warn_shared_ids(ids: pd.Series, test_ids: pd.Series, cfg: Config, tables: Ta
 
 
 def folds_key(cfg: Config, data_fp: str) -> str:
-    # backtest replays the folds, it does not shape them: changing it must reuse the same fold ids
-    cv = {**cfg.cv.model_dump(mode="json", exclude={"backtest"}), "splitter": cfg.splitter, "target": cfg.data.target}
+    # backtest replays the folds, it does not shape them: changing it must reuse the same fold ids;
+    # the gap enters resolved (a features experiment's default depends on its labels), time splits only
+    cv = {**cfg.cv.model_dump(mode="json", exclude={"backtest", "gap"}), "splitter": cfg.splitter,
+          "target": cfg.data.target}
+    if cfg.splitter == "time":
+        cv["gap"] = cfg.time_gap
     text = json.dumps({"data": data_fp, "cv": cv}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -175,14 +179,15 @@ def experiment_folds(cfg: Config, train: pd.DataFrame, y: np.ndarray, data_fp: s
     """
     path = folds_cache_path(cfg, data_fp)
     if path.is_file():
-        folds = Folds.from_frame(pd.read_parquet(path), cfg.splitter)
+        folds = Folds.from_frame(pd.read_parquet(path), cfg.splitter, cfg.time_gap)
         if folds.assignments.shape[1] == len(y):
             check_fold_classes(cfg, folds, y, labels)
             return folds
     groups = _column(train, cfg.cv.group, "cv.group") if cfg.splitter in ("group", "stratified_group") else None
     times = time_values(train, cfg.cv.time) if cfg.splitter == "time" else None
     stratify_on = y if cfg.data.task != "regression" else np.zeros(len(y))
-    folds = make_folds(cfg.splitter, cfg.cv.n_splits, cfg.cv.n_repeats, cfg.cv.seed, stratify_on, groups, times)
+    folds = make_folds(cfg.splitter, cfg.cv.n_splits, cfg.cv.n_repeats, cfg.cv.seed, stratify_on, groups, times,
+                       cfg.time_gap)
     check_fold_classes(cfg, folds, y, labels)
     atomic_write_bytes(path, parquet_bytes(folds.to_frame(pd.Series(np.arange(len(y)), name=ROW_ID))))
     return folds

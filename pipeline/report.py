@@ -46,7 +46,8 @@ def render_markdown(cfg: Config, scores: dict[str, Any], params: dict[str, Any])
         bt = scores["backtest"]
         lines.append(f"- Forward backtest ({len(bt['cutoffs'])} cutoffs): OOF {bt['mean_oof_score']:.5f}, forward "
                      f"{bt['mean_forward_score']:.5f}; OOF looks better by {bt['mean_gap']:+.5f}")
-    lines.append(f"- Splitter: {scores['splitter']}, {scores['n_splits']} folds x {scores['n_repeats']} repeats; "
+    gap = f", gap {scores['time_gap']}" if scores.get("time_gap") else ""
+    lines.append(f"- Splitter: {scores['splitter']}{gap}, {scores['n_splits']} folds x {scores['n_repeats']} repeats; "
                  f"early stopping on: {scores['early_stopping']}")
     lines.append(f"- Rows: {scores['n_rows']} ({scores['n_validated']} validated), features: {scores['n_features']}")
     lines += ["", "| repeat | fold | train rows | valid rows | best iteration | score | seconds |",

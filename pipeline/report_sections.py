@@ -258,6 +258,9 @@ def cv_section(view: RunView, oof: Predictions, oof_interval: Interval) -> Secti
     why = SPLITTER_WHY.get(splitter, splitter)
     if cfg is not None:
         why = why.format(group=cfg.cv.group or "group", time=cfg.cv.time or "time")
+        if scores.get("time_gap"):
+            why += (f", leaving out the {scores['time_gap']} `{cfg.cv.time}` value(s) just before each validated block "
+                    "(their labels reach into it)")
         if cfg.cv.splitter == "auto":
             why += " (chosen automatically from the task" + (" and cv.group)" if cfg.cv.group else ")")
     fold_scores = [f["score"] for f in scores.get("folds", [])]

@@ -86,7 +86,7 @@ def select_context(cfg: Config, prep: Prepared) -> SelectContext:
     return SelectContext(settings, spec, tuple(prep.schema.columns),
                          tuple(prep.schema.kinds[c] == "numeric" for c in prep.schema.columns), cfg.splitter,
                          train[group_col].to_numpy() if group_col else None,
-                         train[time_col].to_numpy() if time_col else None)
+                         train[time_col].to_numpy() if time_col else None, cfg.time_gap)
 
 
 def nested_selection(prep: Prepared, ctx: SelectContext, progress: Progress) -> dict[str, Any]:

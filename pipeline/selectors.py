@@ -33,6 +33,7 @@ class SelectContext:
     splitter: str
     groups: np.ndarray | None = None  # cv.group values of every row (group splitters)
     times: np.ndarray | None = None  # cv.time values of every row (time splitter)
+    gap: int = 0  # the time splitter's purged times between training and validation
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def inner_folds(yr: np.ndarray, rows: np.ndarray, ctx: SelectContext) -> Folds:
     stratify = yr if task != "regression" else np.zeros(len(yr))
     groups = ctx.groups[rows] if ctx.groups is not None else None
     times = ctx.times[rows] if ctx.times is not None else None
-    return make_folds(ctx.splitter, ctx.settings.inner_splits, 1, ctx.settings.seed, stratify, groups, times)
+    return make_folds(ctx.splitter, ctx.settings.inner_splits, 1, ctx.settings.seed, stratify, groups, times, ctx.gap)
 
 
 def unsupervised_filters(Xr: np.ndarray, s: SelectSection) -> tuple[tuple[int, ...], dict[str, list[int]]]:

@@ -222,6 +222,8 @@ def scores_document(cfg: Config, prep: Prepared, result: CVResult, seconds: floa
         "n_rows": int(len(prep.y)), "n_validated": int(validated.sum()), "n_features": len(prep.schema.columns),
         "seconds": seconds,
     }
+    if cfg.splitter == "time":
+        doc["time_gap"] = cfg.time_gap
     if prep.y_test is not None and result.test_pred is not None:
         doc["holdout_score"] = score(cfg.metric, prep.y_test, result.test_pred)
         doc["holdout_metrics"] = all_metrics(cfg.data.task, prep.y_test, result.test_pred)

@@ -31,6 +31,8 @@ def with_(section: str, **values) -> dict:
     (with_("model", metric="rmse"), r"model.metric 'rmse' is not available for task 'binary'; choose one of auc"),
     (with_("cv", splitter="group"), r"cv.splitter 'group' needs cv.group"),
     (with_("cv", splitter="time"), r"needs cv.time"),
+    (with_("cv", gap=1), r"cv.gap = 1 purges times between time folds, which only the 'time' splitter has \(this "
+                         r"experiment uses 'stratified'\); remove cv.gap or set cv.splitter = 'time'"),
     (with_("data", test="a.csv", test_size=0.2), r"at most one of data.test, data.split_column, data.test_size"),
     (with_("experiment", name="a b/c"), r"experiment.name: .*pattern"),
 ])

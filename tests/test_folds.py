@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from pipeline.errors import DataError
@@ -56,10 +57,28 @@ def test_time_split_trains_only_on_the_past():
     assert folds.validated().sum() == len(times) - 30
 
 
+@pytest.mark.parametrize("gap", [0, 1, 2])
+def test_time_split_purges_the_gap_before_each_validated_block(gap):
+    rng = np.random.default_rng(gap)
+    times = rng.permutation(np.repeat(np.arange(12), 10))  # row order must not matter
+    folds = make_folds("time", 3, 1, 0, np.zeros(len(times)), times=times, gap=gap)
+    for k in range(3):
+        train, valid = folds.split(0, k)
+        first = times[valid].min()
+        # exactly the times before the block's first one, minus the `gap` just before it
+        assert set(times[train]) == set(range(first - gap))
+    again = type(folds).from_frame(folds.to_frame(pd.Series(np.arange(len(times)), name="row")), "time", gap)
+    assert all(np.array_equal(again.split(0, k)[0], folds.split(0, k)[0]) for k in range(3))
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"splitter": "group", "groups": np.array(["a", None, "b", "c"] * 5, dtype=object)}, "1 missing values|5 missing"),
     ({"splitter": "group", "groups": np.array(["a", "b"] * 10)}, "2 distinct groups, fewer than cv.n_splits=3"),
     ({"splitter": "time", "times": np.array([1, 2, 3] * 6 + [1, 2])}, "3 distinct values; .* at least .* 4"),
+    ({"splitter": "time", "times": np.arange(20) // 2, "gap": 4},
+     r"10 distinct values: the first of cv.n_splits = 3 time folds validates from distinct value no. 5, so with a "
+     r"gap of 4 it has nothing to train on; add earlier time values"),
+    ({"splitter": "time", "times": np.arange(20), "gap": 5}, r"gap of 5 .*; set cv.n_splits to at most 2"),
 ])
 def test_bad_fold_inputs(kwargs, match):
     splitter = kwargs.pop("splitter")

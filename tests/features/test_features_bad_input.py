@@ -88,10 +88,11 @@ BAD_SPECS = [
                                                            "features.cutoffs.last": "2011-12-01"}, DATA_ERROR,
      r"training cutoff 2011-12-01: the data ends at 2011-12-09 [0-9:]+, 2[78]% of the way through its 1-month label "
      r"window.* set features.cutoffs.last \(or test\) earlier"),
-    ("time splitter with labels longer than a month", {"cv.splitter": "time", "cv.time": "cutoff", "cv.backtest": 0,
-                                                       "features.cutoffs.last": "2011-09-01",
-                                                       "features.label.months": 2},
-     CONFIG_ERROR, r"cv.splitter 'time' with 2-month labels: a fold would train on the cutoffs just before"),
+    ("time folds' gap shorter than the labels", {"cv.splitter": "time", "cv.time": "cutoff", "cv.backtest": 0,
+                                                 "cv.gap": 0, "features.cutoffs.last": "2011-09-01",
+                                                 "features.label.months": 2},
+     CONFIG_ERROR, r"cv.gap = 0 is too small for 2-month labels at cutoffs 1 month\(s\) apart: a fold would train on "
+                   r"the 1 cutoff\(s\) just before the ones it validates.* set cv.gap = 1 or more, or leave it out"),
     ("label window past the test cutoff", {"features.cutoffs.last": "2011-11-01", "features.label.months": 2},
      CONFIG_ERROR, "label window ends after the test cutoff"),
     ("target named like a feature", {"data.target": "days_since_last"}, CONFIG_ERROR,

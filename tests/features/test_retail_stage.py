@@ -85,6 +85,24 @@ def test_the_time_splitter_cuts_by_cutoff(tmp_path):
     assert (by_cutoff["min"] == by_cutoff["max"]).all() and by_cutoff["min"].is_monotonic_increasing
 
 
+def test_time_folds_leave_out_the_cutoffs_whose_labels_reach_the_validated_ones(tmp_path):
+    """2-month labels: each time fold trains only on cutoffs whose label window ended by its first validated one."""
+    changes = {"cv.splitter": "time", "cv.time": "cutoff", "cv.backtest": 0, "features.label.months": 2,
+               "features.cutoffs.last": "2011-09-01"}
+    assert main(["train", "--config", str(retail_config(tmp_path, write_events(tmp_path, retail_slice()), changes)),
+                 *FAST]) == 0
+    run = only_run(tmp_path / "runs" / "retail")
+    scores = json.loads((run / "scores.json").read_text())
+    assert scores["time_gap"] == 1 and "gap 1" in (run / "report.md").read_text()
+    folds = pd.read_parquet(run / "folds.parquet")
+    cutoffs = pd.to_datetime(folds["row_key"].str.split("@").str[1])
+    for fold in scores["folds"]:
+        first_validated = cutoffs[folds["fold"] == fold["fold"]].min()
+        known = cutoffs + pd.DateOffset(months=2) <= first_validated  # counted from the row keys, not the folds code
+        assert fold["n_train"] == int(known.sum()) > 0
+        assert (cutoffs[known].max() + pd.DateOffset(months=1)) < first_validated  # one cutoff left out
+
+
 def test_a_regression_label_trains_a_regressor(tmp_path):
     changes = {"data.task": "regression", "cv.splitter": "group", "model.metric": "rmse", "features.label.above": None}
     config = retail_config(tmp_path, write_events(tmp_path, retail_slice()), changes)
