@@ -18,7 +18,7 @@ import pandas as pd
 
 from .artifacts import PARTIAL_SUFFIX, RunWriter
 from .combiners import FITTED_ON_LABELS, Combiner, CombinerSettings, fit_combiner, nested_oof, rank_grid
-from .config import Config, EnsembleSection, dump_config_toml
+from .config import Config, dump_config_toml
 from .ensemble_scores import Candidate, compare, render_markdown
 from .errors import ConfigError
 from .member_store import (
@@ -34,6 +34,7 @@ from .member_store import (
 from .members import MemberResult, check_member, train_member
 from .prepare import Prepared, prepare
 from .progress import QUIET, Progress
+from .settings import EnsembleSection
 
 PLAN = "ensemble/plan.json"  # written first: marks an unfinished run as an ensemble run for --resume
 

@@ -17,7 +17,7 @@ import pandas as pd
 from scipy import stats
 
 from .artifacts import RunReader, add_files, json_bytes, parquet_bytes
-from .config import Config, ImportanceSection, load_config
+from .config import Config, load_config
 from .cv import available_cores, run_cv
 from .errors import ArtifactError, ConfigError, DataError
 from .folds import Folds
@@ -26,6 +26,7 @@ from .permutation import permutation_drops
 from .predict import FittedRun, load_run
 from .prepare import Prepared, prepare
 from .progress import QUIET, Progress
+from .settings import ImportanceSection
 from .train import train_spec
 
 STAGE = "importance"

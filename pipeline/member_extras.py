@@ -12,12 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from .config import Config, EnsembleMember
+from .config import Config
 from .cv import TrainSpec, available_cores, inner_split
 from .errors import ConfigError
 from .metrics import score
 from .prepare import Prepared
 from .progress import Progress
+from .settings import EnsembleMember
 
 XGB_EVAL = {("binary", "auc"): "auc", ("binary", "accuracy"): "error", ("multiclass", "accuracy"): "merror",
             ("regression", "rmse"): "rmse", ("regression", "mae"): "mae"}

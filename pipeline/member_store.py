@@ -21,11 +21,12 @@ import numpy as np
 import pandas as pd
 
 from .artifacts import MANIFEST, RunReader, atomic_write_bytes, fsync_dir, json_bytes, library_versions, parquet_bytes
-from .config import Config, EnsembleMember
+from .config import Config
 from .errors import ArtifactError
 from .members import MemberResult, member_params
 from .metrics import GREATER_IS_BETTER, score
 from .prepare import Prepared
+from .settings import EnsembleMember
 from .train import all_metrics, prediction_frame
 
 MEMBER_DOC = "member.json"  # written last: a member folder holding it is complete

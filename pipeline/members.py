@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .config import Config, EnsembleMember, read_params_file
+from .config import Config, read_params_file
 from .cv import FoldResult, available_cores, run_cv
 from .errors import ArtifactError, ConfigError
 from .metrics import score
 from .prepare import Prepared
 from .progress import QUIET, Progress
+from .settings import EnsembleMember
 from .train import model_name, train_spec
 
 SKLEARN_FAMILIES = ("hist_gradient_boosting", "extra_trees", "random_forest", "logistic", "ridge")

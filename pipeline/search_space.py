@@ -19,9 +19,10 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from .config import Config, SearchParam, TuneSection
+from .config import Config
 from .cv import DEFAULT_PARAMS
 from .errors import ConfigError
+from .settings import SearchParam, TuneSection
 
 # max_bin moves in steps of 32 (127..255 holds LightGBM's default 255), so the data is binned at
 # most five times per study instead of once per trial.

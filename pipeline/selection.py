@@ -31,13 +31,14 @@ from .artifacts import (
     manifest_bytes,
     staging_dir,
 )
-from .config import Config, SelectSection
+from .config import Config
 from .cv import TrainSpec, build_dataset, predict, run_cv, train_fold
 from .errors import ConfigError, DataError
 from .metrics import GREATER_IS_BETTER, score
 from .prepare import Prepared, prepare
 from .progress import QUIET, Progress
 from .selectors import SelectContext, Selection, select_columns, subset_spec
+from .settings import SelectSection
 from .train import train_spec
 
 STAGE = "select"

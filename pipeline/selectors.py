@@ -15,11 +15,11 @@ import lightgbm as lgb
 import numpy as np
 from scipy import stats
 
-from .config import SelectSection
 from .cv import TrainSpec, run_cv
 from .folds import Folds, make_folds
 from .metrics import is_better
 from .permutation import permutation_drops
+from .settings import SelectSection
 
 
 @dataclass(frozen=True)

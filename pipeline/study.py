@@ -26,8 +26,8 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
-from .config import TuneSection
 from .errors import ConfigError
+from .settings import TuneSection
 
 JOURNAL_FILE = "study.journal"
 FINGERPRINT_ATTR = "gbpipe_fingerprint"
