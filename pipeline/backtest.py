@@ -58,8 +58,8 @@ def backtest(cfg: Config, prep: Prepared, spec: TrainSpec, oof_pred: np.ndarray,
     """Run the replays `plan_backtest` settled, oldest first."""
     out = []
     for k, plan in enumerate(replays, start=1):
-        out.append(replay(cfg, prep, spec, oof_pred, plan))
-        r = out[-1]
+        r = replay(cfg, prep, spec, oof_pred, plan)
+        out.append(r)
         progress.step("backtest", k, len(replays), f"cutoff {r.cutoff}: OOF {r.oof_score:.5f}, forward "
                       f"{r.forward_score:.5f} (trained on the {r.n_train} rows whose labels were known then)")
     return out
@@ -128,8 +128,7 @@ def replay(cfg: Config, prep: Prepared, spec: TrainSpec, oof_pred: np.ndarray, p
 
 def past_folds(folds: Folds, past: np.ndarray, day: str) -> Folds:
     """The experiment's fold ids restricted to the past rows, so the replay uses the same folds."""
-    assignments = folds.assignments[:, past]
-    restricted = Folds(assignments, folds.splitter)
+    restricted = folds.restrict(past)
     for repeat, fold in folds.pairs():
         train_idx, valid_idx = restricted.split(repeat, fold)
         if len(train_idx) == 0 or len(valid_idx) == 0:

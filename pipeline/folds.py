@@ -25,6 +25,10 @@ class Folds:
     time_rank: np.ndarray | None = None
     gap: int = 0
 
+    def __post_init__(self) -> None:
+        if self.gap and self.time_rank is None:
+            raise ValueError("a time split with a gap needs each row's time rank")
+
     @property
     def n_repeats(self) -> int:
         return self.assignments.shape[0]
@@ -39,7 +43,7 @@ class Folds:
         valid = np.flatnonzero(a == fold)
         if self.splitter != "time":
             return np.flatnonzero((a != fold) & (a != NOT_VALIDATED)), valid
-        if self.time_rank is None:  # saved before gaps existed: blocks are contiguous, so earlier = lower fold
+        if self.time_rank is None:  # saved before gaps existed (gap 0): blocks are contiguous, earlier = lower fold
             return np.flatnonzero(a < fold), valid
         return np.flatnonzero(self.time_rank < self.time_rank[valid].min() - self.gap), valid
 
@@ -49,6 +53,11 @@ class Folds:
     def validated(self) -> np.ndarray:
         """Rows that are in a validation fold (all rows, except the first block of a time split)."""
         return (self.assignments != NOT_VALIDATED).all(axis=0)
+
+    def restrict(self, rows: np.ndarray) -> Folds:
+        """The same fold ids (and time ranks) on a subset of the rows (a boolean mask or indices)."""
+        rank = self.time_rank[rows] if self.time_rank is not None else None
+        return Folds(self.assignments[:, rows], self.splitter, rank, self.gap)
 
     def to_frame(self, ids: pd.Series) -> pd.DataFrame:
         frame = pd.DataFrame({ids.name: ids.to_numpy()})
@@ -62,9 +71,6 @@ class Folds:
     def from_frame(cls, frame: pd.DataFrame, splitter: str, gap: int = 0) -> Folds:
         cols = ["fold"] + sorted((c for c in frame.columns if c.startswith("fold_r")), key=lambda c: int(c[6:]))
         rank = frame["time_rank"].to_numpy(dtype="int64") if "time_rank" in frame.columns else None
-        if gap and rank is None:
-            raise DataError(f"saved folds have no time ranks, so cv.gap = {gap} cannot be applied to them; "
-                            "delete the saved folds file and run again to recompute them")
         return cls(np.vstack([frame[c].to_numpy(dtype="int64") for c in cols]), splitter, rank, gap)
 
 

@@ -69,6 +69,10 @@ def test_time_split_purges_the_gap_before_each_validated_block(gap):
         assert set(times[train]) == set(range(first - gap))
     again = type(folds).from_frame(folds.to_frame(pd.Series(np.arange(len(times)), name="row")), "time", gap)
     assert all(np.array_equal(again.split(0, k)[0], folds.split(0, k)[0]) for k in range(3))
+    kept = np.flatnonzero(rng.random(len(times)) < 0.6)  # a subset keeps each row's fold and the gap
+    subset = folds.restrict(kept)
+    for k in range(3):
+        assert np.array_equal(kept[subset.split(0, k)[0]], np.intersect1d(folds.split(0, k)[0], kept))
 
 
 @pytest.mark.parametrize("kwargs, match", [
