@@ -2,7 +2,7 @@
 
 The plan depends on the spec only. Each `Job` is one time span with every aggregation that uses
 it, so one group-by per (span, cutoff) computes all of them. Documented values for an entity with
-no event in a span: 0 for sum, count, nunique and active months; missing (NaN) for mean, max, min,
+no event in a span: 0 for sum, count, nunique and active months or days; missing (NaN) for mean, max, min,
 std and skew; a trend's ratio is missing when the previous window's value is 0 or missing.
 """
 from __future__ import annotations
@@ -11,11 +11,22 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from .spec import ALL, ZERO_WHEN_EMPTY, FeaturesSection, agg_name, lag_name, window_suffix
+from .spec import (
+    ALL,
+    ZERO_WHEN_EMPTY,
+    FeaturesSection,
+    Window,
+    active_name,
+    agg_name,
+    lag_name,
+    window_days,
+    window_suffix,
+)
 from .windows import Span
 
 TIME = "__time_ns"  # event time as int64 nanoseconds (UTC instants for zone-aware times)
 MONTH = "__month"  # calendar month index (year * 12 + month - 1), in the time column's zone
+DAY = "__day"  # calendar day index (days since 1970-01-01), in the time column's zone
 CUTOFF_INDEX = "__cutoff"
 FIRST, LAST = "__first_ns", "__last_ns"
 NS_PER_DAY = 86_400 * 10**9
@@ -74,13 +85,14 @@ def plan(spec: FeaturesSection) -> list[Job]:
             for function in functions:
                 add(span, output(agg_name(column, function, window), column, function))
         if spec.active_months:
-            name = f"active_months_{window_suffix(window)}"
-            add(span, Output(name, pl.col(MONTH).n_unique().alias(name), True))
+            name = active_name(window)
+            calendar = DAY if window_days(window) is not None else MONTH
+            add(span, Output(name, pl.col(calendar).n_unique().alias(name), True))
     for trend in spec.trends:
         for w in trend.windows:
             current = agg_name(trend.column, trend.aggregate, w)
-            add(Span(w, 0), output(current, trend.column, trend.aggregate))
-            add(Span(2 * w, w), output(previous_name(current), trend.column, trend.aggregate))
+            add(Span.window(w), output(current, trend.column, trend.aggregate))
+            add(Span.window(w).before(), output(previous_name(current), trend.column, trend.aggregate))
     for lag in spec.lags:
         for k in range(1, lag.months + 1):
             add(Span(k, k - 1), output(lag_name(lag.column, lag.aggregate, k), lag.column, lag.aggregate))
@@ -108,9 +120,12 @@ def derived_features(spec: FeaturesSection, cutoff_ns: pl.Expr) -> list[pl.Expr]
 
 def window_names(spec: FeaturesSection) -> dict[str, str]:
     """Human description of each window suffix, for the summary."""
-    def words(window: int | str) -> str:
+    def words(window: Window) -> str:
+        days = window_days(window)
         if window == ALL:
             return "all history before the cutoff"
+        if days is not None:
+            return "the day before the cutoff" if days == 1 else f"the {days} days before the cutoff"
         return "the month before the cutoff" if window == 1 else f"the {window} months before the cutoff"
 
     return {window_suffix(w): words(w) for w in spec.windows}

@@ -10,7 +10,7 @@ import polars as pl
 
 from pipeline.errors import ConfigError, DataError
 
-from .aggregations import MONTH, TIME
+from .aggregations import DAY, MONTH, TIME
 from .expressions import parse, to_polars
 from .spec import FeaturesSection
 
@@ -19,7 +19,8 @@ NUMERIC_ONLY = frozenset({"mean", "max", "min", "sum", "std", "skew"})
 
 @dataclass(frozen=True)
 class Events:
-    """Time-sorted events with an entity; `frame` holds the entity, TIME, MONTH (if needed) and value columns."""
+    """Time-sorted events with an entity; `frame` holds the entity, TIME, MONTH and DAY (if needed) and the
+    value columns."""
 
     frame: pl.DataFrame
     sorted_ns: np.ndarray
@@ -50,8 +51,9 @@ def prepare_events(events: pd.DataFrame, spec: FeaturesSection, source: str) -> 
         raise DataError(f"event table {source}: all {len(frame)} lines lack the entity {spec.entity!r}")
     columns = [c for c in required_columns(spec) if c != spec.time]
     kept = frame.loc[has_entity, columns] if n_without else frame[columns]  # no copy when nothing is dropped
+    calendars = spec.active_calendars
     table = _with_times(pl.from_pandas(kept, include_index=False), times[has_entity] if n_without else times,
-                        spec.active_months)
+                        calendars)
     table = add_derived(_entity_as_integer(table, spec.entity), spec, source)
     check_value_types(table, spec, source)
     table = _text_as_codes(table, spec.value_columns())
@@ -60,8 +62,8 @@ def prepare_events(events: pd.DataFrame, spec: FeaturesSection, source: str) -> 
         table = table.sort(TIME, maintain_order=True)
         sorted_ns = table[TIME].to_numpy()
     tz = getattr(times.dtype, "tz", None)
-    return Events(table.select([spec.entity, TIME, *([MONTH] if spec.active_months else []), *spec.value_columns()]),
-                  sorted_ns,
+    indexes = [{"months": MONTH, "days": DAY}[c] for c in calendars]
+    return Events(table.select([spec.entity, TIME, *indexes, *spec.value_columns()]), sorted_ns,
                   str(tz) if tz is not None else None, len(frame), n_without, renamed)
 
 
@@ -79,18 +81,19 @@ def check_columns(frame: pd.DataFrame, spec: FeaturesSection, source: str) -> No
                           "event column (feature name collision): give it another name")
 
 
-def _with_times(table: pl.DataFrame, times: pd.Series, months: bool) -> pl.DataFrame:
-    """TIME as int64 nanoseconds (UTC instants when zoned) and, when active months are counted, MONTH:
-    the calendar month in the times' zone. Nanoseconds are handed over as they are (no copy)."""
+def _with_times(table: pl.DataFrame, times: pd.Series, calendars: tuple[str, ...]) -> pl.DataFrame:
+    """TIME as int64 nanoseconds (UTC instants when zoned) and, for the active counts, MONTH and DAY:
+    the calendar month and day in the times' zone. Nanoseconds are handed over as they are (no copy)."""
     values = times.array if times.array.unit == "ns" else times.array.as_unit("ns")  # as_unit always copies
     table = table.with_columns(pl.Series(TIME, values.asi8))
-    if not months:
+    if not calendars:
         return table
     tz = getattr(times.dtype, "tz", None)
     moment = pl.col(TIME).cast(pl.Datetime("ns", "UTC" if tz else None))
     local = moment.dt.convert_time_zone(str(tz)) if tz else moment
-    month = local.dt.year().cast(pl.Int32).mul(12).add(local.dt.month().cast(pl.Int32) - 1)
-    return table.with_columns(month.alias(MONTH))
+    indexes = {"months": local.dt.year().cast(pl.Int32).mul(12).add(local.dt.month().cast(pl.Int32) - 1).alias(MONTH),
+               "days": local.dt.date().cast(pl.Int32).alias(DAY)}
+    return table.with_columns([indexes[c] for c in calendars])
 
 
 def required_columns(spec: FeaturesSection) -> list[str]:

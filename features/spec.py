@@ -4,7 +4,7 @@
     events = "data/raw/online_retail/online_retail.parquet"
     entity = "CustomerID"
     time = "InvoiceDate"
-    windows = [1, 3, 6, 12, "all"]          # months before the cutoff, and all history
+    windows = ["7d", 1, 3, 6, 12, "all"]    # days or months before the cutoff, and all history
     [features.derive]
     total = "Quantity * UnitPrice"
     [features.aggregations]
@@ -34,6 +34,8 @@ LabelAggregate = Literal["sum", "count", "nunique", "mean", "max", "min"]
 AGGREGATES: tuple[str, ...] = ("mean", "max", "min", "sum", "count", "std", "skew", "nunique")
 ZERO_WHEN_EMPTY = frozenset({"sum", "count", "nunique"})  # other aggregates are missing (NaN) on no events
 ALL = "all"
+Window = int | str  # whole months (int), "<n>d" days, or "all"
+_DAYS = re.compile(r"^([1-9][0-9]*)d$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -75,12 +77,12 @@ class TrendSpec(_Section):
 
     column: str
     aggregate: Aggregate = "sum"
-    windows: tuple[int, ...] = Field(default=(1, 3), min_length=1)
+    windows: tuple[int | str, ...] = Field(default=(1, 3), min_length=1)
 
     @field_validator("windows")
     @classmethod
-    def _positive(cls, windows: tuple[int, ...]) -> tuple[int, ...]:
-        return _positive_months(windows, "features.trends.windows")
+    def _positive(cls, windows: tuple[int | str, ...]) -> tuple[Window, ...]:
+        return check_windows(windows, "features.trends.windows", allow_all=False)
 
 
 class LagSpec(_Section):
@@ -100,7 +102,7 @@ class FeaturesSection(_Section):
     csv_sep: str = ","
     rename: dict[str, str] = Field(default_factory=dict)  # applied to the columns present (e.g. Online Retail II)
     derive: dict[str, str] = Field(default_factory=dict)
-    windows: tuple[int | Literal["all"], ...] = (1, 3, 6, 12, ALL)
+    windows: tuple[int | str, ...] = (1, 3, 6, 12, ALL)  # months, "<n>d" days, "all"
     aggregations: dict[str, tuple[Aggregate, ...]] = Field(default_factory=dict)
     recency: bool = True
     active_months: bool = True
@@ -113,11 +115,8 @@ class FeaturesSection(_Section):
 
     @field_validator("windows")
     @classmethod
-    def _windows(cls, windows: tuple[int | str, ...]) -> tuple[int | str, ...]:
-        months = _positive_months([w for w in windows if w != ALL], "features.windows")
-        if windows.count(ALL) > 1:
-            raise ValueError('features.windows lists "all" twice')
-        return tuple(months) + ((ALL,) if ALL in windows else ())
+    def _windows(cls, windows: tuple[int | str, ...]) -> tuple[Window, ...]:
+        return check_windows(windows, "features.windows", allow_all=True)
 
     @field_validator("derive")
     @classmethod
@@ -152,8 +151,13 @@ class FeaturesSection(_Section):
         return self
 
     @property
-    def month_windows(self) -> tuple[int, ...]:
-        return tuple(w for w in self.windows if w != ALL)
+    def active_calendars(self) -> tuple[str, ...]:
+        """Which calendar indexes the events need: "months" and/or "days" for the active counts."""
+        if not self.active_months:
+            return ()
+        has_days = any(window_days(w) is not None for w in self.windows)
+        has_months = any(window_days(w) is None for w in self.windows)
+        return (*(("months",) if has_months else ()), *(("days",) if has_days else ()))
 
     def derived_inputs(self) -> list[str]:
         """Event columns the derived columns read (derived names excluded)."""
@@ -174,7 +178,7 @@ class FeaturesSection(_Section):
         for window in self.windows:
             names += [agg_name(col, fn, window) for col, fns in self.aggregations.items() for fn in fns]
             if self.active_months:
-                names.append(f"active_months_{window_suffix(window)}")
+                names.append(active_name(window))
         for trend in self.trends:
             for w in trend.windows:
                 base = agg_name(trend.column, trend.aggregate, w)
@@ -189,8 +193,20 @@ class FeaturesSection(_Section):
                 *([target] if target else [])]
 
 
-def window_suffix(window: int | str) -> str:
-    return ALL if window == ALL else f"{window}m"
+def window_days(window: Window) -> int | None:
+    """The length in days of a "<n>d" window; None for months and all history."""
+    match = _DAYS.match(window) if isinstance(window, str) else None
+    return int(match.group(1)) if match else None
+
+
+def window_suffix(window: Window) -> str:
+    return window if isinstance(window, str) else f"{window}m"
+
+
+def active_name(window: Window) -> str:
+    """Distinct calendar months with an event; distinct days in a window of days."""
+    unit = "days" if window_days(window) is not None else "months"
+    return f"active_{unit}_{window_suffix(window)}"
 
 
 def agg_name(column: str, function: str, window: int | str) -> str:
@@ -208,14 +224,23 @@ def check_unique(names: list[str], where: str) -> None:
                          "derived column, the entity/cutoff/key column or data.target so every name is unique")
 
 
-def _positive_months(months: Any, key: str) -> tuple[int, ...]:
-    bad = [m for m in months if not isinstance(m, int) or m < 1]
-    if bad:
-        raise ValueError(f"{key}: windows are whole months >= 1 (an empty window has no events); got {bad}")
-    dupes = sorted({m for m in months if list(months).count(m) > 1})
+def check_windows(windows: Any, key: str, allow_all: bool) -> tuple[Window, ...]:
+    """Windows as whole months (1 or "1m" -> 1), "<n>d" days, or "all" (kept last), in the order given."""
+    forms = '1, "3m", "30d"' + (' or "all"' if allow_all else "")
+    parsed: list[Window] = []
+    for window in windows:
+        if isinstance(window, str) and re.fullmatch(r"[1-9][0-9]*m", window):
+            window = int(window[:-1])
+        ok = (isinstance(window, int) and not isinstance(window, bool) and window >= 1) or (
+            window_days(window) is not None) or (allow_all and window == ALL)
+        if not ok:
+            raise ValueError(f"{key}: {window!r} is not a window; give whole months >= 1 or days ({forms}); "
+                             "an empty window has no events")
+        parsed.append(window)
+    dupes = sorted({str(w) for w in parsed if parsed.count(w) > 1})
     if dupes:
         raise ValueError(f"{key} repeats {dupes}")
-    return tuple(months)
+    return (*(w for w in parsed if w != ALL), *([ALL] if ALL in parsed else []))
 
 
 def check_experiment(features: FeaturesSection, data: Any, cv: Any) -> None:

@@ -3,32 +3,46 @@
 A window is a half-open span of whole calendar months relative to a cutoff c:
 `Span(start=3, end=0)` covers [c - 3 months, c), the last three months before c; a lag month k is
 `Span(k, k - 1)`; the previous window of a trend is `Span(2w, w)`; all history is `Span(None, 0)`;
-the label window is `Span(0, -months)`, i.e. [c, c + months). Feature spans always end at or
-before c, so a feature row never sees an event dated on or after its cutoff.
+the label window is `Span(0, -months)`, i.e. [c, c + months). A window of days is the same with
+`unit="days"`: `Span(30, 0, "days")` covers [c - 30 days, c), calendar days in the time column's
+zone. Feature spans always end at or before c, so a feature row never sees an event dated on or
+after its cutoff.
 """
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from pipeline.errors import ConfigError, DataError
 
-from .spec import ALL, CutoffSpec
+from .spec import ALL, CutoffSpec, Window, window_days
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Span:
-    """[cutoff - start months, cutoff - end months); start None means from the first event."""
+    """[cutoff - start units, cutoff - end units); start None means from the first event."""
 
     start: int | None
     end: int
+    unit: Literal["months", "days"] = "months"
 
     @classmethod
-    def window(cls, window: int | str) -> Span:
+    def window(cls, window: Window) -> Span:
+        """The span of a window of months, of days ("30d"), or of all history."""
+        days = window_days(window)
+        if days is not None:
+            return cls(days, 0, "days")
         return cls(None if window == ALL else int(window), 0)
+
+    def before(self) -> Span:
+        """The span of the same length that ends where this one starts (a trend's previous window)."""
+        if self.start is None:
+            raise ValueError("all history has no window before it")
+        return Span(2 * self.start - self.end, self.start, self.unit)
 
 
 @dataclass(frozen=True)
@@ -74,12 +88,13 @@ def _stamp(day: dt.date, tz: str | None) -> pd.Timestamp:
 
 def bounds(cutoff: pd.Timestamp, span: Span) -> tuple[int | None, int]:
     """The span's [low, high) as int64 nanoseconds (low None: no lower bound)."""
-    low = None if span.start is None else _shift(cutoff, -span.start)
-    return low, _shift(cutoff, -span.end)
+    low = None if span.start is None else _shift(cutoff, -span.start, span.unit)
+    return low, _shift(cutoff, -span.end, span.unit)
 
 
-def _shift(cutoff: pd.Timestamp, months: int) -> int:
-    return (cutoff + pd.DateOffset(months=months)).as_unit("ns").value
+def _shift(cutoff: pd.Timestamp, n: int, unit: str = "months") -> int:
+    # DateOffset counts calendar days, so a day window keeps its local midnights across a DST change.
+    return (cutoff + pd.DateOffset(**{unit: n})).as_unit("ns").value
 
 
 # A training label window must end at most this long after the data's last event: a window cut

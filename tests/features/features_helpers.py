@@ -51,3 +51,18 @@ def stacked(events: pd.DataFrame, spec: FeaturesSection, target: str = "label") 
 def slice_table() -> pd.DataFrame:
     """The retail spec's feature table of the slice."""
     return stacked(retail_slice(), retail_spec())
+
+
+@lru_cache(maxsize=1)
+def day_spec() -> FeaturesSection:
+    """The retail spec with windows of days beside months, and a trend over 14 days."""
+    spec = retail_spec()
+    trends = (*spec.trends, spec.trends[0].model_copy(update={"windows": ("14d",)}))
+    return FeaturesSection.model_validate({**spec.model_dump(), "windows": ["7d", "30d", 1, "all"],
+                                           "trends": [t.model_dump() for t in trends]})
+
+
+@lru_cache(maxsize=1)
+def day_table() -> pd.DataFrame:
+    """The day spec's feature table of the slice."""
+    return stacked(retail_slice(), day_spec())

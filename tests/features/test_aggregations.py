@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from features_helpers import retail_slice, retail_spec, slice_table
+from features_helpers import day_spec, day_table, retail_slice, retail_spec, slice_table
 
 from features.spec import AGGREGATES
 
@@ -126,3 +126,49 @@ def test_nunique_and_count_ignore_missing_values():
     for function in ("nunique", "count"):
         want = expected(lines.groupby("CustomerID")["StockCode"].agg(function), rows, True)
         np.testing.assert_array_equal(rows[f"StockCode_{function}_all"], want)
+
+
+def past_days(days: int, end_days: int = 0, cutoff: pd.Timestamp = CUTOFF) -> pd.DataFrame:
+    """Plain pandas: the slice's customer lines in [cutoff - days, cutoff - end_days)."""
+    lines = past_lines(None, cutoff)
+    times = lines["InvoiceDate"]
+    return lines[(times >= cutoff - pd.Timedelta(days=days)) & (times < cutoff - pd.Timedelta(days=end_days))]
+
+
+def day_rows(cutoff: pd.Timestamp = CUTOFF) -> pd.DataFrame:
+    table = day_table()
+    return table[table["cutoff"] == cutoff].set_index("CustomerID")
+
+
+@pytest.mark.parametrize("days", [7, 30])
+@pytest.mark.parametrize("column,function", [
+    *[("total", f) for f in ("sum", "mean", "max", "min", "std", "skew", "count")],
+    ("Quantity", "sum"), ("UnitPrice", "mean"), ("InvoiceNo", "nunique"), ("StockCode", "nunique"),
+])
+def test_windows_of_days_match_pandas_groupby(column, function, days):
+    rows = day_rows()
+    groups = past_days(days).groupby("CustomerID")[column].agg(function)
+    want = expected(groups, rows, function in ("sum", "count", "nunique"))
+    np.testing.assert_allclose(rows[f"{column}_{function}_{days}d"].to_numpy(), want.to_numpy(), rtol=1e-7,
+                               atol=1e-9, equal_nan=True)
+
+
+def test_windows_of_days_count_active_days_and_trend_over_days():
+    rows = day_rows()
+    assert (rows["total_count_7d"] > 0).sum() >= 10, "the slice should have customers active in the last week"
+    for days in (7, 30):
+        active = past_days(days).groupby("CustomerID")["InvoiceDate"].agg(lambda t: t.dt.normalize().nunique())
+        np.testing.assert_array_equal(rows[f"active_days_{days}d"], expected(active, rows, True))
+    now = expected(past_days(14).groupby("CustomerID")["total"].sum(), rows, True)
+    before = expected(past_days(28, end_days=14).groupby("CustomerID")["total"].sum(), rows, True)
+    np.testing.assert_allclose(rows["total_sum_14d_trend_diff"], now - before, rtol=1e-9, atol=1e-6)
+    # months and days side by side: the month windows are the same as without the day windows
+    np.testing.assert_allclose(rows["total_sum_1m"], rows_at()["total_sum_1m"], rtol=1e-12)
+
+
+def test_window_names_say_days_and_months():
+    names = day_spec().feature_names()
+    for name in ("total_sum_7d", "InvoiceNo_nunique_30d", "active_days_30d", "active_months_1m",
+                 "total_sum_14d_trend_ratio", "total_sum_all"):
+        assert name in names
+    assert day_spec().windows == ("7d", "30d", 1, "all")

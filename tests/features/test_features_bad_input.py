@@ -80,6 +80,13 @@ def test_bad_event_tables_fail_clearly_and_write_nothing(tmp_path, capsys, name,
 
 BAD_SPECS = [
     ("empty window", {"features.windows": [0, 3]}, CONFIG_ERROR, "an empty window has no events"),
+    ("empty window of days", {"features.windows": ["0d", 3]}, CONFIG_ERROR,
+     r"features.windows: '0d' is not a window; give whole months >= 1 or days \(1, \"3m\", \"30d\" or \"all\"\)"),
+    ("window in weeks", {"features.windows": ["2w"]}, CONFIG_ERROR, r"'2w' is not a window"),
+    ("the same window twice", {"features.windows": [1, "1m", "30d"]}, CONFIG_ERROR,
+     r"features.windows repeats \['1'\]"),
+    ("all history as a trend", {"features.trends": [{"column": "total", "windows": ["all"]}]}, CONFIG_ERROR,
+     r"features.trends.windows: 'all' is not a window; give whole months >= 1 or days \(1, \"3m\", \"30d\"\)"),
     ("cutoff before the data", {"features.cutoffs.first": "2010-06-01"}, DATA_ERROR,
      r"cutoff 2010-06-01 is outside the data's range .* no event is dated before it"),
     ("test cutoff after the data", {"features.cutoffs.test": "2012-03-01"}, DATA_ERROR,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from features_helpers import retail_slice, retail_spec, slice_table, stacked
+from features_helpers import day_spec, day_table, retail_slice, retail_spec, slice_table, stacked
 
 CUTOFFS = pd.date_range("2011-01-01", "2011-12-01", freq="MS")
 
@@ -34,12 +34,15 @@ def tamper_with_future(events: pd.DataFrame, cutoff: pd.Timestamp, rng: np.rando
     return events.drop(index=deleted).reset_index(drop=True)
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_changing_or_deleting_events_on_or_after_a_cutoff_leaves_its_rows_unchanged(seed):
+# The shipped spec (windows of months), and one with windows of days and a trend over 14 days.
+SPECS = [*(("months", seed) for seed in range(6)), *(("days", seed) for seed in range(6, 9))]
+
+
+@pytest.mark.parametrize("windows,seed", SPECS)
+def test_changing_or_deleting_events_on_or_after_a_cutoff_leaves_its_rows_unchanged(windows, seed):
     rng = np.random.default_rng(seed)
-    spec = retail_spec()
+    spec, base = (retail_spec(), slice_table()) if windows == "months" else (day_spec(), day_table())
     features = spec.feature_names()
-    base = slice_table()
     for cutoff in rng.choice(CUTOFFS, size=2, replace=False):
         cutoff = pd.Timestamp(cutoff)
         tampered = stacked(tamper_with_future(retail_slice(), cutoff, rng), spec)

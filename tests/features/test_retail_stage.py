@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import ROOT, shared_file
-from features_helpers import RETAIL, retail_slice, retail_spec, stacked
+from features_helpers import RETAIL, day_spec, retail_slice, retail_spec, stacked
 from sklearn.metrics import roc_auc_score
 from test_features_bad_input import retail_config, write_events
 
@@ -168,15 +168,17 @@ def test_online_retail_ii_names_give_the_same_table():
                                   stacked(retail_slice(), retail_spec()), rtol=1e-9)
 
 
-def test_times_in_one_time_zone_give_the_same_windows():
-    """Zoned times are cut at midnight of the zone: the same lines fall in each window as with naive local times
-    (only recency in days moves by the daylight-saving hour)."""
+@pytest.mark.parametrize("windows", ["months", "days"])
+def test_times_in_one_time_zone_give_the_same_windows(windows):
+    """Zoned times are cut at midnight of the zone: the same lines fall in each window as with naive local times,
+    windows of days across a daylight-saving change too (only recency in days moves by the hour)."""
     from features.build import build_features
 
+    spec = retail_spec() if windows == "months" else day_spec()
     zoned = retail_slice().assign(InvoiceDate=lambda d: d["InvoiceDate"].dt.tz_localize("Europe/London"))
-    built = build_features(zoned, retail_spec(), "label")
+    built = build_features(zoned, spec, "label")
     table = pd.concat([built.train, built.test], ignore_index=True)
-    naive = stacked(retail_slice(), retail_spec())
+    naive = stacked(retail_slice(), spec)
     assert str(table["cutoff"].dt.tz) == "Europe/London"
     assert (table["cutoff"].dt.tz_localize(None) == naive["cutoff"]).all()
     same = naive.columns.drop(["cutoff", "days_since_first", "days_since_last"])
