@@ -20,8 +20,17 @@ from pipeline.progress import QUIET, Progress
 from .aggregations import CUTOFF_INDEX, Job, derived_features, plan, window_names
 from .events import Events, prepare_events
 from .labels import describe, label_expr, label_job
-from .spec import FeaturesSection, check_unique
-from .windows import Schedule, as_stamp, check_range, label_coverage, label_window_complete, schedule, slice_rows
+from .spec import FeaturesSection, Length, check_unique
+from .windows import (
+    Schedule,
+    as_stamp,
+    check_range,
+    label_coverage,
+    label_window_complete,
+    offset,
+    schedule,
+    slice_rows,
+)
 
 CUTOFF_NS = "__cutoff_ns"
 
@@ -44,8 +53,8 @@ def build_features(events: pd.DataFrame, spec: FeaturesSection, target: str, sou
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     prepared = prepare_events(events, spec, source)
-    sched = schedule(spec.cutoffs, spec.label.months, prepared.tz)
-    check_range(sched, prepared.first_ns, prepared.last_ns, spec.label.months, prepared.tz)
+    sched = schedule(spec.cutoffs, spec.label.window, prepared.tz)
+    check_range(sched, prepared.first_ns, prepared.last_ns, spec.label.window, prepared.tz)
     progress.say(f"features: {prepared.frame.height} events of {prepared.frame[spec.entity].n_unique()} entities, "
                  f"{len(sched.all)} cutoffs, {len(spec.feature_names())} features")
     table = compute(prepared, spec, sched, target)
@@ -149,20 +158,20 @@ def summarize(table: pl.DataFrame, prepared: Events, spec: FeaturesSection, sche
         "nan_share_per_feature": {n: round(float(missing[n] or 0.0), 6) for n in names},
     }
     if sched.test is not None:
-        summary["test_label_window"] = test_label_window(sched.test, prepared, spec.label.months)
+        summary["test_label_window"] = test_label_window(sched.test, prepared, spec.label.window)
     key = "positive_rate_per_cutoff" if spec.label.above is not None else "label_mean_per_cutoff"
     summary[key] = {d: round(float(v), 6) for d, v in zip(per_cutoff["day"], per_cutoff["mean"])}
     return summary
 
 
-def test_label_window(test: pd.Timestamp, prepared: Events, months: int) -> dict[str, Any]:
+def test_label_window(test: pd.Timestamp, prepared: Events, label: Length) -> dict[str, Any]:
     """How much of the test cutoff's label window the data covers: a holdout whose window is cut short by
     the data's end (Online Retail's December stops on the 9th) scores another question than the training
     labels ask, which the report says beside the holdout score."""
-    end = test + pd.DateOffset(months=months)
-    covered = label_coverage(test, prepared.last_ns, months)
+    end = test + offset(label)
+    covered = label_coverage(test, prepared.last_ns, label)
     return {"start": str(test), "end": str(end), "data_ends": str(as_stamp(prepared.last_ns, prepared.tz)),
-            "coverage": round(covered, 4), "complete": label_window_complete(test, prepared.last_ns, months)}
+            "coverage": round(covered, 4), "complete": label_window_complete(test, prepared.last_ns, label)}
 
 
 def _missing(dtype: pl.DataType, name: str) -> pl.Expr:

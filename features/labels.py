@@ -1,6 +1,6 @@
-"""Labels from the future window: aggregate(column) over [cutoff, cutoff + months).
+"""Labels from the future window: aggregate(column) over [cutoff, cutoff + months) (or days).
 
-Only the label window's events are read (see `Span(0, -months)`); an entity with no event in it
+Only the label window's events are read (see `label_span`); an entity with no event in it
 has the documented empty value (0 for sum, count and nunique), so e.g. a customer who buys nothing
 in the month has a spend of 0 and label 0. A binary label compares the value rounded to 9 decimals
 with the threshold, so float noise from the order of summation never flips a label.
@@ -11,7 +11,7 @@ import polars as pl
 
 from .aggregations import Job, output
 from .spec import LabelSpec
-from .windows import Span
+from .windows import label_span
 
 LABEL_VALUE = "__label_value"
 ROUND_DECIMALS = 9
@@ -19,7 +19,7 @@ ROUND_DECIMALS = 9
 
 def label_job(label: LabelSpec) -> Job:
     """The group-by job that aggregates the label window."""
-    return Job(Span(0, -label.months), (output(LABEL_VALUE, label.column, label.aggregate),))
+    return Job(label_span(label.window), (output(LABEL_VALUE, label.column, label.aggregate),))
 
 
 def label_expr(label: LabelSpec, name: str) -> pl.Expr:
@@ -33,6 +33,7 @@ def label_expr(label: LabelSpec, name: str) -> pl.Expr:
 
 def describe(label: LabelSpec) -> str:
     """The label in words, for the summary and the report."""
-    window = "the month" if label.months == 1 else f"the {label.months} months"
+    n, unit = label.window.n, label.window.unit
+    window = f"the {unit[:-1]}" if n == 1 else f"the {n} {unit}"
     value = f"{label.aggregate} of {label.column} over {window} starting at the cutoff"
     return f"1 when the {value} (rounded to {ROUND_DECIMALS} decimals) is above {label.above:g}, else 0" if label.above is not None else f"the {value}"

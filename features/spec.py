@@ -21,6 +21,8 @@ reported when the config is loaded, before any data is read.
 """
 from __future__ import annotations
 
+import bisect
+import calendar
 import datetime as dt
 import re
 from typing import Any, Literal
@@ -43,13 +45,64 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Length(_Section):
+    """A span of whole calendar months or days, e.g. a label window or the spacing of cutoffs."""
+
+    n: int
+    unit: Literal["months", "days"]
+
+    @property
+    def words(self) -> str:
+        return f"{self.n}-{self.unit[:-1]}"  # 2-month, 7-day
+
+    def after(self, day: dt.date, times: int = 1) -> dt.date:
+        """The day `times` lengths later; a month from the 31st ends on the month's last day (as pandas' DateOffset)."""
+        n = self.n * times
+        if self.unit == "days":
+            return day + dt.timedelta(days=n)
+        year, month = divmod(day.month - 1 + n, 12)
+        year += day.year
+        return dt.date(year, month + 1, min(day.day, calendar.monthrange(year, month + 1)[1]))
+
+
+def _one_length(section: str, values: dict[str, Any], months_key: str, days_key: str) -> dict[str, Any]:
+    """Exactly one of the months and days keys (months 1 when neither is given)."""
+    if values.get(months_key) is not None and values.get(days_key) is not None:
+        raise ValueError(f"{section}: give {months_key} or {days_key}, not both (got {months_key} = "
+                         f"{values[months_key]}, {days_key} = {values[days_key]})")
+    if values.get(days_key) is None and values.get(months_key) is None:
+        return {**values, months_key: 1}
+    return values
+
+
 class CutoffSpec(_Section):
-    """Monthly cutoffs: training cutoffs from `first` every `every_months`, and the `test` cutoff."""
+    """Cutoffs: training cutoffs from `first` every `every_months` (or `every_days`), and the `test` cutoff."""
 
     first: dt.date
     test: dt.date | None = None
     last: dt.date | None = None  # the last training cutoff; default: the latest whose label window ends by `test`
-    every_months: int = Field(default=1, ge=1, le=24)
+    every_months: int | None = Field(default=None, ge=1, le=24)
+    every_days: int | None = Field(default=None, ge=1, le=366)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _spacing(cls, values: Any) -> Any:
+        return _one_length("features.cutoffs", values, "every_months", "every_days") if isinstance(values, dict) \
+            else values
+
+    @property
+    def spacing(self) -> Length:
+        return Length(n=self.every_days, unit="days") if self.every_days else Length(n=self.every_months, unit="months")
+
+    def training_days(self, label: Length) -> list[dt.date]:
+        """Training cutoffs from `first`, up to `last`, each with its label window ending by `test`."""
+        days, k = [], 0
+        while True:
+            day = self.spacing.after(self.first, k)
+            if (self.last is not None and day > self.last) or (self.test is not None and label.after(day) > self.test):
+                return days
+            days.append(day)
+            k += 1
 
     @model_validator(mode="after")
     def _order(self) -> CutoffSpec:
@@ -64,12 +117,22 @@ class CutoffSpec(_Section):
 
 
 class LabelSpec(_Section):
-    """label = aggregate(column) over [cutoff, cutoff + months), compared with `above` (binary) or raw."""
+    """label = aggregate(column) over [cutoff, cutoff + months or days), compared with `above` (binary) or raw."""
 
     column: str
     aggregate: LabelAggregate = "sum"
-    months: int = Field(default=1, ge=1, le=36)
+    months: int | None = Field(default=None, ge=1, le=36)  # the window: whole months (1 when neither is given)
+    days: int | None = Field(default=None, ge=1, le=1096)  # or days
     above: float | None = None  # None: the aggregate itself is the target (regression)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _window(cls, values: Any) -> Any:
+        return _one_length("features.label", values, "months", "days") if isinstance(values, dict) else values
+
+    @property
+    def window(self) -> Length:
+        return Length(n=self.days, unit="days") if self.days else Length(n=self.months, unit="months")
 
 
 class TrendSpec(_Section):
@@ -241,6 +304,14 @@ def check_windows(windows: Any, key: str, allow_all: bool) -> tuple[Window, ...]
     if dupes:
         raise ValueError(f"{key} repeats {dupes}")
     return (*(w for w in parsed if w != ALL), *([ALL] if ALL in parsed else []))
+
+
+def label_gap(features: FeaturesSection) -> int:
+    """The most later training cutoffs that fall inside one cutoff's label window: the time folds' smallest
+    honest gap (2-month labels at monthly cutoffs: 1; 28-day labels at weekly cutoffs: 3)."""
+    days = features.cutoffs.training_days(features.label.window)
+    ends = [features.label.window.after(day) for day in days]
+    return max((bisect.bisect_left(days, end) - i - 1 for i, end in enumerate(ends)), default=0)
 
 
 def check_experiment(features: FeaturesSection, data: Any, cv: Any) -> None:

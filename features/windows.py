@@ -3,7 +3,7 @@
 A window is a half-open span of whole calendar months relative to a cutoff c:
 `Span(start=3, end=0)` covers [c - 3 months, c), the last three months before c; a lag month k is
 `Span(k, k - 1)`; the previous window of a trend is `Span(2w, w)`; all history is `Span(None, 0)`;
-the label window is `Span(0, -months)`, i.e. [c, c + months). A window of days is the same with
+the label window is `Span(0, -months)`, i.e. [c, c + months) (or days: `label_span`). A window of days is the same with
 `unit="days"`: `Span(30, 0, "days")` covers [c - 30 days, c), calendar days in the time column's
 zone. Feature spans always end at or before c, so a feature row never sees an event dated on or
 after its cutoff.
@@ -19,7 +19,7 @@ import pandas as pd
 
 from pipeline.errors import ConfigError, DataError
 
-from .spec import ALL, CutoffSpec, Window, window_days
+from .spec import ALL, CutoffSpec, Length, Window, window_days
 
 
 @dataclass(frozen=True)
@@ -57,28 +57,30 @@ class Schedule:
         return self.train + ((self.test,) if self.test is not None else ())
 
 
-def schedule(spec: CutoffSpec, label_months: int, tz: str | None) -> Schedule:
-    """Training cutoffs every `every_months` from `first`; each one's label window must end by the test
-    cutoff, so no training label is computed from events the test cutoff may not see."""
-    first = _stamp(spec.first, tz)
+def label_span(label: Length) -> Span:
+    """The label window [cutoff, cutoff + label) as a span."""
+    return Span(0, -label.n, label.unit)
+
+
+def schedule(spec: CutoffSpec, label: Length, tz: str | None) -> Schedule:
+    """Training cutoffs every `every_months` (or `every_days`) from `first`; each one's label window must end by
+    the test cutoff, so no training label is computed from events the test cutoff may not see."""
+    cutoffs = [_stamp(day, tz) for day in spec.training_days(label)]
     test = _stamp(spec.test, tz) if spec.test is not None else None
     last = _stamp(spec.last, tz) if spec.last is not None else None
-    cutoffs, k = [], 0
-    while True:
-        cutoff = first + pd.DateOffset(months=k * spec.every_months)
-        if (last is not None and cutoff > last) or (
-                test is not None and cutoff + pd.DateOffset(months=label_months) > test):
-            break
-        cutoffs.append(cutoff)
-        k += 1
-    if last is not None and test is not None and last + pd.DateOffset(months=label_months) > test:
-        raise ConfigError(f"features.cutoffs.last {spec.last}: its {label_months}-month label window ends after the "
+    if last is not None and test is not None and last + offset(label) > test:
+        raise ConfigError(f"features.cutoffs.last {spec.last}: its {label.words} label window ends after the "
                           f"test cutoff {spec.test}, so its labels would use events the test rows must not see; "
                           "move last earlier or test later")
     if not cutoffs:
-        raise ConfigError(f"features.cutoffs: no training cutoff from {spec.first} whose {label_months}-month label "
+        raise ConfigError(f"features.cutoffs: no training cutoff from {spec.first} whose {label.words} label "
                           f"window ends by the test cutoff {spec.test}; move first earlier")
     return Schedule(tuple(cutoffs), test)
+
+
+def offset(length: Length, times: int = 1) -> pd.DateOffset:
+    """Calendar arithmetic in the cutoffs' zone (a day stays midnight to midnight across DST)."""
+    return pd.DateOffset(**{length.unit: length.n * times})
 
 
 def _stamp(day: dt.date, tz: str | None) -> pd.Timestamp:
@@ -97,25 +99,27 @@ def _shift(cutoff: pd.Timestamp, n: int, unit: str = "months") -> int:
     return (cutoff + pd.DateOffset(**{unit: n})).as_unit("ns").value
 
 
-# A training label window must end at most this long after the data's last event: a window cut
-# short by the data's end counts fewer sales than a full one, so its labels lean to 0. Not zero: the
-# last days of a complete window may simply have no event (a quiet weekend).
+# A training label window must end at most this long after the data's last event (and at most a
+# tenth of the window): a window cut short by the data's end counts fewer sales than a full one, so
+# its labels lean to 0. Not zero: the last days of a complete window may simply have no event (a
+# quiet weekend).
 LABEL_END_SLACK = pd.Timedelta(days=3)
 
 
-def label_coverage(cutoff: pd.Timestamp, last_ns: int, label_months: int) -> float:
-    """The share of [cutoff, cutoff + label_months) that lies before the data's last event."""
+def label_coverage(cutoff: pd.Timestamp, last_ns: int, label: Length) -> float:
+    """The share of the cutoff's label window that lies before the data's last event."""
     start = cutoff.as_unit("ns").value
-    end = _shift(cutoff, label_months)
+    end = _shift(cutoff, label.n, label.unit)
     return float(min(1.0, max(0.0, (last_ns - start) / (end - start))))
 
 
-def label_window_complete(cutoff: pd.Timestamp, last_ns: int, label_months: int) -> bool:
-    """Whether the data reaches (within LABEL_END_SLACK) the end of the cutoff's label window."""
-    return _shift(cutoff, label_months) - last_ns <= LABEL_END_SLACK.value
+def label_window_complete(cutoff: pd.Timestamp, last_ns: int, label: Length) -> bool:
+    """Whether the data reaches (within the slack) the end of the cutoff's label window."""
+    start, end = cutoff.as_unit("ns").value, _shift(cutoff, label.n, label.unit)
+    return end - last_ns <= min(LABEL_END_SLACK.value, (end - start) // 10)
 
 
-def check_range(sched: Schedule, first_ns: int, last_ns: int, label_months: int, tz: str | None) -> None:
+def check_range(sched: Schedule, first_ns: int, last_ns: int, label: Length, tz: str | None) -> None:
     """Every cutoff must have some history before it and its label window must start inside the data;
     a training cutoff's label window must end at most LABEL_END_SLACK after the data's last event."""
     first, last = as_stamp(first_ns, tz), as_stamp(last_ns, tz)
@@ -125,13 +129,13 @@ def check_range(sched: Schedule, first_ns: int, last_ns: int, label_months: int,
                             "dated before it, so no entity is eligible; move features.cutoffs.first later")
         if cutoff.as_unit("ns").value > last_ns:
             raise DataError(f"cutoff {cutoff.date()} is outside the data's range ({first} .. {last}): its "
-                            f"{label_months}-month label window holds no event, so its labels are unknown; "
+                            f"{label.words} label window holds no event, so its labels are unknown; "
                             "move the cutoff (features.cutoffs.test / last) earlier")
     for cutoff in sched.train:
-        if not label_window_complete(cutoff, last_ns, label_months):
-            covered = label_coverage(cutoff, last_ns, label_months)
+        if not label_window_complete(cutoff, last_ns, label):
+            covered = label_coverage(cutoff, last_ns, label)
             raise DataError(f"training cutoff {cutoff.date()}: the data ends at {last}, {covered:.0%} of the way "
-                            f"through its {label_months}-month label window, so its labels would count only part "
+                            f"through its {label.words} label window, so its labels would count only part "
                             f"of the window and lean to 0; set features.cutoffs.last (or test) earlier, so every "
                             f"training label window ends by {last.date()}")
 

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.windows import offset
+
 from .config import Config
 from .cv import TrainSpec, run_cv
 from .errors import ConfigError, DataError
@@ -104,15 +106,14 @@ def backtest_cutoffs(cfg: Config, cutoffs: np.ndarray, known_at: np.ndarray) -> 
     usable = [c for c in distinct if first_known <= c]
     if n > len(usable):
         raise ConfigError(f"cv.backtest = {n}, but only {len(usable)} of the {len(distinct)} training cutoffs have "
-                          f"earlier cutoffs to train on (label windows of {cfg.features.label.months} month(s)); "
+                          f"earlier cutoffs to train on ({cfg.features.label.window.words} label windows); "
                           f"set cv.backtest to at most {len(usable)}, or 0 to turn it off")
     return usable[-n:]
 
 
 def label_end(cutoffs: np.ndarray, cfg: Config) -> np.ndarray:
     """Where each cutoff's label window ends: a row trains a replay of c only when its label is known at c."""
-    months = pd.DateOffset(months=cfg.features.label.months)
-    return (pd.DatetimeIndex(cutoffs) + months).to_numpy(dtype="datetime64[ns]")
+    return (pd.DatetimeIndex(cutoffs) + offset(cfg.features.label.window)).to_numpy(dtype="datetime64[ns]")
 
 
 def replay(cfg: Config, prep: Prepared, spec: TrainSpec, oof_pred: np.ndarray, plan: Replay) -> BacktestCutoff:

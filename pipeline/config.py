@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from features.spec import FeaturesSection, check_experiment
+from features.spec import FeaturesSection, check_experiment, label_gap
 
 from .errors import ConfigError
 from .settings import EnsembleSection, ImportanceSection, Section, SelectSection, TuneSection
@@ -129,12 +129,13 @@ class Config(Section):
         if cv.gap is not None and self.splitter != "time":
             raise ValueError(f"cv.gap = {cv.gap} purges times between time folds, which only the 'time' splitter "
                              f"has (this experiment uses {self.splitter!r}); remove cv.gap or set cv.splitter = 'time'")
-        needed = self._label_gap()
-        if self.splitter == "time" and cv.gap is not None and cv.gap < needed:
-            raise ValueError(f"cv.gap = {cv.gap} is too small for {self.features.label.months}-month labels at cutoffs "
-                             f"{self.features.cutoffs.every_months} month(s) apart: a fold would train on the "
-                             f"{needed - cv.gap} cutoff(s) just before the ones it validates, whose labels are not "
-                             f"known yet then; set cv.gap = {needed} or more, or leave it out")
+        needed = self._label_gap() if self.splitter == "time" and cv.gap is not None else 0
+        if cv.gap is not None and cv.gap < needed:
+            label, spacing = self.features.label.window, self.features.cutoffs.spacing
+            raise ValueError(f"cv.gap = {cv.gap} is too small for {label.words} labels at cutoffs {spacing.n} "
+                             f"{spacing.unit[:-1]}(s) apart: a fold would train on the {needed - cv.gap} cutoff(s) "
+                             f"just before the ones it validates, whose labels are not known yet then; set "
+                             f"cv.gap = {needed} or more, or leave it out")
         return self
 
     @property
@@ -146,7 +147,7 @@ class Config(Section):
         """Cutoffs a label window spans past the next cutoff: the time folds' smallest honest gap."""
         if self.features is None:
             return 0
-        return -(-self.features.label.months // self.features.cutoffs.every_months) - 1
+        return label_gap(self.features)
 
     @property
     def time_gap(self) -> int:
