@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from features_helpers import retail_slice, retail_spec, stacked
 from test_features_bad_input import CONFIG_ERROR, retail_config, write_events
-from test_retail_stage import FAST, only_run
+from test_retail_stage import FAST, known_labels_per_fold, only_run
 
 from features.spec import FeaturesSection, label_gap
 from pipeline.cli import main
@@ -62,12 +62,8 @@ def test_time_folds_on_weekly_cutoffs_leave_out_the_weeks_whose_labels_reach_the
     assert scores["time_gap"] == 3  # 28-day labels reach the next three weekly cutoffs
     summary = json.loads((run / "features_summary.json").read_text())
     assert "sum of total over the 28 days starting at the cutoff" in summary["label"]["definition"]
-    folds = pd.read_parquet(run / "folds.parquet")
-    cutoffs = pd.to_datetime(folds["row_key"].str.split("@").str[1])
-    for fold in scores["folds"]:
-        first_validated = cutoffs[folds["fold"] == fold["fold"]].min()
-        known = cutoffs + pd.Timedelta(days=28) <= first_validated  # counted from the row keys, not the folds code
-        assert fold["n_train"] == int(known.sum()) > 0
+    for first_validated, known in known_labels_per_fold(run, scores, pd.DateOffset(days=28)):
+        assert known.max() + pd.Timedelta(days=21) < first_validated  # three weekly cutoffs left out
 
 
 BAD = [

@@ -94,13 +94,22 @@ def test_time_folds_leave_out_the_cutoffs_whose_labels_reach_the_validated_ones(
     run = only_run(tmp_path / "runs" / "retail")
     scores = json.loads((run / "scores.json").read_text())
     assert scores["time_gap"] == 1 and "gap 1" in (run / "report.md").read_text()
+    for first_validated, known in known_labels_per_fold(run, scores, pd.DateOffset(months=2)):
+        assert (known.max() + pd.DateOffset(months=1)) < first_validated  # one cutoff left out
+
+
+def known_labels_per_fold(run: Path, scores: dict, label: pd.DateOffset) -> list[tuple[pd.Timestamp, pd.Series]]:
+    """Each time fold's first validated cutoff and the cutoffs of the rows whose labels were known then; checks that
+    the fold trained on exactly those rows (counted from the row keys, not from the folds code)."""
     folds = pd.read_parquet(run / "folds.parquet")
     cutoffs = pd.to_datetime(folds["row_key"].str.split("@").str[1])
+    checked = []
     for fold in scores["folds"]:
         first_validated = cutoffs[folds["fold"] == fold["fold"]].min()
-        known = cutoffs + pd.DateOffset(months=2) <= first_validated  # counted from the row keys, not the folds code
+        known = cutoffs + label <= first_validated
         assert fold["n_train"] == int(known.sum()) > 0
-        assert (cutoffs[known].max() + pd.DateOffset(months=1)) < first_validated  # one cutoff left out
+        checked.append((first_validated, cutoffs[known]))
+    return checked
 
 
 def test_a_regression_label_trains_a_regressor(tmp_path):
