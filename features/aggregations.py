@@ -12,14 +12,13 @@ from dataclasses import dataclass
 import polars as pl
 
 from .spec import (
-    ALL,
     ZERO_WHEN_EMPTY,
     FeaturesSection,
     Window,
     active_name,
     agg_name,
     lag_name,
-    window_days,
+    window_length,
     window_suffix,
 )
 from .windows import Span
@@ -27,6 +26,7 @@ from .windows import Span
 TIME = "__time_ns"  # event time as int64 nanoseconds (UTC instants for zone-aware times)
 MONTH = "__month"  # calendar month index (year * 12 + month - 1), in the time column's zone
 DAY = "__day"  # calendar day index (days since 1970-01-01), in the time column's zone
+CALENDAR_COLUMN = {"months": MONTH, "days": DAY}  # what the active counts of each kind of window count
 CUTOFF_INDEX = "__cutoff"
 FIRST, LAST = "__first_ns", "__last_ns"
 NS_PER_DAY = 86_400 * 10**9
@@ -86,8 +86,7 @@ def plan(spec: FeaturesSection) -> list[Job]:
                 add(span, output(agg_name(column, function, window), column, function))
         if spec.active_months:
             name = active_name(window)
-            calendar = DAY if window_days(window) is not None else MONTH
-            add(span, Output(name, pl.col(calendar).n_unique().alias(name), True))
+            add(span, Output(name, pl.col(CALENDAR_COLUMN[span.unit]).n_unique().alias(name), True))
     for trend in spec.trends:
         for w in trend.windows:
             current = agg_name(trend.column, trend.aggregate, w)
@@ -121,11 +120,7 @@ def derived_features(spec: FeaturesSection, cutoff_ns: pl.Expr) -> list[pl.Expr]
 def window_names(spec: FeaturesSection) -> dict[str, str]:
     """Human description of each window suffix, for the summary."""
     def words(window: Window) -> str:
-        days = window_days(window)
-        if window == ALL:
-            return "all history before the cutoff"
-        if days is not None:
-            return "the day before the cutoff" if days == 1 else f"the {days} days before the cutoff"
-        return "the month before the cutoff" if window == 1 else f"the {window} months before the cutoff"
+        length = window_length(window)
+        return "all history before the cutoff" if length is None else f"{length.phrase} before the cutoff"
 
     return {window_suffix(w): words(w) for w in spec.windows}

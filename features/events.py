@@ -10,7 +10,7 @@ import polars as pl
 
 from pipeline.errors import ConfigError, DataError
 
-from .aggregations import DAY, MONTH, TIME
+from .aggregations import CALENDAR_COLUMN, TIME
 from .expressions import parse, to_polars
 from .spec import FeaturesSection
 
@@ -62,7 +62,7 @@ def prepare_events(events: pd.DataFrame, spec: FeaturesSection, source: str) -> 
         table = table.sort(TIME, maintain_order=True)
         sorted_ns = table[TIME].to_numpy()
     tz = getattr(times.dtype, "tz", None)
-    indexes = [{"months": MONTH, "days": DAY}[c] for c in calendars]
+    indexes = [CALENDAR_COLUMN[c] for c in calendars]
     return Events(table.select([spec.entity, TIME, *indexes, *spec.value_columns()]), sorted_ns,
                   str(tz) if tz is not None else None, len(frame), n_without, renamed)
 
@@ -91,9 +91,9 @@ def _with_times(table: pl.DataFrame, times: pd.Series, calendars: tuple[str, ...
     tz = getattr(times.dtype, "tz", None)
     moment = pl.col(TIME).cast(pl.Datetime("ns", "UTC" if tz else None))
     local = moment.dt.convert_time_zone(str(tz)) if tz else moment
-    indexes = {"months": local.dt.year().cast(pl.Int32).mul(12).add(local.dt.month().cast(pl.Int32) - 1).alias(MONTH),
-               "days": local.dt.date().cast(pl.Int32).alias(DAY)}
-    return table.with_columns([indexes[c] for c in calendars])
+    index = {"months": local.dt.year().cast(pl.Int32).mul(12).add(local.dt.month().cast(pl.Int32) - 1),
+             "days": local.dt.date().cast(pl.Int32)}
+    return table.with_columns([index[c].alias(CALENDAR_COLUMN[c]) for c in calendars])
 
 
 def required_columns(spec: FeaturesSection) -> list[str]:

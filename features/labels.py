@@ -33,7 +33,5 @@ def label_expr(label: LabelSpec, name: str) -> pl.Expr:
 
 def describe(label: LabelSpec) -> str:
     """The label in words, for the summary and the report."""
-    n, unit = label.window.n, label.window.unit
-    window = f"the {unit[:-1]}" if n == 1 else f"the {n} {unit}"
-    value = f"{label.aggregate} of {label.column} over {window} starting at the cutoff"
+    value = f"{label.aggregate} of {label.column} over {label.window.phrase} starting at the cutoff"
     return f"1 when the {value} (rounded to {ROUND_DECIMALS} decimals) is above {label.above:g}, else 0" if label.above is not None else f"the {value}"

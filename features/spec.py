@@ -55,6 +55,10 @@ class Length(_Section):
     def words(self) -> str:
         return f"{self.n}-{self.unit[:-1]}"  # 2-month, 7-day
 
+    @property
+    def phrase(self) -> str:
+        return f"the {self.unit[:-1]}" if self.n == 1 else f"the {self.n} {self.unit}"  # the month, the 7 days
+
     def after(self, day: dt.date, times: int = 1) -> dt.date:
         """The day `times` lengths later; a month from the 31st ends on the month's last day (as pandas' DateOffset)."""
         n = self.n * times
@@ -63,6 +67,10 @@ class Length(_Section):
         year, month = divmod(day.month - 1 + n, 12)
         year += day.year
         return dt.date(year, month + 1, min(day.day, calendar.monthrange(year, month + 1)[1]))
+
+
+def _length(months: int | None, days: int | None) -> Length:
+    return Length(n=days, unit="days") if days else Length(n=months, unit="months")
 
 
 def _one_length(section: str, values: dict[str, Any], months_key: str, days_key: str) -> dict[str, Any]:
@@ -92,7 +100,7 @@ class CutoffSpec(_Section):
 
     @property
     def spacing(self) -> Length:
-        return Length(n=self.every_days, unit="days") if self.every_days else Length(n=self.every_months, unit="months")
+        return _length(self.every_months, self.every_days)
 
     def training_days(self, label: Length) -> list[dt.date]:
         """Training cutoffs from `first`, up to `last`, each with its label window ending by `test`."""
@@ -132,7 +140,7 @@ class LabelSpec(_Section):
 
     @property
     def window(self) -> Length:
-        return Length(n=self.days, unit="days") if self.days else Length(n=self.months, unit="months")
+        return _length(self.months, self.days)
 
 
 class TrendSpec(_Section):
@@ -262,6 +270,14 @@ def window_days(window: Window) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def window_length(window: Window) -> Length | None:
+    """A window of months or days as a calendar length; None for all history."""
+    days = window_days(window)
+    if days is not None:
+        return Length(n=days, unit="days")
+    return None if window == ALL else Length(n=int(window), unit="months")
+
+
 def window_suffix(window: Window) -> str:
     return window if isinstance(window, str) else f"{window}m"
 
@@ -272,7 +288,7 @@ def active_name(window: Window) -> str:
     return f"active_{unit}_{window_suffix(window)}"
 
 
-def agg_name(column: str, function: str, window: int | str) -> str:
+def agg_name(column: str, function: str, window: Window) -> str:
     return f"{column}_{function}_{window_suffix(window)}"
 
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from pipeline.errors import ConfigError, DataError
 
-from .spec import ALL, CutoffSpec, Length, Window, window_days
+from .spec import CutoffSpec, Length, Window, window_length
 
 
 @dataclass(frozen=True)
@@ -33,15 +33,11 @@ class Span:
     @classmethod
     def window(cls, window: Window) -> Span:
         """The span of a window of months, of days ("30d"), or of all history."""
-        days = window_days(window)
-        if days is not None:
-            return cls(days, 0, "days")
-        return cls(None if window == ALL else int(window), 0)
+        length = window_length(window)
+        return cls(None, 0) if length is None else cls(length.n, 0, length.unit)
 
     def before(self) -> Span:
         """The span of the same length that ends where this one starts (a trend's previous window)."""
-        if self.start is None:
-            raise ValueError("all history has no window before it")
         return Span(2 * self.start - self.end, self.start, self.unit)
 
 
@@ -66,21 +62,20 @@ def schedule(spec: CutoffSpec, label: Length, tz: str | None) -> Schedule:
     """Training cutoffs every `every_months` (or `every_days`) from `first`; each one's label window must end by
     the test cutoff, so no training label is computed from events the test cutoff may not see."""
     cutoffs = [_stamp(day, tz) for day in spec.training_days(label)]
-    test = _stamp(spec.test, tz) if spec.test is not None else None
-    last = _stamp(spec.last, tz) if spec.last is not None else None
-    if last is not None and test is not None and last + offset(label) > test:
+    if spec.last is not None and spec.test is not None and label.after(spec.last) > spec.test:
         raise ConfigError(f"features.cutoffs.last {spec.last}: its {label.words} label window ends after the "
                           f"test cutoff {spec.test}, so its labels would use events the test rows must not see; "
                           "move last earlier or test later")
     if not cutoffs:
         raise ConfigError(f"features.cutoffs: no training cutoff from {spec.first} whose {label.words} label "
                           f"window ends by the test cutoff {spec.test}; move first earlier")
-    return Schedule(tuple(cutoffs), test)
+    return Schedule(tuple(cutoffs), _stamp(spec.test, tz) if spec.test is not None else None)
 
 
-def offset(length: Length, times: int = 1) -> pd.DateOffset:
-    """Calendar arithmetic in the cutoffs' zone (a day stays midnight to midnight across DST)."""
-    return pd.DateOffset(**{length.unit: length.n * times})
+def offset(length: Length) -> pd.DateOffset:
+    """The length for timestamps: calendar arithmetic in the cutoffs' zone (a day stays midnight to midnight
+    across DST), the same as `Length.after` on dates."""
+    return pd.DateOffset(**{length.unit: length.n})
 
 
 def _stamp(day: dt.date, tz: str | None) -> pd.Timestamp:
@@ -121,7 +116,7 @@ def label_window_complete(cutoff: pd.Timestamp, last_ns: int, label: Length) -> 
 
 def check_range(sched: Schedule, first_ns: int, last_ns: int, label: Length, tz: str | None) -> None:
     """Every cutoff must have some history before it and its label window must start inside the data;
-    a training cutoff's label window must end at most LABEL_END_SLACK after the data's last event."""
+    a training cutoff's label window must be complete (`label_window_complete`)."""
     first, last = as_stamp(first_ns, tz), as_stamp(last_ns, tz)
     for cutoff in sched.all:
         if cutoff.as_unit("ns").value <= first_ns:

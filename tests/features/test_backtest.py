@@ -88,7 +88,6 @@ def test_scores_json_and_report_show_each_replay_beside_its_oof_score(tmp_path):
 
 
 @pytest.mark.parametrize("changes,message", [
-
     ({"cv.backtest": 3, "features.cutoffs.first": "2011-09-01"},
      r"cv.backtest = 3, but only 2 of the 3 training cutoffs have earlier cutoffs to train on"),
     ({"cv.backtest": 20}, r"set cv.backtest to at most 10"),

@@ -10,7 +10,8 @@ from features_helpers import retail_slice, retail_spec, stacked
 from test_features_bad_input import CONFIG_ERROR, retail_config, write_events
 from test_retail_stage import FAST, known_labels_per_fold, only_run
 
-from features.spec import FeaturesSection, label_gap
+from features.spec import FeaturesSection, Length, label_gap
+from features.windows import offset
 from pipeline.cli import main
 
 WEEKLY = {"first": "2011-06-06", "every_days": 7, "test": "2011-11-28"}
@@ -64,6 +65,15 @@ def test_time_folds_on_weekly_cutoffs_leave_out_the_weeks_whose_labels_reach_the
     assert "sum of total over the 28 days starting at the cutoff" in summary["label"]["definition"]
     for first_validated, known in known_labels_per_fold(run, scores, pd.DateOffset(days=28)):
         assert known.max() + pd.Timedelta(days=21) < first_validated  # three weekly cutoffs left out
+
+
+@pytest.mark.parametrize("length", [Length(n=1, unit="months"), Length(n=3, unit="months"), Length(n=7, unit="days")])
+def test_date_and_timestamp_arithmetic_agree(length):
+    """The spec walks cutoffs on dates (Length.after), the build shifts timestamps (offset): month ends included."""
+    for day in pd.date_range("2011-01-25", "2012-03-05", freq="D"):
+        assert pd.Timestamp(length.after(day.date())) == day + offset(length)
+        # k lengths at once, as the cutoffs are walked (Jan 31 + 2 months is Mar 31, not Feb 28 + 1 month)
+        assert pd.Timestamp(length.after(day.date(), 2)) == day + pd.DateOffset(**{length.unit: 2 * length.n})
 
 
 BAD = [
