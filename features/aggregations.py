@@ -3,7 +3,9 @@
 The plan depends on the spec only. Each `Job` is one time span with every aggregation that uses
 it, so one group-by per (span, cutoff) computes all of them. Documented values for an entity with
 no event in a span: 0 for sum, count, nunique and active months or days; missing (NaN) for mean, max, min,
-std and skew; a trend's ratio is missing when the previous window's value is 0 or missing.
+std, skew, first, last and mode; a trend's ratio is missing when the previous window's value is 0 or missing.
+first, last and mode give a value of the column (text stays text): the first and last non-missing value in
+time order, and the most frequent one, ties going to the smallest (as pandas' `Series.mode().iloc[0]`).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from .spec import (
+    VALUE_AGGREGATES,
     ZERO_WHEN_EMPTY,
     FeaturesSection,
     Window,
@@ -34,12 +37,14 @@ NS_PER_DAY = 86_400 * 10**9
 
 @dataclass(frozen=True)
 class Output:
-    """One aggregated column: its name, its Polars aggregation, and whether no events means 0."""
+    """One aggregated column: its name, its Polars aggregation, and whether no events means 0; `source`
+    names the column whose values it holds (first, last, mode), which `restore_values` gives back."""
 
     name: str
     expr: pl.Expr
     zero_when_empty: bool
     as_float: bool = True
+    source: str | None = None
 
     def fill(self) -> pl.Expr:
         column = pl.col(self.name).cast(pl.Float64) if self.as_float else pl.col(self.name)
@@ -62,12 +67,30 @@ def aggregate(column: str, function: str) -> pl.Expr:
              "std": col.std(ddof=1), "skew": col.skew(bias=False),
              # n_unique counts a missing value as one more value; this form stays on Polars' fast path
              # (drop_nulls() first gathers every group's values: slower, and ~13 bytes per event more)
-             "nunique": col.n_unique() - (col.null_count() > 0).cast(pl.UInt32)}
+             "nunique": col.n_unique() - (col.null_count() > 0).cast(pl.UInt32),
+             # Within a group, rows keep the events' time order; text arrives as codes in sorted order
+             # (events.py), so the smallest code of a tied mode is the smallest text.
+             "first": col.drop_nulls().first(), "last": col.drop_nulls().last(),
+             "mode": col.drop_nulls().mode().min()}
     return exprs[function]
 
 
 def output(name: str, column: str, function: str) -> Output:
-    return Output(name, aggregate(column, function).alias(name), function in ZERO_WHEN_EMPTY)
+    value = function in VALUE_AGGREGATES
+    return Output(name, aggregate(column, function).alias(name), function in ZERO_WHEN_EMPTY, as_float=not value,
+                  source=column if value else None)
+
+
+def restore_values(jobs: list[Job], vocabularies: dict[str, pl.Series]) -> list[pl.Expr]:
+    """first/last/mode outputs as the column's values: codes of a text column back to its text, numbers
+    as floats (one dtype whether or not a window was empty, so a cached table reads back the same)."""
+    exprs = []
+    for out in (out for job in jobs for out in job.outputs if out.source is not None):
+        codes = pl.col(out.name)
+        vocabulary = vocabularies.get(out.source)
+        exprs.append(pl.lit(vocabulary).gather(codes - 1).alias(out.name) if vocabulary is not None
+                     else codes.cast(pl.Float64))
+    return exprs
 
 
 def plan(spec: FeaturesSection) -> list[Job]:

@@ -17,7 +17,7 @@ import polars as pl
 from pipeline.errors import ConfigError
 from pipeline.progress import QUIET, Progress
 
-from .aggregations import CUTOFF_INDEX, Job, derived_features, plan, window_names
+from .aggregations import CUTOFF_INDEX, Job, derived_features, plan, restore_values, window_names
 from .events import Events, prepare_events
 from .labels import describe, label_expr, label_job
 from .spec import FeaturesSection, Length, check_unique
@@ -27,6 +27,7 @@ from .windows import (
     check_range,
     label_coverage,
     label_window_complete,
+    labels_known,
     offset,
     schedule,
     slice_rows,
@@ -64,14 +65,29 @@ def build_features(events: pd.DataFrame, spec: FeaturesSection, target: str, sou
     n_train = table.height - summary["rows_per_cutoff"].get(summary["test_cutoff"], 0)
     del prepared  # its derived and time columns are the build's own; the caller keeps the events
     train, test = split_to_pandas(table, n_train, sched.test is not None)
+    # A scoring cutoff's null labels turn the stacked cached table's label column to float; read_cached restores this.
+    summary["label"]["dtype"] = str(train[target].dtype)
     summary["build_seconds"] = round(time.perf_counter() - started, 3)
-    window = summary.get("test_label_window")
-    if window is not None and not window["complete"]:
-        progress.say(f"features: the data ends at {window['data_ends']}, {window['coverage']:.0%} into the test "
-                     f"cutoff's label window (to {window['end']}): the holdout labels count only that part")
+    say_test_labels(summary.get("test_label_window"), progress)
     progress.say(f"features: {len(train)} training rows, {0 if test is None else len(test)} test rows "
                  f"in {summary['build_seconds']:.1f}s")
     return FeatureTable(train, test, summary)
+
+
+def unknown_test_labels(sched: Schedule, prepared: Events) -> bool:
+    return sched.test is not None and not labels_known(sched.test, prepared.last_ns)
+
+
+def say_test_labels(window: dict[str, Any] | None, progress: Progress) -> None:
+    """Tell when the test rows' labels are partial (a holdout cut short) or unknown (a scoring cutoff)."""
+    if window is None or window["complete"]:
+        return
+    if not window["labels_known"]:
+        progress.say(f"features: the test cutoff {window['start']} is after the data's last event "
+                     f"({window['data_ends']}): a scoring cutoff, its rows get predictions and no label")
+    else:
+        progress.say(f"features: the data ends at {window['data_ends']}, {window['coverage']:.0%} into the test "
+                     f"cutoff's label window (to {window['end']}): the holdout labels count only that part")
 
 
 def compute(prepared: Events, spec: FeaturesSection, sched: Schedule, target: str) -> pl.DataFrame:
@@ -94,10 +110,14 @@ def compute(prepared: Events, spec: FeaturesSection, sched: Schedule, target: st
     # One span at a time: run together, the spans' group-by tables peak at once (10M events, 3 runs each:
     # peak 1,527-1,663 MB together, 1,494-1,570 MB one at a time, and 11.9 s vs 11.3 s).
     table = pl.concat([rows, *(frame.collect(engine="in-memory") for frame in beside)], how="horizontal").lazy()
+    values = restore_values(jobs, prepared.vocabularies)
+    table = table.with_columns(values) if values else table
     stamps, ns = cutoff_series(sched)
     cutoff = pl.lit(stamps).gather(pl.col(CUTOFF_INDEX))
     table = table.with_columns(cutoff.alias(spec.cutoff_column), pl.lit(ns).gather(pl.col(CUTOFF_INDEX)).alias(CUTOFF_NS))
-    table = table.with_columns(*derived_features(spec, pl.col(CUTOFF_NS)), label_expr(spec.label, target),
+    # A scoring cutoff (after the data's end) is the last cutoff: its rows' labels are unknown, null.
+    known = pl.col(CUTOFF_INDEX) < len(sched.train) if unknown_test_labels(sched, prepared) else pl.lit(True)
+    table = table.with_columns(*derived_features(spec, pl.col(CUTOFF_NS)), label_expr(spec.label, target, known),
                                pl.format("{}@{}", pl.col(spec.entity),
                                          pl.col(spec.cutoff_column).dt.strftime("%Y-%m-%d")).alias(spec.key_column))
     columns = [spec.key_column, spec.entity, spec.cutoff_column, *spec.feature_names(), target]
@@ -160,7 +180,8 @@ def summarize(table: pl.DataFrame, prepared: Events, spec: FeaturesSection, sche
     if sched.test is not None:
         summary["test_label_window"] = test_label_window(sched.test, prepared, spec.label.window)
     key = "positive_rate_per_cutoff" if spec.label.above is not None else "label_mean_per_cutoff"
-    summary[key] = {d: round(float(v), 6) for d, v in zip(per_cutoff["day"], per_cutoff["mean"])}
+    # A scoring cutoff's labels are unknown (null): it has no rate.
+    summary[key] = {d: round(float(v), 6) for d, v in zip(per_cutoff["day"], per_cutoff["mean"]) if v is not None}
     return summary
 
 
@@ -171,7 +192,8 @@ def test_label_window(test: pd.Timestamp, prepared: Events, label: Length) -> di
     end = test + offset(label)
     covered = label_coverage(test, prepared.last_ns, label)
     return {"start": str(test), "end": str(end), "data_ends": str(as_stamp(prepared.last_ns, prepared.tz)),
-            "coverage": round(covered, 4), "complete": label_window_complete(test, prepared.last_ns, label)}
+            "coverage": round(covered, 4), "complete": label_window_complete(test, prepared.last_ns, label),
+            "labels_known": labels_known(test, prepared.last_ns)}
 
 
 def _missing(dtype: pl.DataType, name: str) -> pl.Expr:

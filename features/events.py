@@ -2,7 +2,7 @@
 entity set aside (and counted), derived columns added, rows sorted by time."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -12,7 +12,7 @@ from pipeline.errors import ConfigError, DataError
 
 from .aggregations import CALENDAR_COLUMN, TIME
 from .expressions import parse, to_polars
-from .spec import FeaturesSection
+from .spec import VALUE_AGGREGATES, FeaturesSection
 
 NUMERIC_ONLY = frozenset({"mean", "max", "min", "sum", "std", "skew"})
 
@@ -28,6 +28,7 @@ class Events:
     n_input: int
     n_without_entity: int
     renamed: dict[str, str]
+    vocabularies: dict[str, pl.Series] = field(default_factory=dict)  # text columns whose values are features
 
     @property
     def first_ns(self) -> int:
@@ -56,7 +57,7 @@ def prepare_events(events: pd.DataFrame, spec: FeaturesSection, source: str) -> 
                         calendars)
     table = add_derived(_entity_as_integer(table, spec.entity), spec, source)
     check_value_types(table, spec, source)
-    table = _text_as_codes(table, spec.value_columns())
+    table, vocabularies = _text_as_codes(table, spec)
     sorted_ns = table[TIME].to_numpy()
     if not (sorted_ns[1:] >= sorted_ns[:-1]).all():
         table = table.sort(TIME, maintain_order=True)
@@ -64,7 +65,7 @@ def prepare_events(events: pd.DataFrame, spec: FeaturesSection, source: str) -> 
     tz = getattr(times.dtype, "tz", None)
     indexes = [CALENDAR_COLUMN[c] for c in calendars]
     return Events(table.select([spec.entity, TIME, *indexes, *spec.value_columns()]), sorted_ns,
-                  str(tz) if tz is not None else None, len(frame), n_without, renamed)
+                  str(tz) if tz is not None else None, len(frame), n_without, renamed, vocabularies)
 
 
 def check_columns(frame: pd.DataFrame, spec: FeaturesSection, source: str) -> None:
@@ -158,10 +159,16 @@ def _entity_as_integer(table: pl.DataFrame, entity: str) -> pl.DataFrame:
     return table
 
 
-def _text_as_codes(table: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
-    """Text columns (only counted) as integer codes: count and nunique are the same, and much faster."""
-    text = [c for c in columns if table[c].dtype == pl.String]
-    return table.with_columns(pl.col(text).cast(pl.Categorical).to_physical()) if text else table
+def _text_as_codes(table: pl.DataFrame, spec: FeaturesSection) -> tuple[pl.DataFrame, dict[str, pl.Series]]:
+    """Text columns as integer codes: count and nunique are the same, and much faster. A column whose values
+    are features (first, last, mode) gets codes 1.. in sorted order and a vocabulary to turn them back."""
+    text = [c for c in spec.value_columns() if table[c].dtype == pl.String]
+    valued = [c for c in text if VALUE_AGGREGATES & set(spec.aggregations.get(c, ()))]
+    counted = [c for c in text if c not in valued]
+    vocabularies = {c: table[c].drop_nulls().unique().sort() for c in valued}
+    codes = [*(pl.col(c).rank("dense") for c in valued),
+             *((pl.col(counted).cast(pl.Categorical).to_physical(),) if counted else ())]
+    return (table.with_columns(codes) if codes else table), vocabularies
 
 
 def add_derived(table: pl.DataFrame, spec: FeaturesSection, source: str) -> pl.DataFrame:
@@ -190,5 +197,6 @@ def check_value_types(table: pl.DataFrame, spec: FeaturesSection, source: str) -
         numeric = functions & NUMERIC_ONLY
         if numeric and not dtype.is_numeric():
             raise DataError(f"column {column!r} in {source} is {dtype}, not numeric, but features ask for "
-                            f"{sorted(numeric)} of it; use only count/nunique on text, or derive a number from it")
+                            f"{sorted(numeric)} of it; use only count, nunique, first, last or mode on text, or derive a "
+                            "number from it")
 

@@ -22,13 +22,14 @@ def label_job(label: LabelSpec) -> Job:
     return Job(label_span(label.window), (output(LABEL_VALUE, label.column, label.aggregate),))
 
 
-def label_expr(label: LabelSpec, name: str) -> pl.Expr:
-    """The label column: 1/0 when `above` is set (value > above), else the aggregated value."""
+def label_expr(label: LabelSpec, name: str, known: pl.Expr) -> pl.Expr:
+    """The label column: 1/0 when `above` is set (value > above), else the aggregated value; null where
+    `known` is false (a scoring cutoff's rows, whose label window is after the data)."""
     value = pl.col(LABEL_VALUE)
-    if label.above is None:
-        return value.alias(name)
-    # Rounded first: a spend of exactly 300 summed in another order (299.99999999999994) keeps its label.
-    return (value.round(ROUND_DECIMALS).fill_null(float("-inf")) > label.above).cast(pl.Int8).alias(name)
+    if label.above is not None:
+        # Rounded first: a spend of exactly 300 summed in another order (299.99999999999994) keeps its label.
+        value = (value.round(ROUND_DECIMALS).fill_null(float("-inf")) > label.above).cast(pl.Int8)
+    return pl.when(known).then(value).alias(name)
 
 
 def describe(label: LabelSpec) -> str:

@@ -31,9 +31,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .expressions import ExpressionError, columns_of, parse
 
-Aggregate = Literal["mean", "max", "min", "sum", "count", "std", "skew", "nunique"]
+# The seeds' functions: a number per group, comparable across windows (trends, lags).
+NumberAggregate = Literal["mean", "max", "min", "sum", "count", "std", "skew", "nunique"]
+# Plus values of the column itself, text or numbers: first and last (in time) and the most frequent (mode).
+Aggregate = Literal["mean", "max", "min", "sum", "count", "std", "skew", "nunique", "first", "last", "mode"]
 LabelAggregate = Literal["sum", "count", "nunique", "mean", "max", "min"]
 AGGREGATES: tuple[str, ...] = ("mean", "max", "min", "sum", "count", "std", "skew", "nunique")
+VALUE_AGGREGATES = frozenset({"first", "last", "mode"})  # a value of the column: text stays text
 ZERO_WHEN_EMPTY = frozenset({"sum", "count", "nunique"})  # other aggregates are missing (NaN) on no events
 ALL = "all"
 Window = int | str  # whole months (int), "<n>d" days, or "all"
@@ -84,7 +88,8 @@ def _one_length(section: str, values: dict[str, Any], months_key: str, days_key:
 
 
 class CutoffSpec(_Section):
-    """Cutoffs: training cutoffs from `first` every `every_months` (or `every_days`), and the `test` cutoff."""
+    """Cutoffs: training cutoffs from `first` every `every_months` (or `every_days`), and the `test` cutoff (a
+    forward holdout, or a scoring cutoff after the data's end, whose labels are unknown)."""
 
     first: dt.date
     test: dt.date | None = None
@@ -147,7 +152,7 @@ class TrendSpec(_Section):
     """Last window vs the one before it: `<column>_<aggregate>_<w>m_trend_diff` and `..._trend_ratio`."""
 
     column: str
-    aggregate: Aggregate = "sum"
+    aggregate: NumberAggregate = "sum"
     windows: tuple[int | str, ...] = Field(default=(1, 3), min_length=1)
 
     @field_validator("windows")
@@ -160,12 +165,12 @@ class LagSpec(_Section):
     """Month-by-month values: `<column>_<aggregate>_lag<k>` for the k-th month before the cutoff."""
 
     column: str
-    aggregate: Aggregate = "sum"
+    aggregate: NumberAggregate = "sum"
     months: int = Field(default=6, ge=1, le=36)
 
 
 class FeaturesSection(_Section):
-    """Point-in-time aggregation features built from an event table (see features/README in the docs)."""
+    """Point-in-time aggregation features built from an event table (README.md, "The experiment file")."""
 
     events: str
     entity: str

@@ -130,4 +130,8 @@ def read_cached(folder: Path, spec: FeaturesSection) -> FeatureTable | None:
     if test_cutoff is None:
         return FeatureTable(frame, None, summary)
     is_test = (frame[spec.cutoff_column].dt.strftime("%Y-%m-%d") == test_cutoff).to_numpy()
-    return FeatureTable(frame[~is_test].reset_index(drop=True), frame[is_test].reset_index(drop=True), summary)
+    train = frame[~is_test].reset_index(drop=True)
+    label = summary["label"]
+    if "dtype" in label and str(train[label["column"]].dtype) != label["dtype"]:  # stacked with unknown test labels
+        train[label["column"]] = train[label["column"]].astype(label["dtype"])
+    return FeatureTable(train, frame[is_test].reset_index(drop=True), summary)

@@ -94,11 +94,12 @@ def _shift(cutoff: pd.Timestamp, n: int, unit: str = "months") -> int:
     return (cutoff + pd.DateOffset(**{unit: n})).as_unit("ns").value
 
 
-# A training label window must end at most this long after the data's last event (and at most a
-# tenth of the window): a window cut short by the data's end counts fewer sales than a full one, so
-# its labels lean to 0. Not zero: the last days of a complete window may simply have no event (a
-# quiet weekend).
-LABEL_END_SLACK = pd.Timedelta(days=3)
+# How close to the data's end a window may stop and still count as complete: a training label window
+# must end at most this long after the data's last event (and at most a tenth of the window), and a
+# scoring cutoff may lie at most this long after it. A label window cut short by the data's end counts
+# fewer sales than a full one, so its labels lean to 0; history cut short reads as inactivity. Not zero:
+# the last days of a complete window may simply have no event (a quiet weekend).
+DATA_END_SLACK = pd.Timedelta(days=3)
 
 
 def label_coverage(cutoff: pd.Timestamp, last_ns: int, label: Length) -> float:
@@ -111,22 +112,34 @@ def label_coverage(cutoff: pd.Timestamp, last_ns: int, label: Length) -> float:
 def label_window_complete(cutoff: pd.Timestamp, last_ns: int, label: Length) -> bool:
     """Whether the data reaches (within the slack) the end of the cutoff's label window."""
     start, end = cutoff.as_unit("ns").value, _shift(cutoff, label.n, label.unit)
-    return end - last_ns <= min(LABEL_END_SLACK.value, (end - start) // 10)
+    return end - last_ns <= min(DATA_END_SLACK.value, (end - start) // 10)
+
+
+def labels_known(cutoff: pd.Timestamp, last_ns: int) -> bool:
+    """Whether any of the cutoff's label window lies in the data; a test cutoff after the data's last event
+    is a scoring cutoff: its rows get predictions, their labels are unknown."""
+    return cutoff.as_unit("ns").value <= last_ns
 
 
 def check_range(sched: Schedule, first_ns: int, last_ns: int, label: Length, tz: str | None) -> None:
-    """Every cutoff must have some history before it and its label window must start inside the data;
-    a training cutoff's label window must be complete (`label_window_complete`)."""
+    """Every cutoff must have some history before it; a training cutoff's label window must be complete
+    (`label_window_complete`); a test cutoff after the data's end (a scoring cutoff) must follow it closely."""
     first, last = as_stamp(first_ns, tz), as_stamp(last_ns, tz)
     for cutoff in sched.all:
         if cutoff.as_unit("ns").value <= first_ns:
             raise DataError(f"cutoff {cutoff.date()} is outside the data's range ({first} .. {last}): no event is "
                             "dated before it, so no entity is eligible; move features.cutoffs.first later")
-        if cutoff.as_unit("ns").value > last_ns:
-            raise DataError(f"cutoff {cutoff.date()} is outside the data's range ({first} .. {last}): its "
-                            f"{label.words} label window holds no event, so its labels are unknown; "
-                            "move the cutoff (features.cutoffs.test / last) earlier")
+    if sched.test is not None and sched.test.as_unit("ns").value - last_ns > DATA_END_SLACK.value:
+        latest = (last + DATA_END_SLACK).date()
+        raise DataError(f"test cutoff {sched.test.date()} is {(sched.test - last).days} days after the data's last "
+                        f"event ({last}): no event of that gap is in the data, so every feature would read it as "
+                        f"inactivity; a scoring cutoff may follow the data's end by at most {DATA_END_SLACK.days} "
+                        f"days: set features.cutoffs.test to {latest} or earlier, or add the missing events")
     for cutoff in sched.train:
+        if not labels_known(cutoff, last_ns):
+            raise DataError(f"training cutoff {cutoff.date()} is outside the data's range ({first} .. {last}): its "
+                            f"{label.words} label window holds no event, so its labels are unknown; "
+                            "move features.cutoffs.last (or test) earlier")
         if not label_window_complete(cutoff, last_ns, label):
             covered = label_coverage(cutoff, last_ns, label)
             raise DataError(f"training cutoff {cutoff.date()}: the data ends at {last}, {covered:.0%} of the way "

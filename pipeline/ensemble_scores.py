@@ -16,7 +16,7 @@ from .combiners import COMPLEXITY, Combiner
 from .config import Config
 from .metrics import GREATER_IS_BETTER, score
 from .prepare import Prepared
-from .train import all_metrics
+from .train import all_metrics, unlabelled_test
 
 
 @dataclass(frozen=True)
@@ -135,9 +135,12 @@ def _reason(models: dict[str, Any], recommended: str, best: str) -> str:
 
 def _holdout(cfg: Config, prep: Prepared, candidates: list[Candidate], members: list[int],
              models: dict[str, Any]) -> dict[str, Any]:
-    """Scores on the labelled test set (a forward holdout when the split is by time), beside the OOF ones."""
-    if prep.y_test is None or any(c.test_pred is None for c in candidates):
+    """Scores on the labelled test set (a forward holdout when the split is by time), beside the OOF ones;
+    for test rows without labels, how many were predicted (`unlabelled_test`)."""
+    if any(c.test_pred is None for c in candidates):
         return {}
+    if prep.y_test is None:
+        return unlabelled_test(prep)
     section = cfg.ensemble
     part = _scored_part(cfg, prep.y_test, [c.test_pred for c in candidates], section)
     best_member = _best(part["scores"], members, cfg.metric)

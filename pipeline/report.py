@@ -42,6 +42,8 @@ def render_markdown(cfg: Config, scores: dict[str, Any], params: dict[str, Any])
         window = scores.get("holdout_label_window")
         if window is not None and not window["complete"]:
             lines.append(f"  (its label window is {window['coverage']:.0%} covered: the data ends at {window['data_ends']})")
+    if "scoring_cutoff" in scores:
+        lines.append(f"- Scoring cutoff {scores['scoring_cutoff']}: {scores['n_test']} test rows predicted, labels unknown")
     if "backtest" in scores:
         bt = scores["backtest"]
         lines.append(f"- Forward backtest ({len(bt['cutoffs'])} cutoffs): OOF {bt['mean_oof_score']:.5f}, forward "

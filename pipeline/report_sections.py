@@ -56,6 +56,10 @@ def how_obtained(view: RunView, selection_score: float | None) -> list[str]:
                          "is not directly comparable with the OOF score"
                          + ("; the forward backtest's scores are." if "backtest" in scores else
                             "; set cv.backtest to replay earlier cutoffs with full windows."))
+    if "scoring_cutoff" in scores:
+        lines.append(f"**Scoring cutoff**: the {scores.get('n_test', 0):,} test rows are at {scores['scoring_cutoff']}, "
+                     "after the data's last event, so their labels are unknown: they get predictions "
+                     "(test_pred.parquet), and no holdout score.")
     if isinstance(scores.get("backtest"), dict):
         lines.append(backtest_sentence(scores["backtest"], scores.get("metric", "score")))
     return lines
@@ -141,6 +145,11 @@ def overview_section(view: RunView, oof: Interval, holdout: Interval | None) -> 
                              {"run time": "{:.1f} s", "fold training time": "{:.1f} s"}))
 
 
+def test_rows(scores: dict[str, Any]) -> dict[str, Any]:
+    """Test rows predicted without labels (a scoring cutoff's rows), beside the holdout's count."""
+    return {"test rows (labels unknown)": scores["n_test"]} if "n_test" in scores else {}
+
+
 def data_section(view: RunView, oof: Predictions, holdout: Predictions | None, tables: Any, note: str | None) -> Section:
     """Rows, columns, target balance or distribution, missing shares, categorical cardinalities."""
     scores, schema = view.summary or {}, view.schema or {}
@@ -148,7 +157,7 @@ def data_section(view: RunView, oof: Predictions, holdout: Predictions | None, t
     kinds = features.get("kinds", {})
     section = Section("data", "Data")
     section.add(Facts({"training rows": scores.get("n_rows"), "validated rows": scores.get("n_validated"),
-                       "holdout rows": scores.get("n_holdout"), "features": len(kinds),
+                       "holdout rows": scores.get("n_holdout"), **test_rows(scores), "features": len(kinds),
                        "numeric features": sum(k == "numeric" for k in kinds.values()),
                        "categorical features": sum(k == "categorical" for k in kinds.values()),
                        "target": schema.get("target"), "data fingerprint": str(view.manifest.get("data_fingerprint", ""))[:16]}))

@@ -205,8 +205,8 @@ def ensemble_summary(doc: dict[str, Any], oof: Predictions, cfg: Config | None, 
     folds = fold_records(doc["metric"], oof)
     fold_scores = [f["score"] for f in folds]
     summary = {key: doc[key] for key in ("experiment", "task", "metric", "greater_is_better", "oof_score",
-                                         "oof_metrics", "holdout_score", "holdout_metrics", "n_holdout", "n_rows",
-                                         "seconds") if key in doc}
+                                         "oof_metrics", "holdout_score", "holdout_metrics", "n_holdout", "n_test",
+                                         "scoring_cutoff", "n_rows", "seconds") if key in doc}
     summary.update({"n_validated": doc.get("n_compared", len(oof)), "folds": folds, "fold_scores": fold_scores,
                     "fold_score_mean": float(np.nanmean(fold_scores)) if folds else float("nan"),
                     "fold_score_std": float(np.nanstd(fold_scores)) if folds else float("nan"),

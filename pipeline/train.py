@@ -224,17 +224,36 @@ def scores_document(cfg: Config, prep: Prepared, result: CVResult, seconds: floa
     }
     if cfg.splitter == "time":
         doc["time_gap"] = cfg.time_gap
-    if prep.y_test is not None and result.test_pred is not None:
-        doc["holdout_score"] = score(cfg.metric, prep.y_test, result.test_pred)
-        doc["holdout_metrics"] = all_metrics(cfg.data.task, prep.y_test, result.test_pred)
-        doc["n_holdout"] = int(len(prep.y_test))
-        window = (prep.tables.summary or {}).get("test_label_window")
-        if window is not None:
-            doc["holdout_label_window"] = window
+    doc.update(test_entries(cfg, prep, result))
     by_cutoff = scores_by_cutoff(cfg, prep, result.oof_pred, validated)
     if by_cutoff:
         doc["oof_score_by_cutoff"] = by_cutoff
     return doc
+
+
+def test_entries(cfg: Config, prep: Prepared, result: CVResult) -> dict[str, Any]:
+    """The holdout's scores when the test rows have labels, else `unlabelled_test`."""
+    if result.test_pred is None:
+        return {}
+    if prep.y_test is None:
+        return unlabelled_test(prep)
+    window = (prep.tables.summary or {}).get("test_label_window")
+    entries = {"holdout_score": score(cfg.metric, prep.y_test, result.test_pred),
+               "holdout_metrics": all_metrics(cfg.data.task, prep.y_test, result.test_pred),
+               "n_holdout": int(len(prep.y_test))}
+    if window is not None:
+        entries["holdout_label_window"] = window
+    return entries
+
+
+def unlabelled_test(prep: Prepared) -> dict[str, Any]:
+    """How many test rows were predicted without labels, and the scoring cutoff when they are a
+    features experiment's rows after the data's end."""
+    entries: dict[str, Any] = {"n_test": int(len(prep.X_test))}
+    window = (prep.tables.summary or {}).get("test_label_window")
+    if window is not None and not window.get("labels_known", True):
+        entries["scoring_cutoff"] = window["start"][:10]  # the date, as the config gives it
+    return entries
 
 
 def scores_by_cutoff(cfg: Config, prep: Prepared, oof_pred: np.ndarray, validated: np.ndarray) -> dict[str, float]:

@@ -66,3 +66,19 @@ def day_spec() -> FeaturesSection:
 def day_table() -> pd.DataFrame:
     """The day spec's feature table of the slice."""
     return stacked(retail_slice(), day_spec())
+
+
+@lru_cache(maxsize=1)
+def value_spec() -> FeaturesSection:
+    """The retail spec with values as features: first, last and mode of text and of numbers."""
+    spec = retail_spec()
+    aggregations = {**spec.aggregations, "total": (*spec.aggregations["total"], "first", "last", "mode"),
+                    "Country": ("mode", "last"), "StockCode": ("nunique", "first", "last", "mode")}
+    return FeaturesSection.model_validate({**spec.model_dump(), "windows": [1, 3, "30d", "all"],
+                                           "aggregations": aggregations})
+
+
+@lru_cache(maxsize=1)
+def value_table() -> pd.DataFrame:
+    """The value spec's feature table of the slice."""
+    return stacked(retail_slice(), value_spec())

@@ -89,8 +89,13 @@ BAD_SPECS = [
      r"features.trends.windows: 'all' is not a window; give whole months >= 1 or days \(1, \"3m\", \"30d\"\)"),
     ("cutoff before the data", {"features.cutoffs.first": "2010-06-01"}, DATA_ERROR,
      r"cutoff 2010-06-01 is outside the data's range .* no event is dated before it"),
-    ("test cutoff after the data", {"features.cutoffs.test": "2012-03-01"}, DATA_ERROR,
-     r"cutoff 2012-01-01 is outside the data's range .* label window holds no event"),
+    ("scoring cutoff long after the data", {"features.cutoffs.test": "2012-03-01"}, DATA_ERROR,
+     r"test cutoff 2012-03-01 is 82 days after the data's last event \(2011-12-09 [0-9:]+\).* read it as inactivity; "
+     r"a scoring cutoff may follow the data's end by at most 3 days: set features.cutoffs.test to 2011-12-12 or "
+     r"earlier"),
+    ("training cutoff after the data", {"features.cutoffs.test": None, "features.cutoffs.first": "2012-01-01",
+                                        "features.cutoffs.last": "2012-01-01"}, DATA_ERROR,
+     r"training cutoff 2012-01-01 is outside the data's range .* label window holds no event"),
     ("training label window cut short by the data's end", {"features.cutoffs.test": None,
                                                            "features.cutoffs.last": "2011-12-01"}, DATA_ERROR,
      r"training cutoff 2011-12-01: the data ends at 2011-12-09 [0-9:]+, 2[78]% of the way through its 1-month label "
@@ -107,7 +112,10 @@ BAD_SPECS = [
     ("derived column named like an event column", {"features.derive.Quantity": "UnitPrice * 2"}, CONFIG_ERROR,
      r"\['Quantity'\] already exist .*\(feature name collision\)"),
     ("numeric function of text", {"features.aggregations.Country": ["mean"]}, DATA_ERROR,
-     "column 'Country' .* not numeric"),
+     "column 'Country' .* not numeric, but features ask for \\['mean'\\] of it; use only count, nunique, first, "
+     "last or mode on text"),
+    ("a value in a trend", {"features.trends": [{"column": "total", "aggregate": "last", "windows": [1]}]},
+     CONFIG_ERROR, r"features.trends.0.aggregate: Input should be 'mean', .* or 'nunique' \(got 'last'\)"),
     ("bad expression", {"features.derive.total": "Quantity ** UnitPrice"}, CONFIG_ERROR,
      r"features.derive.total: expected a number, a text, a column or '\(' at position 10"),
     ("no eval", {"features.derive.total": "__import__('os').system('touch pwned')"}, CONFIG_ERROR,

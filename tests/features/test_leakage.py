@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from features_helpers import day_spec, day_table, retail_slice, retail_spec, slice_table, stacked
+from features_helpers import (
+    day_spec,
+    day_table,
+    retail_slice,
+    retail_spec,
+    slice_table,
+    stacked,
+    value_spec,
+    value_table,
+)
 
 CUTOFFS = pd.date_range("2011-01-01", "2011-12-01", freq="MS")
 
@@ -34,14 +43,17 @@ def tamper_with_future(events: pd.DataFrame, cutoff: pd.Timestamp, rng: np.rando
     return events.drop(index=deleted).reset_index(drop=True)
 
 
-# The shipped spec (windows of months), and one with windows of days and a trend over 14 days.
-SPECS = [*(("months", seed) for seed in range(6)), *(("days", seed) for seed in range(6, 9))]
+# The shipped spec (windows of months), one with windows of days and a trend over 14 days, and one with
+# values as features (first, last and mode of text and numbers).
+SPECS = [*(("months", seed) for seed in range(6)), *(("days", seed) for seed in range(6, 9)),
+         *(("values", seed) for seed in range(9, 12))]
+TABLES = {"months": (retail_spec, slice_table), "days": (day_spec, day_table), "values": (value_spec, value_table)}
 
 
 @pytest.mark.parametrize("windows,seed", SPECS)
 def test_changing_or_deleting_events_on_or_after_a_cutoff_leaves_its_rows_unchanged(windows, seed):
     rng = np.random.default_rng(seed)
-    spec, base = (retail_spec(), slice_table()) if windows == "months" else (day_spec(), day_table())
+    spec, base = (make() for make in TABLES[windows])
     features = spec.feature_names()
     for cutoff in rng.choice(CUTOFFS, size=2, replace=False):
         cutoff = pd.Timestamp(cutoff)
