@@ -21,6 +21,7 @@ from .spec import (
     active_name,
     agg_name,
     lag_name,
+    recency_names,
     window_length,
     window_suffix,
 )
@@ -102,6 +103,11 @@ def plan(spec: FeaturesSection) -> list[Job]:
 
     add(Span(None, 0), Output(FIRST, pl.col(TIME).min().alias(FIRST), False, as_float=False))
     add(Span(None, 0), Output(LAST, pl.col(TIME).max().alias(LAST), False, as_float=False))
+    for column in spec.recency_of:
+        marked = pl.col(TIME).filter(pl.col(column) != 0)  # missing values are not marked events
+        first, last = (f"__{name}_ns" for name in recency_names(column))
+        add(Span(None, 0), Output(first, marked.min().alias(first), False, as_float=False))
+        add(Span(None, 0), Output(last, marked.max().alias(last), False, as_float=False))
     for window in spec.windows:
         span = Span.window(window)
         for column, functions in spec.aggregations.items():
@@ -131,6 +137,8 @@ def derived_features(spec: FeaturesSection, cutoff_ns: pl.Expr) -> list[pl.Expr]
     if spec.recency:
         exprs += [((cutoff_ns - pl.col(FIRST)) / NS_PER_DAY).alias("days_since_first"),
                   ((cutoff_ns - pl.col(LAST)) / NS_PER_DAY).alias("days_since_last")]
+    for column in spec.recency_of:  # missing for an entity with no marked event
+        exprs += [((cutoff_ns - pl.col(f"__{name}_ns")) / NS_PER_DAY).alias(name) for name in recency_names(column)]
     for trend in spec.trends:
         for w in trend.windows:
             current = agg_name(trend.column, trend.aggregate, w)

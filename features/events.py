@@ -14,7 +14,7 @@ from .aggregations import CALENDAR_COLUMN, TIME
 from .expressions import parse, to_polars
 from .spec import VALUE_AGGREGATES, FeaturesSection
 
-NUMERIC_ONLY = frozenset({"mean", "max", "min", "sum", "std", "skew"})
+NUMERIC_ONLY = frozenset({"mean", "max", "min", "sum", "std", "skew", "recency_of"})
 
 
 @dataclass(frozen=True)
@@ -192,6 +192,8 @@ def check_value_types(table: pl.DataFrame, spec: FeaturesSection, source: str) -
     for lag in spec.lags:
         wanted.setdefault(lag.column, set()).add(lag.aggregate)
     wanted.setdefault(spec.label.column, set()).add(spec.label.aggregate)
+    for column in spec.recency_of:  # an indicator: not 0 marks the events whose recency is wanted
+        wanted.setdefault(column, set()).add("recency_of")
     for column, functions in wanted.items():
         dtype = table[column].dtype
         numeric = functions & NUMERIC_ONLY

@@ -181,6 +181,8 @@ class FeaturesSection(_Section):
     windows: tuple[int | str, ...] = (1, 3, 6, 12, ALL)  # months, "<n>d" days, "all"
     aggregations: dict[str, tuple[Aggregate, ...]] = Field(default_factory=dict)
     recency: bool = True
+    # Indicator columns (e.g. is_cancel): days since the entity's first and last event where the column is not 0.
+    recency_of: tuple[str, ...] = ()
     active_months: bool = True
     trends: tuple[TrendSpec, ...] = ()
     lags: tuple[LagSpec, ...] = ()
@@ -222,7 +224,7 @@ class FeaturesSection(_Section):
     def _names(self) -> FeaturesSection:
         if not self.feature_names():
             raise ValueError("features: the spec makes no feature; give windows with aggregations, "
-                             "recency, active_months, trends or lags")
+                             "recency, recency_of, active_months, trends or lags")
         check_unique(self.output_names(), "features")
         return self
 
@@ -245,12 +247,13 @@ class FeaturesSection(_Section):
     def value_columns(self) -> list[str]:
         """Every column the features and the label read (event columns and derived ones)."""
         names = [*self.aggregations, self.label.column, *(t.column for t in self.trends),
-                 *(lag.column for lag in self.lags)]
+                 *(lag.column for lag in self.lags), *self.recency_of]
         return list(dict.fromkeys(names))
 
     def feature_names(self) -> list[str]:
         """The feature columns in output order: names explain themselves and depend only on the spec."""
         names = ["days_since_first", "days_since_last"] if self.recency else []
+        names += [name for column in self.recency_of for name in recency_names(column)]
         for window in self.windows:
             names += [agg_name(col, fn, window) for col, fns in self.aggregations.items() for fn in fns]
             if self.active_months:
@@ -295,6 +298,11 @@ def active_name(window: Window) -> str:
 
 def agg_name(column: str, function: str, window: Window) -> str:
     return f"{column}_{function}_{window_suffix(window)}"
+
+
+def recency_names(column: str) -> tuple[str, str]:
+    """The days since the first and since the last event where `column` is not 0."""
+    return f"days_since_first_{column}", f"days_since_last_{column}"
 
 
 def lag_name(column: str, function: str, k: int) -> str:

@@ -70,12 +70,13 @@ def day_table() -> pd.DataFrame:
 
 @lru_cache(maxsize=1)
 def value_spec() -> FeaturesSection:
-    """The retail spec with values as features: first, last and mode of text and of numbers."""
+    """The retail spec with values as features (first, last and mode of text and of numbers) and the
+    recency of cancellations."""
     spec = retail_spec()
     aggregations = {**spec.aggregations, "total": (*spec.aggregations["total"], "first", "last", "mode"),
                     "Country": ("mode", "last"), "StockCode": ("nunique", "first", "last", "mode")}
     return FeaturesSection.model_validate({**spec.model_dump(), "windows": [1, 3, "30d", "all"],
-                                           "aggregations": aggregations})
+                                           "aggregations": aggregations, "recency_of": ["is_cancel"]})
 
 
 @lru_cache(maxsize=1)

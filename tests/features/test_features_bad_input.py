@@ -114,6 +114,12 @@ BAD_SPECS = [
     ("numeric function of text", {"features.aggregations.Country": ["mean"]}, DATA_ERROR,
      "column 'Country' .* not numeric, but features ask for \\['mean'\\] of it; use only count, nunique, first, "
      "last or mode on text"),
+    ("recency of text", {"features.recency_of": ["Country"]}, DATA_ERROR,
+     r"column 'Country' .* not numeric, but features ask for \['recency_of'\] of it"),
+    ("recency of an unknown column", {"features.recency_of": ["is_refund"]}, DATA_ERROR,
+     r"lacks column\(s\) \['is_refund'\]"),
+    ("recency of a column twice", {"features.recency_of": ["is_cancel", "is_cancel"]}, CONFIG_ERROR,
+     r"feature name collision: \['days_since_first_is_cancel', 'days_since_last_is_cancel'\]"),
     ("a value in a trend", {"features.trends": [{"column": "total", "aggregate": "last", "windows": [1]}]},
      CONFIG_ERROR, r"features.trends.0.aggregate: Input should be 'mean', .* or 'nunique' \(got 'last'\)"),
     ("bad expression", {"features.derive.total": "Quantity ** UnitPrice"}, CONFIG_ERROR,

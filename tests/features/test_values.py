@@ -1,4 +1,5 @@
-"""Values as features: first, last and mode of text and number columns, against plain pandas on real data."""
+"""Values as features (first, last and mode of text and number columns) and the recency of marked events,
+against plain pandas on real data."""
 from __future__ import annotations
 
 import json
@@ -102,7 +103,22 @@ def test_a_text_value_trains_as_a_category_and_predicts_the_same(tmp_path):
     assert np.allclose(pd.read_csv(tmp_path / "p.csv")["pred"], test_pred["pred"], rtol=1e-12)
 
 
+@pytest.mark.parametrize("cutoff", CUTOFFS, ids=[str(c.date()) for c in CUTOFFS])
+def test_recency_of_cancellations_matches_pandas(cutoff):
+    rows = rows_at(value_table(), cutoff)
+    lines = customer_lines(retail_slice(), cutoff, "all")
+    cancels = lines[lines["InvoiceNo"].str.startswith("C")].groupby("CustomerID")["InvoiceDate"]
+    day = pd.Timedelta(days=1)
+    for name, moment in (("last", cancels.max()), ("first", cancels.min())):
+        want = ((cutoff - moment) / day).reindex(rows.index.astype("float64"))  # no cancellation: missing
+        np.testing.assert_allclose(rows[f"days_since_{name}_is_cancel"], want, rtol=1e-12, equal_nan=True)
+    assert rows["days_since_last_is_cancel"].notna().sum() > 20 and rows["days_since_last_is_cancel"].isna().any()
+    assert (rows["days_since_last_is_cancel"].dropna() >= rows.loc[rows["days_since_last_is_cancel"].notna(),
+                                                                   "days_since_last"]).all()
+
+
 def test_value_names_follow_the_pattern():
     names = value_spec().feature_names()
-    for name in ("Country_mode_all", "Country_last_30d", "StockCode_first_3m", "total_mode_1m"):
+    for name in ("Country_mode_all", "Country_last_30d", "StockCode_first_3m", "total_mode_1m",
+                 "days_since_last_is_cancel"):
         assert name in names
