@@ -48,6 +48,9 @@ class DataSection(Section):
     features: tuple[str, ...] | None = None
     exclude: tuple[str, ...] = ()
     categorical: tuple[str, ...] | None = None
+    # Categories seen in fewer training rows are grouped with missing: LightGBM's categorical splits
+    # overfit rare ones (retail's last product code, 3,600 values: OOF AUC 0.797 at 1, 0.807 at 100).
+    min_category_rows: int = Field(default=1, ge=1)
     positive_label: str | int | None = None
     csv_sep: str = ","
 

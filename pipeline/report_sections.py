@@ -251,13 +251,20 @@ def missing_blocks(features: dict[str, Any], tables: Any, note: str | None) -> l
     elif note:
         blocks.append(Text(f"Missing shares not shown: {note}."))
     if categories:
-        rows = [[name, len(values)] for name, values in sorted(categories.items(), key=lambda kv: -len(kv[1]))]
-        if tables is not None:
-            rows = [r + [float(tables.train[r[0]].isna().mean()) if r[0] in tables.train else None] for r in rows]
-        blocks.append(Table("categorical", ["categorical feature", "categories in training"]
-                            + (["missing share"] if tables is not None else []), rows,
-                            "Categorical features and their cardinality", {"missing share": "{:.2%}"}))
+        blocks.append(category_table(categories, features.get("rare_categories") or {}, tables))
     return blocks
+
+
+def category_table(categories: dict[str, list[str]], rare: dict[str, list[str]], tables: Any) -> Table:
+    """Each categorical feature's categories (and those grouped with missing as rare) and missing share."""
+    rows = [[name, len(values)] for name, values in sorted(categories.items(), key=lambda kv: -len(kv[1]))]
+    columns = ["categorical feature", "categories in training"]
+    if rare:
+        rows, columns = [r + [len(rare.get(r[0], ()))] for r in rows], [*columns, "rare, grouped with missing"]
+    if tables is not None:
+        rows = [r + [float(tables.train[r[0]].isna().mean()) if r[0] in tables.train else None] for r in rows]
+        columns.append("missing share")
+    return Table("categorical", columns, rows, "Categorical features and their cardinality", {"missing share": "{:.2%}"})
 
 
 def cv_section(view: RunView, oof: Predictions, oof_interval: Interval) -> Section:

@@ -26,6 +26,7 @@ class FeatureSchema:
     kinds: dict[str, str]
     categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
     id_column: str | None = None
+    rare: dict[str, tuple[str, ...]] = field(default_factory=dict)  # training values grouped with missing
 
     @property
     def categorical_indices(self) -> list[int]:
@@ -38,12 +39,14 @@ class FeatureSchema:
 
     def to_dict(self) -> dict[str, Any]:
         return {"columns": list(self.columns), "kinds": self.kinds,
-                "categories": {k: list(v) for k, v in self.categories.items()}, "id_column": self.id_column}
+                "categories": {k: list(v) for k, v in self.categories.items()}, "id_column": self.id_column,
+                "rare_categories": {k: list(v) for k, v in self.rare.items()}}
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> FeatureSchema:
         return cls(tuple(obj["columns"]), dict(obj["kinds"]),
-                   {k: tuple(v) for k, v in obj["categories"].items()}, obj.get("id_column"))
+                   {k: tuple(v) for k, v in obj["categories"].items()}, obj.get("id_column"),
+                   {k: tuple(v) for k, v in obj.get("rare_categories", {}).items()})
 
 
 def safe_names(columns: tuple[str, ...] | list[str]) -> list[str]:
@@ -137,17 +140,19 @@ def infer_schema(frame: pd.DataFrame, columns: list[str], cfg: Config) -> Featur
     unknown = listed - set(columns)
     if unknown:
         raise DataError(f"data.categorical names {len(unknown)} columns that are not features: {sorted(unknown)}")
-    kinds, categories = {}, {}
+    kinds, categories, rare = {}, {}, {}
     for col in columns:
         series = frame[col]
         numeric = pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
         if col in listed or not numeric:
             kinds[col] = "categorical"
-            values = _as_text(series).dropna().unique()
-            categories[col] = tuple(sorted(values))
+            counts = _as_text(series).value_counts()
+            categories[col] = tuple(sorted(counts.index[counts >= cfg.data.min_category_rows]))
+            if cfg.data.min_category_rows > 1 and (counts < cfg.data.min_category_rows).any():
+                rare[col] = tuple(sorted(counts.index[counts < cfg.data.min_category_rows]))
         else:
             kinds[col] = "numeric"
-    return FeatureSchema(tuple(columns), kinds, categories, cfg.data.id)
+    return FeatureSchema(tuple(columns), kinds, categories, cfg.data.id, rare)
 
 
 def _as_text(series: pd.Series) -> pd.Series:
@@ -190,18 +195,24 @@ def to_matrix(schema: FeatureSchema, frame: pd.DataFrame, source: str,
     matrix = np.empty((len(frame), len(schema.columns)), dtype="float64")
     for j, col in enumerate(schema.columns):
         if schema.kinds[col] == "categorical":
-            matrix[:, j] = _category_codes(frame[col], schema.categories[col], col, report)
+            matrix[:, j] = _category_codes(frame[col], schema.categories[col], schema.rare.get(col, ()), col, report)
         else:
             matrix[:, j] = _numeric(frame[col], col, source, report)
     return matrix
 
 
-def _category_codes(series: pd.Series, vocab: tuple[str, ...], col: str, report: ConversionReport) -> np.ndarray:
+def _category_codes(series: pd.Series, vocab: tuple[str, ...], rare: tuple[str, ...], col: str,
+                    report: ConversionReport) -> np.ndarray:
+    """Codes of the vocabulary's values; missing, rare (grouped with missing) and unseen values are NaN."""
     text = _as_text(series)
+    values = text.to_numpy(dtype=object)
     # get_indexer gives -1 for values outside the vocabulary (pd.Categorical with unknown values is deprecated).
-    codes = pd.Index(list(vocab), dtype="object").get_indexer(text.to_numpy(dtype=object)).astype("float64")
-    codes[~text.notna().to_numpy()] = -1
-    unseen = int(((codes < 0) & text.notna().to_numpy()).sum())
+    codes = pd.Index(list(vocab), dtype="object").get_indexer(values).astype("float64")
+    present = text.notna().to_numpy()
+    codes[~present] = -1
+    # A rare value was seen in training and grouped with missing on purpose: not counted as unseen.
+    candidates = present & (pd.Index(list(rare), dtype="object").get_indexer(values) < 0) if rare else present
+    unseen = int(((codes < 0) & candidates).sum())
     if unseen:
         report.unseen_categories[col] = unseen
     codes[codes < 0] = np.nan
