@@ -8,12 +8,13 @@ CONFIG ?= configs/$(EXP).toml
 RUN    ?= runs/$(EXP)
 Q      ?=
 TRIALS ?= 10
+AT     ?=
 PARAMS ?= runs/$(EXP)/tune/default/best_params.json
 INPUT  ?= runs/$(EXP)/predict_input.parquet
 OUTPUT ?= predictions/$(EXP).csv
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data features tune train predict importance select ensemble report runs run bench test lint clean
+.PHONY: help setup data features tune train predict score importance select ensemble report runs run bench test lint clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -56,6 +57,11 @@ runs: ## list the runs of $(EXP) with their headline numbers
 
 predict: ## predict $(INPUT) with the latest run of $(EXP) -> $(OUTPUT)
 	$(GBPIPE) predict --run $(RUN) --input $(INPUT) --output $(OUTPUT) $(Q)
+
+score: ## score every entity as of AT (just after the data's end) with the latest run of $(EXP) -> predictions/$(EXP)_$(AT).csv
+	@test -n "$(AT)" || { echo "give the scoring cutoff: make score AT=2011-12-10 (at most 3 days after the data's last event)"; exit 2; }
+	$(GBPIPE) features --config $(CONFIG) --set features.cutoffs.test=$(AT) --test-rows runs/$(EXP)/score_input_$(AT).parquet $(Q)
+	$(GBPIPE) predict --run $(RUN) --input runs/$(EXP)/score_input_$(AT).parquet --output predictions/$(EXP)_$(AT).csv $(Q)
 
 run: data ## the main job: retail features, tuning, training, importance, selection, ensemble, report, predictions
 	$(MAKE) --no-print-directory features tune train importance select ensemble EXP=$(EXP) Q=$(Q)

@@ -99,3 +99,25 @@ def test_a_scoring_cutoff_must_follow_the_data_closely(tmp_path, capsys, test, c
         assert re.search(rf"test cutoff {test} is \d+ days after the data's last event .* set "
                          r"features.cutoffs.test to 2011-12-12 or earlier", capsys.readouterr().err)
         assert not (tmp_path / "runs").exists()
+
+
+def test_a_run_validated_on_the_holdout_scores_the_data_end_like_one_trained_for_it(tmp_path):
+    """`make score`: the training cutoffs do not depend on whether the test cutoff is December 1 (a holdout)
+    or December 10 (scoring), so the run validated on December predicts the scoring rows exactly as a run
+    trained with the scoring cutoff does."""
+    events = write_events(tmp_path, retail_slice())
+    configs = {}
+    for name, test in (("holdout", "2011-12-01"), ("scoring", SCORING)):
+        (tmp_path / name).mkdir()
+        configs[name] = retail_config(tmp_path / name, events, {"features.cutoffs.test": test})
+        assert main(["train", "--config", str(configs[name]), "--set", "cv.backtest=0", *FAST]) == 0
+    holdout = configs["holdout"]
+    rows = tmp_path / "rows.parquet"
+    assert main(["features", "--config", str(holdout), "--set", f"features.cutoffs.test={SCORING}",
+                 "--test-rows", str(rows), "-q"]) == 0
+    run = only_run(tmp_path / "holdout" / "runs" / "retail")
+    assert main(["predict", "--run", str(run), "--input", str(rows), "--output", str(tmp_path / "p.csv"), "-q"]) == 0
+    expected = pd.read_parquet(only_run(tmp_path / "scoring" / "runs" / "retail") / "test_pred.parquet")
+    predicted = pd.read_csv(tmp_path / "p.csv")
+    assert predicted["row_key"].tolist() == expected["row_key"].tolist()
+    assert np.allclose(predicted["pred"], expected["pred"], rtol=1e-12, atol=0)
