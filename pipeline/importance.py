@@ -54,7 +54,7 @@ def run_importance(run_dir: Path, overrides: list[str] | tuple[str, ...] = (), p
                               "of the experiment is fixed by the run")
     data = load_run_data(run_dir, overrides, progress)
     settings = data.cfg.importance or ImportanceSection()
-    groups = feature_groups(settings, list(data.prep.schema.columns))
+    groups = feature_groups(settings, list(data.prep.schema.columns), data.cfg)
     _check_replace(data.reader, output_names(settings, bool(groups)), replace_files)
     n_jobs = min(settings.n_jobs or available_cores(), available_cores())
     perm, baselines, share = permutation_frame(data, groups, settings, n_jobs, progress)
@@ -106,8 +106,9 @@ def _check_folds(reader: RunReader, folds: Folds) -> None:
                             "rows of each model cannot be rebuilt. Retrain the run")
 
 
-def feature_groups(settings: ImportanceSection, columns: list[str]) -> list[tuple[str, list[int]]]:
-    """The named groups of columns to permute together (explicit lists, then regex patterns)."""
+def feature_groups(settings: ImportanceSection, columns: list[str], cfg: Config) -> list[tuple[str, list[int]]]:
+    """The named groups of columns to permute together (explicit lists, regex patterns, then the feature
+    families of a [features] experiment, those of two or more model columns)."""
     index = {c: i for i, c in enumerate(columns)}
     groups = []
     for name, members in settings.groups.items():
@@ -122,6 +123,14 @@ def feature_groups(settings: ImportanceSection, columns: list[str]) -> list[tupl
             raise DataError(f"importance.group_patterns.{name} = {pattern!r} matches no feature column; "
                             f"features are: {', '.join(columns)}")
         groups.append((name, members))
+    if settings.feature_families and cfg.features is not None:
+        from features.aggregations import feature_families
+
+        named = set(settings.groups) | set(settings.group_patterns)
+        for name, family in feature_families(cfg.features).items():
+            members = [index[c] for c in family if c in index]  # a selected feature list may leave some out
+            if name not in named and len(members) > 1:
+                groups.append((name, members))
     return groups
 
 
@@ -258,7 +267,7 @@ def summary_document(data: RunData, settings: ImportanceSection, table: pd.DataF
         "not_above_zero": perm.loc[perm["ci_low"] <= 0, "feature"].tolist(),
         "gain": records("gain", ("value", "std")), "split": records("split", ("value", "std")),
         "groups": {name: [data.prep.schema.columns[i] for i in members]
-                   for name, members in feature_groups(settings, list(data.prep.schema.columns))},
+                   for name, members in feature_groups(settings, list(data.prep.schema.columns), data.cfg)},
         "data_fingerprint": data.prep.data_fingerprint, "seconds": seconds,
     }
     if settings.null_repeats:
