@@ -29,8 +29,9 @@ from pipeline.artifacts import (
     write_error,
 )
 from pipeline.config import Config
-from pipeline.data import Tables, read_table
+from pipeline.data import Tables
 from pipeline.errors import ArtifactError
+from pipeline.parts import is_parted, parts_fingerprint, read_any
 from pipeline.progress import QUIET, Progress
 
 from .build import FeatureTable, build_features
@@ -71,7 +72,7 @@ def cached_features(cfg: Config, progress: Progress = QUIET) -> CachedFeatures:
         if table is not None:
             progress.say(f"features: reusing {folder}")
             return CachedFeatures(table, folder, reused=True)
-    events = read_table(events_path, spec.csv_sep)
+    events = read_any(events_path, spec.csv_sep)
     table = build_features(events, spec, cfg.data.target, str(events_path), progress)
     summary = {**table.summary, "fingerprint": key, "folder": str(folder)}
     table = FeatureTable(table.train, table.test, summary)
@@ -82,8 +83,11 @@ def cached_features(cfg: Config, progress: Progress = QUIET) -> CachedFeatures:
 
 
 def fingerprint(spec: FeaturesSection, target: str, events_path: Path) -> str:
-    """sha256 of the spec, the label's name, the builder's format and the event file's content."""
-    file_hash = sha256_file(events_path) if events_path.is_file() else "missing"
+    """sha256 of the spec, the label's name, the builder's format and the event file's content (or its parts')."""
+    if is_parted(events_path):
+        file_hash = parts_fingerprint(events_path)
+    else:
+        file_hash = sha256_file(events_path) if events_path.is_file() else "missing"
     text = json.dumps({"spec": spec.model_dump(mode="json"), "target": target, "format": FORMAT_VERSION,
                        "events": file_hash}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -38,7 +38,7 @@ def read_table(path: str | Path, sep: str = ",") -> pd.DataFrame:
         raise DataError(f"data file {path} not found; run `make data` or fix the path in the config")
     suffixes = "".join(path.suffixes[-2:]).lower()
     if suffixes.endswith(".parquet") or suffixes.endswith(".pq"):
-        frame = _read_parquet(path)
+        frame = read_parquet_file(path)
     elif any(suffixes.endswith(s) for s in (".csv", ".csv.gz", ".tsv", ".txt")):
         frame = _read_csv(path, sep="\t" if suffixes.endswith(".tsv") else sep)
     else:
@@ -49,7 +49,7 @@ def read_table(path: str | Path, sep: str = ",") -> pd.DataFrame:
     return frame
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
+def read_parquet_file(path: Path) -> pd.DataFrame:
     """A parquet file as a frame, without pyarrow keeping a second copy of the file in its memory pool.
 
     By default pyarrow pre-buffers every column chunk and its pool keeps the freed memory for a
@@ -113,9 +113,11 @@ def check_columns(frame: pd.DataFrame, source: Any) -> None:
 
 def load_tables(data: DataSection, seed: int) -> Tables:
     """Load the training table and split off the test table as the config says."""
-    train = read_table(data.train, data.csv_sep)
+    from .parts import read_any  # a table may be one file or a folder or glob of parts
+
+    train = read_any(data.train, data.csv_sep)
     if data.test is not None:
-        return Tables(train, read_table(data.test, data.csv_sep), str(data.train), str(data.test))
+        return Tables(train, read_any(data.test, data.csv_sep), str(data.train), str(data.test))
     if data.split_column is not None:
         return _split_by_column(train, data)
     if data.test_size is not None:
