@@ -73,10 +73,15 @@ def _read_csv(path: Path, sep: str) -> pd.DataFrame:
         raise DataError(f"data file {path} has no columns; give a CSV with a header and rows") from None
     except pd.errors.ParserError as exc:
         raise DataError(f"data file {path} could not be parsed as CSV with delimiter {sep!r}: {exc}") from None
-    if len(frame.columns) == 1 and any(d in str(frame.columns[0]) for d in ";\t|," if d != sep):
-        raise DataError(f"data file {path} has one column {frame.columns[0]!r}; the delimiter looks wrong "
-                        f"(expected {sep!r}); set data.csv_sep in the config")
+    check_delimiter(frame, f"data file {path}", sep)
     return frame
+
+
+def check_delimiter(frame: pd.DataFrame, source: Any, sep: str) -> None:
+    """One column whose name holds another delimiter: the file was split on the wrong one."""
+    if len(frame.columns) == 1 and any(d in str(frame.columns[0]) for d in ";\t|," if d != sep):
+        raise DataError(f"{source} has one column {frame.columns[0]!r}; the delimiter looks wrong "
+                        f"(expected {sep!r}); set data.csv_sep in the config")
 
 
 def csv_header(path: Path, sep: str = ",") -> list[str]:

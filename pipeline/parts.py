@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from .artifacts import sha256_file
-from .data import check_columns, csv_header, read_parquet_file, read_table
+from .data import check_columns, check_delimiter, csv_header, read_parquet_file, read_table
 from .errors import DataError
 
 KINDS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -65,18 +65,20 @@ def read_parts(path: str | Path, sep: str = ",") -> pd.DataFrame:
 
 
 def _read_csv_parts(files: list[Path], sep: str, source: str) -> pd.DataFrame:
-    header = csv_header(files[0], sep)  # also checks each part is UTF-8 with unique names
+    header = csv_header(files[0], sep)  # csv_header also checks each part is UTF-8 with unique names
     chunks = []
     for f in files:
         _same_columns(f, csv_header(f, sep), files[0], header)
-        text = f.read_bytes().removeprefix(b"\xef\xbb\xbf")
-        body = text.split(b"\n", 1)[1] if b"\n" in text else b""
+        first, _, body = f.read_bytes().removeprefix(b"\xef\xbb\xbf").partition(b"\n")
+        if not chunks:
+            chunks.append(first + b"\n")  # one header for all the parts
         chunks.append(body if not body or body.endswith(b"\n") else body + b"\n")
-    head = files[0].read_bytes().removeprefix(b"\xef\xbb\xbf").split(b"\n", 1)[0] + b"\n"
     try:
-        return pd.read_csv(io.BytesIO(head + b"".join(chunks)), sep=sep, low_memory=False)
+        frame = pd.read_csv(io.BytesIO(b"".join(chunks)), sep=sep, low_memory=False)
     except pd.errors.ParserError as exc:
         raise DataError(f"the CSV parts of {source} could not be parsed with delimiter {sep!r}: {exc}") from None
+    check_delimiter(frame, f"the CSV parts of {source}", sep)
+    return frame
 
 
 def _same_columns(part: Path, columns: list[str], first: Path, expected: list[str]) -> None:

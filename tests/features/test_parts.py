@@ -75,13 +75,18 @@ def bad_parts(by_day: Path, tmp_path: Path, kind: str) -> str:
         pd.read_csv(part).drop(columns="Country").to_csv(part, index=False)
     elif kind == "mixed types":
         pd.read_csv(folder / "2011-11-03.csv").to_parquet(folder / "2011-11-03.parquet")
+    elif kind == "wrong delimiter":
+        for part in folder.glob("*.csv"):
+            pd.read_csv(part).drop(columns="Description").to_csv(part, index=False, sep=";")  # no comma left
     return str(folder / "nothing-*.csv") if kind == "no match" else str(folder)
 
 
 BAD = [("other columns", r"part \S*2011-11-03.csv has other columns than the first part 2011-11-01.csv: it lacks "
                          r"\['Country'\]"),
        ("mixed types", r"the parts of \S*bad mix file types \['.csv', '.parquet'\]"),
-       ("no match", r"nothing-\*.csv holds no table parts")]
+       ("no match", r"nothing-\*.csv holds no table parts"),
+       ("wrong delimiter", r"the CSV parts of \S*bad has one column 'InvoiceNo;StockCode;Quantity;.*'; the delimiter "
+                           r"looks wrong \(expected ','\)")]
 
 
 @pytest.mark.parametrize("kind,message", BAD, ids=[b[0] for b in BAD])
