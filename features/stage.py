@@ -82,6 +82,25 @@ def cached_features(cfg: Config, progress: Progress = QUIET) -> CachedFeatures:
     return CachedFeatures(table, folder, reused=False)
 
 
+def summary_lines(summary: dict, n_missing: int = 5) -> list[str]:
+    """The summary as a terminal table: rows and label rate (or mean) per cutoff, the most missing features."""
+    rates = summary.get("positive_rate_per_cutoff") or summary.get("label_mean_per_cutoff") or {}
+    rate_name = "positive rate" if "positive_rate_per_cutoff" in summary else "label mean"
+    lines = [f"{'cutoff':<12}{'role':<7}{'rows':>8}  {rate_name}"]
+    for day, rows in summary["rows_per_cutoff"].items():
+        role = "test" if day == summary.get("test_cutoff") else "train"
+        rate = rates.get(day)
+        shown = "unknown" if rate is None else (f"{rate:.2%}" if rate_name == "positive rate" else f"{rate:.4g}")
+        window = summary.get("test_label_window") or {}
+        if role == "test" and window.get("labels_known") and not window.get("complete"):
+            shown += f" (label window {window['coverage']:.0%} covered: the data ends at {window['data_ends']})"
+        lines.append(f"{day:<12}{role:<7}{rows:>8,}  {shown}")
+    missing = sorted(summary["nan_share_per_feature"].items(), key=lambda kv: -kv[1])[:n_missing]
+    if missing and missing[0][1] > 0:
+        lines.append("most missing: " + ", ".join(f"{name} {share:.1%}" for name, share in missing if share > 0))
+    return lines
+
+
 def fingerprint(spec: FeaturesSection, target: str, events_path: Path) -> str:
     """sha256 of the spec, the label's name, the builder's format and the event file's content (or its parts')."""
     if is_parted(events_path):

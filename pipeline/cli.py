@@ -283,7 +283,7 @@ def _write_test_rows(cfg: Config, test: pd.DataFrame | None, path: Path, progres
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
-    from features.stage import cached_features
+    from features.stage import cached_features, summary_lines
 
     cfg = load(args)
     if cfg.features is None:  # not an error, so `make features train` works for every experiment
@@ -302,6 +302,8 @@ def _cmd_features(args: argparse.Namespace) -> int:
                           f"{summary['train_cutoffs'][0]}..{summary['train_cutoffs'][-1]}"
                           + (f" + test {summary['test_cutoff']}" if summary["test_cutoff"] else "")
                           + f"; {summary['excluded_lines_without_entity']} lines without {summary['entity']} excluded")
+    for line in summary_lines(summary):
+        progress_of(args).say(line)
     print(cached.folder)
     return 0
 

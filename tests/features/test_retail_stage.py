@@ -215,3 +215,20 @@ def test_polars_allocator_returns_freed_pages_unless_the_user_chose(given, expec
     done = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip().split(",")[-len(expected.split(",")):] == expected.split(",")
     assert ("dirty_decay_ms:0" in done.stdout) == (given is None)
+
+
+def test_features_prints_its_summary_unless_quiet(tmp_path, capsys):
+    config = retail_config(tmp_path, write_events(tmp_path, retail_slice()))
+    assert main(["features", "--config", str(config)]) == 0
+    err = capsys.readouterr().err
+    (cache,) = (tmp_path / "runs" / "retail" / "features").iterdir()
+    summary = json.loads((cache / "summary.json").read_text())
+    for day, rows in summary["rows_per_cutoff"].items():
+        role = "test" if day == "2011-12-01" else "train"
+        rate = f"{summary['positive_rate_per_cutoff'][day]:.2%}"
+        assert f"{day:<12}{role:<7}{rows:>8,}  {rate}" in err, day
+    assert "(label window 27% covered: the data ends at 2011-12-09" in err
+    worst = max(summary["nan_share_per_feature"], key=summary["nan_share_per_feature"].get)
+    assert f"most missing: {worst} " in err
+    assert main(["features", "--config", str(config), "-q"]) == 0
+    assert capsys.readouterr().err == ""
