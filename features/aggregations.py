@@ -148,36 +148,6 @@ def derived_features(spec: FeaturesSection, cutoff_ns: pl.Expr) -> list[pl.Expr]
     return exprs
 
 
-def feature_families(spec: FeaturesSection) -> dict[str, tuple[str, ...]]:
-    """Features by what they are built from: each window, each source column, the active counts, the lags
-    and the recencies (families of two or more). Features of one history are correlated, so shuffling
-    one alone understates what the model gets from that history; importance also shuffles each family."""
-    families: dict[str, list[str]] = {}
-
-    def put(name: str, *keys: str) -> None:
-        for key in keys:
-            families.setdefault(key, []).append(name)
-
-    for window in spec.windows:
-        for column, functions in spec.aggregations.items():
-            for function in functions:
-                put(agg_name(column, function, window), f"window {window_suffix(window)}", f"column {column}")
-        if spec.active_months:
-            put(active_name(window), f"window {window_suffix(window)}", "active counts")
-    for trend in spec.trends:
-        for w in trend.windows:
-            base = agg_name(trend.column, trend.aggregate, w)
-            for name in (f"{base}_trend_diff", f"{base}_trend_ratio"):
-                put(name, f"window {window_suffix(w)}", f"column {trend.column}", "trends")
-    for lag in spec.lags:
-        for k in range(1, lag.months + 1):
-            put(lag_name(lag.column, lag.aggregate, k), f"column {lag.column}", "lags")
-    for name in spec.feature_names():
-        if name.startswith("days_since_"):
-            put(name, "recency")
-    return {key: tuple(names) for key, names in families.items() if len(names) > 1}
-
-
 def window_names(spec: FeaturesSection) -> dict[str, str]:
     """Human description of each window suffix, for the summary."""
     def words(window: Window) -> str:

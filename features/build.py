@@ -65,8 +65,6 @@ def build_features(events: pd.DataFrame, spec: FeaturesSection, target: str, sou
     n_train = table.height - summary["rows_per_cutoff"].get(summary["test_cutoff"], 0)
     del prepared  # its derived and time columns are the build's own; the caller keeps the events
     train, test = split_to_pandas(table, n_train, sched.test is not None)
-    # A scoring cutoff's null labels turn the stacked cached table's label column to float; read_cached restores this.
-    summary["label"]["dtype"] = str(train[target].dtype)
     summary["build_seconds"] = round(time.perf_counter() - started, 3)
     say_test_labels(summary.get("test_label_window"), progress)
     progress.say(f"features: {len(train)} training rows, {0 if test is None else len(test)} test rows "

@@ -32,6 +32,11 @@ def label_expr(label: LabelSpec, name: str, known: pl.Expr) -> pl.Expr:
     return pl.when(known).then(value).alias(name)
 
 
+def label_dtype(label: LabelSpec) -> str:
+    """The label column's dtype in the pandas tables: int8 for a 0/1 label, float64 for a value."""
+    return "int8" if label.above is not None else "float64"
+
+
 def describe(label: LabelSpec) -> str:
     """The label in words, for the summary and the report."""
     value = f"{label.aggregate} of {label.column} over {label.window.phrase} starting at the cutoff"

@@ -25,6 +25,7 @@ import bisect
 import calendar
 import datetime as dt
 import re
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -252,19 +253,40 @@ class FeaturesSection(_Section):
 
     def feature_names(self) -> list[str]:
         """The feature columns in output order: names explain themselves and depend only on the spec."""
-        names = ["days_since_first", "days_since_last"] if self.recency else []
-        names += [name for column in self.recency_of for name in recency_names(column)]
+        return [name for name, _ in self._features()]
+
+    def feature_families(self) -> dict[str, tuple[str, ...]]:
+        """Features by what they are built from (each window, each source column, the active counts, trends,
+        lags, recencies), families of two or more. Features of one history are correlated, so shuffling one
+        alone understates what the model gets from that history: importance also shuffles each family."""
+        families: dict[str, list[str]] = {}
+        for name, keys in self._features():
+            for key in keys:
+                families.setdefault(key, []).append(name)
+        return {key: tuple(names) for key, names in families.items() if len(names) > 1}
+
+    def _features(self) -> Iterator[tuple[str, tuple[str, ...]]]:
+        """Each feature name in output order, with the families it belongs to."""
+        for name in (["days_since_first", "days_since_last"] if self.recency else []):
+            yield name, ("recency",)
+        for column in self.recency_of:
+            for name in recency_names(column):
+                yield name, ("recency",)
         for window in self.windows:
-            names += [agg_name(col, fn, window) for col, fns in self.aggregations.items() for fn in fns]
+            span = f"window {window_suffix(window)}"
+            for column, functions in self.aggregations.items():
+                for function in functions:
+                    yield agg_name(column, function, window), (span, f"column {column}")
             if self.active_months:
-                names.append(active_name(window))
+                yield active_name(window), (span, "active counts")
         for trend in self.trends:
             for w in trend.windows:
                 base = agg_name(trend.column, trend.aggregate, w)
-                names += [f"{base}_trend_diff", f"{base}_trend_ratio"]
+                for name in (f"{base}_trend_diff", f"{base}_trend_ratio"):
+                    yield name, (f"window {window_suffix(w)}", f"column {trend.column}", "trends")
         for lag in self.lags:
-            names += [lag_name(lag.column, lag.aggregate, k) for k in range(1, lag.months + 1)]
-        return names
+            for k in range(1, lag.months + 1):
+                yield lag_name(lag.column, lag.aggregate, k), (f"column {lag.column}", "lags")
 
     def output_names(self, target: str | None = None) -> list[str]:
         """Every column of the feature table: key, entity, cutoff, features, and the label."""

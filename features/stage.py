@@ -35,6 +35,7 @@ from pipeline.parts import is_parted, parts_fingerprint, read_any
 from pipeline.progress import QUIET, Progress
 
 from .build import FeatureTable, build_features
+from .labels import label_dtype
 from .spec import FeaturesSection
 
 FORMAT_VERSION = 2  # bump when the builder's output changes for the same spec and data
@@ -86,12 +87,12 @@ def summary_lines(summary: dict, n_missing: int = 5) -> list[str]:
     """The summary as a terminal table: rows and label rate (or mean) per cutoff, the most missing features."""
     rates = summary.get("positive_rate_per_cutoff") or summary.get("label_mean_per_cutoff") or {}
     rate_name = "positive rate" if "positive_rate_per_cutoff" in summary else "label mean"
+    window = summary.get("test_label_window") or {}
     lines = [f"{'cutoff':<12}{'role':<7}{'rows':>8}  {rate_name}"]
     for day, rows in summary["rows_per_cutoff"].items():
         role = "test" if day == summary.get("test_cutoff") else "train"
         rate = rates.get(day)
         shown = "unknown" if rate is None else (f"{rate:.2%}" if rate_name == "positive rate" else f"{rate:.4g}")
-        window = summary.get("test_label_window") or {}
         if role == "test" and window.get("labels_known") and not window.get("complete"):
             shown += f" (label window {window['coverage']:.0%} covered: the data ends at {window['data_ends']})"
         lines.append(f"{day:<12}{role:<7}{rows:>8,}  {shown}")
@@ -154,7 +155,8 @@ def read_cached(folder: Path, spec: FeaturesSection) -> FeatureTable | None:
         return FeatureTable(frame, None, summary)
     is_test = (frame[spec.cutoff_column].dt.strftime("%Y-%m-%d") == test_cutoff).to_numpy()
     train = frame[~is_test].reset_index(drop=True)
-    label = summary["label"]
-    if "dtype" in label and str(train[label["column"]].dtype) != label["dtype"]:  # stacked with unknown test labels
-        train[label["column"]] = train[label["column"]].astype(label["dtype"])
+    # Stacked with a scoring cutoff's null labels, the file holds the label column as float.
+    target, dtype = summary["label"]["column"], label_dtype(spec.label)
+    if train[target].dtype != dtype:
+        train[target] = train[target].astype(dtype)
     return FeatureTable(train, frame[is_test].reset_index(drop=True), summary)

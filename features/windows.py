@@ -104,14 +104,13 @@ DATA_END_SLACK = pd.Timedelta(days=3)
 
 def label_coverage(cutoff: pd.Timestamp, last_ns: int, label: Length) -> float:
     """The share of the cutoff's label window that lies before the data's last event."""
-    start = cutoff.as_unit("ns").value
-    end = _shift(cutoff, label.n, label.unit)
+    start, end = bounds(cutoff, label_span(label))
     return float(min(1.0, max(0.0, (last_ns - start) / (end - start))))
 
 
 def label_window_complete(cutoff: pd.Timestamp, last_ns: int, label: Length) -> bool:
     """Whether the data reaches (within the slack) the end of the cutoff's label window."""
-    start, end = cutoff.as_unit("ns").value, _shift(cutoff, label.n, label.unit)
+    start, end = bounds(cutoff, label_span(label))
     return end - last_ns <= min(DATA_END_SLACK.value, (end - start) // 10)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,8 +93,25 @@ def csv_header(path: Path, sep: str = ",") -> list[str]:
             for _ in handle:  # decode the whole file now, so a bad byte is reported here with its file
                 pass
     except UnicodeDecodeError as exc:
-        raise DataError(f"data file {path} is not UTF-8 (byte {exc.start}: {exc.reason}); "
-                        "re-save it as UTF-8, e.g. `iconv -f latin1 -t utf-8`") from None
+        raise _not_utf8(path, exc) from None
+    return _unique_header(header, path)
+
+
+def csv_header_of(data: bytes, path: Path, sep: str = ",") -> list[str]:
+    """`csv_header` of a file's bytes already read (decoded whole, so a bad byte is reported with its file)."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(path, exc) from None
+    return _unique_header(next(csv.reader(io.StringIO(text), delimiter=sep), []), path)
+
+
+def _not_utf8(path: Path, exc: UnicodeDecodeError) -> DataError:
+    return DataError(f"data file {path} is not UTF-8 (byte {exc.start}: {exc.reason}); "
+                     "re-save it as UTF-8, e.g. `iconv -f latin1 -t utf-8`")
+
+
+def _unique_header(header: list[str], path: Path) -> list[str]:
     dupes = sorted({c for c in header if header.count(c) > 1})
     if dupes:
         raise DataError(f"data file {path} has duplicate column names: {dupes} "

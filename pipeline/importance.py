@@ -62,7 +62,7 @@ def run_importance(run_dir: Path, overrides: list[str] | tuple[str, ...] = (), p
     if settings.null_repeats:
         frames.append(null_importance(data, settings, n_jobs, progress))
     table = pd.concat(frames, ignore_index=True)[COLUMNS]
-    summary = summary_document(data, settings, table, baselines, share, time.perf_counter() - started)
+    summary = summary_document(data, settings, groups, table, baselines, share, time.perf_counter() - started)
     files = {"importance/importance.parquet": parquet_bytes(table), "importance/summary.json": json_bytes(summary)}
     from .importance_plots import importance_plots
 
@@ -124,10 +124,8 @@ def feature_groups(settings: ImportanceSection, columns: list[str], cfg: Config)
                             f"features are: {', '.join(columns)}")
         groups.append((name, members))
     if settings.feature_families and cfg.features is not None:
-        from features.aggregations import feature_families
-
         named = set(settings.groups) | set(settings.group_patterns)
-        for name, family in feature_families(cfg.features).items():
+        for name, family in cfg.features.feature_families().items():
             members = [index[c] for c in family if c in index]  # a selected feature list may leave some out
             if name not in named and len(members) > 1:
                 groups.append((name, members))
@@ -249,8 +247,8 @@ def aggregated(table: pd.DataFrame, kind: str) -> pd.DataFrame:
     return part.sort_values("value", ascending=False).reset_index(drop=True)
 
 
-def summary_document(data: RunData, settings: ImportanceSection, table: pd.DataFrame, baselines: list[float],
-                     share: float, seconds: float) -> dict[str, Any]:
+def summary_document(data: RunData, settings: ImportanceSection, groups: list[tuple[str, list[int]]],
+                     table: pd.DataFrame, baselines: list[float], share: float, seconds: float) -> dict[str, Any]:
     """What the report shows: ranked features with intervals, and which are not above zero."""
     def records(kind: str, fields: tuple[str, ...]) -> list[dict[str, Any]]:
         part = aggregated(table, kind)
@@ -266,8 +264,7 @@ def summary_document(data: RunData, settings: ImportanceSection, table: pd.DataF
         "permutation_groups": records("permutation_group", ("value", "std", "ci_low", "ci_high", "n")),
         "not_above_zero": perm.loc[perm["ci_low"] <= 0, "feature"].tolist(),
         "gain": records("gain", ("value", "std")), "split": records("split", ("value", "std")),
-        "groups": {name: [data.prep.schema.columns[i] for i in members]
-                   for name, members in feature_groups(settings, list(data.prep.schema.columns), data.cfg)},
+        "groups": {name: [data.prep.schema.columns[i] for i in members] for name, members in groups},
         "data_fingerprint": data.prep.data_fingerprint, "seconds": seconds,
     }
     if settings.null_repeats:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from .artifacts import sha256_file
-from .data import check_columns, check_delimiter, csv_header, read_parquet_file, read_table
+from .data import check_columns, check_delimiter, csv_header_of, read_parquet_file, read_table
 from .errors import DataError
 
 KINDS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -65,13 +65,15 @@ def read_parts(path: str | Path, sep: str = ",") -> pd.DataFrame:
 
 
 def _read_csv_parts(files: list[Path], sep: str, source: str) -> pd.DataFrame:
-    header = csv_header(files[0], sep)  # csv_header also checks each part is UTF-8 with unique names
+    header: list[str] = []
     chunks = []
     for f in files:
-        _same_columns(f, csv_header(f, sep), files[0], header)
-        first, _, body = f.read_bytes().removeprefix(b"\xef\xbb\xbf").partition(b"\n")
+        data = f.read_bytes()  # read once: checked (UTF-8, unique names, same header) and joined
+        columns = csv_header_of(data, f, sep)
+        first, _, body = data.removeprefix(b"\xef\xbb\xbf").partition(b"\n")
         if not chunks:
-            chunks.append(first + b"\n")  # one header for all the parts
+            header, chunks = columns, [first + b"\n"]  # one header for all the parts
+        _same_columns(f, columns, files[0], header)
         chunks.append(body if not body or body.endswith(b"\n") else body + b"\n")
     try:
         frame = pd.read_csv(io.BytesIO(b"".join(chunks)), sep=sep, low_memory=False)

@@ -147,9 +147,10 @@ def infer_schema(frame: pd.DataFrame, columns: list[str], cfg: Config) -> Featur
         if col in listed or not numeric:
             kinds[col] = "categorical"
             counts = _as_text(series).value_counts()
-            categories[col] = tuple(sorted(counts.index[counts >= cfg.data.min_category_rows]))
-            if cfg.data.min_category_rows > 1 and (counts < cfg.data.min_category_rows).any():
-                rare[col] = tuple(sorted(counts.index[counts < cfg.data.min_category_rows]))
+            common = counts >= cfg.data.min_category_rows
+            categories[col] = tuple(sorted(counts.index[common]))
+            if not common.all():
+                rare[col] = tuple(sorted(counts.index[~common]))
         else:
             kinds[col] = "numeric"
     return FeatureSchema(tuple(columns), kinds, categories, cfg.data.id, rare)

@@ -119,7 +119,7 @@ class ImportanceSection(Section):
     groups: dict[str, tuple[str, ...]] = Field(default_factory=dict)  # name -> columns permuted together
     group_patterns: dict[str, str] = Field(default_factory=dict)  # name -> regex over column names
     # A [features] experiment's features are also shuffled by family: each window, each source column,
-    # the active counts, trends, lags and recencies (features.aggregations.feature_families).
+    # the active counts, trends, lags and recencies (FeaturesSection.feature_families).
     feature_families: bool = True
     null_repeats: int = Field(default=5, ge=0, le=1000)  # target shuffles for null importance; 0 = skip
     null_num_boost_round: int = Field(default=300, ge=1)  # cap on rounds of each null refit

@@ -250,9 +250,9 @@ def unlabelled_test(prep: Prepared) -> dict[str, Any]:
     """How many test rows were predicted without labels, and the scoring cutoff when they are a
     features experiment's rows after the data's end."""
     entries: dict[str, Any] = {"n_test": int(len(prep.X_test))}
-    window = (prep.tables.summary or {}).get("test_label_window")
-    if window is not None and not window.get("labels_known", True):
-        entries["scoring_cutoff"] = window["start"][:10]  # the date, as the config gives it
+    summary = prep.tables.summary or {}
+    if not summary.get("test_label_window", {}).get("labels_known", True):
+        entries["scoring_cutoff"] = summary["test_cutoff"]
     return entries
 
 

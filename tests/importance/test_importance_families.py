@@ -14,7 +14,6 @@ from features_helpers import retail_slice, retail_spec  # noqa: E402
 from test_features_bad_input import retail_config, write_events  # noqa: E402
 from test_retail_stage import FAST, only_run  # noqa: E402
 
-from features.aggregations import feature_families  # noqa: E402
 from pipeline.cli import main  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.importance import feature_groups  # noqa: E402
@@ -32,7 +31,7 @@ def retail_run(tmp_path_factory) -> Path:
 
 
 def test_families_follow_the_spec():
-    families = feature_families(retail_spec())
+    families = retail_spec().feature_families()
     assert families["window 3m"] == tuple(n for n in retail_spec().feature_names()
                                           if n.endswith("_3m") or "_3m_trend_" in n)
     assert families["column total"] == tuple(n for n in retail_spec().feature_names() if n.startswith("total_"))
@@ -44,7 +43,7 @@ def test_families_follow_the_spec():
 def test_importance_shuffles_each_family(retail_run, capsys):
     assert main(["importance", "--run", str(retail_run), *FAST_IMPORTANCE, "-q"]) == 0
     summary = json.loads((retail_run / "importance" / "summary.json").read_text())
-    assert summary["groups"] == {name: list(names) for name, names in feature_families(retail_spec()).items()}
+    assert summary["groups"] == {name: list(names) for name, names in retail_spec().feature_families().items()}
     table = pd.read_parquet(retail_run / "importance" / "importance.parquet")
     groups = table[(table["kind"] == "permutation_group") & (table["fold"] == -1)].set_index("feature")["value"]
     assert set(groups.index) == set(summary["groups"])
@@ -61,4 +60,4 @@ def test_a_named_group_wins_and_families_can_be_turned_off(retail_run):
     config = load_config(retail_run / "config.toml")
     columns = list(retail_spec().feature_names())
     assert feature_groups(ImportanceSection(feature_families=False), columns, config) == []
-    assert len(feature_groups(ImportanceSection(), columns, config)) == len(feature_families(retail_spec()))
+    assert len(feature_groups(ImportanceSection(), columns, config)) == len(retail_spec().feature_families())
