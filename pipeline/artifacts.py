@@ -24,6 +24,8 @@ PARTIAL_SUFFIX = ".partial"
 LATEST = "LATEST"
 VERSIONED_LIBRARIES = ("lightgbm", "sklearn", "pandas", "numpy", "pyarrow")
 TEMP_SUFFIX = ".tmp"
+# mkstemp makes 0600; artifacts and predictions are meant to be shared and read.
+SHARED_MODE = 0o644
 SELF_HASH = "manifest_sha256"  # sha256 of the manifest's own JSON without this key: catches any edit of it
 
 
@@ -54,7 +56,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; artifacts are meant to be shared and read
+        os.chmod(tmp, SHARED_MODE)
         os.replace(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):

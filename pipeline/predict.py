@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .artifacts import MANIFEST, PARTIAL_SUFFIX, ArtifactWriteError, RunReader, fsync_dir, write_error
+from .artifacts import MANIFEST, PARTIAL_SUFFIX, SHARED_MODE, ArtifactWriteError, RunReader, fsync_dir, write_error
 from .cv import predict as predict_booster
 from .data import LabelEncoding, csv_header
 from .errors import ConfigError, DataError
@@ -229,6 +229,7 @@ def _atomic_table_writer(path: Path):
             state["writer"].close()
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, SHARED_MODE)
         os.replace(tmp, path)
         fsync_dir(path.parent)
     except BaseException as exc:

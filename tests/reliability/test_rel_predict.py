@@ -75,6 +75,7 @@ def test_reordered_columns_give_identical_predictions(run, fitted, capsys, tmp_p
     reordered = test[list(reversed(test.columns))]
     code, _, out = predict(capsys, run, reordered, tmp_path, "reordered.csv")
     assert code == 0 and out.read_bytes() == first
+    assert out.stat().st_mode & 0o777 == 0o644  # the temp file's 0600 would hide predictions from their readers
 
 
 def test_missing_columns_are_listed_and_nothing_is_written(run, fitted, capsys, tmp_path):
