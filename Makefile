@@ -8,7 +8,7 @@ CONFIG ?= configs/$(EXP).toml
 RUN    ?= runs/$(EXP)
 Q      ?=
 TRIALS ?= 10
-AT     ?=
+AT     ?= end
 PARAMS ?= runs/$(EXP)/tune/default/best_params.json
 INPUT  ?= runs/$(EXP)/predict_input.parquet
 OUTPUT ?= predictions/$(EXP).csv
@@ -58,8 +58,7 @@ runs: ## list the runs of $(EXP) with their headline numbers
 predict: ## predict $(INPUT) with the latest run of $(EXP) -> $(OUTPUT)
 	$(GBPIPE) predict --run $(RUN) --input $(INPUT) --output $(OUTPUT) $(Q)
 
-score: ## score every entity as of AT (just after the data's end) with the latest run of $(EXP) -> predictions/$(EXP)_$(AT).csv
-	@test -n "$(AT)" || { echo "give the scoring cutoff: make score AT=2011-12-10 (at most 3 days after the data's last event)"; exit 2; }
+score: ## score every entity as of AT (default end: the day after the data's last event) with the latest run of $(EXP) -> predictions/$(EXP)_$(AT).csv
 	$(GBPIPE) features --config $(CONFIG) --set features.cutoffs.test=$(AT) --test-rows runs/$(EXP)/score_input_$(AT).parquet $(Q)
 	$(GBPIPE) predict --run $(RUN) --input runs/$(EXP)/score_input_$(AT).parquet --output predictions/$(EXP)_$(AT).csv $(Q)
 

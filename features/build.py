@@ -54,7 +54,8 @@ def build_features(events: pd.DataFrame, spec: FeaturesSection, target: str, sou
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     prepared = prepare_events(events, spec, source)
-    sched = schedule(spec.cutoffs, spec.label.window, prepared.tz)
+    cutoffs = spec.cutoffs.resolve(as_stamp(prepared.last_ns, prepared.tz).date())
+    sched = schedule(cutoffs, spec.label.window, prepared.tz)
     check_range(sched, prepared.first_ns, prepared.last_ns, spec.label.window, prepared.tz)
     progress.say(f"features: {prepared.frame.height} events of {prepared.frame[spec.entity].n_unique()} entities, "
                  f"{len(sched.all)} cutoffs, {len(spec.feature_names())} features")

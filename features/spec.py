@@ -90,10 +90,11 @@ def _one_length(section: str, values: dict[str, Any], months_key: str, days_key:
 
 class CutoffSpec(_Section):
     """Cutoffs: training cutoffs from `first` every `every_months` (or `every_days`), and the `test` cutoff (a
-    forward holdout, or a scoring cutoff after the data's end, whose labels are unknown)."""
+    forward holdout, or a scoring cutoff after the data's end, whose labels are unknown; "end": the day after
+    the data's last event, known once the events are read)."""
 
     first: dt.date
-    test: dt.date | None = None
+    test: dt.date | Literal["end"] | None = None
     last: dt.date | None = None  # the last training cutoff; default: the latest whose label window ends by `test`
     every_months: int | None = Field(default=None, ge=1, le=24)
     every_days: int | None = Field(default=None, ge=1, le=366)
@@ -108,12 +109,37 @@ class CutoffSpec(_Section):
     def spacing(self) -> Length:
         return _length(self.every_months, self.every_days)
 
-    def training_days(self, label: Length) -> list[dt.date]:
-        """Training cutoffs from `first`, up to `last`, each with its label window ending by `test`."""
+    @field_validator("test", mode="before")
+    @classmethod
+    def _test_day(cls, test: Any) -> Any:
+        if isinstance(test, str) and test != "end":
+            try:
+                dt.date.fromisoformat(test)
+            except ValueError:
+                raise ValueError("give a date (2011-12-01) or \"end\" (the day after the data's last "
+                                 "event)") from None
+        return test
+
+    @property
+    def at_data_end(self) -> bool:
+        return self.test == "end"
+
+    def resolve(self, last_event_day: dt.date) -> CutoffSpec:
+        """The spec with a test cutoff of "end" set to the day after the data's last event (a scoring cutoff)."""
+        if not self.at_data_end:
+            return self
+        return CutoffSpec.model_validate({**self.model_dump(), "test": last_event_day + dt.timedelta(days=1)})
+
+    def training_days(self, label: Length, until: dt.date | None = None) -> list[dt.date]:
+        """Training cutoffs from `first`, up to `last` (or `until`), each with its label window ending by `test`."""
+        test = None if self.at_data_end else self.test
+        if self.last is None and test is None and until is None:
+            raise RuntimeError('features.cutoffs.test = "end" is known from the data only: resolve() the spec first')
         days, k = [], 0
         while True:
             day = self.spacing.after(self.first, k)
-            if (self.last is not None and day > self.last) or (self.test is not None and label.after(day) > self.test):
+            if ((self.last is not None and day > self.last) or (until is not None and day > until)
+                    or (test is not None and label.after(day) > test)):
                 return days
             days.append(day)
             k += 1
@@ -122,10 +148,10 @@ class CutoffSpec(_Section):
     def _order(self) -> CutoffSpec:
         if self.test is None and self.last is None:
             raise ValueError("give features.cutoffs.test (the forward-holdout cutoff) or features.cutoffs.last")
-        end = self.last or self.test
-        if end < self.first:
+        end = self.last or (None if self.at_data_end else self.test)
+        if end is not None and end < self.first:
             raise ValueError(f"features.cutoffs: first {self.first} is after {'last' if self.last else 'test'} {end}")
-        if self.test is not None and self.last is not None and self.last >= self.test:
+        if isinstance(self.test, dt.date) and self.last is not None and self.last >= self.test:
             raise ValueError(f"features.cutoffs: last training cutoff {self.last} must be before test {self.test}")
         return self
 
@@ -360,7 +386,9 @@ def check_windows(windows: Any, key: str, allow_all: bool) -> tuple[Window, ...]
 def label_gap(features: FeaturesSection) -> int:
     """The most later training cutoffs that fall inside one cutoff's label window: the time folds' smallest
     honest gap (2-month labels at monthly cutoffs: 1; 28-day labels at weekly cutoffs: 3)."""
-    days = features.cutoffs.training_days(features.label.window)
+    # With test = "end" the last cutoff is known only from the data; the gap repeats with the calendar, so
+    # three years of cutoffs give the same answer.
+    days = features.cutoffs.training_days(features.label.window, until=features.cutoffs.first + dt.timedelta(days=1096))
     ends = [features.label.window.after(day) for day in days]
     return max((bisect.bisect_left(days, end) - i - 1 for i, end in enumerate(ends)), default=0)
 

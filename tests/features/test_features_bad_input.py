@@ -93,6 +93,9 @@ BAD_SPECS = [
      r"test cutoff 2012-03-01 is 82 days after the data's last event \(2011-12-09 [0-9:]+\).* read it as inactivity; "
      r"a scoring cutoff may follow the data's end by at most 3 days: set features.cutoffs.test to 2011-12-12 or "
      r"earlier"),
+    ("test cutoff neither a date nor end", {"features.cutoffs.test": "latest"}, CONFIG_ERROR,
+     r"features.cutoffs.test: give a date \(2011-12-01\) or \"end\" \(the day after the data's last event\) "
+     r"\(got 'latest'\)"),
     ("training cutoff after the data", {"features.cutoffs.test": None, "features.cutoffs.first": "2012-01-01",
                                         "features.cutoffs.last": "2012-01-01"}, DATA_ERROR,
      r"training cutoff 2012-01-01 is outside the data's range .* label window holds no event"),

@@ -51,6 +51,32 @@ def test_scoring_rows_have_null_labels_and_past_only_features():
     assert holdout.summary["test_label_window"]["labels_known"] is True
 
 
+@pytest.mark.parametrize("end_at", ["2011-12-09 12:20", "2011-11-30 23:59"])
+def test_a_test_cutoff_at_the_end_is_the_day_after_the_last_event(end_at):
+    """test = "end" builds exactly what the explicit date does; the date follows the data."""
+    events = retail_slice()
+    events = events[events["InvoiceDate"] <= pd.Timestamp(end_at)]
+    day = str((pd.Timestamp(end_at) + pd.Timedelta(days=1)).date())
+    at_end = build_features(events, with_test(retail_spec(), "end"), "label")
+    dated = build_features(events, with_test(retail_spec(), day), "label")
+    assert at_end.summary["test_cutoff"] == day and at_end.summary["train_cutoffs"][-1] == "2011-11-01"
+    pd.testing.assert_frame_equal(at_end.train, dated.train)
+    pd.testing.assert_frame_equal(at_end.test, dated.test)
+    assert at_end.test["label"].isna().all() and len(at_end.test) > 0
+
+
+def test_time_folds_get_the_same_gap_when_the_test_cutoff_is_the_end(tmp_path):
+    """The time folds' gap is set when the config is read, before the data gives the end's date."""
+    events = write_events(tmp_path, retail_slice())
+    gaps = {}
+    for test in ("end", SCORING):
+        changes = {"features.cutoffs.test": test, "features.label.months": 2, "cv.splitter": "time",
+                   "cv.time": "cutoff", "cv.group": None, "cv.backtest": 0, "cv.n_splits": 3}
+        (tmp_path / test).mkdir()
+        gaps[test] = load_config(retail_config(tmp_path / test, events, changes)).time_gap
+    assert gaps["end"] == gaps[SCORING] == 1
+
+
 def test_the_cache_gives_back_the_built_tables(tmp_path):
     """The cache stacks training and scoring rows in one file, which turns the label column to float there."""
     config = retail_config(tmp_path, write_events(tmp_path, retail_slice()), {"features.cutoffs.test": SCORING})
