@@ -7,6 +7,7 @@ pandas' group-by `nunique` and `skew` alone take longer than Polars' whole plan 
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,7 @@ from pipeline.progress import QUIET, Progress
 
 from .aggregations import CUTOFF_INDEX, Job, derived_features, plan, restore_values, window_names
 from .events import Events, prepare_events
-from .labels import describe, label_expr, label_job
+from .labels import describe, label_expr, label_job, shortened
 from .spec import FeaturesSection, Length, check_unique
 from .windows import (
     Schedule,
@@ -34,15 +35,22 @@ from .windows import (
 )
 
 CUTOFF_NS = "__cutoff_ns"
+# The training rows' labels over the holdout's window cut short by the data (kept apart from the features).
+HOLDOUT_WINDOW_LABEL = "__label_at_holdout_window"
+SHORT_LABEL_VALUE = "__short_label_value"
+DAY_NS = 86_400 * 10**9
 
 
 @dataclass(frozen=True)
 class FeatureTable:
-    """Training rows (the training cutoffs), test rows (the test cutoff) and the build summary."""
+    """Training rows (the training cutoffs), test rows (the test cutoff) and the build summary; when the data
+    cuts the test cutoff's label window short, also the training rows' labels over as many days
+    (`holdout_window_labels`, aligned with `train`), to score the OOF predictions like for like."""
 
     train: pd.DataFrame
     test: pd.DataFrame | None
     summary: dict[str, Any]
+    holdout_window_labels: pd.Series | None = None
 
 
 def build_features(events: pd.DataFrame, spec: FeaturesSection, target: str, source: str = "events",
@@ -59,18 +67,32 @@ def build_features(events: pd.DataFrame, spec: FeaturesSection, target: str, sou
     check_range(sched, prepared.first_ns, prepared.last_ns, spec.label.window, prepared.tz)
     progress.say(f"features: {prepared.frame.height} events of {prepared.frame[spec.entity].n_unique()} entities, "
                  f"{len(sched.all)} cutoffs, {len(spec.feature_names())} features")
-    table = compute(prepared, spec, sched, target)
+    short_days = holdout_window_days(sched, prepared, spec.label.window)
+    table = compute(prepared, spec, sched, target, short_days)
     summary = summarize(table, prepared, spec, sched, target, source)
     # Rows are sorted by cutoff and the test cutoff is the last one, so the test rows are the tail:
     # zero-copy slices go to pandas instead of a full copy split into two more.
     n_train = table.height - summary["rows_per_cutoff"].get(summary["test_cutoff"], 0)
     del prepared  # its derived and time columns are the build's own; the caller keeps the events
+    short = None
+    if short_days is not None:
+        summary["test_label_window"]["training_label_days"] = short_days
+        short = table.drop_in_place(HOLDOUT_WINDOW_LABEL).slice(0, n_train).to_pandas().rename(target)
     train, test = split_to_pandas(table, n_train, sched.test is not None)
     summary["build_seconds"] = round(time.perf_counter() - started, 3)
     say_test_labels(summary.get("test_label_window"), progress)
     progress.say(f"features: {len(train)} training rows, {0 if test is None else len(test)} test rows "
                  f"in {summary['build_seconds']:.1f}s")
-    return FeatureTable(train, test, summary)
+    return FeatureTable(train, test, summary, short)
+
+
+def holdout_window_days(sched: Schedule, prepared: Events, label: Length) -> int | None:
+    """The whole days of the test cutoff's label window that the data covers, when it cuts that window short
+    (None when the window is complete or after the data)."""
+    if sched.test is None or not labels_known(sched.test, prepared.last_ns) \
+            or label_window_complete(sched.test, prepared.last_ns, label):
+        return None
+    return max(1, math.ceil((prepared.last_ns - sched.test.as_unit("ns").value) / DAY_NS))
 
 
 def unknown_test_labels(sched: Schedule, prepared: Events) -> bool:
@@ -89,14 +111,17 @@ def say_test_labels(window: dict[str, Any] | None, progress: Progress) -> None:
                      f"cutoff's label window (to {window['end']}): the holdout labels count only that part")
 
 
-def compute(prepared: Events, spec: FeaturesSection, sched: Schedule, target: str) -> pl.DataFrame:
-    """Per-span group-bys laid side by side on the eligible (entity, cutoff) rows.
+def compute(prepared: Events, spec: FeaturesSection, sched: Schedule, target: str,
+            short_days: int | None = None) -> pl.DataFrame:
+    """Per-span group-bys laid side by side on the eligible (entity, cutoff) rows (with `short_days`, also
+    the labels over that many days as HOLDOUT_WINDOW_LABEL, null at the test cutoff).
 
     The all-history job gives the rows (who had an event before each cutoff), sorted once; every
     other job is left-joined onto those row keys alone and its columns are placed beside them, so
     the wide table is built once instead of copied by a chain of joins (the lean part of the plan).
     """
-    jobs = [*plan(spec), label_job(spec.label)]
+    short = shortened(spec.label, short_days) if short_days is not None else None
+    jobs = [*plan(spec), label_job(spec.label), *([label_job(short, SHORT_LABEL_VALUE)] if short else [])]
     keys = [spec.entity, CUTOFF_INDEX]
     # The in-memory engine: the streaming one adds partial sums in a varying order, so many values
     # differ in their last bits from run to run. In-memory, only plain-sum group-bys still may
@@ -116,10 +141,14 @@ def compute(prepared: Events, spec: FeaturesSection, sched: Schedule, target: st
     table = table.with_columns(cutoff.alias(spec.cutoff_column), pl.lit(ns).gather(pl.col(CUTOFF_INDEX)).alias(CUTOFF_NS))
     # A scoring cutoff (after the data's end) is the last cutoff: its rows' labels are unknown, null.
     known = pl.col(CUTOFF_INDEX) < len(sched.train) if unknown_test_labels(sched, prepared) else pl.lit(True)
+    if short is not None:
+        training = pl.col(CUTOFF_INDEX) < len(sched.train)
+        table = table.with_columns(label_expr(short, HOLDOUT_WINDOW_LABEL, training, SHORT_LABEL_VALUE))
     table = table.with_columns(*derived_features(spec, pl.col(CUTOFF_NS)), label_expr(spec.label, target, known),
                                pl.format("{}@{}", pl.col(spec.entity),
                                          pl.col(spec.cutoff_column).dt.strftime("%Y-%m-%d")).alias(spec.key_column))
-    columns = [spec.key_column, spec.entity, spec.cutoff_column, *spec.feature_names(), target]
+    columns = [spec.key_column, spec.entity, spec.cutoff_column, *spec.feature_names(), target,
+               *([HOLDOUT_WINDOW_LABEL] if short is not None else [])]
     return table.select(columns).collect(engine="in-memory")
 
 

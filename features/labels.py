@@ -17,19 +17,24 @@ LABEL_VALUE = "__label_value"
 ROUND_DECIMALS = 9
 
 
-def label_job(label: LabelSpec) -> Job:
-    """The group-by job that aggregates the label window."""
-    return Job(label_span(label.window), (output(LABEL_VALUE, label.column, label.aggregate),))
+def label_job(label: LabelSpec, value: str = LABEL_VALUE) -> Job:
+    """The group-by job that aggregates the label window into the column `value`."""
+    return Job(label_span(label.window), (output(value, label.column, label.aggregate),))
 
 
-def label_expr(label: LabelSpec, name: str, known: pl.Expr) -> pl.Expr:
+def label_expr(label: LabelSpec, name: str, known: pl.Expr, value_column: str = LABEL_VALUE) -> pl.Expr:
     """The label column: 1/0 when `above` is set (value > above), else the aggregated value; null where
     `known` is false (a scoring cutoff's rows, whose label window is after the data)."""
-    value = pl.col(LABEL_VALUE)
+    value = pl.col(value_column)
     if label.above is not None:
         # Rounded first: a spend of exactly 300 summed in another order (299.99999999999994) keeps its label.
         value = (value.round(ROUND_DECIMALS).fill_null(float("-inf")) > label.above).cast(pl.Int8)
     return pl.when(known).then(value).alias(name)
+
+
+def shortened(label: LabelSpec, days: int) -> LabelSpec:
+    """The same label over the first `days` days of its window (a holdout's window cut short by the data)."""
+    return label.model_copy(update={"months": None, "days": days})
 
 
 def label_dtype(label: LabelSpec) -> str:

@@ -34,11 +34,11 @@ from pipeline.errors import ArtifactError
 from pipeline.parts import is_parted, parts_fingerprint, read_any
 from pipeline.progress import QUIET, Progress
 
-from .build import FeatureTable, build_features
+from .build import HOLDOUT_WINDOW_LABEL, FeatureTable, build_features
 from .labels import label_dtype
 from .spec import FeaturesSection
 
-FORMAT_VERSION = 2  # bump when the builder's output changes for the same spec and data
+FORMAT_VERSION = 3  # bump when the builder's output changes for the same spec and data
 TABLE, SUMMARY = "features.parquet", "summary.json"
 
 
@@ -59,7 +59,7 @@ def feature_tables(cfg: Config, progress: Progress = QUIET) -> Tables:
     cutoffs = table.summary["train_cutoffs"]
     return Tables(table.train, table.test, f"{name} [cutoffs {cutoffs[0]}..{cutoffs[-1]}]",
                   f"{name} [cutoff {table.summary['test_cutoff']}]" if table.test is not None else None,
-                  summary=table.summary)
+                  summary=table.summary, holdout_window_labels=table.holdout_window_labels)
 
 
 def cached_features(cfg: Config, progress: Progress = QUIET) -> CachedFeatures:
@@ -76,7 +76,7 @@ def cached_features(cfg: Config, progress: Progress = QUIET) -> CachedFeatures:
     events = read_any(events_path, spec.csv_sep)
     table = build_features(events, spec, cfg.data.target, str(events_path), progress)
     summary = {**table.summary, "fingerprint": key, "folder": str(folder)}
-    table = FeatureTable(table.train, table.test, summary)
+    table = FeatureTable(table.train, table.test, summary, table.holdout_window_labels)
     if not folder.exists():
         publish(folder, table, spec)
         progress.say(f"features: written to {folder}")
@@ -114,7 +114,13 @@ def fingerprint(spec: FeaturesSection, target: str, events_path: Path) -> str:
 
 
 def stacked(table: FeatureTable) -> pd.DataFrame:
-    return pd.concat([table.train, table.test], ignore_index=True) if table.test is not None else table.train
+    """Training and test rows in one frame; the labels over the holdout's short window ride along as a column
+    (null at the test cutoff), split off again by `read_cached`."""
+    frame = pd.concat([table.train, table.test], ignore_index=True) if table.test is not None else table.train
+    if table.holdout_window_labels is not None:
+        short = table.holdout_window_labels.reindex(range(len(frame))).astype("float64")
+        frame = pd.concat([frame, short.rename(HOLDOUT_WINDOW_LABEL)], axis=1)
+    return frame
 
 
 def publish(folder: Path, table: FeatureTable, spec: FeaturesSection) -> None:
@@ -151,12 +157,16 @@ def read_cached(folder: Path, spec: FeaturesSection) -> FeatureTable | None:
                       "folder to cache the rebuilt table", stacklevel=2)
         return None
     test_cutoff = summary.get("test_cutoff")
+    short = frame.pop(HOLDOUT_WINDOW_LABEL) if HOLDOUT_WINDOW_LABEL in frame.columns else None
     if test_cutoff is None:
         return FeatureTable(frame, None, summary)
     is_test = (frame[spec.cutoff_column].dt.strftime("%Y-%m-%d") == test_cutoff).to_numpy()
     train = frame[~is_test].reset_index(drop=True)
-    # Stacked with a scoring cutoff's null labels, the file holds the label column as float.
+    # Stacked with a scoring cutoff's null labels (or the test rows' null short labels), the file holds
+    # the label columns as float.
     target, dtype = summary["label"]["column"], label_dtype(spec.label)
     if train[target].dtype != dtype:
         train[target] = train[target].astype(dtype)
-    return FeatureTable(train, frame[is_test].reset_index(drop=True), summary)
+    if short is not None:
+        short = short[~is_test].reset_index(drop=True).astype(dtype).rename(target)
+    return FeatureTable(train, frame[is_test].reset_index(drop=True), summary, short)

@@ -27,6 +27,8 @@ class Tables:
     train_name: str
     test_name: str | None
     summary: dict[str, Any] | None = None  # what built the tables (the features stage's summary)
+    # The training rows' labels over the holdout's label window when the data cuts it short (features stage).
+    holdout_window_labels: pd.Series | None = None
 
 
 def read_table(path: str | Path, sep: str = ",") -> pd.DataFrame:

@@ -42,6 +42,10 @@ def render_markdown(cfg: Config, scores: dict[str, Any], params: dict[str, Any])
         window = scores.get("holdout_label_window")
         if window is not None and not window["complete"]:
             lines.append(f"  (its label window is {window['coverage']:.0%} covered: the data ends at {window['data_ends']})")
+        short = scores.get("oof_at_holdout_window")
+        if short is not None:
+            lines.append(f"- OOF {scores['metric']} on labels over the first {short['days']} days (as the holdout's): "
+                         f"**{short['oof_score']:.5f}** (per cutoff mean {short['mean_by_cutoff']:.5f})")
     if "scoring_cutoff" in scores:
         lines.append(f"- Scoring cutoff {scores['scoring_cutoff']}: {scores['n_test']} test rows predicted, labels unknown")
     if "backtest" in scores:

@@ -56,6 +56,7 @@ def how_obtained(view: RunView, selection_score: float | None) -> list[str]:
                          "is not directly comparable with the OOF score"
                          + ("; the forward backtest's scores are." if "backtest" in scores else
                             "; set cv.backtest to replay earlier cutoffs with full windows."))
+            lines.extend(holdout_window_sentence(scores))
     if "scoring_cutoff" in scores:
         lines.append(f"**Scoring cutoff**: the {scores.get('n_test', 0):,} test rows are at {scores['scoring_cutoff']}, "
                      "after the data's last event, so their labels are unknown: they get predictions "
@@ -63,6 +64,19 @@ def how_obtained(view: RunView, selection_score: float | None) -> list[str]:
     if isinstance(scores.get("backtest"), dict):
         lines.append(backtest_sentence(scores["backtest"], scores.get("metric", "score")))
     return lines
+
+
+def holdout_window_sentence(scores: dict[str, Any]) -> list[str]:
+    """The OOF predictions scored against labels over the holdout's short window, beside the holdout."""
+    short = scores.get("oof_at_holdout_window")
+    if not isinstance(short, dict):
+        return []
+    metric, by_cutoff = scores.get("metric", "score"), short["by_cutoff"]
+    low, high = min(by_cutoff.values()), max(by_cutoff.values())
+    return [f"**Like for like**: scored against labels over the first {short['days']} days of each training "
+            f"cutoff's window, as many as the holdout has, the OOF {metric} is {short['oof_score']:.4f} (per "
+            f"cutoff {low:.4f} to {high:.4f}, mean {short['mean_by_cutoff']:.4f}), beside the holdout's "
+            f"{scores['holdout_score']:.4f} and the full-window OOF {scores['oof_score']:.4f}."]
 
 
 def backtest_sentence(doc: dict[str, Any], metric: str) -> str:
@@ -83,6 +97,9 @@ def cutoff_score_columns(scores: dict[str, Any], test: str | None) -> list[tuple
     if isinstance(by_cutoff, dict):
         holdout = {test: scores["holdout_score"]} if test is not None and "holdout_score" in scores else {}
         columns.append((f"{scores.get('metric', 'score')} (OOF; holdout at the test cutoff)", {**by_cutoff, **holdout}))
+    short = scores.get("oof_at_holdout_window")
+    if isinstance(short, dict):
+        columns.append((f"OOF, labels over the first {short['days']} days (as the holdout's)", short["by_cutoff"]))
     replays = {r["cutoff"]: r["forward_score"] for r in (scores.get("backtest") or {}).get("cutoffs", [])}
     if replays:
         columns.append(("forward (trained on rows whose labels were known at the cutoff)", replays))

@@ -225,9 +225,10 @@ def scores_document(cfg: Config, prep: Prepared, result: CVResult, seconds: floa
     if cfg.splitter == "time":
         doc["time_gap"] = cfg.time_gap
     doc.update(test_entries(cfg, prep, result))
-    by_cutoff = scores_by_cutoff(cfg, prep, result.oof_pred, validated)
+    by_cutoff = scores_by_cutoff(cfg, prep, prep.y, result.oof_pred, validated)
     if by_cutoff:
         doc["oof_score_by_cutoff"] = by_cutoff
+    doc.update(holdout_window_scores(cfg, prep, result.oof_pred, validated))
     return doc
 
 
@@ -256,7 +257,8 @@ def unlabelled_test(prep: Prepared) -> dict[str, Any]:
     return entries
 
 
-def scores_by_cutoff(cfg: Config, prep: Prepared, oof_pred: np.ndarray, validated: np.ndarray) -> dict[str, float]:
+def scores_by_cutoff(cfg: Config, prep: Prepared, y: np.ndarray, oof_pred: np.ndarray,
+                     validated: np.ndarray) -> dict[str, float]:
     """The OOF score of each training cutoff of a features experiment: pooled OOF mixes cutoffs with
     short and long histories, so this is what to hold a forward holdout's score against."""
     if cfg.features is None:
@@ -266,10 +268,25 @@ def scores_by_cutoff(cfg: Config, prep: Prepared, oof_pred: np.ndarray, validate
     for cutoff in sorted(set(cutoffs[validated])):
         rows = validated & (cutoffs == cutoff)
         try:
-            out[cutoff] = score(cfg.metric, prep.y[rows], oof_pred[rows])
+            out[cutoff] = score(cfg.metric, y[rows], oof_pred[rows])
         except ValueError:  # one class only at this cutoff: AUC undefined
             continue
     return out
+
+
+def holdout_window_scores(cfg: Config, prep: Prepared, oof_pred: np.ndarray,
+                          validated: np.ndarray) -> dict[str, Any]:
+    """The OOF predictions scored against the training rows' labels over the first days of their windows, as
+    many as the data leaves the holdout: the like-for-like counterpart of a holdout cut short."""
+    labels = prep.tables.holdout_window_labels
+    if labels is None or cfg.features is None:
+        return {}
+    y = labels.to_numpy()
+    by_cutoff = scores_by_cutoff(cfg, prep, y, oof_pred, validated)
+    return {"oof_at_holdout_window": {
+        "days": prep.tables.summary["test_label_window"]["training_label_days"],
+        "oof_score": score(cfg.metric, y[validated], oof_pred[validated]),
+        "mean_by_cutoff": float(np.mean(list(by_cutoff.values()))), "by_cutoff": by_cutoff}}
 
 
 def all_metrics(task: str, y: np.ndarray, pred: np.ndarray) -> dict[str, float]:

@@ -83,3 +83,14 @@ def value_spec() -> FeaturesSection:
 def value_table() -> pd.DataFrame:
     """The value spec's feature table of the slice."""
     return stacked(retail_slice(), value_spec())
+
+
+def short_labels(events: pd.DataFrame, rows: pd.DataFrame, days: int) -> pd.Series:
+    """Spend over [cutoff, cutoff + days) above 300, per training row, with plain pandas."""
+    spend = events.assign(total=events["Quantity"] * events["UnitPrice"]).dropna(subset=["CustomerID"])
+    out = []
+    for cutoff, group in rows.groupby("cutoff", sort=False):
+        inside = spend[(spend["InvoiceDate"] >= cutoff) & (spend["InvoiceDate"] < cutoff + pd.Timedelta(days=days))]
+        total = inside.groupby("CustomerID")["total"].sum().round(9)
+        out.append((group["CustomerID"].map(total).fillna(0.0) > 300).astype("int8"))
+    return pd.concat(out).sort_index().rename("label")

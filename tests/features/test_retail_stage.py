@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import ROOT, shared_file
-from features_helpers import RETAIL, day_spec, retail_slice, retail_spec, stacked
+from features_helpers import RETAIL, day_spec, retail_events, retail_slice, retail_spec, short_labels, stacked
 from sklearn.metrics import roc_auc_score
 from test_features_bad_input import retail_config, write_events
 
@@ -51,9 +51,19 @@ def test_train_on_retail_builds_features_and_scores_the_december_holdout(tmp_pat
     oof = pd.read_parquet(run / "oof.parquet")  # the per-cutoff OOF AUC, recomputed from the run's own rows
     recomputed = {c: roc_auc_score(g["target"], g["pred"]) for c, g in oof.groupby(oof["row_key"].str.split("@").str[1])}
     assert scores["oof_score_by_cutoff"] == pytest.approx(recomputed, abs=1e-12)
+    like_for_like = scores["oof_at_holdout_window"]  # the OOF rows against December's 9 days, recomputed
+    rows = pd.DataFrame({"CustomerID": oof["row_key"].str.split("@").str[0].astype(float),
+                         "cutoff": pd.to_datetime(oof["row_key"].str.split("@").str[1])})
+    short = short_labels(retail_events(), rows, 9)
+    assert like_for_like["days"] == 9
+    assert like_for_like["oof_score"] == pytest.approx(roc_auc_score(short, oof["pred"]), abs=1e-12)
+    by_cutoff = {str(c.date()): roc_auc_score(short[g.index], oof["pred"][g.index]) for c, g in rows.groupby("cutoff")}
+    assert like_for_like["by_cutoff"] == pytest.approx(by_cutoff, abs=1e-12)
     assert main(["report", "--run", str(run), "-q"]) == 0
     report = (run / "report" / "report.md").read_text()
     assert "OOF; holdout at the test cutoff" in report and f"{recomputed['2011-09-01']:.4f}" in report
+    assert "**Like for like**: scored against labels over the first 9 days" in report
+    assert f"the OOF auc is {like_for_like['oof_score']:.4f}" in report and f"{by_cutoff['2011-10-01']:.4f}" in report
     assert "The holdout's label window is cut short" in report and "Forward backtest" in report
     (cache,) = (tmp_path / "runs" / "retail" / "features").iterdir()
     assert {p.name for p in cache.iterdir()} == {"features.parquet", "summary.json", "manifest.json"}
