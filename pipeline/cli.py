@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 def _config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, type=Path, help="experiment TOML file, e.g. configs/adult.toml")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set cv.n_splits=10 (repeatable)")
+                        help="override a config value, e.g. --set cv.n_splits=10; KEY= (nothing after =) "
+                             "removes the key, back to its default (repeatable)")
 
 
 def _common_args(parser: argparse.ArgumentParser) -> None:

@@ -201,7 +201,9 @@ def validate_config(raw: dict[str, Any], source: str = "<config>") -> Config:
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
-    """Apply one `--set a.b.c=value` override; the value is parsed as TOML, else taken as text."""
+    """Apply one `--set a.b.c=value` override; the value is parsed as TOML, else taken as text. Nothing after
+    the `=` removes the key (back to its default), which TOML itself cannot say: `--set features.label.days=7
+    --set features.label.months=` turns a monthly label into a weekly one."""
     key, sep, text = item.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--set {item!r} must look like section.key=value, e.g. cv.n_splits=10")
@@ -215,7 +217,10 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"--set {item!r}: {part!r} is a value, not a section")
-    node[parts[-1]] = value
+    if text.strip():
+        node[parts[-1]] = value
+    else:
+        node.pop(parts[-1], None)
 
 
 def read_params_file(path: str | Path, what: str = "--params file") -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 from pydantic import ValidationError
 
 from pipeline.cli import main
@@ -50,6 +51,18 @@ def test_overrides_are_parsed_as_toml_values():
     assert cfg.cv.n_splits == 10 and cfg.model.params["learning_rate"] == 0.02 and cfg.data.id == "customer"
 
 
+def test_an_override_with_nothing_after_the_equals_sign_removes_the_key():
+    raw = {k: dict(v) for k, v in BASE.items()}
+    apply_override(raw, "cv.n_splits=10")
+    apply_override(raw, "cv.n_splits=")
+    apply_override(raw, "cv.seed= ")
+    apply_override(raw, "cv.not_there=")  # removing what is absent is no error
+    cfg = validate_config(raw)
+    assert "n_splits" not in raw["cv"] and cfg.cv.n_splits == 5 and cfg.cv.seed == 42
+    apply_override(raw, 'data.id=""')  # an empty text is still a value
+    assert raw["data"]["id"] == ""
+
+
 @pytest.mark.parametrize("item", ["cv.n_splits", "=3", ""])
 def test_malformed_override_is_refused(item):
     with pytest.raises(ConfigError, match="must look like section.key=value"):
@@ -87,3 +100,12 @@ def test_shipped_configs_are_valid():
 def test_unknown_key_in_an_optional_section_gets_a_suggestion():
     with pytest.raises(ConfigError, match=r"unknown key 'tune.n_trial'; did you mean 'tune.n_trials'\?"):
         validate_config({**BASE, "tune": {"n_trial": 5}})
+
+
+def test_overrides_can_switch_a_monthly_label_to_days():
+    """The label takes months or days, not both: switching from the command line removes months."""
+    both = ["features.label.days=9"]
+    with pytest.raises(ConfigError, match="give months or days, not both"):
+        load_config(ROOT / "configs" / "retail.toml", both)
+    cfg = load_config(ROOT / "configs" / "retail.toml", [*both, "features.label.months="])
+    assert cfg.features.label.window.n == 9 and cfg.features.label.window.unit == "days"
