@@ -108,7 +108,9 @@ def say_test_labels(window: dict[str, Any] | None, progress: Progress) -> None:
                      f"({window['data_ends']}): a scoring cutoff, its rows get predictions and no label")
     else:
         progress.say(f"features: the data ends at {window['data_ends']}, {window['coverage']:.0%} into the test "
-                     f"cutoff's label window (to {window['end']}): the holdout labels count only that part")
+                     f"cutoff's label window (to {window['end']}): the holdout labels count only that part; the "
+                     f"training rows are also labelled over their first {window['training_label_days']} days, to "
+                     "score the OOF predictions like for like")
 
 
 def compute(prepared: Events, spec: FeaturesSection, sched: Schedule, target: str,
