@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import polars as pl
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, DataError
 from pipeline.progress import QUIET, Progress
 
 from .aggregations import CUTOFF_INDEX, Job, derived_features, plan, restore_values, window_names
@@ -62,7 +62,10 @@ def build_features(events: pd.DataFrame, spec: FeaturesSection, target: str, sou
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     prepared = prepare_events(events, spec, source)
-    cutoffs = spec.cutoffs.resolve(as_stamp(prepared.last_ns, prepared.tz).date())
+    try:
+        cutoffs = spec.cutoffs.resolve(as_stamp(prepared.last_ns, prepared.tz).date())
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
     sched = schedule(cutoffs, spec.label.window, prepared.tz)
     check_range(sched, prepared.first_ns, prepared.last_ns, spec.label.window, prepared.tz)
     progress.say(f"features: {prepared.frame.height} events of {prepared.frame[spec.entity].n_unique()} entities, "

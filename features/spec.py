@@ -128,7 +128,11 @@ class CutoffSpec(_Section):
         """The spec with a test cutoff of "end" set to the day after the data's last event (a scoring cutoff)."""
         if not self.at_data_end:
             return self
-        return CutoffSpec.model_validate({**self.model_dump(), "test": last_event_day + dt.timedelta(days=1)})
+        test = last_event_day + dt.timedelta(days=1)
+        if self.last is not None and self.last >= test:
+            raise ValueError(f"features.cutoffs: last training cutoff {self.last} must be before test; test = \"end\" "
+                             f"is {test}, the day after the data's last event: move last earlier")
+        return self.model_copy(update={"test": test})
 
     def training_days(self, label: Length, until: dt.date | None = None) -> list[dt.date]:
         """Training cutoffs from `first`, up to `last` (or `until`), each with its label window ending by `test`."""

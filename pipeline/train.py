@@ -282,6 +282,8 @@ def holdout_window_scores(cfg: Config, prep: Prepared, oof_pred: np.ndarray,
     if labels is None or cfg.features is None:
         return {}
     y = labels.to_numpy()
+    if len(y) != len(oof_pred):
+        raise RuntimeError(f"{len(y)} short-window labels for {len(oof_pred)} training rows: they must be aligned")
     by_cutoff = scores_by_cutoff(cfg, prep, y, oof_pred, validated)
     return {"oof_at_holdout_window": {
         "days": prep.tables.summary["test_label_window"]["training_label_days"],

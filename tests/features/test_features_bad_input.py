@@ -96,6 +96,9 @@ BAD_SPECS = [
     ("test cutoff neither a date nor end", {"features.cutoffs.test": "latest"}, CONFIG_ERROR,
      r"features.cutoffs.test: give a date \(2011-12-01\) or \"end\" \(the day after the data's last event\) "
      r"\(got 'latest'\)"),
+    ("last training cutoff after the end", {"features.cutoffs.test": "end", "features.cutoffs.last": "2011-12-10"},
+     DATA_ERROR, r"last training cutoff 2011-12-10 must be before test; test = \"end\" is 2011-12-10, the day after "
+     r"the data's last event: move last earlier"),
     ("training cutoff after the data", {"features.cutoffs.test": None, "features.cutoffs.first": "2012-01-01",
                                         "features.cutoffs.last": "2012-01-01"}, DATA_ERROR,
      r"training cutoff 2012-01-01 is outside the data's range .* label window holds no event"),
