@@ -56,6 +56,9 @@ def compare(cfg: Config, prep: Prepared, candidates: list[Candidate]) -> dict[st
         if c.combiner is not None and c.combiner.weights:
             entry["weights"] = dict(zip(c.combiner.members, c.combiner.weights))
         models[c.name] = entry
+    short = prep.tables.holdout_window_labels  # the training rows' labels over a holdout's short window
+    for c in candidates if short is not None else []:
+        models[c.name]["oof_at_holdout_window"] = score(cfg.metric, short.to_numpy()[rows], c.oof_pred[rows])
     holdout = _holdout(cfg, prep, candidates, members, models)
     recommended = _recommend(candidates, models, cfg.metric)
     selected = recommended if section.use == "recommended" else section.use
@@ -156,19 +159,21 @@ def render_markdown(cfg: Config, scores: dict[str, Any]) -> str:
     pct = int(round(100 * scores["bootstrap"]["confidence"]))
     metric = scores["metric"]
     has_holdout = "n_holdout" in scores
+    has_short = all("oof_at_holdout_window" in m for m in scores["models"].values())
     lines = [f"# {cfg.experiment.name}: ensemble ({scores['task']}, {metric})", "",
              f"Compared on {scores['n_compared']} OOF rows; intervals: {pct}% paired bootstrap, "
              f"{scores['bootstrap']['n_boot']} resamples. Gain = better-is-positive difference to the best "
              f"member ({scores['best_member']}).", "",
              "| model | kind | OOF | interval | gain vs best member | gain interval | verdict |"
-             + (" holdout |" if has_holdout else ""),
-             "|---|---|---:|---|---:|---|---|" + ("---:|" if has_holdout else "")]
+             + (" holdout |" if has_holdout else "") + (" OOF, holdout's label window |" if has_short else ""),
+             "|---|---|---:|---|---:|---|---|" + ("---:|" if has_holdout else "") + ("---:|" if has_short else "")]
     for name, m in scores["models"].items():
         g = m["gain_over_best_member"]
         row = (f"| {name} | {m.get('family', m['kind'])} | {m['oof_score']:.5f} | "
                f"[{m['oof_ci'][0]:.5f}, {m['oof_ci'][1]:.5f}] | {g['gain']:+.5f} | [{g['low']:+.5f}, {g['high']:+.5f}] "
                f"| {g['verdict']} |")
-        lines.append(row + (f" {m['holdout_score']:.5f} |" if has_holdout else ""))
+        lines.append(row + (f" {m['holdout_score']:.5f} |" if has_holdout else "")
+                     + (f" {m['oof_at_holdout_window']:.5f} |" if has_short else ""))
     lines += ["", f"- Best model on OOF: **{scores['best_model']}**; recommended: **{scores['recommended']}** "
               f"({scores['recommendation']}).", f"- Selected for `gbpipe predict`: **{scores['selected']}**."]
     nested = [n for n, m in scores["models"].items() if "in_sample_oof_score" in m]

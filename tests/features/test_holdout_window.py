@@ -6,14 +6,19 @@ December 1-9", not in the month. Those short labels are a side table of the buil
 """
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 from features_helpers import retail_slice, retail_spec, short_labels
 from test_features_bad_input import retail_config, write_events
+from sklearn.metrics import roc_auc_score
+from test_retail_stage import FAST
 from test_scoring_cutoff import with_test
 
 from features.build import HOLDOUT_WINDOW_LABEL, build_features
 from features.stage import cached_features
+from pipeline.cli import main
 from pipeline.config import load_config
 
 
@@ -42,3 +47,19 @@ def test_the_cache_gives_back_the_short_labels(tmp_path):
     pd.testing.assert_series_equal(reused.table.holdout_window_labels, built.table.holdout_window_labels)
     pd.testing.assert_frame_equal(reused.table.train, built.table.train)
     assert HOLDOUT_WINDOW_LABEL not in reused.table.test.columns
+
+
+def test_the_ensemble_scores_every_model_like_for_like(tmp_path):
+    events = retail_slice()
+    config = retail_config(tmp_path, write_events(tmp_path, events), {"ensemble.combiners": ["soft_vote", "greedy"]})
+    assert main(["ensemble", "--config", str(config), "--set", "cv.backtest=0", *FAST]) == 0
+    (run,) = (tmp_path / "runs" / "retail").glob("*-ensemble")
+    scores = json.loads((run / "ensemble" / "scores.json").read_text())
+    oof = pd.read_parquet(run / "ensemble" / "oof.parquet")
+    rows = pd.DataFrame({"CustomerID": oof["row_key"].str.split("@").str[0].astype(float),
+                         "cutoff": pd.to_datetime(oof["row_key"].str.split("@").str[1])})
+    short = short_labels(events, rows, 9)
+    assert set(scores["models"]) == {c.removesuffix(".pred") for c in oof.columns if c.endswith(".pred")}
+    for name, model in scores["models"].items():
+        assert model["oof_at_holdout_window"] == pytest.approx(roc_auc_score(short, oof[f"{name}.pred"]), abs=1e-12)
+    assert "OOF, holdout's label window" in (run / "ensemble" / "report.md").read_text()
