@@ -11,8 +11,8 @@ import json
 import pandas as pd
 import pytest
 from features_helpers import retail_slice, retail_spec, short_labels
-from test_features_bad_input import retail_config, write_events
 from sklearn.metrics import roc_auc_score
+from test_features_bad_input import retail_config, write_events
 from test_retail_stage import FAST
 from test_scoring_cutoff import with_test
 
