@@ -18,7 +18,7 @@ import polars as pl
 from pipeline.errors import ConfigError, DataError
 from pipeline.progress import QUIET, Progress
 
-from .aggregations import CUTOFF_INDEX, Job, derived_features, plan, restore_values, window_names
+from .aggregations import CUTOFF_INDEX, NS_PER_DAY, Job, derived_features, plan, restore_values, window_names
 from .events import Events, prepare_events
 from .labels import describe, label_expr, label_job, shortened
 from .spec import FeaturesSection, Length, check_unique
@@ -38,7 +38,6 @@ CUTOFF_NS = "__cutoff_ns"
 # The training rows' labels over the holdout's window cut short by the data (kept apart from the features).
 HOLDOUT_WINDOW_LABEL = "__label_at_holdout_window"
 SHORT_LABEL_VALUE = "__short_label_value"
-DAY_NS = 86_400 * 10**9
 
 
 @dataclass(frozen=True)
@@ -70,16 +69,16 @@ def build_features(events: pd.DataFrame, spec: FeaturesSection, target: str, sou
     check_range(sched, prepared.first_ns, prepared.last_ns, spec.label.window, prepared.tz)
     progress.say(f"features: {prepared.frame.height} events of {prepared.frame[spec.entity].n_unique()} entities, "
                  f"{len(sched.all)} cutoffs, {len(spec.feature_names())} features")
-    short_days = holdout_window_days(sched, prepared, spec.label.window)
+    window = test_label_window(sched.test, prepared, spec.label.window) if sched.test is not None else None
+    short_days = (window or {}).get("training_label_days")
     table = compute(prepared, spec, sched, target, short_days)
-    summary = summarize(table, prepared, spec, sched, target, source)
+    summary = summarize(table, prepared, spec, sched, target, source, window)
     # Rows are sorted by cutoff and the test cutoff is the last one, so the test rows are the tail:
     # zero-copy slices go to pandas instead of a full copy split into two more.
     n_train = table.height - summary["rows_per_cutoff"].get(summary["test_cutoff"], 0)
     del prepared  # its derived and time columns are the build's own; the caller keeps the events
     short = None
     if short_days is not None:
-        summary["test_label_window"]["training_label_days"] = short_days
         short = table.drop_in_place(HOLDOUT_WINDOW_LABEL).slice(0, n_train).to_pandas().rename(target)
     train, test = split_to_pandas(table, n_train, sched.test is not None)
     summary["build_seconds"] = round(time.perf_counter() - started, 3)
@@ -87,15 +86,6 @@ def build_features(events: pd.DataFrame, spec: FeaturesSection, target: str, sou
     progress.say(f"features: {len(train)} training rows, {0 if test is None else len(test)} test rows "
                  f"in {summary['build_seconds']:.1f}s")
     return FeatureTable(train, test, summary, short)
-
-
-def holdout_window_days(sched: Schedule, prepared: Events, label: Length) -> int | None:
-    """The whole days of the test cutoff's label window that the data covers, when it cuts that window short
-    (None when the window is complete or after the data)."""
-    if sched.test is None or not labels_known(sched.test, prepared.last_ns) \
-            or label_window_complete(sched.test, prepared.last_ns, label):
-        return None
-    return max(1, math.ceil((prepared.last_ns - sched.test.as_unit("ns").value) / DAY_NS))
 
 
 def unknown_test_labels(sched: Schedule, prepared: Events) -> bool:
@@ -119,7 +109,7 @@ def say_test_labels(window: dict[str, Any] | None, progress: Progress) -> None:
 def compute(prepared: Events, spec: FeaturesSection, sched: Schedule, target: str,
             short_days: int | None = None) -> pl.DataFrame:
     """Per-span group-bys laid side by side on the eligible (entity, cutoff) rows (with `short_days`, also
-    the labels over that many days as HOLDOUT_WINDOW_LABEL, null at the test cutoff).
+    the labels over that many days as HOLDOUT_WINDOW_LABEL; only the training rows' are kept).
 
     The all-history job gives the rows (who had an event before each cutoff), sorted once; every
     other job is left-joined onto those row keys alone and its columns are placed beside them, so
@@ -147,8 +137,7 @@ def compute(prepared: Events, spec: FeaturesSection, sched: Schedule, target: st
     # A scoring cutoff (after the data's end) is the last cutoff: its rows' labels are unknown, null.
     known = pl.col(CUTOFF_INDEX) < len(sched.train) if unknown_test_labels(sched, prepared) else pl.lit(True)
     if short is not None:
-        training = pl.col(CUTOFF_INDEX) < len(sched.train)
-        table = table.with_columns(label_expr(short, HOLDOUT_WINDOW_LABEL, training, SHORT_LABEL_VALUE))
+        table = table.with_columns(label_expr(short, HOLDOUT_WINDOW_LABEL, pl.lit(True), SHORT_LABEL_VALUE))
     table = table.with_columns(*derived_features(spec, pl.col(CUTOFF_NS)), label_expr(spec.label, target, known),
                                pl.format("{}@{}", pl.col(spec.entity),
                                          pl.col(spec.cutoff_column).dt.strftime("%Y-%m-%d")).alias(spec.key_column))
@@ -192,7 +181,7 @@ def cutoff_series(sched: Schedule) -> tuple[pl.Series, pl.Series]:
 
 
 def summarize(table: pl.DataFrame, prepared: Events, spec: FeaturesSection, sched: Schedule, target: str,
-              source: str) -> dict[str, Any]:
+              source: str, window: dict[str, Any] | None) -> dict[str, Any]:
     """What the feature table holds, per cutoff and per feature, and what was left out."""
     day = pl.col(spec.cutoff_column).dt.strftime("%Y-%m-%d")
     per_cutoff = (table.group_by(day.alias("day")).agg(pl.len().alias("rows"), pl.col(target).mean().alias("mean"))
@@ -210,8 +199,8 @@ def summarize(table: pl.DataFrame, prepared: Events, spec: FeaturesSection, sche
         "rows": table.height, "rows_per_cutoff": dict(zip(per_cutoff["day"], map(int, per_cutoff["rows"]))),
         "nan_share_per_feature": {n: round(float(missing[n] or 0.0), 6) for n in names},
     }
-    if sched.test is not None:
-        summary["test_label_window"] = test_label_window(sched.test, prepared, spec.label.window)
+    if window is not None:
+        summary["test_label_window"] = window
     key = "positive_rate_per_cutoff" if spec.label.above is not None else "label_mean_per_cutoff"
     # A scoring cutoff's labels are unknown (null): it has no rate.
     summary[key] = {d: round(float(v), 6) for d, v in zip(per_cutoff["day"], per_cutoff["mean"]) if v is not None}
@@ -221,12 +210,16 @@ def summarize(table: pl.DataFrame, prepared: Events, spec: FeaturesSection, sche
 def test_label_window(test: pd.Timestamp, prepared: Events, label: Length) -> dict[str, Any]:
     """How much of the test cutoff's label window the data covers: a holdout whose window is cut short by
     the data's end (Online Retail's December stops on the 9th) scores another question than the training
-    labels ask, which the report says beside the holdout score."""
+    labels ask, which the report says beside the holdout score. Then `training_label_days` is the whole
+    days it covers, over which the training rows are labelled too, to score them like for like."""
     end = test + offset(label)
     covered = label_coverage(test, prepared.last_ns, label)
-    return {"start": str(test), "end": str(end), "data_ends": str(as_stamp(prepared.last_ns, prepared.tz)),
-            "coverage": round(covered, 4), "complete": label_window_complete(test, prepared.last_ns, label),
-            "labels_known": labels_known(test, prepared.last_ns)}
+    window = {"start": str(test), "end": str(end), "data_ends": str(as_stamp(prepared.last_ns, prepared.tz)),
+              "coverage": round(covered, 4), "complete": label_window_complete(test, prepared.last_ns, label),
+              "labels_known": labels_known(test, prepared.last_ns)}
+    if window["labels_known"] and not window["complete"]:
+        window["training_label_days"] = max(1, math.ceil((prepared.last_ns - test.as_unit("ns").value) / NS_PER_DAY))
+    return window
 
 
 def _missing(dtype: pl.DataType, name: str) -> pl.Expr:

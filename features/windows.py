@@ -89,7 +89,7 @@ def bounds(cutoff: pd.Timestamp, span: Span) -> tuple[int | None, int]:
     return low, _shift(cutoff, -span.end, span.unit)
 
 
-def _shift(cutoff: pd.Timestamp, n: int, unit: str = "months") -> int:
+def _shift(cutoff: pd.Timestamp, n: int, unit: str) -> int:
     # DateOffset counts calendar days, so a day window keeps its local midnights across a DST change.
     return (cutoff + pd.DateOffset(**{unit: n})).as_unit("ns").value
 

@@ -56,9 +56,10 @@ def compare(cfg: Config, prep: Prepared, candidates: list[Candidate]) -> dict[st
         if c.combiner is not None and c.combiner.weights:
             entry["weights"] = dict(zip(c.combiner.members, c.combiner.weights))
         models[c.name] = entry
-    short = prep.tables.holdout_window_labels  # the training rows' labels over a holdout's short window
-    for c in candidates if short is not None else []:
-        models[c.name]["oof_at_holdout_window"] = score(cfg.metric, short.to_numpy()[rows], c.oof_pred[rows])
+    if prep.tables.holdout_window_labels is not None:  # the training rows' labels over a holdout's short window
+        y_short = prep.tables.holdout_window_labels.to_numpy()[rows]
+        for c in candidates:
+            models[c.name]["oof_at_holdout_window"] = score(cfg.metric, y_short, c.oof_pred[rows])
     holdout = _holdout(cfg, prep, candidates, members, models)
     recommended = _recommend(candidates, models, cfg.metric)
     selected = recommended if section.use == "recommended" else section.use

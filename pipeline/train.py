@@ -279,7 +279,7 @@ def holdout_window_scores(cfg: Config, prep: Prepared, oof_pred: np.ndarray,
     """The OOF predictions scored against the training rows' labels over the first days of their windows, as
     many as the data leaves the holdout: the like-for-like counterpart of a holdout cut short."""
     labels = prep.tables.holdout_window_labels
-    if labels is None or cfg.features is None:
+    if labels is None:
         return {}
     y = labels.to_numpy()
     if len(y) != len(oof_pred):

@@ -55,7 +55,8 @@ def test_an_override_with_nothing_after_the_equals_sign_removes_the_key():
     raw = {k: dict(v) for k, v in BASE.items()}
     apply_override(raw, "cv.n_splits=10")
     apply_override(raw, "cv.n_splits=")
-    apply_override(raw, "cv.seed= ")
+    apply_override(raw, "cv.seed=7")
+    apply_override(raw, "cv.seed= ")  # blanks after the = are nothing too
     apply_override(raw, "cv.not_there=")  # removing what is absent is no error
     cfg = validate_config(raw)
     assert "n_splits" not in raw["cv"] and cfg.cv.n_splits == 5 and cfg.cv.seed == 42
