@@ -13,18 +13,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from .spec import (
-    VALUE_AGGREGATES,
-    ZERO_WHEN_EMPTY,
-    FeaturesSection,
-    Window,
-    active_name,
-    agg_name,
-    lag_name,
-    recency_names,
-    window_length,
-    window_suffix,
-)
+from .names import Window, active_name, agg_name, lag_name, recency_names, window_suffix
+from .spec import VALUE_AGGREGATES, ZERO_WHEN_EMPTY, FeaturesSection, window_length
 from .windows import Span
 
 TIME = "__time_ns"  # event time as int64 nanoseconds (UTC instants for zone-aware times)

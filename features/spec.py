@@ -31,6 +31,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .expressions import ExpressionError, columns_of, parse
+from .names import ALL, Window, active_name, agg_name, lag_name, recency_names, window_days, window_suffix
 
 # The seeds' functions: a number per group, comparable across windows (trends, lags).
 NumberAggregate = Literal["mean", "max", "min", "sum", "count", "std", "skew", "nunique"]
@@ -40,9 +41,6 @@ LabelAggregate = Literal["sum", "count", "nunique", "mean", "max", "min"]
 AGGREGATES: tuple[str, ...] = ("mean", "max", "min", "sum", "count", "std", "skew", "nunique")
 VALUE_AGGREGATES = frozenset({"first", "last", "mode"})  # a value of the column: text stays text
 ZERO_WHEN_EMPTY = frozenset({"sum", "count", "nunique"})  # other aggregates are missing (NaN) on no events
-ALL = "all"
-Window = int | str  # whole months (int), "<n>d" days, or "all"
-_DAYS = re.compile(r"^([1-9][0-9]*)d$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -324,41 +322,12 @@ class FeaturesSection(_Section):
                 *([target] if target else [])]
 
 
-def window_days(window: Window) -> int | None:
-    """The length in days of a "<n>d" window; None for months and all history."""
-    match = _DAYS.match(window) if isinstance(window, str) else None
-    return int(match.group(1)) if match else None
-
-
 def window_length(window: Window) -> Length | None:
     """A window of months or days as a calendar length; None for all history."""
     days = window_days(window)
     if days is not None:
         return Length(n=days, unit="days")
     return None if window == ALL else Length(n=int(window), unit="months")
-
-
-def window_suffix(window: Window) -> str:
-    return window if isinstance(window, str) else f"{window}m"
-
-
-def active_name(window: Window) -> str:
-    """Distinct calendar months with an event; distinct days in a window of days."""
-    unit = "days" if window_days(window) is not None else "months"
-    return f"active_{unit}_{window_suffix(window)}"
-
-
-def agg_name(column: str, function: str, window: Window) -> str:
-    return f"{column}_{function}_{window_suffix(window)}"
-
-
-def recency_names(column: str) -> tuple[str, str]:
-    """The days since the first and since the last event where `column` is not 0."""
-    return f"days_since_first_{column}", f"days_since_last_{column}"
-
-
-def lag_name(column: str, function: str, k: int) -> str:
-    return f"{column}_{function}_lag{k}"
 
 
 def check_unique(names: list[str], where: str) -> None:

@@ -19,7 +19,8 @@ import pandas as pd
 
 from pipeline.errors import ConfigError, DataError
 
-from .spec import CutoffSpec, Length, Window, window_length
+from .names import Window
+from .spec import CutoffSpec, Length, window_length
 
 
 @dataclass(frozen=True)

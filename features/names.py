@@ -1,0 +1,41 @@
+"""Output column names of the feature table: fixed by the spec alone and stable across runs.
+
+`total_sum_3m`, `InvoiceNo_nunique_all`, `active_months_6m`, `active_days_30d`, `days_since_last`,
+`total_sum_lag2`: the column, the function and the window say what a column holds.
+"""
+from __future__ import annotations
+
+import re
+
+ALL = "all"
+Window = int | str  # whole months (int), "<n>d" days, or "all"
+_DAYS = re.compile(r"^([1-9][0-9]*)d$")
+
+
+def window_days(window: Window) -> int | None:
+    """The length in days of a "<n>d" window; None for months and all history."""
+    match = _DAYS.match(window) if isinstance(window, str) else None
+    return int(match.group(1)) if match else None
+
+
+def window_suffix(window: Window) -> str:
+    return window if isinstance(window, str) else f"{window}m"
+
+
+def active_name(window: Window) -> str:
+    """Distinct calendar months with an event; distinct days in a window of days."""
+    unit = "days" if window_days(window) is not None else "months"
+    return f"active_{unit}_{window_suffix(window)}"
+
+
+def agg_name(column: str, function: str, window: Window) -> str:
+    return f"{column}_{function}_{window_suffix(window)}"
+
+
+def recency_names(column: str) -> tuple[str, str]:
+    """The days since the first and since the last event where `column` is not 0."""
+    return f"days_since_first_{column}", f"days_since_last_{column}"
+
+
+def lag_name(column: str, function: str, k: int) -> str:
+    return f"{column}_{function}_lag{k}"
