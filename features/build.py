@@ -70,15 +70,14 @@ def build_features(events: pd.DataFrame, spec: FeaturesSection, target: str, sou
     progress.say(f"features: {prepared.frame.height} events of {prepared.frame[spec.entity].n_unique()} entities, "
                  f"{len(sched.all)} cutoffs, {len(spec.feature_names())} features")
     window = test_label_window(sched.test, prepared, spec.label.window) if sched.test is not None else None
-    short_days = (window or {}).get("training_label_days")
-    table = compute(prepared, spec, sched, target, short_days)
+    table = compute(prepared, spec, sched, target, window)
     summary = summarize(table, prepared, spec, sched, target, source, window)
     # Rows are sorted by cutoff and the test cutoff is the last one, so the test rows are the tail:
     # zero-copy slices go to pandas instead of a full copy split into two more.
     n_train = table.height - summary["rows_per_cutoff"].get(summary["test_cutoff"], 0)
     del prepared  # its derived and time columns are the build's own; the caller keeps the events
     short = None
-    if short_days is not None:
+    if HOLDOUT_WINDOW_LABEL in table.columns:
         short = table.drop_in_place(HOLDOUT_WINDOW_LABEL).slice(0, n_train).to_pandas().rename(target)
     train, test = split_to_pandas(table, n_train, sched.test is not None)
     summary["build_seconds"] = round(time.perf_counter() - started, 3)
@@ -86,10 +85,6 @@ def build_features(events: pd.DataFrame, spec: FeaturesSection, target: str, sou
     progress.say(f"features: {len(train)} training rows, {0 if test is None else len(test)} test rows "
                  f"in {summary['build_seconds']:.1f}s")
     return FeatureTable(train, test, summary, short)
-
-
-def unknown_test_labels(sched: Schedule, prepared: Events) -> bool:
-    return sched.test is not None and not labels_known(sched.test, prepared.last_ns)
 
 
 def say_test_labels(window: dict[str, Any] | None, progress: Progress) -> None:
@@ -107,14 +102,16 @@ def say_test_labels(window: dict[str, Any] | None, progress: Progress) -> None:
 
 
 def compute(prepared: Events, spec: FeaturesSection, sched: Schedule, target: str,
-            short_days: int | None = None) -> pl.DataFrame:
-    """Per-span group-bys laid side by side on the eligible (entity, cutoff) rows (with `short_days`, also
-    the labels over that many days as HOLDOUT_WINDOW_LABEL; only the training rows' are kept).
+            window: dict[str, Any] | None = None) -> pl.DataFrame:
+    """Per-span group-bys laid side by side on the eligible (entity, cutoff) rows. `window` is the test
+    cutoff's label window (`test_label_window`): unknown labels are null; cut short, the rows are also
+    labelled over its `training_label_days` as HOLDOUT_WINDOW_LABEL (only the training rows' are kept).
 
     The all-history job gives the rows (who had an event before each cutoff), sorted once; every
     other job is left-joined onto those row keys alone and its columns are placed beside them, so
     the wide table is built once instead of copied by a chain of joins (the lean part of the plan).
     """
+    short_days = (window or {}).get("training_label_days")
     short = shortened(spec.label, short_days) if short_days is not None else None
     jobs = [*plan(spec), label_job(spec.label), *([label_job(short, SHORT_LABEL_VALUE)] if short else [])]
     keys = [spec.entity, CUTOFF_INDEX]
@@ -135,7 +132,8 @@ def compute(prepared: Events, spec: FeaturesSection, sched: Schedule, target: st
     cutoff = pl.lit(stamps).gather(pl.col(CUTOFF_INDEX))
     table = table.with_columns(cutoff.alias(spec.cutoff_column), pl.lit(ns).gather(pl.col(CUTOFF_INDEX)).alias(CUTOFF_NS))
     # A scoring cutoff (after the data's end) is the last cutoff: its rows' labels are unknown, null.
-    known = pl.col(CUTOFF_INDEX) < len(sched.train) if unknown_test_labels(sched, prepared) else pl.lit(True)
+    scoring = window is not None and not window["labels_known"]
+    known = pl.col(CUTOFF_INDEX) < len(sched.train) if scoring else pl.lit(True)
     if short is not None:
         table = table.with_columns(label_expr(short, HOLDOUT_WINDOW_LABEL, pl.lit(True), SHORT_LABEL_VALUE))
     table = table.with_columns(*derived_features(spec, pl.col(CUTOFF_NS)), label_expr(spec.label, target, known),

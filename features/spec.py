@@ -26,7 +26,7 @@ import calendar
 import datetime as dt
 import re
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -35,11 +35,12 @@ from .names import ALL, Window, active_name, agg_name, lag_name, recency_names, 
 
 # The seeds' functions: a number per group, comparable across windows (trends, lags).
 NumberAggregate = Literal["mean", "max", "min", "sum", "count", "std", "skew", "nunique"]
-# Plus values of the column itself, text or numbers: first and last (in time) and the most frequent (mode).
-Aggregate = Literal["mean", "max", "min", "sum", "count", "std", "skew", "nunique", "first", "last", "mode"]
+# Values of the column itself, text or numbers: first and last (in time) and the most frequent (mode).
+ValueAggregate = Literal["first", "last", "mode"]
+Aggregate = Literal[NumberAggregate, ValueAggregate]  # typing flattens nested Literals
 LabelAggregate = Literal["sum", "count", "nunique", "mean", "max", "min"]
-AGGREGATES: tuple[str, ...] = ("mean", "max", "min", "sum", "count", "std", "skew", "nunique")
-VALUE_AGGREGATES = frozenset({"first", "last", "mode"})  # a value of the column: text stays text
+AGGREGATES: tuple[str, ...] = get_args(NumberAggregate)
+VALUE_AGGREGATES = frozenset(get_args(ValueAggregate))  # a value of the column: text stays text
 ZERO_WHEN_EMPTY = frozenset({"sum", "count", "nunique"})  # other aggregates are missing (NaN) on no events
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
