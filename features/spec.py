@@ -252,6 +252,9 @@ class FeaturesSection(_Section):
 
     @model_validator(mode="after")
     def _names(self) -> FeaturesSection:
+        if self.aggregations and not self.windows:
+            raise ValueError(f"features.windows is empty, so features.aggregations ({', '.join(self.aggregations)}) "
+                             "make no feature; give windows, e.g. windows = [1, 3, \"all\"], or remove the aggregations")
         if not self.feature_names():
             raise ValueError("features: the spec makes no feature; give windows with aggregations, "
                              "recency, recency_of, active_months, trends or lags")

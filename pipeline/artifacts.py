@@ -302,6 +302,10 @@ def check_versions(saved: dict[str, str], where: Path) -> None:
 
 def resolve_run_dir(path: Path) -> Path:
     """Accept a run folder, or an experiment folder whose LATEST names its newest run."""
+    if not path.is_dir():
+        # a mistyped --run is a usage error (exit 2), not a damaged run
+        raise ConfigError(f"run folder {path} does not exist; give --run runs/<experiment>/<run_id> or "
+                          "runs/<experiment> (its newest run)")
     if (path / MANIFEST).exists() or not (path / LATEST).exists():
         return path
     name = (path / LATEST).read_text().strip()

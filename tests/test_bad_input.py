@@ -111,3 +111,12 @@ def test_damaged_model_file_exits_4(trained_run, tmp_path, capsys, damage):
     assert code == 4
     assert "fold_2.txt does not match its manifest entry" in capsys.readouterr().err
     assert not (tmp_path / "out.csv").exists()
+
+
+@pytest.mark.parametrize("command", [["report"], ["importance"], ["predict", "--input", "x.csv", "--output", "y.csv"]])
+def test_mistyped_run_folder_is_a_usage_error(tmp_path, capsys, command):
+    missing = tmp_path / "runs" / "exp" / "no_such_run"
+    code = main([command[0], "--run", str(missing), *command[1:], "-q"])
+    assert code == 2
+    assert f"run folder {missing} does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

@@ -82,6 +82,8 @@ BAD_SPECS = [
     ("empty window", {"features.windows": [0, 3]}, CONFIG_ERROR, "an empty window has no events"),
     ("empty window of days", {"features.windows": ["0d", 3]}, CONFIG_ERROR,
      r"features.windows: '0d' is not a window; give whole months >= 1 or days \(1, \"3m\", \"30d\" or \"all\"\)"),
+    ("no window for the aggregations", {"features.windows": []}, CONFIG_ERROR,
+     r"features.windows is empty, so features.aggregations \(total, Quantity, .*\) make no feature; give windows"),
     ("window in weeks", {"features.windows": ["2w"]}, CONFIG_ERROR, r"'2w' is not a window"),
     ("the same window twice", {"features.windows": [1, "1m", "30d"]}, CONFIG_ERROR,
      r"features.windows repeats \['1'\]"),

@@ -127,13 +127,16 @@ def test_multiclass_report(tmp_path, tmp_path_factory):
 
 
 @pytest.mark.parametrize("args, code, message", [
-    (["--run", "{missing}"], 4, "manifest.json is missing"),
+    (["--run", "{missing}"], 2, "does not exist"),
+    (["--run", "{unfinished}"], 4, "manifest.json is missing"),
     (["--run", "{run}", "--n-boot", "10"], 2, "--n-boot must be at least 100"),
     (["--run", "{run}", "--output", "{tmp}"], 2, "--output goes with --compare"),
     (["--compare", "{run}"], 2, "at least two runs"),
 ])
 def test_report_errors(tmp_path, tmp_path_factory, capsys, args, code, message):
     run = adult_runs(tmp_path_factory)[0]
-    filled = [a.format(missing=tmp_path / "nope", run=run, tmp=tmp_path) for a in args]
+    (tmp_path / "unfinished").mkdir()
+    filled = [a.format(missing=tmp_path / "nope", unfinished=tmp_path / "unfinished", run=run, tmp=tmp_path)
+              for a in args]
     assert main(["report", *filled, "-q"]) == code
     assert message in capsys.readouterr().err
