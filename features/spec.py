@@ -381,9 +381,9 @@ def check_experiment(features: FeaturesSection, data: Any, cv: Any) -> None:
     if features.label.above is not None and data.task != "binary":
         raise ValueError(f"features.label.above makes a 0/1 label: set data.task = 'binary' (got {data.task!r})")
     check_unique(features.output_names(data.target), "features")
-    kept_out = {*data.exclude, data.id, cv.group, cv.time} - {None}
+    kept_out = {*data.exclude, *data.keep, data.id, cv.group, cv.time} - {None}
     for column in (features.entity, features.cutoff_column, features.key_column):
         chosen = data.features is not None and column in data.features
         if chosen or (data.features is None and column not in kept_out):
             raise ValueError(f"column {column!r} (entity, cutoff or row key of the feature table) would be a model "
-                             f"feature; add it to data.exclude (or use it as data.id, cv.group or cv.time)")
+                             f"feature; add it to data.exclude or data.keep (or use it as data.id, cv.group or cv.time)")

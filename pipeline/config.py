@@ -47,6 +47,9 @@ class DataSection(Section):
     id: str | None = None
     features: tuple[str, ...] | None = None
     exclude: tuple[str, ...] = ()
+    # Carried from the input into every prediction file next to the id (e.g. the entity and the cutoff of a
+    # feature table), so predictions say whose they are; never features.
+    keep: tuple[str, ...] = ()
     categorical: tuple[str, ...] | None = None
     # Categories seen in fewer training rows are grouped with missing: LightGBM's categorical splits
     # overfit rare ones (retail's last product code, 3,600 values: OOF AUC 0.797 at 1, 0.807 at 100).
@@ -59,6 +62,20 @@ class DataSection(Section):
         given = [k for k in ("test", "split_column", "test_size") if getattr(self, k) is not None]
         if len(given) > 1:
             raise ValueError(f"give at most one of data.test, data.split_column, data.test_size; got {given}")
+        return self
+
+    @model_validator(mode="after")
+    def _keep(self) -> DataSection:
+        taken = [c for c in self.keep if c in ("pred", "label_pred", self.id) or c.startswith("pred_")]
+        if taken:
+            raise ValueError(f"data.keep: {taken} would collide with the id or a prediction column of the output "
+                             "(pred, pred_<class>, label_pred); keep other columns")
+        chosen = [c for c in self.keep if self.features is not None and c in self.features]
+        if chosen:
+            raise ValueError(f"data.keep: {chosen} are also in data.features; a kept column is carried into the "
+                             "predictions, never a feature: remove it from one of the two")
+        if len(set(self.keep)) < len(self.keep):
+            raise ValueError(f"data.keep repeats a column: {list(self.keep)}")
         return self
 
 

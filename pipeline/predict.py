@@ -124,6 +124,11 @@ def predict_frame(run: FittedRun, frame: pd.DataFrame, source: str, report: Conv
             counts[col] = counts.get(col, 0) + n
     report.extra_columns = chunk_report.extra_columns
     out = pd.DataFrame({run.id_name: ids.to_numpy()})
+    for col in run.schema.keep:
+        if col in frame.columns:
+            out[col] = frame[col].to_numpy()
+        elif col not in report.missing_keep:
+            report.missing_keep.append(col)
     if pred.ndim == 2:
         for k, cls in enumerate(run.labels.classes):
             out[f"pred_{cls}"] = pred[:, k]
@@ -218,7 +223,7 @@ def _atomic_table_writer(path: Path):
             table = pa.Table.from_pandas(frame, preserve_index=False)
             if state["writer"] is None:
                 state["writer"] = pq.ParquetWriter(tmp, table.schema, compression="zstd")
-            state["writer"].write_table(table)
+            state["writer"].write_table(_like_first_chunk(table, state["writer"].schema, path))
         else:
             frame.to_csv(tmp, mode="w" if state["header"] else "a", header=state["header"], index=False)
             state["header"] = False
@@ -243,8 +248,25 @@ def _atomic_table_writer(path: Path):
         raise
 
 
+def _like_first_chunk(table: pa.Table, schema: pa.Schema, path: Path) -> pa.Table:
+    """A CSV chunk may read a column with another type than the first chunk (a missing value turns integers
+    into floats); a parquet file has one type per column, so later chunks take the first one's."""
+    if table.schema.equals(schema):
+        return table
+    try:
+        return table.cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
+        changed = [f.name for f, g in zip(schema, table.schema, strict=True) if not f.type.equals(g.type)]
+        raise DataError(f"columns {changed} of the input change type between chunks ({exc}), so {path} cannot "
+                        "hold them as one parquet column; give --chunk-size larger than the file's rows, or write "
+                        "CSV") from None
+
+
 def _warn(summary: PredictSummary, source: Path) -> None:
     conv = summary.conversion
+    if conv.missing_keep:
+        warnings.warn(f"{source} lacks {conv.missing_keep}, which the run carries into its predictions (data.keep); "
+                      "the predictions have the id without them", stacklevel=2)
     if conv.extra_columns:
         warnings.warn(f"{source}: {len(conv.extra_columns)} columns the model does not use were dropped: "
                       f"{conv.extra_columns[:10]}", stacklevel=2)

@@ -27,6 +27,7 @@ class FeatureSchema:
     categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
     id_column: str | None = None
     rare: dict[str, tuple[str, ...]] = field(default_factory=dict)  # training values grouped with missing
+    keep: tuple[str, ...] = ()  # input columns carried into the predictions (data.keep)
 
     @property
     def categorical_indices(self) -> list[int]:
@@ -40,13 +41,13 @@ class FeatureSchema:
     def to_dict(self) -> dict[str, Any]:
         return {"columns": list(self.columns), "kinds": self.kinds,
                 "categories": {k: list(v) for k, v in self.categories.items()}, "id_column": self.id_column,
-                "rare_categories": {k: list(v) for k, v in self.rare.items()}}
+                "rare_categories": {k: list(v) for k, v in self.rare.items()}, "keep": list(self.keep)}
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> FeatureSchema:
         return cls(tuple(obj["columns"]), dict(obj["kinds"]),
                    {k: tuple(v) for k, v in obj["categories"].items()}, obj.get("id_column"),
-                   {k: tuple(v) for k, v in obj.get("rare_categories", {}).items()})
+                   {k: tuple(v) for k, v in obj.get("rare_categories", {}).items()}, tuple(obj.get("keep", ())))
 
 
 def safe_names(columns: tuple[str, ...] | list[str]) -> list[str]:
@@ -103,6 +104,10 @@ def id_like_columns(frame: pd.DataFrame, columns: list[str]) -> tuple[list[str],
 def select_features(frame: pd.DataFrame, cfg: Config, source: str) -> list[str]:
     """The feature columns: data.features if given, else every column but target, id, group and exclusions."""
     data = cfg.data
+    absent = [c for c in data.keep if c not in frame.columns]
+    if absent:
+        raise DataError(f"data.keep names {len(absent)} columns not in {source}: {absent}; "
+                        f"columns are: {', '.join(map(str, frame.columns))}")
     if data.features is not None:
         missing = [c for c in data.features if c not in frame.columns]
         if missing:
@@ -112,7 +117,7 @@ def select_features(frame: pd.DataFrame, cfg: Config, source: str) -> list[str]:
     unknown = [c for c in data.exclude if c not in frame.columns]
     if unknown:
         raise DataError(f"data.exclude names {len(unknown)} columns not in {source}: {unknown}")
-    dropped = {data.target, data.id, cfg.cv.group, cfg.cv.time, *data.exclude} - {None}
+    dropped = {data.target, data.id, cfg.cv.group, cfg.cv.time, *data.exclude, *data.keep} - {None}
     columns = [c for c in frame.columns if c not in dropped]
     dates = [c for c in columns if pd.api.types.is_datetime64_any_dtype(frame[c])]
     if dates:
@@ -153,7 +158,7 @@ def infer_schema(frame: pd.DataFrame, columns: list[str], cfg: Config) -> Featur
                 rare[col] = tuple(sorted(counts.index[~common]))
         else:
             kinds[col] = "numeric"
-    return FeatureSchema(tuple(columns), kinds, categories, cfg.data.id, rare)
+    return FeatureSchema(tuple(columns), kinds, categories, cfg.data.id, rare, cfg.data.keep)
 
 
 def _as_text(series: pd.Series) -> pd.Series:
@@ -182,6 +187,7 @@ class ConversionReport:
     infinite_to_nan: dict[str, int] = field(default_factory=dict)
     extra_columns: list[str] = field(default_factory=list)
     cast_to_numeric: dict[str, int] = field(default_factory=dict)  # numeric columns that arrived as text
+    missing_keep: list[str] = field(default_factory=list)  # data.keep columns the input lacks
 
 
 def to_matrix(schema: FeatureSchema, frame: pd.DataFrame, source: str,
@@ -192,7 +198,8 @@ def to_matrix(schema: FeatureSchema, frame: pd.DataFrame, source: str,
     if missing:
         raise DataError(f"{source} lacks {len(missing)} feature columns the model needs: {missing}; "
                         "add them (NaN is allowed for missing values)")
-    report.extra_columns = [c for c in frame.columns if c not in schema.columns and c != schema.id_column]
+    report.extra_columns = [c for c in frame.columns
+                            if c not in schema.columns and c != schema.id_column and c not in schema.keep]
     matrix = np.empty((len(frame), len(schema.columns)), dtype="float64")
     for j, col in enumerate(schema.columns):
         if schema.kinds[col] == "categorical":

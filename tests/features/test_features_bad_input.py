@@ -136,7 +136,7 @@ BAD_SPECS = [
      "features.derive.total: unexpected character '.' at position 16"),
     ("only known functions", {"features.derive.total": "exec(Quantity)"}, CONFIG_ERROR,
      "unknown function 'exec' .* available: abs, log1p"),
-    ("entity would be a feature", {"data.exclude": ["cutoff"], "cv.splitter": "time", "cv.time": "cutoff",
+    ("entity would be a feature", {"data.keep": ["cutoff"], "cv.splitter": "time", "cv.time": "cutoff",
                                    "cv.group": "cutoff"}, CONFIG_ERROR, "'CustomerID' .* would be a model feature"),
     ("a numeric label on a binary task", {"features.label.above": None}, CONFIG_ERROR,
      "the label is a number: set data.task = 'regression'"),

@@ -111,6 +111,11 @@ def test_train_scores_without_a_holdout_and_predict_reproduces_the_scoring_rows(
     predicted = pd.read_csv(tmp_path / "p.csv")
     assert predicted["row_key"].tolist() == test_pred["row_key"].tolist()
     assert np.allclose(predicted["pred"], test_pred["pred"], rtol=1e-12)
+    # data.keep carries who and when into the predictions, for the ensemble's selected model too
+    assert (predicted["CustomerID"].astype(str) + "@" + predicted["cutoff"].str[:10] == predicted["row_key"]).all()
+    assert main(["predict", "--run", str(ensemble), "--input", str(rows), "--output", str(tmp_path / "e.csv"),
+                 "-q"]) == 0
+    assert pd.read_csv(tmp_path / "e.csv").columns[:3].tolist() == ["row_key", "CustomerID", "cutoff"]
 
 
 # The slice ends on 2011-12-09 at 12:20; a scoring cutoff may follow it by at most 3 days.
