@@ -286,25 +286,25 @@ def _write_test_rows(cfg: Config, test: pd.DataFrame | None, path: Path, progres
 def _cmd_features(args: argparse.Namespace) -> int:
     from features.stage import cached_features, summary_lines
 
-    cfg = load(args)
+    cfg, progress = load(args), progress_of(args)
     if cfg.features is None:  # not an error, so `make features train` works for every experiment
-        progress_of(args).say(f"{args.config} has no [features] section: its tables are read as they are; "
-                              "nothing to build (see configs/retail.toml for a features spec)")
+        progress.say(f"{args.config} has no [features] section: its tables are read as they are; "
+                     "nothing to build (see configs/retail.toml for a features spec)")
         if args.test_rows is not None:
             from .prepare import experiment_tables
 
-            _write_test_rows(cfg, experiment_tables(cfg, progress_of(args)).test, args.test_rows, progress_of(args))
+            _write_test_rows(cfg, experiment_tables(cfg, progress).test, args.test_rows, progress)
         return 0
-    cached = cached_features(cfg, progress_of(args))
+    cached = cached_features(cfg, progress)
     summary = cached.table.summary
     if args.test_rows is not None:  # the table just built or read: no second read of the cache
-        _write_test_rows(cfg, cached.table.test, args.test_rows, progress_of(args))
-    progress_of(args).say(f"features: {summary['rows']} rows x {summary['n_features']} features, cutoffs "
-                          f"{summary['train_cutoffs'][0]}..{summary['train_cutoffs'][-1]}"
-                          + (f" + test {summary['test_cutoff']}" if summary["test_cutoff"] else "")
-                          + f"; {summary['excluded_lines_without_entity']} lines without {summary['entity']} excluded")
+        _write_test_rows(cfg, cached.table.test, args.test_rows, progress)
+    progress.say(f"features: {summary['rows']} rows x {summary['n_features']} features, cutoffs "
+                 f"{summary['train_cutoffs'][0]}..{summary['train_cutoffs'][-1]}"
+                 + (f" + test {summary['test_cutoff']}" if summary["test_cutoff"] else "")
+                 + f"; {summary['excluded_lines_without_entity']} lines without {summary['entity']} excluded")
     for line in summary_lines(summary):
-        progress_of(args).say(line)
+        progress.say(line)
     print(cached.folder)
     return 0
 

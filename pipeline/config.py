@@ -35,6 +35,9 @@ class ExperimentSection(Section):
     description: str = ""
 
 
+ROW_ID = "row_id"  # the id of a table without data.id: the row's position
+
+
 class DataSection(Section):
     train: str | None = None
     test: str | None = None

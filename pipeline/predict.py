@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .artifacts import MANIFEST, PARTIAL_SUFFIX, SHARED_MODE, ArtifactWriteError, RunReader, fsync_dir, write_error
+from .config import ROW_ID
 from .cv import predict as predict_booster
 from .data import LabelEncoding, csv_header
 from .errors import ConfigError, DataError
@@ -109,8 +110,8 @@ def check_output_path(output_path: Path, input_path: Path) -> None:
 def predict_frame(run: FittedRun, frame: pd.DataFrame, source: str, report: ConversionReport,
                   offset: int = 0) -> pd.DataFrame:
     """Predictions for one frame: id, `pred` or `pred_<class>`, and `label_pred` for classifiers."""
-    if run.id_name == "row_id":
-        ids = pd.Series(np.arange(offset, offset + len(frame)), name="row_id")
+    if run.id_name == ROW_ID:
+        ids = pd.Series(np.arange(offset, offset + len(frame)), name=ROW_ID)
     elif run.id_name not in frame.columns:
         raise DataError(f"{source} lacks the id column {run.id_name!r}; the run was trained with it")
     else:
@@ -255,7 +256,7 @@ def _like_first_chunk(table: pa.Table, schema: pa.Schema, path: Path) -> pa.Tabl
         return table
     try:
         return table.cast(schema)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
+    except (ValueError, pa.ArrowNotImplementedError) as exc:  # ArrowInvalid is a ValueError
         changed = [f.name for f, g in zip(schema, table.schema, strict=True) if not f.type.equals(g.type)]
         raise DataError(f"columns {changed} of the input change type between chunks ({exc}), so {path} cannot "
                         "hold them as one parquet column; give --chunk-size larger than the file's rows, or write "

@@ -15,14 +15,12 @@ import numpy as np
 import pandas as pd
 
 from .artifacts import atomic_write_bytes, parquet_bytes
-from .config import Config
+from .config import ROW_ID, Config
 from .data import LabelEncoding, Tables, check_target, fingerprint, fit_labels, load_tables
 from .errors import DataError
 from .folds import Folds, make_folds
 from .progress import QUIET, Progress
 from .schema import ConversionReport, FeatureSchema, flat_column_names, infer_schema, select_features, to_matrix
-
-ROW_ID = "row_id"
 
 
 @dataclass(frozen=True)
