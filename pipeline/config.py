@@ -69,7 +69,7 @@ class DataSection(Section):
 
     @model_validator(mode="after")
     def _keep(self) -> DataSection:
-        taken = [c for c in self.keep if c in ("pred", "label_pred", self.id) or c.startswith("pred_")]
+        taken = [c for c in self.keep if c in ("pred", "label_pred", self.id or ROW_ID) or c.startswith("pred_")]
         if taken:
             raise ValueError(f"data.keep: {taken} would collide with the id or a prediction column of the output "
                              "(pred, pred_<class>, label_pred); keep other columns")

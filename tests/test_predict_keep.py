@@ -88,6 +88,7 @@ def test_a_kept_column_whose_type_changes_between_chunks(kept_run, tmp_path, cap
 
 BAD_KEEPS = [
     ("named like a prediction", {"keep": ["pred"]}, 2, r"data.keep: \['pred'\] would collide with the id"),
+    ("named like the row position id", {"keep": ["row_id"]}, 2, r"data.keep: \['row_id'\] would collide with the id"),
     ("named like a class's prediction", {"keep": ["pred_1"]}, 2, r"\['pred_1'\] would collide"),
     ("also a feature", {"features": ["mean radius", "patient"]}, 2,
      r"data.keep: \['patient'\] are also in data.features"),
