@@ -50,11 +50,15 @@ from sklearn.metrics import roc_auc_score
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.config import load_config  # noqa: E402
-from pipeline.cv import TrainSpec, build_dataset, fold_workers, predict, run_cv  # noqa: E402
-from pipeline.folds import Folds  # noqa: E402
-from pipeline.prepare import prepare  # noqa: E402
-from pipeline.train import train_spec  # noqa: E402
+from pipeline.config import load_config
+from pipeline.data.folds import Folds
+from pipeline.data.prepare import prepare
+from pipeline.engine.cv import fold_workers, run_cv
+from pipeline.engine.fold import build_dataset, predict
+from pipeline.engine.spec import (
+    TrainSpec,
+    train_spec,
+)
 
 THREADS = 2
 

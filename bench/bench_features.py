@@ -213,10 +213,11 @@ def _status_mb(field: str) -> float:
 
 
 def worker(name: str, scenario_name: str, data: Path, output: Path | None) -> dict:
-    # every worker imports the same libraries before its baseline is read; `features` first, so the
-    # Polars reference runs with the allocator options gbpipe sets (features/__init__.py), as gbpipe does
-    import features  # noqa: F401
+    # every worker imports the same libraries before its baseline is read, after the allocator options
+    # the gbpipe CLI sets (features/__init__.py), so the Polars reference runs with them too, as gbpipe does
+    import features
 
+    features.configure_polars_allocator()
     # isort: split
     import duckdb  # noqa: F401
     import polars as pl  # noqa: F401

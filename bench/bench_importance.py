@@ -25,15 +25,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sklearn.inspection import permutation_importance  # noqa: E402
+from sklearn.inspection import permutation_importance
 
-from pipeline.config import load_config  # noqa: E402
-from pipeline.cv import run_cv  # noqa: E402
-from pipeline.importance import fold_seed  # noqa: E402
-from pipeline.metrics import score  # noqa: E402
-from pipeline.permutation import permutation_drops, predict_rows  # noqa: E402
-from pipeline.prepare import prepare  # noqa: E402
-from pipeline.train import train_spec  # noqa: E402
+from pipeline.config import load_config
+from pipeline.core.metrics import score
+from pipeline.data.prepare import prepare
+from pipeline.engine.cv import run_cv
+from pipeline.engine.spec import train_spec
+from pipeline.importance.permutation import permutation_drops, predict_rows
+from pipeline.importance.run import fold_seed
 
 
 class BoosterEstimator:

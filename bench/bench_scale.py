@@ -107,7 +107,7 @@ params = {{ learning_rate = 0.1, num_leaves = 63 }}
 # ---- child processes: each measures itself ----
 def child_cli(argv: list[str]) -> dict:
     """`gbpipe argv`; for train, the peak of the training phase (after `prepare`) is measured apart."""
-    import pipeline.train as train_module
+    import pipeline.train.run as train_module
     from pipeline.cli import main
 
     marks: dict[str, float] = {}
@@ -133,9 +133,9 @@ def child_probe(config: str) -> dict:
     import psutil
 
     from pipeline.config import load_config
-    from pipeline.cv import build_dataset
-    from pipeline.prepare import prepare
-    from pipeline.train import train_spec
+    from pipeline.data.prepare import prepare
+    from pipeline.engine.fold import build_dataset
+    from pipeline.engine.spec import train_spec
 
     cfg = load_config(config)
     process = psutil.Process()

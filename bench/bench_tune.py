@@ -33,10 +33,10 @@ from sklearn.metrics import roc_auc_score
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.config import load_config  # noqa: E402
-from pipeline.cv import available_cores  # noqa: E402
-from pipeline.prepare import prepare  # noqa: E402
-from pipeline.tune import tune, tune_options  # noqa: E402
+from pipeline.config import load_config
+from pipeline.data.prepare import prepare
+from pipeline.engine.spec import available_cores
+from pipeline.tune.run import tune, tune_options
 
 
 def textbook_objective(trial: optuna.Trial, X, y, folds, categorical, rounds, stop_rounds, rate, threads) -> float:

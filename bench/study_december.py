@@ -31,10 +31,10 @@ from sklearn.model_selection import StratifiedKFold
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.config import load_config  # noqa: E402
-from pipeline.cv import run_cv  # noqa: E402
-from pipeline.prepare import experiment_tables, prepare  # noqa: E402
-from pipeline.train import train_spec  # noqa: E402
+from pipeline.config import load_config
+from pipeline.data.prepare import experiment_tables, prepare
+from pipeline.engine.cv import run_cv
+from pipeline.engine.spec import train_spec
 
 MODES = ("train", "december", "train_plus_december", "train_plus_december_unflagged")
 

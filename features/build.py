@@ -15,8 +15,8 @@ from typing import Any
 import pandas as pd
 import polars as pl
 
-from pipeline.errors import ConfigError, DataError
-from pipeline.progress import QUIET, Progress
+from pipeline.core.errors import ConfigError, DataError
+from pipeline.core.progress import QUIET, Progress
 
 from .aggregations import CUTOFF_INDEX, NS_PER_DAY, Job, derived_features, plan, restore_values, window_names
 from .events import Events, prepare_events

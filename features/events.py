@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from pipeline.errors import ConfigError, DataError
+from pipeline.core.errors import ConfigError, DataError
 
 from .aggregations import CALENDAR_COLUMN, TIME
 from .expressions import parse, to_polars

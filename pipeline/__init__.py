@@ -9,41 +9,21 @@ The Python API is what the CLI calls: stages are functions over a validated conf
     clf = OOFLGBMClassifier().fit(X, y)  # scikit-learn estimator over the same OOF engine
 
 Names are imported on first use, so `import pipeline` stays cheap (no LightGBM, scikit-learn or
-matplotlib until a stage is used). Stage functions get `run_` names so they never shadow the
-modules of the same name (`pipeline.train` stays the module).
+matplotlib until a stage is used). The packages follow the workflow, each importing only those
+below it: core < (features) < config < data < engine < train, tune, importance, ensemble < report;
+cli.py and predict.py sit on top.
 """
-from __future__ import annotations
+from pipeline._version import __version__
+from pipeline.core.lazy import attach
 
-import importlib
-from typing import Any
-
-import features  # noqa: F401  first: it sets Polars' allocator options before anything imports Polars
-
-__version__ = "0.1.0"
-
-# Public name -> (module, attribute).
-EXPORTS = {
-    "Config": ("config", "Config"), "load_config": ("config", "load_config"),
-    "validate_config": ("config", "validate_config"), "Progress": ("progress", "Progress"),
-    "prepare_data": ("prepare", "prepare"), "run_train": ("train", "train"), "run_tune": ("tune", "tune"),
-    "tune_options": ("tune", "tune_options"), "run_importance": ("importance", "run_importance"),
-    "run_select": ("selection", "run_select"), "run_ensemble": ("ensemble", "ensemble"),
-    "TrainSpec": ("cv", "TrainSpec"), "run_cv": ("cv", "run_cv"),
-    "predict_file": ("predict", "predict_file"), "load_run": ("predict", "load_run"),
-    "build_report": ("report", "build_report"), "write_report": ("report", "write_report"),
-    "headline_text": ("report", "headline_text"), "compare_runs": ("compare", "compare_runs"),
-    "write_comparison": ("compare", "write_comparison"), "list_runs": ("compare", "list_runs"),
-    "OOFLGBMClassifier": ("estimators", "OOFLGBMClassifier"), "OOFLGBMRegressor": ("estimators", "OOFLGBMRegressor"),
-}
-__all__ = sorted(EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module, attribute = EXPORTS[name]
-    return getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+# Stage functions get `run_` names so they never shadow the stage packages (`pipeline.train` is a package).
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "Config": ".config", "load_config": ".config", "validate_config": ".config", "Progress": ".core.progress",
+    "prepare_data": ".data.prepare:prepare", "run_train": ".train.run:train", "run_tune": ".tune.run:tune",
+    "tune_options": ".tune.run", "run_importance": ".importance.run", "run_select": ".importance.selection",
+    "run_ensemble": ".ensemble.run:ensemble", "TrainSpec": ".engine.spec", "run_cv": ".engine.cv",
+    "predict_file": ".predict", "load_run": ".predict", "build_report": ".report.build",
+    "write_report": ".report.build", "headline_text": ".report.build", "compare_runs": ".report.compare",
+    "write_comparison": ".report.compare", "list_runs": ".report.compare",
+    "OOFLGBMClassifier": ".engine.estimators", "OOFLGBMRegressor": ".engine.estimators",
+})

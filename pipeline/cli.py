@@ -11,9 +11,10 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .config import Config, load_config, read_params_file
-from .errors import EXIT_INTERRUPTED, ConfigError, GbpipeError
-from .progress import Progress
+from features import configure_polars_allocator
+from pipeline.config import Config, load_config, read_params_file
+from pipeline.core.errors import EXIT_INTERRUPTED, ConfigError, GbpipeError
+from pipeline.core.progress import Progress
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load(args: argparse.Namespace) -> Config:
     """The validated config; its relative paths must stay inside the project (see pipeline.paths)."""
-    from .paths import check_config_paths
+    from pipeline.config.paths import check_config_paths
 
     cfg = load_config(args.config, args.overrides)
     check_config_paths(cfg)
@@ -60,7 +61,7 @@ def _add_data(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
-    from .datasets import fetch_all
+    from pipeline.data.fetch import fetch_all
 
     fetch_all(args.dest, args.source, progress_of(args))
     return 0
@@ -79,10 +80,10 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .train import train
+    from pipeline.train.run import train
 
     if args.features is not None:
-        from .selection import feature_overrides
+        from pipeline.importance.selection import feature_overrides
 
         args.overrides = [*args.overrides, *feature_overrides(args.features, args.config, args.overrides)]
     cfg = load(args)
@@ -124,7 +125,7 @@ def _add_ensemble(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_ensemble(args: argparse.Namespace) -> int:
-    from .ensemble import ensemble
+    from pipeline.ensemble.run import ensemble
 
     run_dir = ensemble(load(args), args.run_id, args.resume, progress_of(args), use_cache=not args.no_cache)
     print(run_dir)
@@ -161,7 +162,7 @@ def _add_tune(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
-    from .tune import tune, tune_options
+    from pipeline.tune.run import tune, tune_options
 
     cfg = load(args)
     options = tune_options(cfg, args.n_trials, args.timeout, args.workers, args.storage, args.resume,
@@ -192,7 +193,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if args.compare:
         if args.mlflow is not None:
             raise ConfigError("--mlflow goes with --run: it logs one run")
-        from .compare import compare_runs, leaderboard_markdown, write_comparison
+        from pipeline.report.compare import compare_runs, leaderboard_markdown, write_comparison
 
         comparison = compare_runs(args.compare, args.n_boot)
         path = write_comparison(comparison, args.output)
@@ -200,12 +201,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
         return 0
     if args.output is not None:
         raise ConfigError("--output goes with --compare; `--run` writes into the run folder")
-    from .report import headline_text, write_report
+    from pipeline.report.build import headline_text, write_report
 
     report = write_report(args.run, progress_of(args), args.n_boot)
     print(headline_text(report))
     if args.mlflow is not None:
-        from .tracking import log_run, tracking_uri
+        from pipeline.report.tracking import log_run, tracking_uri
 
         print(f"mlflow: run {log_run(report.run_dir, args.mlflow)} in {tracking_uri(args.mlflow)}")
     return 0
@@ -220,7 +221,7 @@ def _add_runs(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
-    from .compare import list_runs, runs_text
+    from pipeline.report.compare import list_runs, runs_text
 
     if args.config is not None:
         cfg = load(args)
@@ -241,7 +242,7 @@ def _add_importance(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_importance(args: argparse.Namespace) -> int:
-    from .importance import run_importance
+    from pipeline.importance.run import run_importance
 
     print(run_importance(args.run, args.overrides, progress_of(args), args.replace) / "importance")
     return 0
@@ -255,7 +256,7 @@ def _add_select(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_select(args: argparse.Namespace) -> int:
-    from .selection import run_select
+    from pipeline.importance.selection import run_select
 
     print(run_select(load(args), args.select_id, progress_of(args)) / "selected_features.json")
     return 0
@@ -272,7 +273,7 @@ def _add_features(p: argparse.ArgumentParser) -> None:
 def _write_test_rows(cfg: Config, test: pd.DataFrame | None, path: Path, progress: Progress) -> None:
     """The experiment's test rows (the test cutoff's feature rows, or the test table) without their
     label, as a file `gbpipe predict` reads."""
-    from .artifacts import atomic_write_bytes, parquet_bytes
+    from pipeline.core.artifacts import atomic_write_bytes, parquet_bytes
 
     if test is None:
         where = "test cutoff (features.cutoffs.test)" if cfg.features is not None else "test table (data.test or data.split_column)"
@@ -284,14 +285,14 @@ def _write_test_rows(cfg: Config, test: pd.DataFrame | None, path: Path, progres
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
-    from features.stage import cached_features, summary_lines
+    from pipeline.data.feature_cache import cached_features, summary_lines
 
     cfg, progress = load(args), progress_of(args)
     if cfg.features is None:  # not an error, so `make features train` works for every experiment
         progress.say(f"{args.config} has no [features] section: its tables are read as they are; "
                      "nothing to build (see configs/retail.toml for a features spec)")
         if args.test_rows is not None:
-            from .prepare import experiment_tables
+            from pipeline.data.prepare import experiment_tables
 
             _write_test_rows(cfg, experiment_tables(cfg, progress).test, args.test_rows, progress)
         return 0
@@ -339,6 +340,7 @@ def _raise_interrupt(signum, frame):  # noqa: ARG001
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code instead of exiting (so tests can call it)."""
+    configure_polars_allocator()
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:

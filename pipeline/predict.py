@@ -9,59 +9,30 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .artifacts import MANIFEST, PARTIAL_SUFFIX, SHARED_MODE, ArtifactWriteError, RunReader, fsync_dir, write_error
-from .config import ROW_ID
-from .cv import predict as predict_booster
-from .data import LabelEncoding, csv_header
-from .errors import ConfigError, DataError
-from .metrics import to_labels
-from .progress import QUIET, Progress
-from .schema import ConversionReport, FeatureSchema, flat_column_names, to_matrix
-
-
-@dataclass(frozen=True)
-class FittedRun:
-    """A run's fold models with the schema and labels needed to predict."""
-
-    boosters: tuple[lgb.Booster, ...]
-    schema: FeatureSchema
-    labels: LabelEncoding
-    id_name: str
-    task: str
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """Mean over the fold models, in the order training averaged them."""
-        preds = [predict_booster(b, X, self.task, b.current_iteration()) for b in self.boosters]
-        return np.mean(preds, axis=0)
+from pipeline.config import ROW_ID
+from pipeline.core.artifacts import MANIFEST, PARTIAL_SUFFIX, SHARED_MODE, ArtifactWriteError, fsync_dir, write_error
+from pipeline.core.errors import ConfigError, DataError
+from pipeline.core.metrics import to_labels
+from pipeline.core.progress import QUIET, Progress
+from pipeline.core.run_folder import RunReader
+from pipeline.data.read import csv_header
+from pipeline.data.schema import ConversionReport, flat_column_names, to_matrix
+from pipeline.engine.fitted import FittedRun, load_fold_models
+from pipeline.ensemble.model import load_ensemble
 
 
 def load_run(run_dir: Path, allow_version_mismatch: bool = False) -> FittedRun:
-    """Load and verify (sha256) a run's fold models and schema."""
+    """Load and verify (sha256) a run's models and schema: a training run's fold models, or an ensemble
+    run's selected model behind the same interface."""
     reader = RunReader(run_dir, allow_version_mismatch)
-    if reader.has("ensemble/weights.json"):  # an ensemble run predicts with its selected model, same interface
-        from .ensemble_model import load_ensemble
-
+    if reader.has("ensemble/weights.json"):
         return load_ensemble(reader)
-    doc = reader.read_json("schema.json")
-    names = sorted((n for n in reader.files if n.startswith("models/") and n.endswith(".txt")), key=_model_order)
-    if not names:
-        raise DataError(f"{reader.dir} has no fold models (models/fold_<k>.txt); train it with `gbpipe train`")
-    boosters = tuple(lgb.Booster(model_str=reader.read_bytes(n).decode()) for n in names)
-    return FittedRun(boosters, FeatureSchema.from_dict(doc["features"]), LabelEncoding.from_dict(doc["labels"]),
-                     doc["id"], doc["task"])
-
-
-def _model_order(name: str) -> tuple[int, int]:
-    """models/fold_3.txt -> (0, 3); models/fold_3_r1.txt -> (1, 3): the order training used."""
-    stem = name.removeprefix("models/fold_").removesuffix(".txt")
-    fold, _, repeat = stem.partition("_r")
-    return int(repeat or 0), int(fold)
+    return load_fold_models(reader)
 
 
 @dataclass

@@ -8,8 +8,8 @@ from conftest import ROOT
 from pydantic import ValidationError
 
 from pipeline.cli import main
-from pipeline.config import apply_override, load_config, validate_config
-from pipeline.errors import ConfigError
+from pipeline.config.experiment import apply_override, load_config, validate_config
+from pipeline.core.errors import ConfigError
 
 BASE = {"experiment": {"name": "x"}, "data": {"train": "t.csv", "target": "y", "task": "binary"}}
 

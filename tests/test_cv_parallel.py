@@ -12,8 +12,9 @@ from conftest import write_config
 from sklearn import datasets as skd
 
 from pipeline.cli import main
-from pipeline.cv import TrainSpec, available_cores, fold_workers, resolve_params, run_cv
-from pipeline.folds import make_folds
+from pipeline.data.folds import make_folds
+from pipeline.engine.cv import fold_workers, run_cv
+from pipeline.engine.spec import TrainSpec, available_cores, resolve_params
 
 pytestmark = pytest.mark.skipif(available_cores() < 2, reason="parallel folds need 2 cores")
 
@@ -93,7 +94,7 @@ def _without_seconds(data: bytes) -> dict:
 
 
 def test_an_error_in_a_helper_thread_reaches_the_caller_and_the_thread_cap_is_restored(monkeypatch):
-    from pipeline import fold_pool
+    from pipeline.engine import _fold_pool as fold_pool
 
     X, y = skd.load_breast_cancer(return_X_y=True)
     y = y.astype("float64")

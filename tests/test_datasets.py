@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 from conftest import SHARED
 
-from pipeline import datasets
-from pipeline.artifacts import parquet_bytes
 from pipeline.cli import main
-from pipeline.datasets import Catalog, fetch_all, load_catalog, sha256_hex, source_folder, table_digest
-from pipeline.errors import ConfigError, DataError
-from pipeline.progress import Progress
+from pipeline.core.artifacts import parquet_bytes
+from pipeline.core.errors import ConfigError, DataError
+from pipeline.core.progress import Progress
+from pipeline.data import fetch as datasets
+from pipeline.data.fetch import Catalog, fetch_all, load_catalog, sha256_hex, source_folder, table_digest
 
 CATALOG = load_catalog()
 

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.errors import DataError
-from pipeline.folds import make_folds
+from pipeline.core.errors import DataError
+from pipeline.data.folds import make_folds
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 from conftest import shared_file, write_config
 
-from pipeline.artifacts import RunReader, sha256_file
 from pipeline.cli import main
-from pipeline.metrics import score
+from pipeline.core.artifacts import sha256_file
+from pipeline.core.metrics import score
+from pipeline.core.run_folder import RunReader
 
 
 def train_run(config: Path, *extra: str) -> Path:

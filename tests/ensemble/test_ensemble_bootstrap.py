@@ -9,9 +9,9 @@ from sklearn.model_selection import cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from pipeline import bootstrap
-from pipeline.bootstrap import bootstrap_ci, bootstrap_scores, paired_bootstrap, weighted_score
-from pipeline.metrics import score
+from pipeline.core import bootstrap
+from pipeline.core.bootstrap import bootstrap_ci, bootstrap_scores, paired_bootstrap, weighted_score
+from pipeline.core.metrics import score
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,10 @@ import pytest
 from ensemble_helpers import FAST_MODEL
 from sklearn.linear_model import LogisticRegression
 
-from pipeline.combiners import (
+from pipeline.config import validate_config
+from pipeline.core.metrics import score
+from pipeline.data.prepare import prepare
+from pipeline.ensemble.combiners import (
     Combiner,
     CombinerSettings,
     blend_loss,
@@ -22,11 +25,8 @@ from pipeline.combiners import (
     rank_transform,
     vote_shares,
 )
-from pipeline.config import validate_config
-from pipeline.members import train_member
-from pipeline.metrics import score
-from pipeline.prepare import prepare
-from pipeline.stack import MetaModel, fit_meta
+from pipeline.ensemble.members import train_member
+from pipeline.ensemble.stack import MetaModel, fit_meta
 
 MEMBERS = [{"name": "lgb", "family": "lightgbm"},
            {"name": "forest", "family": "extra_trees", "params": {"n_estimators": 40}},

@@ -11,8 +11,8 @@ from ensemble_helpers import ensemble_config
 from sklearn.preprocessing import FunctionTransformer
 
 from pipeline.cli import main
-from pipeline.errors import ArtifactError
-from pipeline.members import load_skops
+from pipeline.core.errors import ArtifactError
+from pipeline.ensemble.members import load_skops
 
 CANCER = {"train": "sklearn:breast_cancer", "target": "target", "task": "binary"}
 DIABETES = {"train": "sklearn:diabetes", "target": "target", "task": "regression"}

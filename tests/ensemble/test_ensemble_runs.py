@@ -12,16 +12,16 @@ import pytest
 from conftest import shared_file
 from ensemble_helpers import ensemble_config, pred_columns, read_scores, run_ensemble
 
-from pipeline.artifacts import RunReader
 from pipeline.cli import main
-from pipeline.combiners import Combiner
 from pipeline.config import load_config
-from pipeline.ensemble import ensemble
-from pipeline.ensemble_model import load_ensemble
-from pipeline.metrics import GREATER_IS_BETTER, score
-from pipeline.prepare import prepare
-from pipeline.progress import Progress
-from pipeline.stack import MetaModel
+from pipeline.core.metrics import GREATER_IS_BETTER, score
+from pipeline.core.progress import Progress
+from pipeline.core.run_folder import RunReader
+from pipeline.data.prepare import prepare
+from pipeline.ensemble.combiners import Combiner
+from pipeline.ensemble.model import load_ensemble
+from pipeline.ensemble.run import ensemble
+from pipeline.ensemble.stack import MetaModel
 
 ADULT = {"split_column": "split", "target": "income", "task": "binary", "positive_label": ">50K"}
 ADULT_MEMBERS = [
@@ -180,7 +180,7 @@ def test_identical_members_come_from_the_cache_and_their_soft_vote_is_the_member
 
 
 def test_an_interrupted_ensemble_resumes_with_the_members_it_finished(tmp_path, monkeypatch):
-    import pipeline.ensemble as ensemble_module
+    import pipeline.ensemble.run as ensemble_module
 
     members = [{"name": "lgb", "family": "lightgbm"}, {"name": "logistic", "family": "logistic"}]
     config = ensemble_config(tmp_path, "cancer", {"train": "sklearn:breast_cancer", "target": "target",

@@ -14,13 +14,14 @@ from sklearn.metrics import roc_auc_score
 from test_features_bad_input import CONFIG_ERROR, retail_config, write_events
 from test_retail_stage import FAST, only_run
 
-from pipeline.backtest import backtest, cutoff_dates, plan_backtest
 from pipeline.cli import main
 from pipeline.config import load_config
-from pipeline.cv import run_cv
-from pipeline.errors import ConfigError
-from pipeline.prepare import prepare
-from pipeline.train import train_spec
+from pipeline.core.errors import ConfigError
+from pipeline.data.prepare import prepare
+from pipeline.engine.cv import run_cv
+from pipeline.engine.scoring import cutoff_dates
+from pipeline.engine.spec import train_spec
+from pipeline.train.backtest import backtest, plan_backtest
 
 FAST_SETTINGS = [FAST[i + 1] for i in range(0, len(FAST) - 1, 2) if FAST[i] == "--set"]
 
@@ -132,7 +133,7 @@ def test_the_gap_is_oof_optimism_for_losses_too(tmp_path):
 
 
 def test_changing_backtest_keeps_the_fold_ids(tmp_path):
-    from pipeline.prepare import folds_cache_path
+    from pipeline.data.prepare import folds_cache_path
 
     events = write_events(tmp_path, retail_slice())
     with_backtest = load_config(retail_config(tmp_path, events), ["cv.backtest=3"])

@@ -17,9 +17,9 @@ from test_retail_stage import FAST
 from test_scoring_cutoff import with_test
 
 from features.build import HOLDOUT_WINDOW_LABEL, build_features
-from features.stage import cached_features
 from pipeline.cli import main
 from pipeline.config import load_config
+from pipeline.data.feature_cache import cached_features
 
 
 def test_training_rows_get_labels_over_the_days_the_holdout_has():

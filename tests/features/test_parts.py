@@ -12,10 +12,10 @@ from features_helpers import retail_events, retail_spec
 from test_features_bad_input import DATA_ERROR, retail_config
 
 from features.build import build_features
-from features.stage import cached_features
 from pipeline.cli import main
 from pipeline.config import load_config
-from pipeline.parts import read_any
+from pipeline.data.feature_cache import cached_features
+from pipeline.data.parts import read_any
 
 
 @pytest.fixture(scope="module")

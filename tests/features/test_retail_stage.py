@@ -13,9 +13,9 @@ from features_helpers import RETAIL, day_spec, retail_events, retail_slice, reta
 from sklearn.metrics import roc_auc_score
 from test_features_bad_input import retail_config, write_events
 
-from features.stage import cached_features
 from pipeline.cli import main
 from pipeline.config import load_config
+from pipeline.data.feature_cache import cached_features
 
 FAST = ["--set", "model.num_threads=1", "--set", "model.num_boost_round=150", "--set", "model.early_stopping_rounds=20",
         "--set", "model.params.learning_rate=0.1", "--set", "cv.n_splits=3", "-q"]
@@ -212,8 +212,8 @@ def test_features_on_an_experiment_without_a_spec_builds_nothing(capsys):
 
 @pytest.mark.parametrize("given,expected", [(None, "dirty_decay_ms:0,muzzy_decay_ms:0"), ("narenas:2", "narenas:2")])
 def test_polars_allocator_returns_freed_pages_unless_the_user_chose(given, expected):
-    """Set before Polars loads (importing `pipeline` is enough); a value the user set is kept. Polars puts
-    its own defaults in front when it loads; jemalloc takes the last value of each option."""
+    """The CLI sets it first thing, before Polars loads (importing a package sets nothing); a value the user
+    set is kept. Polars puts its own defaults in front when it loads; jemalloc takes the last value."""
     import os
     import subprocess
     import sys
@@ -221,10 +221,12 @@ def test_polars_allocator_returns_freed_pages_unless_the_user_chose(given, expec
     env = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
     if given is not None:
         env["_RJEM_MALLOC_CONF"] = given
-    code = "import os, pipeline, polars; print(os.environ['_RJEM_MALLOC_CONF'])"
+    code = ("import os; from pipeline.cli import main; main(['runs', '--help']); import polars; "
+            "print(os.environ['_RJEM_MALLOC_CONF'])")
     done = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
-    assert done.stdout.strip().split(",")[-len(expected.split(",")):] == expected.split(",")
-    assert ("dirty_decay_ms:0" in done.stdout) == (given is None)
+    value = done.stdout.strip().splitlines()[-1]
+    assert value.split(",")[-len(expected.split(",")):] == expected.split(",")
+    assert ("dirty_decay_ms:0" in value) == (given is None)
 
 
 def test_features_prints_its_summary_unless_quiet(tmp_path, capsys):

@@ -18,9 +18,9 @@ from test_retail_stage import FAST, only_run
 
 from features.build import build_features
 from features.spec import FeaturesSection
-from features.stage import cached_features
 from pipeline.cli import main
 from pipeline.config import load_config
+from pipeline.data.feature_cache import cached_features
 
 SCORING = "2011-12-10"  # the slice's last event is on 2011-12-09 at 12:20
 

@@ -11,9 +11,9 @@ from features_helpers import retail_slice, retail_spec, stacked, value_spec, val
 from test_features_bad_input import retail_config, write_events
 from test_retail_stage import FAST, only_run
 
-from features.stage import cached_features
 from pipeline.cli import main
 from pipeline.config import load_config
+from pipeline.data.feature_cache import cached_features
 
 CUTOFFS = [pd.Timestamp("2011-07-01"), pd.Timestamp("2011-11-01")]
 

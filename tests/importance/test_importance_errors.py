@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from importance_helpers import NOISE, noisy_config, train_run
 
-from pipeline.artifacts import RunWriter
 from pipeline.cli import main
+from pipeline.core.run_folder import RunWriter
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ from test_retail_stage import FAST, only_run  # noqa: E402
 
 from pipeline.cli import main  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
-from pipeline.importance import feature_groups  # noqa: E402
-from pipeline.settings import ImportanceSection  # noqa: E402
+from pipeline.config.sections import ImportanceSection  # noqa: E402
+from pipeline.importance.run import feature_groups  # noqa: E402
 
 FAST_IMPORTANCE = ["--set", "importance.n_repeats=1", "--set", "importance.null_repeats=0"]
 

@@ -11,9 +11,9 @@ from importance_helpers import INFORMATIVE, NOISE, aggregated, noisy_config, rea
 from sklearn.inspection import permutation_importance
 from test_permutation_core import BoosterEstimator, metric_scorer
 
-from pipeline.artifacts import RunReader
 from pipeline.cli import main
-from pipeline.importance import fold_seed, load_run_data
+from pipeline.core.run_folder import RunReader
+from pipeline.importance.run import fold_seed, load_run_data
 
 SETTINGS = {"n_repeats": 5, "seed": 3, "null_repeats": 3, "null_num_boost_round": 60,
             "group_patterns": {"capital": "^capital-"}}

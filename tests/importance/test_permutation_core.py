@@ -10,18 +10,12 @@ from sklearn.inspection import permutation_importance
 from sklearn.metrics import roc_auc_score
 
 from pipeline.config import load_config
-from pipeline.cv import run_cv
-from pipeline.metrics import GREATER_IS_BETTER, score
-from pipeline.permutation import (
-    permutation_drops,
-    permutation_indices,
-    plan_group,
-    predict_rows,
-    rank_auc,
-)
-from pipeline.prepare import prepare
-from pipeline.train import train_spec
-from pipeline.treepaths import read_model
+from pipeline.core.metrics import GREATER_IS_BETTER, score
+from pipeline.data.prepare import prepare
+from pipeline.engine.cv import run_cv
+from pipeline.engine.spec import train_spec
+from pipeline.importance.permutation import permutation_drops, permutation_indices, plan_group, predict_rows, rank_auc
+from pipeline.importance.treepaths import read_model
 
 FAST = {"num_boost_round": 120, "early_stopping_rounds": 15, "num_threads": 1}
 

@@ -16,7 +16,7 @@ from importance_helpers import (
     train_run,
 )
 
-from pipeline.artifacts import RunReader
+from pipeline.core.run_folder import RunReader
 
 
 def test_noise_is_dropped_informative_kept_and_train_uses_the_list(tmp_path):

@@ -15,7 +15,7 @@ import os
 import pytest
 from harness import EXPERIMENT, assert_message, baseline_runs, cli, project  # noqa: F401
 
-from pipeline.artifacts import manifest_bytes
+from pipeline.core.artifacts import manifest_bytes
 
 
 @pytest.mark.parametrize("cv, model, patterns", [

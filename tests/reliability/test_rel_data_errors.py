@@ -195,8 +195,8 @@ def test_bad_training_data_exits_3_and_writes_nothing(project, capsys, make, pat
 
 def test_flattened_names_that_collide_exit_3(project, capsys, monkeypatch):
     """Tuple names from groupby/agg are flattened with '_'; a clash with an existing name is refused."""
-    import pipeline.prepare as prepare_module
-    from pipeline.data import Tables
+    import pipeline.data.prepare as prepare_module
+    from pipeline.data.tables import Tables
 
     train, _ = adult_rows()
     train[("age", "max")] = train["age"]

@@ -21,7 +21,7 @@ from harness import (  # noqa: F401
     sklearn_frame,
 )
 
-from pipeline.metrics import score
+from pipeline.core.metrics import score
 from pipeline.predict import load_run
 
 
@@ -154,8 +154,8 @@ def test_names_with_json_characters_and_spaces(project, capsys):
 
 
 def test_tuple_names_from_groupby_are_flattened_the_same_way_for_predict(project, capsys, monkeypatch):
-    import pipeline.prepare as prepare_module
-    from pipeline.data import Tables
+    import pipeline.data.prepare as prepare_module
+    from pipeline.data.tables import Tables
 
     train, test = adult_rows()
     tuples = pd.MultiIndex.from_tuples([(c, "") if c in ("income", "sex") else (c, "mean") for c in train.columns])
@@ -165,8 +165,8 @@ def test_tuple_names_from_groupby_are_flattened_the_same_way_for_predict(project
     columns = json.loads((run / "schema.json").read_text())["features"]["columns"]
     assert "age_mean" in columns and "sex" in columns and "capital-gain_mean" in columns
     in_memory = test.drop(columns="income").set_axis(tuples.drop(("income", "")), axis=1)
+    from pipeline.data.schema import ConversionReport
     from pipeline.predict import predict_frame
-    from pipeline.schema import ConversionReport
 
     fitted = load_run(run)
     pred = predict_frame(fitted, in_memory, "frame", ConversionReport())
@@ -174,8 +174,8 @@ def test_tuple_names_from_groupby_are_flattened_the_same_way_for_predict(project
 
 
 def test_object_columns_become_categories_that_predict_from_text_matches(project, capsys, monkeypatch):
-    import pipeline.prepare as prepare_module
-    from pipeline.data import Tables
+    import pipeline.data.prepare as prepare_module
+    from pipeline.data.tables import Tables
 
     train, test = adult_rows()
     code = lambda f: pd.Series([i % 7 if i % 3 else f"c{i % 5}" for i in range(len(f))], dtype=object)  # noqa: E731

@@ -32,8 +32,9 @@ from harness import (
     write_config,
 )
 
-from pipeline.artifacts import ArtifactWriteError, RunReader, atomic_write_bytes, check_versions, manifest_bytes
-from pipeline.errors import ArtifactError
+from pipeline.core.artifacts import ArtifactWriteError, atomic_write_bytes, manifest_bytes
+from pipeline.core.errors import ArtifactError
+from pipeline.core.run_folder import RunReader, check_versions
 from pipeline.predict import load_run
 
 N_SPLITS = 4
@@ -164,7 +165,7 @@ def test_sigint_and_sigterm_exit_130_with_no_partial_file(project, capsys, refer
 
 
 def test_resume_refuses_changed_data(project, capsys, monkeypatch, tmp_path):
-    import pipeline.train as train_module
+    import pipeline.train.run as train_module
 
     real_save = train_module.save_fold
 

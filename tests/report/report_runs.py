@@ -121,8 +121,8 @@ def add_selection(run: Path, features: list[str], nested: float) -> Path:
     """A select/<id>/ folder as `gbpipe select` writes it (selection.json, selected_features.json, manifest)."""
     import json
 
-    from pipeline.artifacts import RunReader
-    from pipeline.selection import publish
+    from pipeline.core.run_folder import RunReader
+    from pipeline.core.run_folder import publish_files
 
     manifest = RunReader(run).manifest
     columns = json.loads((run / "schema.json").read_text())["features"]["columns"]
@@ -134,6 +134,7 @@ def add_selection(run: Path, features: list[str], nested: float) -> Path:
            "stability": stability, "stability_mean_jaccard": 0.9, "data_fingerprint": manifest["data_fingerprint"]}
     chosen = {"features": features, "n_features": len(features), "nested_oof_score": nested}
     out = run.parent / "select" / "20260101-000000-abcdef"
-    publish(out, {"selection.json": json.dumps(doc).encode(), "selected_features.json": json.dumps(chosen).encode()},
-            {"experiment": "adult", "select_id": out.name, "data_fingerprint": manifest["data_fingerprint"]})
+    publish_files(out, {"selection.json": json.dumps(doc).encode(), "selected_features.json": json.dumps(chosen).encode()},
+                  "select", {"experiment": "adult", "select_id": out.name, "data_fingerprint": manifest["data_fingerprint"]},
+                  update_latest=True)
     return out

@@ -29,15 +29,19 @@ def test_stage_functions_over_a_config(tmp_path):
     assert OOFLGBMClassifier().get_params()["n_splits"] == 5
 
 
-def test_every_export_resolves_and_stage_modules_stay_modules():
-    """Each public name resolves to what the CLI calls; `pipeline.train` stays the train module."""
-    import pipeline.train as module
+def test_every_export_resolves_and_stage_packages_stay_packages():
+    """Each public name resolves to what the CLI calls; `pipeline.train` stays the train package, whose
+    facade gives the same function."""
+    import pipeline.train.run as module
 
     for name in pipeline.__all__:
         assert getattr(pipeline, name) is not None, name
-    assert isinstance(module, types.ModuleType) and pipeline.train is module
-    assert pipeline.run_train is module.train
-    assert importlib.import_module("pipeline.prepare").prepare is pipeline.prepare_data
+    assert isinstance(pipeline.train, types.ModuleType) and pipeline.train.__path__
+    assert pipeline.run_train is module.train is pipeline.train.train
+    assert importlib.import_module("pipeline.data.prepare").prepare is pipeline.prepare_data
+    for package in ("data", "engine", "train", "tune", "importance", "ensemble", "report"):
+        facade = importlib.import_module(f"pipeline.{package}")
+        assert facade.__all__ and all(getattr(facade, name) is not None for name in facade.__all__), package
 
 
 def test_import_pipeline_is_cheap():

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 from report_runs import adult_runs, copy_run, wine_run
 
-from pipeline.bootstrap import paired_bootstrap
 from pipeline.cli import main
-from pipeline.compare import compare_runs
-from pipeline.errors import ArtifactError
-from pipeline.metrics import score
+from pipeline.core.bootstrap import paired_bootstrap
+from pipeline.core.errors import ArtifactError
+from pipeline.core.metrics import score
+from pipeline.report.compare import compare_runs
 
 
 def scores_of(run):
@@ -69,7 +69,7 @@ def _rewrite(run, name, frame):
     """Replace a training file and its manifest hash (simulates a run of other data)."""
     import hashlib
 
-    from pipeline.artifacts import parquet_bytes
+    from pipeline.core.artifacts import parquet_bytes
 
     data = parquet_bytes(frame)
     (run / name).write_bytes(data)

@@ -15,9 +15,9 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from pipeline.cli import main
-from pipeline.cv import predict
-from pipeline.estimators import OOFLGBMClassifier, OOFLGBMRegressor
-from pipeline.metrics import score
+from pipeline.core.metrics import score
+from pipeline.engine.estimators import OOFLGBMClassifier, OOFLGBMRegressor
+from pipeline.engine.fold import predict
 
 FAST = {"num_boost_round": 30, "early_stopping_rounds": 10, "n_jobs": 1}
 

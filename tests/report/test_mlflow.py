@@ -15,7 +15,7 @@ mlflow = pytest.importorskip("mlflow", reason="the mlflow extra (mlflow-skinny) 
 def test_report_logs_the_run_to_mlflow(tmp_path, tmp_path_factory, capsys):
     from mlflow.tracking import MlflowClient
 
-    from pipeline.tracking import tracking_uri
+    from pipeline.report.tracking import tracking_uri
 
     run = copy_run(adult_runs(tmp_path_factory)[0], tmp_path)
     folder = tmp_path / "mlruns"

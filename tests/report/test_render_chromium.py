@@ -14,7 +14,7 @@ import pytest
 from report_runs import adult_runs, chromium, copy_run, housing_run, render, staged_adult, wine_run
 
 from pipeline.cli import main
-from pipeline.page import Section, Text, to_html
+from pipeline.report.page import Section, Text, to_html
 
 MARKER = re.compile(r'<span id="render-check"([^>]*)>')
 

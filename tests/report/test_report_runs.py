@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from report_runs import adult_runs, copy_run, housing_run, wine_run
 
-from pipeline.artifacts import RunReader
 from pipeline.cli import main
-from pipeline.metrics import score
+from pipeline.core.metrics import score
+from pipeline.core.run_folder import RunReader
 
 REPORT_FILES = ("report.html", "report.json", "report/report.md")
 

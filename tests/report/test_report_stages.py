@@ -9,8 +9,9 @@ import pytest
 from conftest import write_config
 from report_runs import add_selection, adult_config, copy_run, staged_adult
 
-from pipeline.artifacts import add_files, json_bytes
 from pipeline.cli import main
+from pipeline.core.artifacts import json_bytes
+from pipeline.core.run_folder import add_files
 
 
 def report(run: Path) -> dict:

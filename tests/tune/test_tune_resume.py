@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 from tune_helpers import journal_trials, postgres_url, run_cli, study_dir, tune_config, wait_for_running_trial
 
 from pipeline.cli import main
-from pipeline.study import EXCLUDED_ATTR, REASON_ATTR, WORKER_ATTR
+from pipeline.tune.study import EXCLUDED_ATTR, REASON_ATTR, WORKER_ATTR
 
 # Trials of about a second, so a signal sent once a trial has finished its first fold lands mid-trial.
 SLOW = ("--set", "model.num_boost_round=120", "--set", "model.early_stopping_rounds=120",

@@ -12,10 +12,11 @@ import pytest
 from optuna.trial import TrialState
 from tune_helpers import journal_trials, study_dir, tune_config
 
-from pipeline.artifacts import RunReader
 from pipeline.cli import main
-from pipeline.study import REASON_ATTR, this_worker
-from pipeline.tune import Evaluation, TrialPlan, run_one
+from pipeline.core.run_folder import RunReader
+from pipeline.tune.evaluator import Evaluation
+from pipeline.tune.run import TrialPlan, run_one
+from pipeline.tune.study import REASON_ATTR, this_worker
 
 
 def tune_cli(config, *args: str) -> int:

@@ -5,8 +5,8 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from pipeline.config import validate_config
-from pipeline.errors import ConfigError
-from pipeline.search_space import DEFAULT_SPACE, build_space
+from pipeline.core.errors import ConfigError
+from pipeline.tune.space import DEFAULT_SPACE, build_space
 
 
 def config(tune: dict | None = None, params: dict | None = None):

@@ -1,0 +1,108 @@
+"""The K-fold out-of-fold LightGBM engine.
+
+The training matrix is binned once into one LightGBM Dataset; each fold trains on a subset of
+it (as `lightgbm.cv` does), early-stops, and predicts its validation rows and the test rows.
+Folds train one after another, or several at once in threads that share the thread budget
+(`TrainSpec.fold_workers`, engine/_fold_pool.py); the results are identical.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from pipeline.data.folds import Folds
+
+from ._fold_pool import can_share_threads, train_folds_in_threads
+from .fold import FoldOutput, FoldResult, build_dataset, fit_fold, reuse_fold
+from .oof import OOFAccumulator
+from .spec import TrainSpec
+
+
+@dataclass(frozen=True)
+class CVResult:
+    """OOF and test predictions of one K-fold run, with per-fold scores and models."""
+
+    oof_pred: np.ndarray
+    oof_score: float
+    folds: tuple[FoldResult, ...]
+    models: tuple[lgb.Booster, ...]
+    test_pred: np.ndarray | None = None
+    test_pred_folds: tuple[np.ndarray, ...] = ()
+    importance: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def fold_scores(self) -> list[float]:
+        return [f.score for f in self.folds]
+
+    @property
+    def best_iterations(self) -> list[int]:
+        return [f.best_iteration for f in self.folds]
+
+
+FoldCallback = Callable[[FoldResult, lgb.Booster], None]
+
+
+def run_cv(X: np.ndarray, y: np.ndarray, folds: Folds, spec: TrainSpec, X_test: np.ndarray | None = None,
+           completed: dict[tuple[int, int], tuple[FoldResult, lgb.Booster]] | None = None,
+           on_fold_done: FoldCallback | None = None) -> CVResult:
+    """Train one model per fold; `completed` folds (from a checkpoint) are reused, not retrained.
+
+    Folds train one after another, or `fold_workers` at once (see there); either way the results are
+    identical and `on_fold_done` runs in this thread as each fold finishes."""
+    completed = completed or {}
+    todo = [pair for pair in folds.pairs() if pair not in completed]
+    outputs: dict[tuple[int, int], FoldOutput] = {}
+
+    def finish(output: FoldOutput) -> None:
+        outputs[(output.result.repeat, output.result.fold)] = output
+        if on_fold_done is not None:
+            on_fold_done(output.result, output.booster)
+
+    workers = fold_workers(spec, len(todo))
+    full = build_dataset(X, y, spec) if todo else None
+    if workers > 1:
+        train_folds_in_threads(full, X, y, folds, todo, spec, X_test, workers, finish)
+    else:
+        for repeat, fold in todo:
+            finish(fit_fold(full, X, y, folds, repeat, fold, spec, X_test))
+    for pair, (result, booster) in completed.items():
+        outputs[pair] = reuse_fold(result, booster, X, folds, spec, X_test)
+    return combine(folds, spec, y, [outputs[pair] for pair in folds.pairs()])
+
+
+def fold_workers(spec: TrainSpec, n_folds: int) -> int:
+    """How many folds train at once, one LightGBM thread each, within the spec's num_threads.
+    0 (auto): one per thread. Measured by bench/bench_cv.py on 2 cores, two single-threaded folds side
+    by side beat one 2-thread fold after another on adult and on 200k x 50 (bench/README.md)."""
+    threads = int(spec.params.get("num_threads") or 1)
+    wanted = spec.fold_workers or threads
+    workers = max(1, min(wanted, threads, n_folds))
+    return workers if workers == 1 or can_share_threads() else 1
+
+def combine(folds: Folds, spec: TrainSpec, y: np.ndarray, outputs: list[FoldOutput]) -> CVResult:
+    """OOF predictions (averaged over repeats, in fold order so sums are reproducible) and test predictions."""
+    oof = OOFAccumulator(len(y), spec.task, spec.num_class)
+    for output in outputs:
+        oof.add(folds.split(output.result.repeat, output.result.fold)[1], output.valid_pred)
+    results = [o.result for o in outputs]
+    models = [o.booster for o in outputs]
+    test_preds = [o.test_pred for o in outputs if o.test_pred is not None]
+    return CVResult(oof_pred=oof.mean(), oof_score=oof.score(spec.metric, y),
+                    folds=tuple(results), models=tuple(models),
+                    test_pred=np.mean(test_preds, axis=0) if test_preds else None,
+                    test_pred_folds=tuple(test_preds), importance=fold_importance(models, results, spec))
+
+
+def fold_importance(models: list[lgb.Booster], results: list[FoldResult], spec: TrainSpec) -> pd.DataFrame:
+    """Gain and split importance of each fold model at its best iteration (long format)."""
+    frames = []
+    for booster, result in zip(models, results):
+        frames.append(pd.DataFrame({
+            "repeat": result.repeat, "fold": result.fold, "feature": booster.feature_name(),
+            "gain": booster.feature_importance("gain", iteration=result.best_iteration),
+            "split": booster.feature_importance("split", iteration=result.best_iteration).astype("int64")}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -1,0 +1,187 @@
+"""`gbpipe train`: K-fold OOF LightGBM on an experiment, written to a run folder (resumable fold by fold)."""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from pipeline.config import Config, dump_config_toml
+from pipeline.core.artifacts import PARTIAL_SUFFIX, check_run_name
+from pipeline.core.errors import ConfigError, DataError
+from pipeline.core.metrics import GREATER_IS_BETTER, all_metrics
+from pipeline.core.progress import QUIET, Progress
+from pipeline.core.run_folder import RunWriter, check_new_run, new_run_id
+from pipeline.data.prepare import Prepared, prepare
+from pipeline.engine.cv import CVResult, run_cv
+from pipeline.engine.fold import FoldResult
+from pipeline.engine.outputs import model_name, model_text, prediction_frame
+from pipeline.engine.scoring import holdout_window_scores, scores_by_cutoff, test_entries
+from pipeline.engine.spec import TrainSpec, train_spec
+
+from .backtest import BacktestCutoff, backtest, backtest_document, plan_backtest
+from .summary import render_markdown
+
+
+def run_dir_for(cfg: Config, run_id: str | None, resume: bool) -> Path:
+    """The run folder to write; with --resume and no id, the newest unfinished run."""
+    check_run_name(cfg.experiment.name, "experiment.name")
+    if run_id is not None:
+        check_run_name(run_id, "--run-id")
+    exp_dir = Path(cfg.experiment.runs_dir) / cfg.experiment.name
+    if run_id is None and resume:
+        partial = sorted(exp_dir.glob(f"*{PARTIAL_SUFFIX}"))
+        if not partial:
+            raise ConfigError(f"--resume: no unfinished run in {exp_dir}; start a new one without --resume")
+        return partial[-1].with_name(partial[-1].name.removesuffix(PARTIAL_SUFFIX))
+    return exp_dir / (run_id or new_run_id(cfg.hash()))
+
+
+def train(cfg: Config, run_id: str | None = None, resume: bool = False, progress: Progress = QUIET,
+          params: dict[str, Any] | None = None) -> Path:
+    """Train the experiment's fold models and write a complete run folder; returns its path."""
+    started = time.perf_counter()
+    final_dir = run_dir_for(cfg, run_id, resume)
+    check_new_run(final_dir, resume)  # refuse an existing run before spending time on the data
+    prep = prepare(cfg, progress)  # bad input fails here, before anything of the run is written
+    replays = plan_backtest(cfg, prep)  # a backtest that cannot run fails here too, before training
+    writer = RunWriter(final_dir, resume=resume)
+    config_text = dump_config_toml(cfg)
+    if resume:
+        check_resumable(writer, config_text, prep)
+    writer.write_text("config.toml", config_text)
+    spec = train_spec(cfg, prep, params)
+    writer.write_json("schema.json", schema_document(cfg, prep, spec))
+    writer.write_parquet("folds.parquet", prep.folds.to_frame(prep.ids))
+    total = len(prep.folds.pairs())
+    progress.restart()
+
+    def on_fold_done(result: FoldResult, booster: lgb.Booster) -> None:
+        save_fold(writer, result, booster)
+        progress.step("fold", result.fold + 1 + result.repeat * prep.folds.n_splits, total,
+                      f"best_iteration {result.best_iteration}  {cfg.metric} {result.score:.5f}  "
+                      f"{result.seconds:.1f}s")
+
+    completed = load_checkpoint(writer, prep) if resume else {}
+    if completed:
+        progress.say(f"resume: {len(completed)} of {total} folds already done, training the rest")
+    result = run_cv(prep.X, prep.y, prep.folds, spec, prep.X_test, completed, on_fold_done)
+    progress.restart()
+    replayed = backtest(cfg, prep, spec, result.oof_pred, replays, progress)
+    scores = write_results(writer, cfg, prep, spec, result, time.perf_counter() - started, replayed)
+    run_dir = writer.publish({"experiment": cfg.experiment.name, "run_id": writer.final_dir.name,
+                              "config_hash": cfg.hash(), "data_fingerprint": prep.data_fingerprint})
+    holdout = f", holdout {scores['holdout_score']:.5f}" if "holdout_score" in scores else ""
+    progress.say(f"{cfg.metric} OOF {result.oof_score:.5f}{holdout}; run written to {run_dir}")
+    return run_dir
+
+
+def check_resumable(writer: RunWriter, config_text: str, prep: Prepared) -> None:
+    """A run resumes only with the config and data it was started with: finished folds are reused as is."""
+    if writer.exists("config.toml") and writer.path("config.toml").read_text() != config_text:
+        raise ConfigError(f"--resume: the config differs from the one {writer.staging} was started with; "
+                          "resume with the same config, or start a new run")
+    if writer.exists("schema.json"):
+        started_with = json.loads(writer.path("schema.json").read_text()).get("data_fingerprint")
+        if started_with is not None and started_with != prep.data_fingerprint:
+            raise DataError(f"--resume: the data changed since {writer.staging} was started (fingerprint "
+                            f"{started_with[:12]} then, {prep.data_fingerprint[:12]} now); its finished folds "
+                            "were trained on other rows. Start a new run without --resume")
+
+
+def save_fold(writer: RunWriter, result: FoldResult, booster: lgb.Booster) -> None:
+    """Checkpoint one fold: its model (LightGBM text, up to the best iteration) and its result."""
+    name = model_name(result.repeat, result.fold)
+    writer.write_text(name, model_text(booster, result.best_iteration))
+    writer.write_json(name.removesuffix(".txt") + ".json", asdict(result))
+
+
+def load_checkpoint(writer: RunWriter, prep: Prepared) -> dict[tuple[int, int], tuple[FoldResult, lgb.Booster]]:
+    """Folds finished before an interruption: both files present and readable."""
+    done = {}
+    for repeat, fold in prep.folds.pairs():
+        name = model_name(repeat, fold)
+        meta = writer.path(name.removesuffix(".txt") + ".json")
+        if writer.exists(name) and meta.is_file():
+            result = FoldResult(**json.loads(meta.read_text()))
+            done[(repeat, fold)] = (result, lgb.Booster(model_str=writer.path(name).read_text()))
+    return done
+
+
+def schema_document(cfg: Config, prep: Prepared, spec: TrainSpec) -> dict[str, Any]:
+    return {"task": cfg.data.task, "metric": cfg.metric, "target": cfg.data.target, "id": prep.id_name,
+            "features": prep.schema.to_dict(), "model_names": prep.schema.model_names,
+            "labels": prep.labels.to_dict(), "params": spec.params, "data_fingerprint": prep.data_fingerprint}
+
+
+def write_results(writer: RunWriter, cfg: Config, prep: Prepared, spec: TrainSpec, result: CVResult,
+                  seconds: float, replays: Sequence[BacktestCutoff] = ()) -> dict[str, Any]:
+    """Write the run's predictions, importance, scores and short report; returns scores.json's content."""
+    target = prep.tables.train[cfg.data.target].to_numpy()
+    oof = prediction_frame(result.oof_pred, prep, prep.ids)
+    oof.insert(1, "fold", prep.folds.assignments[0].astype("int16"))
+    oof.insert(2, "target", target)
+    writer.write_parquet("oof.parquet", oof)
+    if result.test_pred is not None:
+        test = prediction_frame(result.test_pred, prep, prep.test_ids)
+        if prep.y_test is not None:
+            test.insert(1, "target", prep.tables.test[cfg.data.target].to_numpy())
+        for k, fold_pred in enumerate(result.test_pred_folds):
+            fold_cols = prediction_frame(fold_pred, prep, prep.test_ids).filter(like="pred").drop(
+                columns=["label_pred"], errors="ignore")
+            test = pd.concat([test, fold_cols.add_prefix(f"fold{k}_")], axis=1)
+        writer.write_parquet("test_pred.parquet", test)
+    writer.write_parquet("importance.parquet", importance_table(result, prep))
+    if prep.tables.summary is not None:
+        writer.write_json("features_summary.json", prep.tables.summary)
+    scores = scores_document(cfg, prep, result, seconds)
+    if replays:
+        scores["backtest"] = backtest_document(replays)
+    writer.write_json("scores.json", scores)
+    writer.write_text("report.md", render_markdown(cfg, scores, spec.params))
+    return scores
+
+
+def importance_table(result: CVResult, prep: Prepared) -> pd.DataFrame:
+    """Gain and split importance per fold and averaged over folds (fold = -1), in long format."""
+    names = dict(zip(prep.schema.model_names, prep.schema.columns))
+    per_fold = result.importance.melt(id_vars=["repeat", "fold", "feature"], value_vars=["gain", "split"],
+                                      var_name="kind", value_name="value")
+    per_fold["feature"] = per_fold["feature"].map(names)
+    per_fold["value"] = per_fold["value"].astype("float64")
+    mean = per_fold.groupby(["kind", "feature"], sort=False)["value"].agg(["mean", "std"]).reset_index()
+    mean = mean.rename(columns={"mean": "value"}).assign(repeat=-1, fold=-1)
+    per_fold["std"] = np.nan
+    columns = ["kind", "feature", "repeat", "fold", "value", "std"]
+    return pd.concat([per_fold[columns], mean[columns]], ignore_index=True)
+
+
+def scores_document(cfg: Config, prep: Prepared, result: CVResult, seconds: float) -> dict[str, Any]:
+    validated = prep.folds.validated()
+    fold_scores = result.fold_scores
+    doc = {
+        "experiment": cfg.experiment.name, "task": cfg.data.task, "metric": cfg.metric,
+        "greater_is_better": GREATER_IS_BETTER[cfg.metric], "oof_score": result.oof_score,
+        "oof_metrics": all_metrics(cfg.data.task, prep.y[validated], result.oof_pred[validated]),
+        "fold_scores": fold_scores, "fold_score_mean": float(np.mean(fold_scores)),
+        "fold_score_std": float(np.std(fold_scores)), "best_iterations": result.best_iterations,
+        "folds": [asdict(f) for f in result.folds], "splitter": cfg.splitter, "n_splits": cfg.cv.n_splits,
+        "n_repeats": cfg.cv.n_repeats, "early_stopping": cfg.model.early_stopping,
+        "score_source": "oof" if cfg.model.early_stopping == "inner" else "oof (early-stopped on the scored fold)",
+        "n_rows": int(len(prep.y)), "n_validated": int(validated.sum()), "n_features": len(prep.schema.columns),
+        "seconds": seconds,
+    }
+    if cfg.splitter == "time":
+        doc["time_gap"] = cfg.time_gap
+    doc.update(test_entries(cfg, prep, result.test_pred))
+    by_cutoff = scores_by_cutoff(cfg, prep, prep.y, result.oof_pred, validated)
+    if by_cutoff:
+        doc["oof_score_by_cutoff"] = by_cutoff
+    doc.update(holdout_window_scores(cfg, prep, result.oof_pred, validated))
+    return doc

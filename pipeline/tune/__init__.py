@@ -1,0 +1,6 @@
+"""`gbpipe tune`: Optuna TPE search on the OOF score (run), one parameter set scored on every fold
+(evaluator), the search space (space), the study and its storages, journal file or database (study),
+and the study folder's outputs (output)."""
+from pipeline.core.lazy import attach
+
+__getattr__, __dir__, __all__ = attach(__name__, {"tune": ".run", "tune_options": ".run", "TuneOptions": ".run"})

@@ -1,0 +1,87 @@
+"""Scoring one parameter set: every fold of the experiment's saved folds with early stopping, the running
+OOF score reported after each fold (so a hopeless trial is pruned), and the full OOF score returned.
+The binned data is reused across trials: one LightGBM Dataset per distinct binning parameters."""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import lightgbm as lgb
+import optuna
+
+from pipeline.data.prepare import Prepared
+from pipeline.engine.fold import build_dataset, train_fold
+from pipeline.engine.oof import OOFAccumulator
+from pipeline.engine.spec import TrainSpec
+
+from .space import aliases
+
+# LightGBM parameters fixed when a Dataset is binned: trials differing only elsewhere share one Dataset.
+DATASET_PARAMS = ("max_bin", "max_bin_by_feature", "min_data_in_bin", "bin_construct_sample_cnt", "data_random_seed",
+                  "use_missing", "zero_as_missing", "feature_pre_filter", "linear_tree", "enable_bundle",
+                  "is_enable_sparse", "forcedbins_filename", "categorical_feature", "two_round")
+DATASET_CACHE_SIZE = 8
+
+@dataclass(frozen=True)
+class Evaluation:
+    value: float
+    fold_scores: tuple[float, ...]
+    best_iterations: tuple[int, ...]
+    seconds: float
+
+
+class TrialPruned(optuna.TrialPruned):
+    """Pruned after some folds; carries what those folds gave."""
+
+    def __init__(self, evaluation: Evaluation):
+        super().__init__(f"pruned after {len(evaluation.fold_scores)} folds")
+        self.evaluation = evaluation
+
+
+class Evaluator:
+    """Scores parameter sets by K-fold OOF on the saved folds, binning once per distinct binning parameters."""
+
+    def __init__(self, prep: Prepared, base: TrainSpec):
+        self.prep = prep
+        self.base = base
+        self._datasets: OrderedDict[tuple, lgb.Dataset] = OrderedDict()
+        self.datasets_built = 0
+        self.datasets_reused = 0
+
+    def dataset(self, spec: TrainSpec) -> lgb.Dataset:
+        names = {a for name in DATASET_PARAMS for a in aliases(name)}
+        key = tuple(sorted((k, repr(v)) for k, v in spec.params.items() if k in names))
+        if key in self._datasets:
+            self._datasets.move_to_end(key)
+            self.datasets_reused += 1
+            return self._datasets[key]
+        full = build_dataset(self.prep.X, self.prep.y, spec)
+        self.datasets_built += 1
+        self._datasets[key] = full
+        if len(self._datasets) > DATASET_CACHE_SIZE:
+            self._datasets.popitem(last=False)
+        return full
+
+    def evaluate(self, params: dict[str, Any], report: Callable[[int, float], bool] | None = None) -> Evaluation:
+        """OOF score of `params`; `report(step, running_score)` returning True prunes (raises TrialPruned)."""
+        started = time.perf_counter()
+        spec = replace(self.base, params={**self.base.params, **params})
+        full = self.dataset(spec)
+        X, y, folds = self.prep.X, self.prep.y, self.prep.folds
+        oof = OOFAccumulator(len(y), spec.task, spec.num_class)
+        fold_scores, best_iterations = [], []
+        pairs = folds.pairs()
+        for step, (repeat, fold) in enumerate(pairs, start=1):
+            train_idx, valid_idx = folds.split(repeat, fold)
+            output = train_fold(full, y, train_idx, valid_idx, spec, X, repeat, fold)
+            oof.add(valid_idx, output.valid_pred)
+            fold_scores.append(output.result.score)
+            best_iterations.append(output.result.best_iteration)
+            running = Evaluation(oof.score(spec.metric, y), tuple(fold_scores), tuple(best_iterations),
+                                 time.perf_counter() - started)
+            if report is not None and step < len(pairs) and report(step, running.value):
+                raise TrialPruned(running)
+        return running
