@@ -72,8 +72,9 @@ bench: setup ## every benchmark in bench/ (each prints one JSON line last), one 
 test: setup ## the test suite (what CI runs)
 	$(PY) -m pytest -q
 
-lint: setup ## static checks
+lint: setup ## static checks: ruff's rules, its formatting and the 120-character line
 	$(PY) -m ruff check pipeline features tests bench
+	$(PY) -m ruff format --check pipeline features tests bench
 
 clean: ## remove runs and caches (keeps data/raw and the venv)
 	rm -rf runs predictions .pytest_cache

@@ -28,6 +28,7 @@ must agree within 0.001. The last line is one JSON object.
 
 Run it under the bench lock:  flock /tmp/gbpipe-bench.lock .venv/bin/python bench/bench_cv.py
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,11 +78,17 @@ def time_textbook(X, y, folds: Folds, spec: TrainSpec, X_test) -> tuple[float, d
     oof = np.zeros(len(y))
     for repeat, fold in folds.pairs():
         train_idx, valid_idx = folds.split(repeat, fold)
-        dtrain = lgb.Dataset(X[train_idx], y[train_idx], params=spec.params,
-                             categorical_feature=list(spec.categorical) or "auto")
+        dtrain = lgb.Dataset(
+            X[train_idx], y[train_idx], params=spec.params, categorical_feature=list(spec.categorical) or "auto"
+        )
         dvalid = lgb.Dataset(X[valid_idx], y[valid_idx], reference=dtrain)
-        booster = lgb.train(spec.params, dtrain, num_boost_round=spec.num_boost_round, valid_sets=[dvalid],
-                            callbacks=[lgb.early_stopping(spec.early_stopping_rounds, verbose=False)])
+        booster = lgb.train(
+            spec.params,
+            dtrain,
+            num_boost_round=spec.num_boost_round,
+            valid_sets=[dvalid],
+            callbacks=[lgb.early_stopping(spec.early_stopping_rounds, verbose=False)],
+        )
         oof[valid_idx] = booster.predict(X[valid_idx], num_iteration=booster.best_iteration)
         if X_test is not None:
             booster.predict(X_test, num_iteration=booster.best_iteration)
@@ -107,8 +114,19 @@ def time_bare(X, y, folds: Folds, spec: TrainSpec, rounds: list[int], best: list
 
 
 def time_train_stage(config: Path, runs_dir: str) -> float:
-    command = [sys.executable, "-m", "pipeline", "train", "--config", str(config), "-q",
-               "--set", f"model.num_threads={THREADS}", "--set", f"experiment.runs_dir={runs_dir}"]
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "train",
+        "--config",
+        str(config),
+        "-q",
+        "--set",
+        f"model.num_threads={THREADS}",
+        "--set",
+        f"experiment.runs_dir={runs_dir}",
+    ]
     start = time.perf_counter()
     subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
@@ -118,25 +136,48 @@ def adult_case(tmp: Path) -> dict:
     config = ROOT / "configs" / "adult.toml"
     cfg = load_config(config, [f"model.num_threads={THREADS}", f"experiment.runs_dir={tmp / 'prep'}"])
     prep = prepare(cfg)
-    return {"name": "adult", "X": prep.X, "y": prep.y, "folds": prep.folds, "X_test": prep.X_test,
-            "spec": train_spec(cfg, prep), "config": config}
+    return {
+        "name": "adult",
+        "X": prep.X,
+        "y": prep.y,
+        "folds": prep.folds,
+        "X_test": prep.X_test,
+        "spec": train_spec(cfg, prep),
+        "config": config,
+    }
 
 
 def generated_case(tmp: Path, rows: int, cols: int) -> dict:
     informative = min(5, cols // 2)
-    X, y = make_classification(n_samples=rows, n_features=cols, n_informative=informative,
-                               n_redundant=min(10, cols - informative - 1), flip_y=0.3, class_sep=0.5, random_state=0)
+    X, y = make_classification(
+        n_samples=rows,
+        n_features=cols,
+        n_informative=informative,
+        n_redundant=min(10, cols - informative - 1),
+        flip_y=0.3,
+        class_sep=0.5,
+        random_state=0,
+    )
     frame = pd.DataFrame(X, columns=[f"x{j}" for j in range(cols)]).assign(y=y)
     frame.to_parquet(tmp / "generated.parquet")
     config = tmp / "generated.toml"
-    config.write_text(f'[experiment]\nname = "generated"\n\n[data]\ntrain = "{tmp / "generated.parquet"}"\n'
-                      'target = "y"\ntask = "binary"\n\n[cv]\nn_splits = 5\nseed = 42\n\n[model]\nmetric = "auc"\n'
-                      'num_boost_round = 10000\nearly_stopping_rounds = 100\n'
-                      'params = { learning_rate = 0.1, num_leaves = 31 }\n')
+    config.write_text(
+        f'[experiment]\nname = "generated"\n\n[data]\ntrain = "{tmp / "generated.parquet"}"\n'
+        'target = "y"\ntask = "binary"\n\n[cv]\nn_splits = 5\nseed = 42\n\n[model]\nmetric = "auc"\n'
+        "num_boost_round = 10000\nearly_stopping_rounds = 100\n"
+        "params = { learning_rate = 0.1, num_leaves = 31 }\n"
+    )
     cfg = load_config(config, [f"model.num_threads={THREADS}", f"experiment.runs_dir={tmp / 'prep'}"])
     prep = prepare(cfg)
-    return {"name": f"generated_{rows // 1000}k_x{cols}", "X": prep.X, "y": prep.y, "folds": prep.folds,
-            "X_test": None, "spec": train_spec(cfg, prep), "config": config}
+    return {
+        "name": f"generated_{rows // 1000}k_x{cols}",
+        "X": prep.X,
+        "y": prep.y,
+        "folds": prep.folds,
+        "X_test": None,
+        "spec": train_spec(cfg, prep),
+        "config": config,
+    }
 
 
 def measure(case: dict, repeats: int, tmp: Path) -> dict:
@@ -154,21 +195,32 @@ def measure(case: dict, repeats: int, tmp: Path) -> dict:
     scores = {}
     for r in range(repeats):
         names = list(contenders)
-        for name in names[r % len(names):] + names[:r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             seconds, info = contenders[name]()
             times[name].append(seconds)
             scores.setdefault(name, info.get("oof_auc"))
-        print(f"  {case['name']} repeat {r + 1}/{repeats}: " + "  ".join(f"{n} {t[-1]:.2f}s" for n, t in times.items())
-              + f"  load {os.getloadavg()[0]:.1f}", flush=True)
+        print(
+            f"  {case['name']} repeat {r + 1}/{repeats}: "
+            + "  ".join(f"{n} {t[-1]:.2f}s" for n, t in times.items())
+            + f"  load {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
     median = {name: statistics.median(t) for name, t in times.items()}
     aucs = {k: v for k, v in scores.items() if v is not None}
-    return {"rows": int(X.shape[0]), "features": int(X.shape[1]), "rounds": reference["rounds"],
-            "fold_workers": fold_workers(spec, len(folds.pairs())), "seconds": median,
-            "seconds_all": times, "vs_bare_ratio": median["gbpipe"] / median["bare"],
-            "speedup_vs_textbook": median["textbook"] / median["gbpipe"],
-            "seq_vs_bare_ratio": median["gbpipe_seq"] / median["bare"],
-            "train_stage_vs_bare_ratio": median["train_stage"] / median["bare"],
-            "oof_auc": aucs, "oof_auc_max_diff": max(aucs.values()) - min(aucs.values())}
+    return {
+        "rows": int(X.shape[0]),
+        "features": int(X.shape[1]),
+        "rounds": reference["rounds"],
+        "fold_workers": fold_workers(spec, len(folds.pairs())),
+        "seconds": median,
+        "seconds_all": times,
+        "vs_bare_ratio": median["gbpipe"] / median["bare"],
+        "speedup_vs_textbook": median["textbook"] / median["gbpipe"],
+        "seq_vs_bare_ratio": median["gbpipe_seq"] / median["bare"],
+        "train_stage_vs_bare_ratio": median["train_stage"] / median["bare"],
+        "oof_auc": aucs,
+        "oof_auc_max_diff": max(aucs.values()) - min(aucs.values()),
+    }
 
 
 def sweep(sizes: list[tuple[int, int]], repeats: int, tmp: Path) -> None:
@@ -183,12 +235,27 @@ def sweep(sizes: list[tuple[int, int]], repeats: int, tmp: Path) -> None:
             times["parallel"].append(time_gbpipe(X, y, folds, replace(spec, fold_workers=2), None)[0])
             times["sequential"].append(time_gbpipe(X, y, folds, replace(spec, fold_workers=1), None)[0])
         median = {k: statistics.median(v) for k, v in times.items()}
-        rows_out[f"{rows}x{cols}"] = {"cells": rows * cols, **median, "parallel_vs_sequential":
-                                      median["parallel"] / median["sequential"]}
-        print(f"{rows:>8} x {cols:<3} {rows * cols:>10} cells  parallel {median['parallel']:.2f}s  sequential "
-              f"{median['sequential']:.2f}s  ratio {median['parallel'] / median['sequential']:.3f}", flush=True)
-    print(json.dumps({"bench": "cv_sweep", "threads": THREADS, "repeats": repeats, "sizes": rows_out,
-                      "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}))
+        rows_out[f"{rows}x{cols}"] = {
+            "cells": rows * cols,
+            **median,
+            "parallel_vs_sequential": median["parallel"] / median["sequential"],
+        }
+        print(
+            f"{rows:>8} x {cols:<3} {rows * cols:>10} cells  parallel {median['parallel']:.2f}s  sequential "
+            f"{median['sequential']:.2f}s  ratio {median['parallel'] / median['sequential']:.3f}",
+            flush=True,
+        )
+    print(
+        json.dumps(
+            {
+                "bench": "cv_sweep",
+                "threads": THREADS,
+                "repeats": repeats,
+                "sizes": rows_out,
+                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -197,8 +264,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--cols", type=int, default=50)
     parser.add_argument("--tables", default="adult,generated", help="which tables (comma-separated)")
-    parser.add_argument("--sweep", default=None, metavar="ROWSxCOLS,...",
-                        help="instead: parallel vs sequential folds on generated tables, e.g. 2000x10,20000x20")
+    parser.add_argument(
+        "--sweep",
+        default=None,
+        metavar="ROWSxCOLS,...",
+        help="instead: parallel vs sequential folds on generated tables, e.g. 2000x10,20000x20",
+    )
     args = parser.parse_args()
     if args.sweep:
         with tempfile.TemporaryDirectory(prefix="gbpipe-bench-cv-") as tmp_name:
@@ -211,25 +282,44 @@ def main() -> None:
         tmp = Path(tmp_name)
         makers = {"adult": lambda: adult_case(tmp), "generated": lambda: generated_case(tmp, args.rows, args.cols)}
         for case in (makers[name]() for name in args.tables.split(",")):
-            print(f"{case['name']}: {case['X'].shape[0]} x {case['X'].shape[1]}, {args.repeats} repeats, "
-                  f"{THREADS} threads", flush=True)
+            print(
+                f"{case['name']}: {case['X'].shape[0]} x {case['X'].shape[1]}, {args.repeats} repeats, "
+                f"{THREADS} threads",
+                flush=True,
+            )
             results[case["name"]] = measure(case, args.repeats, tmp)
-    print(f"\n{'table':<22}{'bare':>8}{'gbpipe':>8}{'seq':>8}{'textbook':>9}{'stage':>8}   gbpipe/bare  "
-          "textbook/gbpipe  seq/bare  OOF AUC (gbpipe, textbook)")
+    print(
+        f"\n{'table':<22}{'bare':>8}{'gbpipe':>8}{'seq':>8}{'textbook':>9}{'stage':>8}   gbpipe/bare  "
+        "textbook/gbpipe  seq/bare  OOF AUC (gbpipe, textbook)"
+    )
     for name, r in results.items():
         s = r["seconds"]
-        print(f"{name:<22}{s['bare']:>8.2f}{s['gbpipe']:>8.2f}{s['gbpipe_seq']:>8.2f}{s['textbook']:>9.2f}"
-              f"{s['train_stage']:>8.2f}   {r['vs_bare_ratio']:>11.3f}  {r['speedup_vs_textbook']:>15.3f}"
-              f"  {r['seq_vs_bare_ratio']:>8.3f}  {r['oof_auc']['gbpipe']:.5f}, {r['oof_auc']['textbook']:.5f}")
+        print(
+            f"{name:<22}{s['bare']:>8.2f}{s['gbpipe']:>8.2f}{s['gbpipe_seq']:>8.2f}{s['textbook']:>9.2f}"
+            f"{s['train_stage']:>8.2f}   {r['vs_bare_ratio']:>11.3f}  {r['speedup_vs_textbook']:>15.3f}"
+            f"  {r['seq_vs_bare_ratio']:>8.3f}  {r['oof_auc']['gbpipe']:.5f}, {r['oof_auc']['textbook']:.5f}"
+        )
     vs_bare = max(r["vs_bare_ratio"] for r in results.values())
     speedup = min(r["speedup_vs_textbook"] for r in results.values())
     auc_diff = max(r["oof_auc_max_diff"] for r in results.values())
-    print(json.dumps({"bench": "cv", "threads": THREADS, "repeats": args.repeats, "vs_bare_ratio": round(vs_bare, 4),
-                      "speedup_vs_textbook": round(speedup, 4), "oof_auc_max_diff": round(auc_diff, 6),
-                      "targets_met": vs_bare <= 1.05 and speedup >= 1.25 and auc_diff <= 0.001,
-                      "load_before": load_before, "load_after": os.getloadavg()[0],
-                      "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
-                      "lightgbm": lgb.__version__, "tables": results}))
+    print(
+        json.dumps(
+            {
+                "bench": "cv",
+                "threads": THREADS,
+                "repeats": args.repeats,
+                "vs_bare_ratio": round(vs_bare, 4),
+                "speedup_vs_textbook": round(speedup, 4),
+                "oof_auc_max_diff": round(auc_diff, 6),
+                "targets_met": vs_bare <= 1.05 and speedup >= 1.25 and auc_diff <= 0.001,
+                "load_before": load_before,
+                "load_after": os.getloadavg()[0],
+                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+                "lightgbm": lgb.__version__,
+                "tables": results,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ by cell, so the ratio compares equal work.
 
 The last line is one JSON object: vs_reference_ratio, peak_rss_mb, events_mb (10M-event table), and more.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,13 +43,34 @@ ZERO_FILLED = ("sum", "count", "nunique")
 RETAIL = ROOT / "data" / "raw" / "online_retail" / "online_retail.parquet"
 SCENARIOS = {
     # entity, time, derived total?, {column: functions}, windows, first and test cutoff, label column and threshold
-    "retail": dict(entity="CustomerID", time="InvoiceDate", derive=True, windows=(1, 3, 6, 12, "all"),
-                   aggregations={"total": FUNCTIONS[:7], "Quantity": FUNCTIONS[:7], "UnitPrice": FUNCTIONS[:7],
-                                 "InvoiceNo": ("nunique",), "StockCode": ("nunique",)},
-                   first="2011-01-01", test="2011-12-01", label="total", above=300.0),
-    "generated": dict(entity="entity", time="time", derive=False, windows=(1, 3, 12, "all"),
-                      aggregations={c: FUNCTIONS for c in ("amount", "quantity", "price", "invoice", "product")},
-                      first="2023-11-01", test="2023-12-01", label="amount", above=100.0),
+    "retail": dict(
+        entity="CustomerID",
+        time="InvoiceDate",
+        derive=True,
+        windows=(1, 3, 6, 12, "all"),
+        aggregations={
+            "total": FUNCTIONS[:7],
+            "Quantity": FUNCTIONS[:7],
+            "UnitPrice": FUNCTIONS[:7],
+            "InvoiceNo": ("nunique",),
+            "StockCode": ("nunique",),
+        },
+        first="2011-01-01",
+        test="2011-12-01",
+        label="total",
+        above=300.0,
+    ),
+    "generated": dict(
+        entity="entity",
+        time="time",
+        derive=False,
+        windows=(1, 3, 12, "all"),
+        aggregations={c: FUNCTIONS for c in ("amount", "quantity", "price", "invoice", "product")},
+        first="2023-11-01",
+        test="2023-12-01",
+        label="amount",
+        above=100.0,
+    ),
 }
 
 
@@ -66,11 +88,17 @@ def generate_events(n_events: int, n_entities: int, shuffled: bool = False, seed
         seconds.sort()
     quantity = rng.geometric(0.2, n_events).astype("int64") * np.where(rng.random(n_events) < 0.02, -1, 1)
     price = np.round(rng.lognormal(1.0, 0.8, n_events), 2)
-    return pd.DataFrame({
-        "entity": entity, "time": pd.to_datetime(seconds, unit="s").as_unit("ns"),
-        "amount": quantity * price, "quantity": quantity, "price": price,
-        "invoice": entity * 1000 + rng.integers(0, 200, n_events), "product": rng.zipf(1.3, n_events) % 20_000,
-    })
+    return pd.DataFrame(
+        {
+            "entity": entity,
+            "time": pd.to_datetime(seconds, unit="s").as_unit("ns"),
+            "amount": quantity * price,
+            "quantity": quantity,
+            "price": price,
+            "invoice": entity * 1000 + rng.integers(0, 200, n_events),
+            "product": rng.zipf(1.3, n_events) % 20_000,
+        }
+    )
 
 
 def events_file(n_events: int, n_entities: int, shuffled: bool = False) -> Path:
@@ -88,13 +116,20 @@ def events_file(n_events: int, n_entities: int, shuffled: bool = False) -> Path:
 def spec_of(scenario: dict):
     from features.spec import FeaturesSection
 
-    return FeaturesSection.model_validate({
-        "events": "-", "entity": scenario["entity"], "time": scenario["time"], "windows": list(scenario["windows"]),
-        "derive": {"total": "Quantity * UnitPrice"} if scenario["derive"] else {},
-        "aggregations": {c: list(f) for c, f in scenario["aggregations"].items()},
-        "recency": False, "active_months": False,
-        "cutoffs": {"first": scenario["first"], "test": scenario["test"]},
-        "label": {"column": scenario["label"], "aggregate": "sum", "above": scenario["above"]}})
+    return FeaturesSection.model_validate(
+        {
+            "events": "-",
+            "entity": scenario["entity"],
+            "time": scenario["time"],
+            "windows": list(scenario["windows"]),
+            "derive": {"total": "Quantity * UnitPrice"} if scenario["derive"] else {},
+            "aggregations": {c: list(f) for c, f in scenario["aggregations"].items()},
+            "recency": False,
+            "active_months": False,
+            "cutoffs": {"first": scenario["first"], "test": scenario["test"]},
+            "label": {"column": scenario["label"], "aggregate": "sum", "above": scenario["above"]},
+        }
+    )
 
 
 def cutoffs_of(scenario: dict) -> list[pd.Timestamp]:
@@ -135,27 +170,56 @@ def run_polars(events, scenario: dict) -> pd.DataFrame:
         rows = past.group_by(ent).agg(pl.len().alias("__n"))
         for w in scenario["windows"]:
             sub = past if w == "all" else past.filter(pl.col(t) >= c - pd.DateOffset(months=w))
-            aggs = [_polars_agg(pl, col, fn).alias(_name(col, fn, w))
-                    for col, fns in scenario["aggregations"].items() for fn in fns]
+            aggs = [
+                _polars_agg(pl, col, fn).alias(_name(col, fn, w))
+                for col, fns in scenario["aggregations"].items()
+                for fn in fns
+            ]
             rows = rows.join(sub.group_by(ent).agg(aggs), on=ent, how="left")
         future = ev.filter((pl.col(t) >= c) & (pl.col(t) < c + pd.DateOffset(months=1)))
         rows = rows.join(future.group_by(ent).agg(pl.col(scenario["label"]).sum().alias("__label")), on=ent, how="left")
-        fill = [pl.col(_name(col, fn, w)).fill_null(0) for w in scenario["windows"]
-                for col, fns in scenario["aggregations"].items() for fn in fns if fn in ZERO_FILLED]
-        frames.append(rows.with_columns(*fill, cutoff=pl.lit(c), label=(pl.col("__label").fill_null(0).round(9) > scenario["above"])
-                                        .cast(pl.Int8)).drop("__n", "__label"))
+        fill = [
+            pl.col(_name(col, fn, w)).fill_null(0)
+            for w in scenario["windows"]
+            for col, fns in scenario["aggregations"].items()
+            for fn in fns
+            if fn in ZERO_FILLED
+        ]
+        frames.append(
+            rows.with_columns(
+                *fill,
+                cutoff=pl.lit(c),
+                label=(pl.col("__label").fill_null(0).round(9) > scenario["above"]).cast(pl.Int8),
+            ).drop("__n", "__label")
+        )
     return pl.concat(frames).collect().to_pandas()
 
 
 def _polars_agg(pl, column: str, function: str):
     col = pl.col(column)
-    return {"mean": col.mean(), "max": col.max(), "min": col.min(), "sum": col.sum(), "count": col.count(),
-            # plain n_unique: these tables have no missing values, so it is exact here and the fastest form
-            "std": col.std(), "skew": col.skew(bias=False), "nunique": col.n_unique()}[function]
+    return {
+        "mean": col.mean(),
+        "max": col.max(),
+        "min": col.min(),
+        "sum": col.sum(),
+        "count": col.count(),
+        # plain n_unique: these tables have no missing values, so it is exact here and the fastest form
+        "std": col.std(),
+        "skew": col.skew(bias=False),
+        "nunique": col.n_unique(),
+    }[function]
 
 
-SQL_FUNCTIONS = {"mean": "avg({c})", "max": "max({c})", "min": "min({c})", "sum": "sum({c})", "count": "count({c})",
-                 "std": "stddev_samp({c})", "skew": "skewness({c})", "nunique": "count(DISTINCT {c})"}
+SQL_FUNCTIONS = {
+    "mean": "avg({c})",
+    "max": "max({c})",
+    "min": "min({c})",
+    "sum": "sum({c})",
+    "count": "count({c})",
+    "std": "stddev_samp({c})",
+    "skew": "skewness({c})",
+    "nunique": "count(DISTINCT {c})",
+}
 
 
 def duckdb_query(scenario: dict) -> str:
@@ -169,19 +233,32 @@ def duckdb_query(scenario: dict) -> str:
     outer, joins = [], []
     for j, w in enumerate(scenario["windows"]):
         cond = f"e.{t} < k.c" if w == "all" else f"e.{t} >= k.c - INTERVAL {w} MONTH AND e.{t} < k.c"
-        aggs = ", ".join(f'{SQL_FUNCTIONS[fn].format(c=f"e.{chr(34)}{col}{chr(34)}")} AS "{_name(col, fn, w)}"'
-                         for col, fns in scenario["aggregations"].items() for fn in fns)
+        aggs = ", ".join(
+            f'{SQL_FUNCTIONS[fn].format(c=f"e.{chr(34)}{col}{chr(34)}")} AS "{_name(col, fn, w)}"'
+            for col, fns in scenario["aggregations"].items()
+            for fn in fns
+        )
         ctes.append(f"w{j} AS (SELECT e.{ent} AS ent, k.ci AS ci, {aggs} FROM e JOIN k ON {cond} GROUP BY 1, 2)")
-        outer += [f'coalesce(w{j}."{_name(col, fn, w)}", 0) AS "{_name(col, fn, w)}"' if fn in ZERO_FILLED
-                  else f'w{j}."{_name(col, fn, w)}"' for col, fns in scenario["aggregations"].items() for fn in fns]
+        outer += [
+            f'coalesce(w{j}."{_name(col, fn, w)}", 0) AS "{_name(col, fn, w)}"'
+            if fn in ZERO_FILLED
+            else f'w{j}."{_name(col, fn, w)}"'
+            for col, fns in scenario["aggregations"].items()
+            for fn in fns
+        ]
         joins.append(f"LEFT JOIN w{j} USING (ent, ci)")
-    ctes.append(f'lab AS (SELECT e.{ent} AS ent, k.ci AS ci, sum(e."{scenario["label"]}") AS v FROM e JOIN k '
-                f"ON e.{t} >= k.c AND e.{t} < k.c + INTERVAL 1 MONTH GROUP BY 1, 2)")
+    ctes.append(
+        f'lab AS (SELECT e.{ent} AS ent, k.ci AS ci, sum(e."{scenario["label"]}") AS v FROM e JOIN k '
+        f"ON e.{t} >= k.c AND e.{t} < k.c + INTERVAL 1 MONTH GROUP BY 1, 2)"
+    )
     everyone = f"w{scenario['windows'].index('all')}"  # the all-history rows: who is eligible at each cutoff
     joins = [j for j in joins if not j.startswith(f"LEFT JOIN {everyone} ")]
-    return (f"WITH {', '.join(ctes)} SELECT {everyone}.ent AS {ent}, k.c AS cutoff, {', '.join(outer)}, "
-            f"(round(coalesce(lab.v, 0), 9) > {scenario['above']})::TINYINT AS label FROM {everyone} JOIN k USING (ci) {' '.join(joins)} "
-            "LEFT JOIN lab USING (ent, ci)")
+    return (
+        f"WITH {', '.join(ctes)} SELECT {everyone}.ent AS {ent}, k.c AS cutoff, {', '.join(outer)}, "
+        f"(round(coalesce(lab.v, 0), 9) > {scenario['above']})::TINYINT AS label "
+        f"FROM {everyone} JOIN k USING (ci) {' '.join(joins)} "
+        "LEFT JOIN lab USING (ent, ci)"
+    )
 
 
 def run_duckdb(events: pd.DataFrame, scenario: dict) -> pd.DataFrame:
@@ -245,9 +322,15 @@ def worker(name: str, scenario_name: str, data: Path, output: Path | None) -> di
     table = one_frame(result)
     if output is not None:
         table.to_parquet(output, index=False)
-    return {"seconds": seconds, "peak_rss_mb": peak_mb, "loaded_rss_mb": loaded_mb, "imports_rss_mb": imports_mb,
-            "events_mb": events_mb,
-            "rows": len(table), "columns": table.shape[1]}
+    return {
+        "seconds": seconds,
+        "peak_rss_mb": peak_mb,
+        "loaded_rss_mb": loaded_mb,
+        "imports_rss_mb": imports_mb,
+        "events_mb": events_mb,
+        "rows": len(table),
+        "columns": table.shape[1],
+    }
 
 
 def measure(name: str, scenario_name: str, data: Path, output: Path | None) -> dict:
@@ -298,32 +381,44 @@ def run_scenario(scenario_name: str, data: Path, rounds: int, scratch: Path) -> 
     names = list(CONTENDERS)
     outputs = {name: scratch / f"{scenario_name}_{name}.parquet" for name in names}
     for r in range(rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:  # rotate the order between rounds
+        for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate the order between rounds
             if r > 0 and name in dropped(results):
                 continue
             results[name].append(measure(name, scenario_name, data, outputs[name] if r == 0 else None))
-            print(f"  {scenario_name} round {r + 1}/{rounds} {name:7s} {results[name][-1]['seconds']:7.2f}s "
-                  f"peak {results[name][-1]['peak_rss_mb']:7.0f} MB", flush=True)
+            print(
+                f"  {scenario_name} round {r + 1}/{rounds} {name:7s} {results[name][-1]['seconds']:7.2f}s "
+                f"peak {results[name][-1]['peak_rss_mb']:7.0f} MB",
+                flush=True,
+            )
     worst = compare(SCENARIOS[scenario_name], outputs)
     seconds = {name: statistics.median(r["seconds"] for r in runs) for name, runs in results.items()}
     reference = min(("polars", "duckdb"), key=seconds.get)
     ours = results["gbpipe"]
-    summary = {"vs_reference_ratio": round(seconds["gbpipe"] / seconds[reference], 3), "reference": reference,
-               "seconds": {k: round(v, 3) for k, v in seconds.items()},
-               "peak_rss_mb": round(max(r["peak_rss_mb"] for r in ours), 1),
-               "rss_mb_with_events_loaded": round(statistics.median(r["loaded_rss_mb"] for r in ours), 1),
-               "rss_mb_of_libraries": round(statistics.median(r["imports_rss_mb"] for r in ours), 1),
-               "peak_rss_mb_of_references": {n: round(max(r["peak_rss_mb"] for r in results[n]), 1)
-                                             for n in ("polars", "duckdb")},
-               "events_mb": round(ours[0]["events_mb"], 1), "rows": ours[0]["rows"], "columns": ours[0]["columns"],
-               "max_relative_difference": worst, "rounds": rounds}
+    summary = {
+        "vs_reference_ratio": round(seconds["gbpipe"] / seconds[reference], 3),
+        "reference": reference,
+        "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "peak_rss_mb": round(max(r["peak_rss_mb"] for r in ours), 1),
+        "rss_mb_with_events_loaded": round(statistics.median(r["loaded_rss_mb"] for r in ours), 1),
+        "rss_mb_of_libraries": round(statistics.median(r["imports_rss_mb"] for r in ours), 1),
+        "peak_rss_mb_of_references": {
+            n: round(max(r["peak_rss_mb"] for r in results[n]), 1) for n in ("polars", "duckdb")
+        },
+        "events_mb": round(ours[0]["events_mb"], 1),
+        "rows": ours[0]["rows"],
+        "columns": ours[0]["columns"],
+        "max_relative_difference": worst,
+        "rounds": rounds,
+    }
     # the build's peak footprint (event table included) over the table's size: the process's peak
     # less what the interpreter and libraries held before the table was read
-    summary["peak_vs_events"] = round((summary["peak_rss_mb"] - summary["rss_mb_of_libraries"])
-                                      / summary["events_mb"], 2)
+    summary["peak_vs_events"] = round(
+        (summary["peak_rss_mb"] - summary["rss_mb_of_libraries"]) / summary["events_mb"], 2
+    )
     # what the build itself adds on top of the loaded table, over the table's size
-    summary["build_increment_vs_events"] = round((summary["peak_rss_mb"] - summary["rss_mb_with_events_loaded"])
-                                                 / summary["events_mb"], 2)
+    summary["build_increment_vs_events"] = round(
+        (summary["peak_rss_mb"] - summary["rss_mb_with_events_loaded"]) / summary["events_mb"], 2
+    )
     return summary
 
 
@@ -332,8 +427,12 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--entities", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--shuffled", action="store_true", help="generated events in random order, not time order "
-                        "(gbpipe then sorts a copy: about one more event table of memory)")
+    parser.add_argument(
+        "--shuffled",
+        action="store_true",
+        help="generated events in random order, not time order "
+        "(gbpipe then sorts a copy: about one more event table of memory)",
+    )
     parser.add_argument("--worker", choices=list(CONTENDERS))
     parser.add_argument("--scenario", choices=list(SCENARIOS))
     parser.add_argument("--data", type=Path)
@@ -350,28 +449,44 @@ def main() -> None:
             print(f"  {RETAIL} missing (run `make data`): retail scenario skipped", flush=True)
         started = time.perf_counter()
         data = events_file(args.events, args.entities, args.shuffled)
-        print(f"  generated table: {args.events} events, {args.entities} entities, "
-              f"{'shuffled' if args.shuffled else 'in time order'} "
-              f"({time.perf_counter() - started:.1f}s, cached in {data.parent})", flush=True)
+        print(
+            f"  generated table: {args.events} events, {args.entities} entities, "
+            f"{'shuffled' if args.shuffled else 'in time order'} "
+            f"({time.perf_counter() - started:.1f}s, cached in {data.parent})",
+            flush=True,
+        )
         report["generated"] = run_scenario("generated", data, args.rounds, Path(scratch))
     for name, s in report.items():
-        print(f"{name}: gbpipe {s['seconds']['gbpipe']:.2f}s, polars {s['seconds']['polars']:.2f}s, duckdb "
-              f"{s['seconds']['duckdb']:.2f}s -> {s['vs_reference_ratio']:.2f}x the reference ({s['reference']}); "
-              f"peak RSS {s['peak_rss_mb']:.0f} MB ({s['rss_mb_of_libraries']:.0f} MB of it libraries): the build's "
-              f"footprint is {s['peak_vs_events']:.2f}x the {s['events_mb']:.0f} MB event table (the build adds "
-              f"{s['build_increment_vs_events']:.2f}x to the loaded table); "
-              f"{s['rows']} rows x {s['columns']} columns, max relative difference {s['max_relative_difference']:.1e}")
+        print(
+            f"{name}: gbpipe {s['seconds']['gbpipe']:.2f}s, polars {s['seconds']['polars']:.2f}s, duckdb "
+            f"{s['seconds']['duckdb']:.2f}s -> {s['vs_reference_ratio']:.2f}x the reference ({s['reference']}); "
+            f"peak RSS {s['peak_rss_mb']:.0f} MB ({s['rss_mb_of_libraries']:.0f} MB of it libraries): the build's "
+            f"footprint is {s['peak_vs_events']:.2f}x the {s['events_mb']:.0f} MB event table (the build adds "
+            f"{s['build_increment_vs_events']:.2f}x to the loaded table); "
+            f"{s['rows']} rows x {s['columns']} columns, max relative difference {s['max_relative_difference']:.1e}"
+        )
     gen = report["generated"]
-    print(json.dumps({"vs_reference_ratio": gen["vs_reference_ratio"], "peak_rss_mb": gen["peak_rss_mb"],
-                      "events_mb": gen["events_mb"], "n_events": args.events, "n_entities": args.entities,
-                      "events_in_time_order": not args.shuffled,
-                      "reference": gen["reference"], "seconds": gen["seconds"], "peak_vs_events": gen["peak_vs_events"],
-                      "rss_mb_of_libraries": gen["rss_mb_of_libraries"],
-                      "rss_mb_with_events_loaded": gen["rss_mb_with_events_loaded"],
-                      "build_increment_vs_events": gen["build_increment_vs_events"],
-                      "peak_rss_mb_of_references": gen["peak_rss_mb_of_references"],
-                      "max_relative_difference": gen["max_relative_difference"],
-                      "retail": report.get("retail")}))
+    print(
+        json.dumps(
+            {
+                "vs_reference_ratio": gen["vs_reference_ratio"],
+                "peak_rss_mb": gen["peak_rss_mb"],
+                "events_mb": gen["events_mb"],
+                "n_events": args.events,
+                "n_entities": args.entities,
+                "events_in_time_order": not args.shuffled,
+                "reference": gen["reference"],
+                "seconds": gen["seconds"],
+                "peak_vs_events": gen["peak_vs_events"],
+                "rss_mb_of_libraries": gen["rss_mb_of_libraries"],
+                "rss_mb_with_events_loaded": gen["rss_mb_with_events_loaded"],
+                "build_increment_vs_events": gen["build_increment_vs_events"],
+                "peak_rss_mb_of_references": gen["peak_rss_mb_of_references"],
+                "max_relative_difference": gen["max_relative_difference"],
+                "retail": report.get("retail"),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

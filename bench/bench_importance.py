@@ -9,6 +9,7 @@ scikit-learn n_jobs=1 (its booster predicts with --threads threads too).
 Run under `flock /tmp/gbpipe-bench.lock .venv/bin/python bench/bench_importance.py`.
 The last line is one JSON object: speedup_vs_sklearn (target >= 2) and how well the values agree.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,8 +57,9 @@ def auc_scorer(estimator, X, y) -> float:
 def fold_models(threads: int):
     """Train adult's fold models once; return them (cut at their best iteration) with validation rows."""
     with tempfile.TemporaryDirectory() as runs:
-        cfg = load_config(ROOT / "configs" / "adult.toml",
-                          [f"experiment.runs_dir={json.dumps(runs)}", f"model.num_threads={threads}"])
+        cfg = load_config(
+            ROOT / "configs" / "adult.toml", [f"experiment.runs_dir={json.dumps(runs)}", f"model.num_threads={threads}"]
+        )
         prep = prepare(cfg)
         result = run_cv(prep.X, prep.y, prep.folds, train_spec(cfg, prep))
     models = []
@@ -78,8 +80,15 @@ def compare_once(models, n_repeats: int, seed: int, threads: int):
         start = time.perf_counter()
         ours = permutation_drops(booster, Xv, yv, "binary", "auc", groups, n_repeats, fold_rs, threads)
         middle = time.perf_counter()
-        theirs = permutation_importance(BoosterEstimator(booster, threads), Xv, yv, scoring=auc_scorer,
-                                        n_repeats=n_repeats, random_state=fold_rs, n_jobs=1)
+        theirs = permutation_importance(
+            BoosterEstimator(booster, threads),
+            Xv,
+            yv,
+            scoring=auc_scorer,
+            n_repeats=n_repeats,
+            random_state=fold_rs,
+            n_jobs=1,
+        )
         ours_s += middle - start
         theirs_s += time.perf_counter() - middle
         ours_values.append(ours.drops)
@@ -96,16 +105,22 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     models, columns = fold_models(args.threads)
-    print(f"adult: {len(models)} fold models, {len(columns)} features, {len(models[0][3])} validation rows "
-          f"per fold, {args.n_repeats} repeats, {args.threads} thread(s)", flush=True)
+    print(
+        f"adult: {len(models)} fold models, {len(columns)} features, {len(models[0][3])} validation rows "
+        f"per fold, {args.n_repeats} repeats, {args.threads} thread(s)",
+        flush=True,
+    )
     ratios, ours_times, theirs_times = [], [], []
     for run in range(args.runs):
         ours_s, theirs_s, ours, theirs, share = compare_once(models, args.n_repeats, args.seed, args.threads)
         ratios.append(theirs_s / ours_s)
         ours_times.append(ours_s)
         theirs_times.append(theirs_s)
-        print(f"run {run + 1}/{args.runs}: gbpipe {ours_s:.2f}s  sklearn {theirs_s:.2f}s  "
-              f"ratio {theirs_s / ours_s:.2f}  rows predicted {share:.0%}", flush=True)
+        print(
+            f"run {run + 1}/{args.runs}: gbpipe {ours_s:.2f}s  sklearn {theirs_s:.2f}s  "
+            f"ratio {theirs_s / ours_s:.2f}  rows predicted {share:.0%}",
+            flush=True,
+        )
     # Agreement: per value (same permutations, so only float rounding of the AUC may differ), and
     # for the mean over folds x repeats relative to its spread (the "within noise" criterion).
     max_abs_diff = float(np.abs(ours - theirs).max())
@@ -114,16 +129,28 @@ def main() -> None:
     spread = np.maximum(theirs.std(axis=(0, 2), ddof=1), 1e-12)
     ratio = statistics.median(ratios)
     print(f"speedup vs sklearn (median of {args.runs}): {ratio:.2f}x; max |difference| of values {max_abs_diff:.2e}")
-    print(json.dumps({
-        "speedup_vs_sklearn": round(ratio, 3), "target": 2.0, "meets_target": ratio >= 2.0,
-        "gbpipe_seconds_median": round(statistics.median(ours_times), 3),
-        "sklearn_seconds_median": round(statistics.median(theirs_times), 3), "runs": args.runs,
-        "ratios": [round(r, 3) for r in ratios], "max_abs_diff": max_abs_diff,
-        "max_mean_diff_over_std": float(np.max(np.abs(mean_ours - mean_theirs) / spread)),
-        "rows_predicted_share": round(share, 4), "folds": len(models), "features": len(columns),
-        "valid_rows_per_fold": len(models[0][3]), "n_repeats": args.n_repeats, "threads": args.threads,
-        "dataset": "adult (32,561 training rows)",
-    }))
+    print(
+        json.dumps(
+            {
+                "speedup_vs_sklearn": round(ratio, 3),
+                "target": 2.0,
+                "meets_target": ratio >= 2.0,
+                "gbpipe_seconds_median": round(statistics.median(ours_times), 3),
+                "sklearn_seconds_median": round(statistics.median(theirs_times), 3),
+                "runs": args.runs,
+                "ratios": [round(r, 3) for r in ratios],
+                "max_abs_diff": max_abs_diff,
+                "max_mean_diff_over_std": float(np.max(np.abs(mean_ours - mean_theirs) / spread)),
+                "rows_predicted_share": round(share, 4),
+                "folds": len(models),
+                "features": len(columns),
+                "valid_rows_per_fold": len(models[0][3]),
+                "n_repeats": args.n_repeats,
+                "threads": args.threads,
+                "dataset": "adult (32,561 training rows)",
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

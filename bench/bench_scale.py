@@ -17,6 +17,7 @@ Run (several minutes, ~10 GB of memory at 10M rows):
     flock /tmp/gbpipe-bench.lock .venv/bin/python bench/bench_scale.py [--sizes 1,5,10] [--rounds 20]
 The last line printed is one JSON object with the figures.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -84,7 +85,7 @@ def generate(path: Path, n_rows: int, seed: int = 0) -> None:
 def write_config(folder: Path, data: Path, rounds: int, threads: int, n_splits: int) -> Path:
     text = f"""[experiment]
 name = "scale_{data.stem}"
-runs_dir = "{OUT / 'runs'}"
+runs_dir = "{OUT / "runs"}"
 [data]
 train = "{data}"
 target = "y"
@@ -115,8 +116,11 @@ def child_cli(argv: list[str]) -> dict:
 
     def prepare_then_mark(*args, **kwargs):
         prep = real_prepare(*args, **kwargs)
-        marks.update(prepared_mb=status_mb("VmRSS"), prepare_peak_mb=status_mb("VmHWM"),
-                     prepare_seconds=time.perf_counter() - start)
+        marks.update(
+            prepared_mb=status_mb("VmRSS"),
+            prepare_peak_mb=status_mb("VmHWM"),
+            prepare_seconds=time.perf_counter() - start,
+        )
         reset_peak()
         return prep
 
@@ -146,9 +150,15 @@ def child_probe(config: str) -> dict:
     start = time.perf_counter()
     dataset = build_dataset(prep.X, prep.y, train_spec(cfg, prep))
     binned_mb = process.memory_info().rss / 2**20 - prepared_mb
-    return {"prepared_mb": prepared_mb, "binned_mb": binned_mb, "matrix_mb": prep.X.nbytes / 2**20,
-            "prepare_seconds": prepare_seconds, "bin_seconds": time.perf_counter() - start,
-            "num_data": dataset.num_data(), "peak_mb": peak_mb()}
+    return {
+        "prepared_mb": prepared_mb,
+        "binned_mb": binned_mb,
+        "matrix_mb": prep.X.nbytes / 2**20,
+        "prepare_seconds": prepare_seconds,
+        "bin_seconds": time.perf_counter() - start,
+        "num_data": dataset.num_data(),
+        "peak_mb": peak_mb(),
+    }
 
 
 def run_child(*args: str) -> dict:
@@ -163,8 +173,11 @@ def measure(n_millions: float, rounds: int, threads: int, n_splits: int, chunks:
     data = OUT / "data" / f"rows{n_millions:g}m.parquet"
     t0 = time.perf_counter()
     generate(data, n_rows)
-    print(f"{n_millions}M: table ready ({time.perf_counter() - t0:.0f}s, {data.stat().st_size / 2**20:.0f} MB)",
-          file=sys.stderr, flush=True)
+    print(
+        f"{n_millions}M: table ready ({time.perf_counter() - t0:.0f}s, {data.stat().st_size / 2**20:.0f} MB)",
+        file=sys.stderr,
+        flush=True,
+    )
     config = write_config(OUT, data, rounds, threads, n_splits)
     probe = run_child("probe", str(config))
     print(f"{n_millions}M: probe {probe}", file=sys.stderr, flush=True)
@@ -176,21 +189,40 @@ def measure(n_millions: float, rounds: int, threads: int, n_splits: int, chunks:
     predicts = {}
     for chunk in chunks:
         out = OUT / f"pred_{n_millions:g}m_{chunk}.parquet"
-        result = run_child("cli", "predict", "--run", str(run_dir), "--input", str(data), "--output", str(out),
-                           "--chunk-size", str(chunk), "-q")
+        result = run_child(
+            "cli",
+            "predict",
+            "--run",
+            str(run_dir),
+            "--input",
+            str(data),
+            "--output",
+            str(out),
+            "--chunk-size",
+            str(chunk),
+            "-q",
+        )
         assert result["exit"] == 0, result
         predicts[chunk] = result
         out.unlink()
         print(f"{n_millions}M: predict chunk {chunk}: {result}", file=sys.stderr, flush=True)
     scores = json.loads((run_dir / "scores.json").read_text())
     overhead = train["training_peak_mb"] - train["prepared_mb"]  # what training adds to the prepared data
-    return {"rows": n_rows, "train_seconds": train["seconds"], "train_peak_mb": train["peak_mb"],
-            "prepare_seconds": train["prepare_seconds"], "prepare_peak_mb": train["prepare_peak_mb"],
-            "prepared_mb": train["prepared_mb"], "training_peak_mb": train["training_peak_mb"],
-            "matrix_mb": probe["matrix_mb"], "binned_mb": probe["binned_mb"],
-            "train_overhead_mb": overhead, "train_overhead_over_binned": overhead / probe["binned_mb"],
-            "oof_auc": scores["oof_score"],
-            "predict": {str(c): {"seconds": p["seconds"], "peak_mb": p["peak_mb"]} for c, p in predicts.items()}}
+    return {
+        "rows": n_rows,
+        "train_seconds": train["seconds"],
+        "train_peak_mb": train["peak_mb"],
+        "prepare_seconds": train["prepare_seconds"],
+        "prepare_peak_mb": train["prepare_peak_mb"],
+        "prepared_mb": train["prepared_mb"],
+        "training_peak_mb": train["training_peak_mb"],
+        "matrix_mb": probe["matrix_mb"],
+        "binned_mb": probe["binned_mb"],
+        "train_overhead_mb": overhead,
+        "train_overhead_over_binned": overhead / probe["binned_mb"],
+        "oof_auc": scores["oof_score"],
+        "predict": {str(c): {"seconds": p["seconds"], "peak_mb": p["peak_mb"]} for c, p in predicts.items()},
+    }
 
 
 def main() -> None:
@@ -210,11 +242,17 @@ def main() -> None:
     results = [measure(float(s), args.rounds, args.threads, args.n_splits, chunks) for s in args.sizes.split(",")]
     small, big = results[0], results[-1]
     summary = {
-        "bench": "scale", "features": N_FEATURES, "rounds": args.rounds, "threads": args.threads,
-        "n_splits": args.n_splits, "repeats": 1, "sizes_rows": [r["rows"] for r in results],
+        "bench": "scale",
+        "features": N_FEATURES,
+        "rounds": args.rounds,
+        "threads": args.threads,
+        "n_splits": args.n_splits,
+        "repeats": 1,
+        "sizes_rows": [r["rows"] for r in results],
         "train_seconds": [round(r["train_seconds"], 1) for r in results],
-        "train_seconds_per_million_ratio": round((big["train_seconds"] / big["rows"])
-                                                 / (small["train_seconds"] / small["rows"]), 3),
+        "train_seconds_per_million_ratio": round(
+            (big["train_seconds"] / big["rows"]) / (small["train_seconds"] / small["rows"]), 3
+        ),
         "train_peak_mb": [round(r["train_peak_mb"]) for r in results],
         "prepare_peak_mb": [round(r["prepare_peak_mb"]) for r in results],
         "prepared_mb": [round(r["prepared_mb"]) for r in results],
@@ -226,8 +264,9 @@ def main() -> None:
         "train_within_3x_binned": all(r["train_overhead_over_binned"] <= 3 for r in results),
         "predict_peak_mb": {c: [round(r["predict"][str(c)]["peak_mb"]) for r in results] for c in chunks},
         "predict_seconds": {c: [round(r["predict"][str(c)]["seconds"], 1) for r in results] for c in chunks},
-        "predict_peak_ratio_largest_vs_smallest": {c: round(big["predict"][str(c)]["peak_mb"]
-                                                            / small["predict"][str(c)]["peak_mb"], 3) for c in chunks},
+        "predict_peak_ratio_largest_vs_smallest": {
+            c: round(big["predict"][str(c)]["peak_mb"] / small["predict"][str(c)]["peak_mb"], 3) for c in chunks
+        },
         "oof_auc": [round(r["oof_auc"], 4) for r in results],
     }
     print(json.dumps(summary))

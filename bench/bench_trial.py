@@ -13,6 +13,7 @@ modules in a fresh interpreter: seconds, modules loaded, and whether matplotlib 
 `--against PATH` times another checkout (one with the layout before the stage packages) side by side
 with this one. The last line is one JSON object.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,7 +33,7 @@ import json, sys, time
 try:
     from pipeline.data.prepare import prepare
     from pipeline.tune.evaluator import Evaluator
-    from pipeline.tune.run import base_spec
+    from pipeline.tune.trials import base_spec
     from pipeline.tune.space import build_space
 except ImportError:  # the layout before the stage packages
     from pipeline.prepare import prepare
@@ -69,8 +70,9 @@ print(json.dumps({"seconds": time.perf_counter() - start, "modules": len(sys.mod
 
 def run_child(checkout: Path, code: str, args: list[str]) -> dict:
     env = {**os.environ, "PYTHONPATH": str(checkout)}
-    done = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -82,13 +84,22 @@ def cli_import(checkout: Path) -> dict:
     """`python -X importtime -m pipeline train --help`: total import time (the sum over top-level imports),
     modules imported, matplotlib among them or not."""
     env = {**os.environ, "PYTHONPATH": str(checkout)}
-    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "pipeline", "train", "--help"], cwd=ROOT,
-                          env=env, capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "pipeline", "train", "--help"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     rows = [line.split("|") for line in done.stderr.splitlines() if line.startswith("import time:")][1:]
     top = [int(cumulative) for _, cumulative, name in rows if not name.startswith("  ")]
     names = [name.strip() for _, _, name in rows]
-    return {"seconds": sum(top) / 1e6, "modules": len(names),
-            "matplotlib": any(n.split(".")[0] == "matplotlib" for n in names)}
+    return {
+        "seconds": sum(top) / 1e6,
+        "modules": len(names),
+        "matplotlib": any(n.split(".")[0] == "matplotlib" for n in names),
+    }
 
 
 def measure(checkouts: dict[str, Path], configs: list[str], threads: int, rounds: int, repeats: int) -> dict:
@@ -101,19 +112,32 @@ def measure(checkouts: dict[str, Path], configs: list[str], threads: int, rounds
                 out = run_child(checkouts[name], TRIAL_CODE, [config, str(threads), str(repeats)])
                 trial[name][config] += out["seconds"]
                 scores[name][config] = out["oof_score"]
-                print(f"{name} {config} round {round_ + 1}: " + " ".join(f"{s:.2f}s" for s in out["seconds"]),
-                      file=sys.stderr)
+                print(
+                    f"{name} {config} round {round_ + 1}: " + " ".join(f"{s:.2f}s" for s in out["seconds"]),
+                    file=sys.stderr,
+                )
     imports = {}
     for name, checkout in checkouts.items():
         stages = STAGE_MODULES[layout_of(checkout)]
         runs = [run_child(checkout, IMPORT_CODE, list(stages)) for _ in range(rounds * 2)]
         clis = [cli_import(checkout) for _ in range(rounds * 2)]
-        imports[name] = {"stages": {"seconds": statistics.median(r["seconds"] for r in runs),
-                                    "modules": runs[0]["modules"], "matplotlib": runs[0]["matplotlib"]},
-                         "cli_train_help": {"seconds": statistics.median(r["seconds"] for r in clis),
-                                            "modules": clis[0]["modules"], "matplotlib": clis[0]["matplotlib"]}}
-    return {"trial_seconds": {n: {c: statistics.median(v) for c, v in t.items()} for n, t in trial.items()},
-            "oof_score": scores, "imports": imports}
+        imports[name] = {
+            "stages": {
+                "seconds": statistics.median(r["seconds"] for r in runs),
+                "modules": runs[0]["modules"],
+                "matplotlib": runs[0]["matplotlib"],
+            },
+            "cli_train_help": {
+                "seconds": statistics.median(r["seconds"] for r in clis),
+                "modules": clis[0]["modules"],
+                "matplotlib": clis[0]["matplotlib"],
+            },
+        }
+    return {
+        "trial_seconds": {n: {c: statistics.median(v) for c, v in t.items()} for n, t in trial.items()},
+        "oof_score": scores,
+        "imports": imports,
+    }
 
 
 def main() -> None:
@@ -129,12 +153,19 @@ def main() -> None:
         checkouts["against"] = args.against.resolve()
     started = time.perf_counter()
     result = measure(checkouts, args.configs, args.threads, args.rounds, args.repeats)
-    line = {"bench": "trial", "threads": args.threads, "rounds": args.rounds, "repeats": args.repeats, **result,
-            "seconds": round(time.perf_counter() - started, 1)}
+    line = {
+        "bench": "trial",
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "repeats": args.repeats,
+        **result,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
     if args.against is not None:
         line["trial_ratio_this_over_against"] = {
             c: round(result["trial_seconds"]["this"][c] / result["trial_seconds"]["against"][c], 4)
-            for c in args.configs}
+            for c in args.configs
+        }
     print(json.dumps(line))
 
 

@@ -14,6 +14,7 @@ over the seeds, beside the shipped run's holdout AUC.
 
     flock /tmp/gbpipe-bench.lock .venv/bin/python bench/study_december.py --seeds 5
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,8 +68,15 @@ def training_set(mode: str, X: np.ndarray, y: np.ndarray, Xd: np.ndarray, yd: np
 
 def december_rounds(params: dict, Xa: np.ndarray, ya: np.ndarray, seed: int) -> int:
     """Rounds for a December-only model: inner 4-fold CV with early stopping on the rows it learns from."""
-    cv = lgb.cv({**params, "seed": seed}, lgb.Dataset(Xa, ya), 3000, nfold=4, stratified=True, seed=seed,
-                callbacks=[lgb.early_stopping(100, verbose=False)])
+    cv = lgb.cv(
+        {**params, "seed": seed},
+        lgb.Dataset(Xa, ya),
+        3000,
+        nfold=4,
+        stratified=True,
+        seed=seed,
+        callbacks=[lgb.early_stopping(100, verbose=False)],
+    )
     return len(cv["valid auc-mean"])
 
 
@@ -91,18 +99,29 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     data, rounds, shipped_auc = load(args.config)
-    print(f"training rows {len(data[2])} (positives {int(data[2].sum())}), December rows {len(data[4])} "
-          f"(positives {int(data[4].sum())}); {rounds} rounds; shipped holdout AUC {shipped_auc:.4f}", flush=True)
+    print(
+        f"training rows {len(data[2])} (positives {int(data[2].sum())}), December rows {len(data[4])} "
+        f"(positives {int(data[4].sum())}); {rounds} rounds; shipped holdout AUC {shipped_auc:.4f}",
+        flush=True,
+    )
     aucs: dict[str, list[float]] = {mode: [] for mode in MODES}
     for seed in range(args.seeds):
         for mode in MODES:
             aucs[mode].append(cross_fit(mode, data, seed, rounds))
             print(json.dumps({"seed": seed, "mode": mode, "december_auc": round(aucs[mode][-1], 4)}), flush=True)
-    print(json.dumps({"study": "december", "seeds": args.seeds, "rounds": rounds,
-                      "seconds": round(time.perf_counter() - started, 1),
-                      "shipped_holdout_auc": round(shipped_auc, 4),
-                      "december_auc": {m: round(statistics.median(v), 4) for m, v in aucs.items()},
-                      "december_auc_runs": {m: [round(a, 4) for a in v] for m, v in aucs.items()}}))
+    print(
+        json.dumps(
+            {
+                "study": "december",
+                "seeds": args.seeds,
+                "rounds": rounds,
+                "seconds": round(time.perf_counter() - started, 1),
+                "shipped_holdout_auc": round(shipped_auc, 4),
+                "december_auc": {m: round(statistics.median(v), 4) for m, v in aucs.items()},
+                "december_auc_runs": {m: [round(a, 4) for a in v] for m, v in aucs.items()},
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

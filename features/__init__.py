@@ -7,6 +7,7 @@ events (input checks), labels, build (the Polars engine: pandas in, pandas out).
 tables inside an experiment is pipeline/data/feature_cache.py. This package depends on nothing of
 `pipeline` beyond `pipeline.core`.
 """
+
 import os
 
 # Polars' allocator (jemalloc) keeps freed pages for 0.5-1 s (Polars' defaults), so the build's freed

@@ -5,6 +5,7 @@ group-by per (time span, cutoff) over a zero-copy slice of the time-sorted event
 Polars in one lazy plan (in parallel); nothing loops over entities. Polars rather than pandas:
 pandas' group-by `nunique` and `skew` alone take longer than Polars' whole plan (see bench/).
 """
+
 from __future__ import annotations
 
 import math
@@ -18,13 +19,24 @@ import polars as pl
 from pipeline.core.errors import ConfigError, DataError
 from pipeline.core.progress import QUIET, Progress
 
-from .aggregations import CUTOFF_INDEX, NS_PER_DAY, Job, derived_features, plan, restore_values, window_names
+from .aggregations import (
+    CUTOFF_INDEX,
+    NS_PER_DAY,
+    Job,
+    derived_features,
+    plan,
+    restore_values,
+    window_names,
+    year_ago_spans,
+)
 from .events import Events, prepare_events
 from .labels import describe, label_expr, label_job, shortened
-from .spec import FeaturesSection, Length, check_unique
+from .spec import FeaturesSection, check_unique
+from .timing import Length
 from .windows import (
     Schedule,
     as_stamp,
+    bounds,
     check_range,
     label_coverage,
     label_window_complete,
@@ -52,8 +64,9 @@ class FeatureTable:
     holdout_window_labels: pd.Series | None = None
 
 
-def build_features(events: pd.DataFrame, spec: FeaturesSection, target: str, source: str = "events",
-                   progress: Progress = QUIET) -> FeatureTable:
+def build_features(
+    events: pd.DataFrame, spec: FeaturesSection, target: str, source: str = "events", progress: Progress = QUIET
+) -> FeatureTable:
     """The feature table of an event table under a spec; `target` names the label column."""
     started = time.perf_counter()
     try:
@@ -67,8 +80,10 @@ def build_features(events: pd.DataFrame, spec: FeaturesSection, target: str, sou
         raise DataError(str(exc)) from None
     sched = schedule(cutoffs, spec.label.window, prepared.tz)
     check_range(sched, prepared.first_ns, prepared.last_ns, spec.label.window, prepared.tz)
-    progress.say(f"features: {prepared.frame.height} events of {prepared.frame[spec.entity].n_unique()} entities, "
-                 f"{len(sched.all)} cutoffs, {len(spec.feature_names())} features")
+    progress.say(
+        f"features: {prepared.frame.height} events of {prepared.frame[spec.entity].n_unique()} entities, "
+        f"{len(sched.all)} cutoffs, {len(spec.feature_names())} features"
+    )
     window = test_label_window(sched.test, prepared, spec.label.window) if sched.test is not None else None
     table = compute(prepared, spec, sched, target, window)
     summary = summarize(table, prepared, spec, sched, target, source, window)
@@ -82,8 +97,10 @@ def build_features(events: pd.DataFrame, spec: FeaturesSection, target: str, sou
     train, test = split_to_pandas(table, n_train, sched.test is not None)
     summary["build_seconds"] = round(time.perf_counter() - started, 3)
     say_test_labels(summary.get("test_label_window"), progress)
-    progress.say(f"features: {len(train)} training rows, {0 if test is None else len(test)} test rows "
-                 f"in {summary['build_seconds']:.1f}s")
+    progress.say(
+        f"features: {len(train)} training rows, {0 if test is None else len(test)} test rows "
+        f"in {summary['build_seconds']:.1f}s"
+    )
     return FeatureTable(train, test, summary, short)
 
 
@@ -92,17 +109,22 @@ def say_test_labels(window: dict[str, Any] | None, progress: Progress) -> None:
     if window is None or window["complete"]:
         return
     if not window["labels_known"]:
-        progress.say(f"features: the test cutoff {window['start']} is after the data's last event "
-                     f"({window['data_ends']}): a scoring cutoff, its rows get predictions and no label")
+        progress.say(
+            f"features: the test cutoff {window['start']} is after the data's last event "
+            f"({window['data_ends']}): a scoring cutoff, its rows get predictions and no label"
+        )
     else:
-        progress.say(f"features: the data ends at {window['data_ends']}, {window['coverage']:.0%} into the test "
-                     f"cutoff's label window (to {window['end']}): the holdout labels count only that part; the "
-                     f"training rows are also labelled over their first {window['training_label_days']} days, to "
-                     "score the OOF predictions like for like")
+        progress.say(
+            f"features: the data ends at {window['data_ends']}, {window['coverage']:.0%} into the test "
+            f"cutoff's label window (to {window['end']}): the holdout labels count only that part; the "
+            f"training rows are also labelled over their first {window['training_label_days']} days, to "
+            "score the OOF predictions like for like"
+        )
 
 
-def compute(prepared: Events, spec: FeaturesSection, sched: Schedule, target: str,
-            window: dict[str, Any] | None = None) -> pl.DataFrame:
+def compute(
+    prepared: Events, spec: FeaturesSection, sched: Schedule, target: str, window: dict[str, Any] | None = None
+) -> pl.DataFrame:
     """Per-span group-bys laid side by side on the eligible (entity, cutoff) rows. `window` is the test
     cutoff's label window (`test_label_window`): unknown labels are null; cut short, the rows are also
     labelled over its `training_label_days` as HOLDOUT_WINDOW_LABEL (only the training rows' are kept).
@@ -118,30 +140,64 @@ def compute(prepared: Events, spec: FeaturesSection, sched: Schedule, target: st
     # The in-memory engine: the streaming one adds partial sums in a varying order, so many values
     # differ in their last bits from run to run. In-memory, only plain-sum group-bys still may
     # (relative differences ~1e-15); the cache makes every model of an experiment see one table.
-    rows = job_frame(prepared, jobs[0], sched, spec.entity).sort([CUTOFF_INDEX, spec.entity]).with_columns(
-        [out.fill() for out in jobs[0].outputs]).collect(engine="in-memory")
+    rows = (
+        job_frame(prepared, jobs[0], sched, spec.entity)
+        .sort([CUTOFF_INDEX, spec.entity])
+        .with_columns([out.fill() for out in jobs[0].outputs])
+        .collect(engine="in-memory")
+    )
     row_keys = rows.select(keys).lazy()
-    beside = [row_keys.join(job_frame(prepared, job, sched, spec.entity), on=keys, how="left",
-                            maintain_order="left").select([out.fill() for out in job.outputs]) for job in jobs[1:]]
-    # One span at a time: run together, the spans' group-by tables peak at once (10M events, 3 runs each:
-    # peak 1,527-1,663 MB together, 1,494-1,570 MB one at a time, and 11.9 s vs 11.3 s).
+    beside = [
+        row_keys.join(job_frame(prepared, job, sched, spec.entity), on=keys, how="left", maintain_order="left").select(
+            [out.fill() for out in job.outputs]
+        )
+        for job in jobs[1:]
+    ]
+    # One span at a time: run together, the spans' group-by tables would peak at once (bench/README.md,
+    # Features, has the measurement).
     table = pl.concat([rows, *(frame.collect(engine="in-memory") for frame in beside)], how="horizontal").lazy()
     values = restore_values(jobs, prepared.vocabularies)
     table = table.with_columns(values) if values else table
     stamps, ns = cutoff_series(sched)
     cutoff = pl.lit(stamps).gather(pl.col(CUTOFF_INDEX))
-    table = table.with_columns(cutoff.alias(spec.cutoff_column), pl.lit(ns).gather(pl.col(CUTOFF_INDEX)).alias(CUTOFF_NS))
+    table = table.with_columns(
+        cutoff.alias(spec.cutoff_column), pl.lit(ns).gather(pl.col(CUTOFF_INDEX)).alias(CUTOFF_NS)
+    )
     # A scoring cutoff (after the data's end) is the last cutoff: its rows' labels are unknown, null.
     scoring = window is not None and not window["labels_known"]
     known = pl.col(CUTOFF_INDEX) < len(sched.train) if scoring else pl.lit(True)
     if short is not None:
         table = table.with_columns(label_expr(short, HOLDOUT_WINDOW_LABEL, pl.lit(True), SHORT_LABEL_VALUE))
-    table = table.with_columns(*derived_features(spec, pl.col(CUTOFF_NS)), label_expr(spec.label, target, known),
-                               pl.format("{}@{}", pl.col(spec.entity),
-                                         pl.col(spec.cutoff_column).dt.strftime("%Y-%m-%d")).alias(spec.key_column))
-    columns = [spec.key_column, spec.entity, spec.cutoff_column, *spec.feature_names(), target,
-               *([HOLDOUT_WINDOW_LABEL] if short is not None else [])]
+    table = table.with_columns(
+        *derived_features(spec, pl.col(CUTOFF_NS)),
+        label_expr(spec.label, target, known),
+        pl.format("{}@{}", pl.col(spec.entity), pl.col(spec.cutoff_column).dt.strftime("%Y-%m-%d")).alias(
+            spec.key_column
+        ),
+    )
+    table = table.with_columns(before_the_data(spec, sched, prepared.first_ns, prepared.tz))
+    columns = [
+        spec.key_column,
+        spec.entity,
+        spec.cutoff_column,
+        *spec.feature_names(),
+        target,
+        *([HOLDOUT_WINDOW_LABEL] if short is not None else []),
+    ]
     return table.select(columns).collect(engine="in-memory")
+
+
+def before_the_data(spec: FeaturesSection, sched: Schedule, first_ns: int, tz: str | None) -> list[pl.Expr]:
+    """Year-ago features are missing, not 0, at cutoffs whose year-ago window starts before the data's
+    first day: the data does not reach back that far, which says nothing about the entity."""
+    first = pd.Timestamp(first_ns, tz="UTC").tz_convert(tz) if tz else pd.Timestamp(first_ns)
+    first_ns = first.normalize().as_unit("ns").value
+    exprs = []
+    for span, names in year_ago_spans(spec):
+        reaches = pl.Series([bounds(cutoff, span)[0] >= first_ns for cutoff in sched.all], dtype=pl.Boolean)
+        reached = pl.lit(reaches).gather(pl.col(CUTOFF_INDEX))
+        exprs += [pl.when(reached).then(pl.col(name)).otherwise(None).alias(name) for name in names]
+    return exprs
 
 
 def split_to_pandas(table: pl.DataFrame, n_train: int, with_test: bool) -> tuple[pd.DataFrame, pd.DataFrame | None]:
@@ -166,8 +222,12 @@ def job_frame(prepared: Events, job: Job, sched: Schedule, entity: str) -> pl.La
     parts = []
     for index, cutoff in enumerate(sched.all):
         lo, hi = slice_rows(prepared.sorted_ns, cutoff, job.span)
-        parts.append(events.slice(lo, hi - lo).group_by(entity).agg(aggs)
-                     .with_columns(pl.lit(index, dtype=pl.Int32).alias(CUTOFF_INDEX)))
+        parts.append(
+            events.slice(lo, hi - lo)
+            .group_by(entity)
+            .agg(aggs)
+            .with_columns(pl.lit(index, dtype=pl.Int32).alias(CUTOFF_INDEX))
+        )
     return pl.concat(parts, how="vertical")
 
 
@@ -178,23 +238,38 @@ def cutoff_series(sched: Schedule) -> tuple[pl.Series, pl.Series]:
     return pl.Series(stamps), pl.Series([c.as_unit("ns").value for c in sched.all], dtype=pl.Int64)
 
 
-def summarize(table: pl.DataFrame, prepared: Events, spec: FeaturesSection, sched: Schedule, target: str,
-              source: str, window: dict[str, Any] | None) -> dict[str, Any]:
+def summarize(
+    table: pl.DataFrame,
+    prepared: Events,
+    spec: FeaturesSection,
+    sched: Schedule,
+    target: str,
+    source: str,
+    window: dict[str, Any] | None,
+) -> dict[str, Any]:
     """What the feature table holds, per cutoff and per feature, and what was left out."""
     day = pl.col(spec.cutoff_column).dt.strftime("%Y-%m-%d")
-    per_cutoff = (table.group_by(day.alias("day")).agg(pl.len().alias("rows"), pl.col(target).mean().alias("mean"))
-                  .sort("day"))
+    per_cutoff = (
+        table.group_by(day.alias("day")).agg(pl.len().alias("rows"), pl.col(target).mean().alias("mean")).sort("day")
+    )
     names = spec.feature_names()
     missing = table.select([_missing(table.schema[n], n).mean().alias(n) for n in names]).row(0, named=True)
     summary = {
-        "source": source, "entity": spec.entity, "time": spec.time, "renamed_columns": prepared.renamed,
-        "event_lines": prepared.n_input, "excluded_lines_without_entity": prepared.n_without_entity,
-        "event_lines_used": prepared.frame.height, "entities": int(prepared.frame[spec.entity].n_unique()),
+        "source": source,
+        "entity": spec.entity,
+        "time": spec.time,
+        "renamed_columns": prepared.renamed,
+        "event_lines": prepared.n_input,
+        "excluded_lines_without_entity": prepared.n_without_entity,
+        "event_lines_used": prepared.frame.height,
+        "entities": int(prepared.frame[spec.entity].n_unique()),
         "train_cutoffs": [str(c.date()) for c in sched.train],
         "test_cutoff": str(sched.test.date()) if sched.test is not None else None,
         "label": {"column": target, "definition": describe(spec.label)},
-        "windows": window_names(spec), "n_features": len(names),
-        "rows": table.height, "rows_per_cutoff": dict(zip(per_cutoff["day"], map(int, per_cutoff["rows"]))),
+        "windows": window_names(spec),
+        "n_features": len(names),
+        "rows": table.height,
+        "rows_per_cutoff": dict(zip(per_cutoff["day"], map(int, per_cutoff["rows"]))),
         "nan_share_per_feature": {n: round(float(missing[n] or 0.0), 6) for n in names},
     }
     if window is not None:
@@ -212,9 +287,14 @@ def test_label_window(test: pd.Timestamp, prepared: Events, label: Length) -> di
     days it covers, over which the training rows are labelled too, to score them like for like."""
     end = test + offset(label)
     covered = label_coverage(test, prepared.last_ns, label)
-    window = {"start": str(test), "end": str(end), "data_ends": str(as_stamp(prepared.last_ns, prepared.tz)),
-              "coverage": round(covered, 4), "complete": label_window_complete(test, prepared.last_ns, label),
-              "labels_known": labels_known(test, prepared.last_ns)}
+    window = {
+        "start": str(test),
+        "end": str(end),
+        "data_ends": str(as_stamp(prepared.last_ns, prepared.tz)),
+        "coverage": round(covered, 4),
+        "complete": label_window_complete(test, prepared.last_ns, label),
+        "labels_known": labels_known(test, prepared.last_ns),
+    }
     if window["labels_known"] and not window["complete"]:
         window["training_label_days"] = max(1, math.ceil((prepared.last_ns - test.as_unit("ns").value) / NS_PER_DAY))
     return window

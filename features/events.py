@@ -1,5 +1,6 @@
 """The event table checked and made ready: names normalised, times parsed, lines without an
 entity set aside (and counted), derived columns added, rows sorted by time."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -53,8 +54,7 @@ def prepare_events(events: pd.DataFrame, spec: FeaturesSection, source: str) -> 
     columns = [c for c in required_columns(spec) if c != spec.time]
     kept = frame.loc[has_entity, columns] if n_without else frame[columns]  # no copy when nothing is dropped
     calendars = spec.active_calendars
-    table = _with_times(pl.from_pandas(kept, include_index=False), times[has_entity] if n_without else times,
-                        calendars)
+    table = _with_times(pl.from_pandas(kept, include_index=False), times[has_entity] if n_without else times, calendars)
     table = add_derived(_entity_as_integer(table, spec.entity), spec, source)
     check_value_types(table, spec, source)
     table, vocabularies = _text_as_codes(table, spec)
@@ -64,22 +64,33 @@ def prepare_events(events: pd.DataFrame, spec: FeaturesSection, source: str) -> 
         sorted_ns = table[TIME].to_numpy()
     tz = getattr(times.dtype, "tz", None)
     indexes = [CALENDAR_COLUMN[c] for c in calendars]
-    return Events(table.select([spec.entity, TIME, *indexes, *spec.value_columns()]), sorted_ns,
-                  str(tz) if tz is not None else None, len(frame), n_without, renamed, vocabularies)
+    return Events(
+        table.select([spec.entity, TIME, *indexes, *spec.value_columns()]),
+        sorted_ns,
+        str(tz) if tz is not None else None,
+        len(frame),
+        n_without,
+        renamed,
+        vocabularies,
+    )
 
 
 def check_columns(frame: pd.DataFrame, spec: FeaturesSection, source: str) -> None:
     """Every column the spec reads is there, and no derived column would replace one."""
     missing = [c for c in required_columns(spec) if c not in frame.columns]
     if missing:
-        raise DataError(f"event table {source} lacks column(s) {missing} that the feature spec uses "
-                        f"(entity, time, derived inputs or aggregated columns); columns are: "
-                        f"{', '.join(map(str, frame.columns))}. Fix features.entity/time/aggregations, or map "
-                        "other names with features.rename")
+        raise DataError(
+            f"event table {source} lacks column(s) {missing} that the feature spec uses "
+            f"(entity, time, derived inputs or aggregated columns); columns are: "
+            f"{', '.join(map(str, frame.columns))}. Fix features.entity/time/aggregations, or map "
+            "other names with features.rename"
+        )
     clash = sorted(set(spec.derive) & set(map(str, frame.columns)))
     if clash:
-        raise ConfigError(f"features.derive: {clash} already exist in {source}; a derived column may not replace an "
-                          "event column (feature name collision): give it another name")
+        raise ConfigError(
+            f"features.derive: {clash} already exist in {source}; a derived column may not replace an "
+            "event column (feature name collision): give it another name"
+        )
 
 
 def _with_times(table: pl.DataFrame, times: pd.Series, calendars: tuple[str, ...]) -> pl.DataFrame:
@@ -92,8 +103,10 @@ def _with_times(table: pl.DataFrame, times: pd.Series, calendars: tuple[str, ...
     tz = getattr(times.dtype, "tz", None)
     moment = pl.col(TIME).cast(pl.Datetime("ns", "UTC" if tz else None))
     local = moment.dt.convert_time_zone(str(tz)) if tz else moment
-    index = {"months": local.dt.year().cast(pl.Int32).mul(12).add(local.dt.month().cast(pl.Int32) - 1),
-             "days": local.dt.date().cast(pl.Int32)}
+    index = {
+        "months": local.dt.year().cast(pl.Int32).mul(12).add(local.dt.month().cast(pl.Int32) - 1),
+        "days": local.dt.date().cast(pl.Int32),
+    }
     return table.with_columns([index[c].alias(CALENDAR_COLUMN[c]) for c in calendars])
 
 
@@ -108,8 +121,10 @@ def normalise_names(events: pd.DataFrame, rename: dict[str, str], source: str) -
     present = {old: new for old, new in rename.items() if old in events.columns}
     clash = [new for old, new in present.items() if new in events.columns and new != old]
     if clash:
-        raise DataError(f"event table {source} has both the column(s) {clash} and the name(s) features.rename maps "
-                        "onto them; drop one of each pair so the names are unambiguous")
+        raise DataError(
+            f"event table {source} has both the column(s) {clash} and the name(s) features.rename maps "
+            "onto them; drop one of each pair so the names are unambiguous"
+        )
     return (events.rename(columns=present) if present else events), present
 
 
@@ -118,14 +133,18 @@ def parse_times(series: pd.Series, column: str, source: str) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(series):
         parsed = series
     elif pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
-        raise DataError(f"time column {column!r} in {source} holds numbers ({series.dtype}), not dates; "
-                        "give dates such as 2011-12-01 08:26:00")
+        raise DataError(
+            f"time column {column!r} in {source} holds numbers ({series.dtype}), not dates; "
+            "give dates such as 2011-12-01 08:26:00"
+        )
     else:
         parsed = _parse_text_times(series, column, source)
     n_missing = int(parsed.isna().sum())
     if n_missing:
-        raise DataError(f"time column {column!r} in {source} has {n_missing} missing values of {len(series)}; "
-                        "every event needs a time: drop or fill those lines")
+        raise DataError(
+            f"time column {column!r} in {source} has {n_missing} missing values of {len(series)}; "
+            "every event needs a time: drop or fill those lines"
+        )
     return parsed.reset_index(drop=True)
 
 
@@ -138,16 +157,22 @@ def _parse_text_times(series: pd.Series, column: str, source: str) -> pd.Series:
             if inferred.notna().sum() > parsed.notna().sum():
                 parsed = inferred
     except (ValueError, TypeError) as exc:
-        raise DataError(f"time column {column!r} in {source} mixes time zones or offsets ({exc}); convert the "
-                        "times to one zone (e.g. UTC) before building features") from None
+        raise DataError(
+            f"time column {column!r} in {source} mixes time zones or offsets ({exc}); convert the "
+            "times to one zone (e.g. UTC) before building features"
+        ) from None
     if not pd.api.types.is_datetime64_any_dtype(parsed):
-        raise DataError(f"time column {column!r} in {source} mixes time zones or offsets; convert the times to "
-                        "one zone (e.g. UTC) before building features")
+        raise DataError(
+            f"time column {column!r} in {source} mixes time zones or offsets; convert the times to "
+            "one zone (e.g. UTC) before building features"
+        )
     bad = parsed.isna() & series.notna()
     if bad.any():
         examples = series[bad].astype(str).unique()[:3].tolist()
-        raise DataError(f"time column {column!r} in {source} has {int(bad.sum())} values that are not dates "
-                        f"(e.g. {examples}); fix them or drop those lines")
+        raise DataError(
+            f"time column {column!r} in {source} has {int(bad.sum())} values that are not dates "
+            f"(e.g. {examples}); fix them or drop those lines"
+        )
     return parsed
 
 
@@ -166,8 +191,10 @@ def _text_as_codes(table: pl.DataFrame, spec: FeaturesSection) -> tuple[pl.DataF
     valued = [c for c in text if VALUE_AGGREGATES & set(spec.aggregations.get(c, ()))]
     counted = [c for c in text if c not in valued]
     vocabularies = {c: table[c].drop_nulls().unique().sort() for c in valued}
-    codes = [*(pl.col(c).rank("dense") for c in valued),
-             *((pl.col(counted).cast(pl.Categorical).to_physical(),) if counted else ())]
+    codes = [
+        *(pl.col(c).rank("dense") for c in valued),
+        *((pl.col(counted).cast(pl.Categorical).to_physical(),) if counted else ()),
+    ]
     return (table.with_columns(codes) if codes else table), vocabularies
 
 
@@ -178,8 +205,10 @@ def add_derived(table: pl.DataFrame, spec: FeaturesSection, source: str) -> pl.D
             table = table.with_columns(to_polars(parse(text)).alias(name))
         except pl.exceptions.PolarsError as exc:
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DataError(f"features.derive.{name} = {text!r} cannot be computed on {source}: {first_line}; "
-                            "check the column types (text operators need text, arithmetic needs numbers)") from None
+            raise DataError(
+                f"features.derive.{name} = {text!r} cannot be computed on {source}: {first_line}; "
+                "check the column types (text operators need text, arithmetic needs numbers)"
+            ) from None
     booleans = [c for c in spec.value_columns() if table[c].dtype == pl.Boolean]
     return table.with_columns(pl.col(booleans).cast(pl.Int8)) if booleans else table
 
@@ -198,7 +227,8 @@ def check_value_types(table: pl.DataFrame, spec: FeaturesSection, source: str) -
         dtype = table[column].dtype
         numeric = functions & NUMERIC_ONLY
         if numeric and not dtype.is_numeric():
-            raise DataError(f"column {column!r} in {source} is {dtype}, not numeric, but features ask for "
-                            f"{sorted(numeric)} of it; use only count, nunique, first, last or mode on text, or derive a "
-                            "number from it")
-
+            raise DataError(
+                f"column {column!r} in {source} is {dtype}, not numeric, but features ask for "
+                f"{sorted(numeric)} of it; use only count, nunique, first, last or mode on text, or derive a "
+                "number from it"
+            )

@@ -7,9 +7,11 @@
 Vocabulary: numbers, "strings", column names (`back-quoted` when they hold spaces), + - * /,
 unary minus, parentheses, == != < <= > >=, `starts with`, `ends with`, `contains`, `is missing`,
 and / or / not, and the functions abs(x) and log1p(x). Division by zero gives a missing value, and
-so does a text operator on a missing text. A comparison gives 1 or 0 (so its mean is a share). Text is parsed into a tree here; the tree is
-compiled into a Polars expression by `to_polars`; nothing is ever executed as Python.
+so does a text operator on a missing text. A comparison gives 1 or 0 (so its mean is a share). Text
+is parsed into a tree here; the tree is compiled into a Polars expression by `to_polars`; nothing is
+ever executed as Python.
 """
+
 from __future__ import annotations
 
 import re
@@ -19,14 +21,17 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # Polars is imported only when expressions are compiled (the config loads without it)
     import polars as pl
 
-_TOKEN = re.compile(r"""
+_TOKEN = re.compile(
+    r"""
     (?P<space>\s+)
   | (?P<number>\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)
   | (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
   | (?P<quoted>`[^`]+`)
   | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<op>==|!=|<=|>=|[-+*/()<>,])
-""", re.VERBOSE)
+""",
+    re.VERBOSE,
+)
 KEYWORDS = {"and", "or", "not", "starts", "ends", "with", "contains", "is", "missing"}
 FUNCTIONS = ("abs", "log1p")
 COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
@@ -169,8 +174,10 @@ class _Parser:
             self.take()
             if self.peek().text == "(":
                 if token.text not in FUNCTIONS:
-                    raise ExpressionError(f"unknown function {token.text!r} at position {token.pos} of "
-                                          f"{self.text!r}; available: {', '.join(FUNCTIONS)}")
+                    raise ExpressionError(
+                        f"unknown function {token.text!r} at position {token.pos} of "
+                        f"{self.text!r}; available: {', '.join(FUNCTIONS)}"
+                    )
                 self.take("(")
                 arg = self.or_()
                 self.take(")")
@@ -199,10 +206,19 @@ def columns_of(node: Node) -> list[str]:
 
 
 _ARITHMETIC = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
-_COMPARE = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
-            "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
-_TEXT = {"starts_with": lambda a, s: a.str.starts_with(s), "ends_with": lambda a, s: a.str.ends_with(s),
-         "contains": lambda a, s: a.str.contains(s, literal=True)}
+_COMPARE = {
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+_TEXT = {
+    "starts_with": lambda a, s: a.str.starts_with(s),
+    "ends_with": lambda a, s: a.str.ends_with(s),
+    "contains": lambda a, s: a.str.contains(s, literal=True),
+}
 
 
 def to_polars(node: Node) -> pl.Expr:

@@ -5,12 +5,13 @@ has the documented empty value (0 for sum, count and nunique), so e.g. a custome
 in the month has a spend of 0 and label 0. A binary label compares the value rounded to 9 decimals
 with the threshold, so float noise from the order of summation never flips a label.
 """
+
 from __future__ import annotations
 
 import polars as pl
 
 from .aggregations import Job, output
-from .spec import LabelSpec
+from .timing import LabelSpec
 from .windows import label_span
 
 LABEL_VALUE = "__label_value"
@@ -45,4 +46,8 @@ def label_dtype(label: LabelSpec) -> str:
 def describe(label: LabelSpec) -> str:
     """The label in words, for the summary and the report."""
     value = f"{label.aggregate} of {label.column} over {label.window.phrase} starting at the cutoff"
-    return f"1 when the {value} (rounded to {ROUND_DECIMALS} decimals) is above {label.above:g}, else 0" if label.above is not None else f"the {value}"
+    return (
+        f"1 when the {value} (rounded to {ROUND_DECIMALS} decimals) is above {label.above:g}, else 0"
+        if label.above is not None
+        else f"the {value}"
+    )

@@ -1,8 +1,10 @@
 """Output column names of the feature table: fixed by the spec alone and stable across runs.
 
 `total_sum_3m`, `InvoiceNo_nunique_all`, `active_months_6m`, `active_days_30d`, `days_since_last`,
-`total_sum_lag2`: the column, the function and the window say what a column holds.
+`total_sum_lag2`, `total_sum_3m_year_ago`, `total_sum_next1m_year_ago`: the column, the function and the
+window say what a column holds.
 """
+
 from __future__ import annotations
 
 import re
@@ -39,3 +41,13 @@ def recency_names(column: str) -> tuple[str, str]:
 
 def lag_name(column: str, function: str, k: int) -> str:
     return f"{column}_{function}_lag{k}"
+
+
+def year_ago_name(column: str, function: str, window: Window) -> str:
+    """The window one year earlier: `total_sum_3m_year_ago`; `..._yoy_diff` and `..._yoy_ratio` compare."""
+    return f"{agg_name(column, function, window)}_year_ago"
+
+
+def year_ago_label_name(column: str, function: str, label_suffix: str) -> str:
+    """The label's window one year earlier: `total_sum_next1m_year_ago` (a monthly label's month, last year)."""
+    return f"{column}_{function}_next{label_suffix}_year_ago"

@@ -2,12 +2,14 @@
 
 A window is a half-open span of whole calendar months relative to a cutoff c:
 `Span(start=3, end=0)` covers [c - 3 months, c), the last three months before c; a lag month k is
-`Span(k, k - 1)`; the previous window of a trend is `Span(2w, w)`; all history is `Span(None, 0)`;
+`Span(k, k - 1)`; the previous window of a trend is `Span(2w, w)`; the same window a year earlier is
+`Span(12 + w, 12)`, and the label's month a year earlier `Span(12, 11)`; all history is `Span(None, 0)`;
 the label window is `Span(0, -months)`, i.e. [c, c + months) (or days: `label_span`). A window of days is the same with
 `unit="days"`: `Span(30, 0, "days")` covers [c - 30 days, c), calendar days in the time column's
 zone. Feature spans always end at or before c, so a feature row never sees an event dated on or
 after its cutoff.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -20,7 +22,7 @@ import pandas as pd
 from pipeline.core.errors import ConfigError, DataError
 
 from .names import Window
-from .spec import CutoffSpec, Length, window_length
+from .timing import YEAR, CutoffSpec, Length, window_length
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,14 @@ class Span:
     def before(self) -> Span:
         """The span of the same length that ends where this one starts (a trend's previous window)."""
         return Span(2 * self.start - self.end, self.start, self.unit)
+
+    def year_earlier(self) -> Span:
+        """The same span one year earlier (YEAR: 12 months, or 52 weeks for days). A span that reaches past
+        the cutoff (a label window) must end at or before the cutoff once shifted, or it is refused."""
+        shift = YEAR[self.unit]
+        if self.start is None or self.end + shift < 0:
+            raise ConfigError(f"{self} one year earlier would not end by the cutoff: it cannot be a feature")
+        return Span(self.start + shift, self.end + shift, self.unit)
 
 
 @dataclass(frozen=True)
@@ -64,12 +74,16 @@ def schedule(spec: CutoffSpec, label: Length, tz: str | None) -> Schedule:
     the test cutoff, so no training label is computed from events the test cutoff may not see."""
     cutoffs = [_stamp(day, tz) for day in spec.training_days(label)]
     if spec.last is not None and spec.test is not None and label.after(spec.last) > spec.test:
-        raise ConfigError(f"features.cutoffs.last {spec.last}: its {label.words} label window ends after the "
-                          f"test cutoff {spec.test}, so its labels would use events the test rows must not see; "
-                          "move last earlier or test later")
+        raise ConfigError(
+            f"features.cutoffs.last {spec.last}: its {label.words} label window ends after the "
+            f"test cutoff {spec.test}, so its labels would use events the test rows must not see; "
+            "move last earlier or test later"
+        )
     if not cutoffs:
-        raise ConfigError(f"features.cutoffs: no training cutoff from {spec.first} whose {label.words} label "
-                          f"window ends by the test cutoff {spec.test}; move first earlier")
+        raise ConfigError(
+            f"features.cutoffs: no training cutoff from {spec.first} whose {label.words} label "
+            f"window ends by the test cutoff {spec.test}; move first earlier"
+        )
     return Schedule(tuple(cutoffs), _stamp(spec.test, tz) if spec.test is not None else None)
 
 
@@ -127,25 +141,33 @@ def check_range(sched: Schedule, first_ns: int, last_ns: int, label: Length, tz:
     first, last = as_stamp(first_ns, tz), as_stamp(last_ns, tz)
     for cutoff in sched.all:
         if cutoff.as_unit("ns").value <= first_ns:
-            raise DataError(f"cutoff {cutoff.date()} is outside the data's range ({first} .. {last}): no event is "
-                            "dated before it, so no entity is eligible; move features.cutoffs.first later")
+            raise DataError(
+                f"cutoff {cutoff.date()} is outside the data's range ({first} .. {last}): no event is "
+                "dated before it, so no entity is eligible; move features.cutoffs.first later"
+            )
     if sched.test is not None and sched.test.as_unit("ns").value - last_ns > DATA_END_SLACK.value:
         latest = (last + DATA_END_SLACK).date()
-        raise DataError(f"test cutoff {sched.test.date()} is {(sched.test - last).days} days after the data's last "
-                        f"event ({last}): no event of that gap is in the data, so every feature would read it as "
-                        f"inactivity; a scoring cutoff may follow the data's end by at most {DATA_END_SLACK.days} "
-                        f"days: set features.cutoffs.test to {latest} or earlier, or add the missing events")
+        raise DataError(
+            f"test cutoff {sched.test.date()} is {(sched.test - last).days} days after the data's last "
+            f"event ({last}): no event of that gap is in the data, so every feature would read it as "
+            f"inactivity; a scoring cutoff may follow the data's end by at most {DATA_END_SLACK.days} "
+            f"days: set features.cutoffs.test to {latest} or earlier, or add the missing events"
+        )
     for cutoff in sched.train:
         if not labels_known(cutoff, last_ns):
-            raise DataError(f"training cutoff {cutoff.date()} is outside the data's range ({first} .. {last}): its "
-                            f"{label.words} label window holds no event, so its labels are unknown; "
-                            "move features.cutoffs.last (or test) earlier")
+            raise DataError(
+                f"training cutoff {cutoff.date()} is outside the data's range ({first} .. {last}): its "
+                f"{label.words} label window holds no event, so its labels are unknown; "
+                "move features.cutoffs.last (or test) earlier"
+            )
         if not label_window_complete(cutoff, last_ns, label):
             covered = label_coverage(cutoff, last_ns, label)
-            raise DataError(f"training cutoff {cutoff.date()}: the data ends at {last}, {covered:.0%} of the way "
-                            f"through its {label.words} label window, so its labels would count only part "
-                            f"of the window and lean to 0; set features.cutoffs.last (or test) earlier, so every "
-                            f"training label window ends by {last.date()}")
+            raise DataError(
+                f"training cutoff {cutoff.date()}: the data ends at {last}, {covered:.0%} of the way "
+                f"through its {label.words} label window, so its labels would count only part "
+                f"of the window and lean to 0; set features.cutoffs.last (or test) earlier, so every "
+                f"training label window ends by {last.date()}"
+            )
 
 
 def as_stamp(ns: int, tz: str | None) -> pd.Timestamp:

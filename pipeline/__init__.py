@@ -13,17 +13,36 @@ matplotlib until a stage is used). The packages follow the workflow, each import
 below it: core < (features) < config < data < engine < train, tune, importance, ensemble < report;
 cli.py and predict.py sit on top.
 """
-from pipeline._version import __version__
+
+from pipeline._version import __version__ as __version__
 from pipeline.core.lazy import attach
 
 # Stage functions get `run_` names so they never shadow the stage packages (`pipeline.train` is a package).
-__getattr__, __dir__, __all__ = attach(__name__, {
-    "Config": ".config", "load_config": ".config", "validate_config": ".config", "Progress": ".core.progress",
-    "prepare_data": ".data.prepare:prepare", "run_train": ".train.run:train", "run_tune": ".tune.run:tune",
-    "tune_options": ".tune.run", "run_importance": ".importance.run", "run_select": ".importance.selection",
-    "run_ensemble": ".ensemble.run:ensemble", "TrainSpec": ".engine.spec", "run_cv": ".engine.cv",
-    "predict_file": ".predict", "load_run": ".predict", "build_report": ".report.build",
-    "write_report": ".report.build", "headline_text": ".report.build", "compare_runs": ".report.compare",
-    "write_comparison": ".report.compare", "list_runs": ".report.compare",
-    "OOFLGBMClassifier": ".engine.estimators", "OOFLGBMRegressor": ".engine.estimators",
-})
+__getattr__, __dir__, __all__ = attach(
+    __name__,
+    {
+        "Config": ".config",
+        "load_config": ".config",
+        "validate_config": ".config",
+        "Progress": ".core.progress",
+        "prepare_data": ".data.prepare:prepare",
+        "run_train": ".train.run:train",
+        "run_tune": ".tune.run:tune",
+        "tune_options": ".tune.options",
+        "run_importance": ".importance.run",
+        "run_select": ".importance.selection",
+        "run_ensemble": ".ensemble.run:ensemble",
+        "TrainSpec": ".engine.spec",
+        "run_cv": ".engine.cv",
+        "predict_file": ".predict",
+        "load_run": ".predict",
+        "build_report": ".report.build",
+        "write_report": ".report.build",
+        "headline_text": ".report.build",
+        "compare_runs": ".report.compare",
+        "write_comparison": ".report.compare",
+        "list_runs": ".report.run_list",
+        "OOFLGBMClassifier": ".engine.estimators",
+        "OOFLGBMRegressor": ".engine.estimators",
+    },
+)

@@ -1,4 +1,5 @@
 """`gbpipe predict`: apply a run's fold models to new rows, in chunks, by column name."""
+
 from __future__ import annotations
 
 import contextlib
@@ -41,8 +42,14 @@ class PredictSummary:
     conversion: ConversionReport = field(default_factory=ConversionReport)
 
 
-def predict_file(run_dir: Path, input_path: Path, output_path: Path, chunk_size: int = 100_000,
-                 progress: Progress = QUIET, allow_version_mismatch: bool = False) -> PredictSummary:
+def predict_file(
+    run_dir: Path,
+    input_path: Path,
+    output_path: Path,
+    chunk_size: int = 100_000,
+    progress: Progress = QUIET,
+    allow_version_mismatch: bool = False,
+) -> PredictSummary:
     """Predict every row of a CSV or parquet file and write id + predictions (CSV or parquet)."""
     input_path, output_path = Path(input_path), Path(output_path)
     check_output_path(output_path, input_path)
@@ -72,14 +79,17 @@ def check_output_path(output_path: Path, input_path: Path) -> None:
     folder = output_path.resolve().parent
     for parent in (folder, *folder.parents):
         if (parent / MANIFEST).is_file() or parent.name.endswith(PARTIAL_SUFFIX):
-            raise ConfigError(f"--output {output_path} is inside the run folder {parent}; runs are never "
-                              "modified. Write the predictions elsewhere, e.g. predictions/out.parquet")
+            raise ConfigError(
+                f"--output {output_path} is inside the run folder {parent}; runs are never "
+                "modified. Write the predictions elsewhere, e.g. predictions/out.parquet"
+            )
     if output_path.exists() and input_path.exists() and output_path.resolve() == input_path.resolve():
         raise ConfigError(f"--output {output_path} is the --input file; write the predictions to another file")
 
 
-def predict_frame(run: FittedRun, frame: pd.DataFrame, source: str, report: ConversionReport,
-                  offset: int = 0) -> pd.DataFrame:
+def predict_frame(
+    run: FittedRun, frame: pd.DataFrame, source: str, report: ConversionReport, offset: int = 0
+) -> pd.DataFrame:
     """Predictions for one frame: id, `pred` or `pred_<class>`, and `label_pred` for classifiers."""
     if run.id_name == ROW_ID:
         ids = pd.Series(np.arange(offset, offset + len(frame)), name=ROW_ID)
@@ -89,9 +99,11 @@ def predict_frame(run: FittedRun, frame: pd.DataFrame, source: str, report: Conv
         ids = frame[run.id_name].reset_index(drop=True)
     chunk_report = ConversionReport()
     pred = run.predict(to_matrix(run.schema, flat_column_names(frame, source), source, chunk_report))
-    for counts, chunk_counts in ((report.unseen_categories, chunk_report.unseen_categories),
-                                 (report.infinite_to_nan, chunk_report.infinite_to_nan),
-                                 (report.cast_to_numeric, chunk_report.cast_to_numeric)):
+    for counts, chunk_counts in (
+        (report.unseen_categories, chunk_report.unseen_categories),
+        (report.infinite_to_nan, chunk_report.infinite_to_nan),
+        (report.cast_to_numeric, chunk_report.cast_to_numeric),
+    ):
         for col, n in chunk_counts.items():
             counts[col] = counts.get(col, 0) + n
     report.extra_columns = chunk_report.extra_columns
@@ -128,8 +140,10 @@ class IdLedger:
         text = _id_text(ids)
         repeated = pd.Series(text).duplicated().to_numpy()
         if repeated.any():
-            raise DataError(f"id column {ids.name!r} in {self.source} has {int(repeated.sum())} duplicated values "
-                            f"(e.g. {sorted(set(text[repeated]))[:5]}); ids must be unique")
+            raise DataError(
+                f"id column {ids.name!r} in {self.source} has {int(repeated.sum())} duplicated values "
+                f"(e.g. {sorted(set(text[repeated]))[:5]}); ids must be unique"
+            )
         self.hashes.append(pd.util.hash_array(text))
 
     def check(self, name: str) -> None:
@@ -149,8 +163,10 @@ class IdLedger:
                 counts[value] = counts.get(value, 0) + 1
         repeated = {v: c for v, c in counts.items() if c > 1}
         if repeated:
-            raise DataError(f"id column {name!r} in {self.source} has {sum(repeated.values()) - len(repeated)} "
-                            f"duplicated values (e.g. {sorted(repeated)[:5]}); ids must be unique")
+            raise DataError(
+                f"id column {name!r} in {self.source} has {sum(repeated.values()) - len(repeated)} "
+                f"duplicated values (e.g. {sorted(repeated)[:5]}); ids must be unique"
+            )
 
 
 def _id_text(ids: pd.Series) -> np.ndarray:
@@ -164,7 +180,7 @@ def read_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
         raise DataError(f"input file {path} not found")
     if path.suffix.lower() in (".parquet", ".pq"):
         # pre_buffer=False: by default pyarrow buffers every column chunk of the file up front, so
-        # memory would grow with the file (measured: ~1 GB for a 1 GB file), not with chunk_size.
+        # memory would grow with the file, not with chunk_size.
         parquet = pq.ParquetFile(path, pre_buffer=False)
         for batch in parquet.iter_batches(batch_size=chunk_size):
             yield batch.to_pandas()
@@ -229,25 +245,38 @@ def _like_first_chunk(table: pa.Table, schema: pa.Schema, path: Path) -> pa.Tabl
         return table.cast(schema)
     except (ValueError, pa.ArrowNotImplementedError) as exc:  # ArrowInvalid is a ValueError
         changed = [f.name for f, g in zip(schema, table.schema, strict=True) if not f.type.equals(g.type)]
-        raise DataError(f"columns {changed} of the input change type between chunks ({exc}), so {path} cannot "
-                        "hold them as one parquet column; give --chunk-size larger than the file's rows, or write "
-                        "CSV") from None
+        raise DataError(
+            f"columns {changed} of the input change type between chunks ({exc}), so {path} cannot "
+            "hold them as one parquet column; give --chunk-size larger than the file's rows, or write "
+            "CSV"
+        ) from None
 
 
 def _warn(summary: PredictSummary, source: Path) -> None:
     conv = summary.conversion
     if conv.missing_keep:
-        warnings.warn(f"{source} lacks {conv.missing_keep}, which the run carries into its predictions (data.keep); "
-                      "the predictions have the id without them", stacklevel=2)
+        warnings.warn(
+            f"{source} lacks {conv.missing_keep}, which the run carries into its predictions (data.keep); "
+            "the predictions have the id without them",
+            stacklevel=2,
+        )
     if conv.extra_columns:
-        warnings.warn(f"{source}: {len(conv.extra_columns)} columns the model does not use were dropped: "
-                      f"{conv.extra_columns[:10]}", stacklevel=2)
+        warnings.warn(
+            f"{source}: {len(conv.extra_columns)} columns the model does not use were dropped: "
+            f"{conv.extra_columns[:10]}",
+            stacklevel=2,
+        )
     if conv.unseen_categories:
-        warnings.warn(f"{source}: categories not seen in training (treated as missing), rows per column: "
-                      f"{conv.unseen_categories}", stacklevel=2)
+        warnings.warn(
+            f"{source}: categories not seen in training (treated as missing), rows per column: "
+            f"{conv.unseen_categories}",
+            stacklevel=2,
+        )
     if conv.infinite_to_nan:
-        warnings.warn(f"{source}: infinite values treated as missing, per column: {conv.infinite_to_nan}",
-                      stacklevel=2)
+        warnings.warn(f"{source}: infinite values treated as missing, per column: {conv.infinite_to_nan}", stacklevel=2)
     if conv.cast_to_numeric:
-        warnings.warn(f"{source}: numeric columns that arrived as text were cast to numbers, values per column: "
-                      f"{conv.cast_to_numeric}", stacklevel=2)
+        warnings.warn(
+            f"{source}: numeric columns that arrived as text were cast to numbers, values per column: "
+            f"{conv.cast_to_numeric}",
+            stacklevel=2,
+        )

@@ -1,4 +1,5 @@
 """Bad input gets a clear error naming the file, column and count, and the right exit code."""
+
 from __future__ import annotations
 
 import re
@@ -6,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import write_config
 
 from pipeline.cli import main
+from tests.helpers.configs import write_config
 
 
 def breast_cancer() -> pd.DataFrame:
@@ -43,7 +44,9 @@ BAD_TABLES = [
 ]
 
 
-@pytest.mark.parametrize("corrupt, match", BAD_TABLES, ids=["missing-target", "nan-target", "single-class", "rare-class"])
+@pytest.mark.parametrize(
+    "corrupt, match", BAD_TABLES, ids=["missing-target", "nan-target", "single-class", "rare-class"]
+)
 def test_bad_training_tables_exit_3(tmp_path, capsys, corrupt, match):
     corrupt(breast_cancer()).to_csv(tmp_path / "train.csv", index=False)
     config = write_config(tmp_path, data={"train": str(tmp_path / "train.csv"), "target": "target", "task": "binary"})
@@ -53,13 +56,16 @@ def test_bad_training_tables_exit_3(tmp_path, capsys, corrupt, match):
     assert not list((tmp_path / "runs").glob("exp/*/manifest.json"))  # no run was published
 
 
-@pytest.mark.parametrize("content, match", [
-    (b"", r"train\.csv is empty \(0 bytes\)"),
-    (b"a,b,target\n", r"train\.csv has a header but 0 rows"),
-    (b"a,b,a,target\n1,2,3,0\n4,5,6,1\n", r"train\.csv has duplicate column names: \['a'\] \(1 repeats\)"),
-    (b"a;b;target\n1;2;0\n", r"train\.csv has one column 'a;b;target'; the delimiter looks wrong"),
-    ("a,b,target\n\xe9,2,0\n".encode("latin-1"), r"train\.csv is not UTF-8"),
-])
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (b"", r"train\.csv is empty \(0 bytes\)"),
+        (b"a,b,target\n", r"train\.csv has a header but 0 rows"),
+        (b"a,b,a,target\n1,2,3,0\n4,5,6,1\n", r"train\.csv has duplicate column names: \['a'\] \(1 repeats\)"),
+        (b"a;b;target\n1;2;0\n", r"train\.csv has one column 'a;b;target'; the delimiter looks wrong"),
+        ("a,b,target\n\xe9,2,0\n".encode("latin-1"), r"train\.csv is not UTF-8"),
+    ],
+)
 def test_unreadable_files_exit_3(tmp_path, capsys, content, match):
     (tmp_path / "train.csv").write_bytes(content)
     config = write_config(tmp_path, data={"train": str(tmp_path / "train.csv"), "target": "target", "task": "binary"})
@@ -68,8 +74,7 @@ def test_unreadable_files_exit_3(tmp_path, capsys, content, match):
 
 
 def test_unknown_config_key_exits_2(tmp_path, capsys):
-    config = write_config(tmp_path, data={"train": "x.csv", "target": "target", "task": "binary"},
-                          cv={"n_fold": 5})
+    config = write_config(tmp_path, data={"train": "x.csv", "target": "target", "task": "binary"}, cv={"n_fold": 5})
     assert main(["train", "--config", str(config)]) == 2
     assert "unknown key 'cv.n_fold'; did you mean 'cv.n_splits'?" in capsys.readouterr().err
 
@@ -84,8 +89,17 @@ def trained_run(tmp_path) -> Path:
 
 def test_column_missing_at_predict_exits_3(trained_run, tmp_path, capsys):
     breast_cancer().drop(columns=["target", "mean radius", "worst area"]).to_csv(tmp_path / "new.csv", index=False)
-    code = main(["predict", "--run", str(trained_run), "--input", str(tmp_path / "new.csv"),
-                 "--output", str(tmp_path / "out.csv")])
+    code = main(
+        [
+            "predict",
+            "--run",
+            str(trained_run),
+            "--input",
+            str(tmp_path / "new.csv"),
+            "--output",
+            str(tmp_path / "out.csv"),
+        ]
+    )
     assert code == 3
     assert "new.csv lacks 2 feature columns the model needs: ['mean radius', 'worst area']" in capsys.readouterr().err
     assert not (tmp_path / "out.csv").exists() and not list(tmp_path.glob(".out.csv*"))
@@ -94,8 +108,20 @@ def test_column_missing_at_predict_exits_3(trained_run, tmp_path, capsys):
 def test_extra_columns_at_predict_are_dropped_with_a_warning(trained_run, tmp_path, capsys):
     frame = breast_cancer().drop(columns=["target"]).assign(note="x", other=1)
     frame.to_csv(tmp_path / "new.csv", index=False)
-    assert main(["predict", "--run", str(trained_run), "--input", str(tmp_path / "new.csv"),
-                 "--output", str(tmp_path / "out.csv")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--run",
+                str(trained_run),
+                "--input",
+                str(tmp_path / "new.csv"),
+                "--output",
+                str(tmp_path / "out.csv"),
+            ]
+        )
+        == 0
+    )
     assert "2 columns the model does not use were dropped: ['note', 'other']" in capsys.readouterr().err
     assert len(pd.read_csv(tmp_path / "out.csv")) == 300
 
@@ -106,8 +132,17 @@ def test_damaged_model_file_exits_4(trained_run, tmp_path, capsys, damage):
     data = model.read_bytes()
     model.write_bytes(data[: len(data) // 2] if damage == "truncate" else data[:100] + b"X" + data[101:])
     breast_cancer().drop(columns=["target"]).to_csv(tmp_path / "new.csv", index=False)
-    code = main(["predict", "--run", str(trained_run), "--input", str(tmp_path / "new.csv"),
-                 "--output", str(tmp_path / "out.csv")])
+    code = main(
+        [
+            "predict",
+            "--run",
+            str(trained_run),
+            "--input",
+            str(tmp_path / "new.csv"),
+            "--output",
+            str(tmp_path / "out.csv"),
+        ]
+    )
     assert code == 4
     assert "fold_2.txt does not match its manifest entry" in capsys.readouterr().err
     assert not (tmp_path / "out.csv").exists()

@@ -1,15 +1,16 @@
 """Config validation: unknown keys with suggestions, types, ranges, overrides, hash."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
 from pydantic import ValidationError
 
 from pipeline.cli import main
 from pipeline.config.experiment import apply_override, load_config, validate_config
 from pipeline.core.errors import ConfigError
+from tests.helpers.paths import ROOT
 
 BASE = {"experiment": {"name": "x"}, "data": {"train": "t.csv", "target": "y", "task": "binary"}}
 
@@ -20,23 +21,32 @@ def with_(section: str, **values) -> dict:
     return raw
 
 
-@pytest.mark.parametrize("raw, match", [
-    (with_("cv", n_split=5), r"unknown key 'cv.n_split'; did you mean 'cv.n_splits'\?"),
-    (with_("model", num_boost_rounds=10), r"did you mean 'model.num_boost_round'"),
-    ({**BASE, "modle": {}}, r"unknown key 'modle'; did you mean 'model'"),
-    (with_("cv", n_splits="five"), r"cv.n_splits: .*integer.*'five'"),
-    (with_("cv", n_splits=1), r"cv.n_splits: .*greater than or equal to 2.*\(got 1\)"),
-    (with_("data", task="ranking"), r"data.task: .*'binary', 'multiclass' or 'regression'.*'ranking'"),
-    (with_("data", test_size=1.5), r"data.test_size: .*less than 1"),
-    ({"experiment": {"name": "x"}, "data": {"train": "t.csv", "task": "binary"}}, r"missing required key 'data.target'"),
-    (with_("model", metric="rmse"), r"model.metric 'rmse' is not available for task 'binary'; choose one of auc"),
-    (with_("cv", splitter="group"), r"cv.splitter 'group' needs cv.group"),
-    (with_("cv", splitter="time"), r"needs cv.time"),
-    (with_("cv", gap=1), r"cv.gap = 1 purges times between time folds, which only the 'time' splitter has \(this "
-                         r"experiment uses 'stratified'\); remove cv.gap or set cv.splitter = 'time'"),
-    (with_("data", test="a.csv", test_size=0.2), r"at most one of data.test, data.split_column, data.test_size"),
-    (with_("experiment", name="a b/c"), r"experiment.name: .*pattern"),
-])
+@pytest.mark.parametrize(
+    "raw, match",
+    [
+        (with_("cv", n_split=5), r"unknown key 'cv.n_split'; did you mean 'cv.n_splits'\?"),
+        (with_("model", num_boost_rounds=10), r"did you mean 'model.num_boost_round'"),
+        ({**BASE, "modle": {}}, r"unknown key 'modle'; did you mean 'model'"),
+        (with_("cv", n_splits="five"), r"cv.n_splits: .*integer.*'five'"),
+        (with_("cv", n_splits=1), r"cv.n_splits: .*greater than or equal to 2.*\(got 1\)"),
+        (with_("data", task="ranking"), r"data.task: .*'binary', 'multiclass' or 'regression'.*'ranking'"),
+        (with_("data", test_size=1.5), r"data.test_size: .*less than 1"),
+        (
+            {"experiment": {"name": "x"}, "data": {"train": "t.csv", "task": "binary"}},
+            r"missing required key 'data.target'",
+        ),
+        (with_("model", metric="rmse"), r"model.metric 'rmse' is not available for task 'binary'; choose one of auc"),
+        (with_("cv", splitter="group"), r"cv.splitter 'group' needs cv.group"),
+        (with_("cv", splitter="time"), r"needs cv.time"),
+        (
+            with_("cv", gap=1),
+            r"cv.gap = 1 purges times between time folds, which only the 'time' splitter has \(this "
+            r"experiment uses 'stratified'\); remove cv.gap or set cv.splitter = 'time'",
+        ),
+        (with_("data", test="a.csv", test_size=0.2), r"at most one of data.test, data.split_column, data.test_size"),
+        (with_("experiment", name="a b/c"), r"experiment.name: .*pattern"),
+    ],
+)
 def test_invalid_configs_name_key_and_value(raw, match):
     with pytest.raises(ConfigError, match=match):
         validate_config(raw)
@@ -82,7 +92,9 @@ def test_resolved_defaults_and_stable_hash(tmp_path):
 
 def test_cli_reports_config_errors_with_exit_2(tmp_path, capsys):
     path = tmp_path / "bad.toml"
-    path.write_text('[experiment]\nname = "x"\n[data]\ntrain = "t.csv"\ntarget = "y"\ntask = "binary"\n[cv]\nseeds = 1\n')
+    path.write_text(
+        '[experiment]\nname = "x"\n[data]\ntrain = "t.csv"\ntarget = "y"\ntask = "binary"\n[cv]\nseeds = 1\n'
+    )
     assert main(["train", "--config", str(path)]) == 2
     assert "unknown key 'cv.seeds'; did you mean 'cv.seed'?" in capsys.readouterr().err
     assert main(["train", "--config", str(tmp_path / "missing.toml")]) == 2

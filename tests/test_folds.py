@@ -1,4 +1,5 @@
 """Fold assignment invariants on real labels."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -75,15 +76,24 @@ def test_time_split_purges_the_gap_before_each_validated_block(gap):
         assert np.array_equal(kept[subset.split(0, k)[0]], np.intersect1d(folds.split(0, k)[0], kept))
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"splitter": "group", "groups": np.array(["a", None, "b", "c"] * 5, dtype=object)}, "1 missing values|5 missing"),
-    ({"splitter": "group", "groups": np.array(["a", "b"] * 10)}, "2 distinct groups, fewer than cv.n_splits=3"),
-    ({"splitter": "time", "times": np.array([1, 2, 3] * 6 + [1, 2])}, "3 distinct values; .* at least .* 4"),
-    ({"splitter": "time", "times": np.arange(20) // 2, "gap": 4},
-     r"10 distinct values: the first of cv.n_splits = 3 time folds validates from distinct value no. 5, so with a "
-     r"gap of 4 it has nothing to train on; add earlier time values"),
-    ({"splitter": "time", "times": np.arange(20), "gap": 5}, r"gap of 5 .*; set cv.n_splits to at most 2"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (
+            {"splitter": "group", "groups": np.array(["a", None, "b", "c"] * 5, dtype=object)},
+            "1 missing values|5 missing",
+        ),
+        ({"splitter": "group", "groups": np.array(["a", "b"] * 10)}, "2 distinct groups, fewer than cv.n_splits=3"),
+        ({"splitter": "time", "times": np.array([1, 2, 3] * 6 + [1, 2])}, "3 distinct values; .* at least .* 4"),
+        (
+            {"splitter": "time", "times": np.arange(20) // 2, "gap": 4},
+            r"10 distinct values: the first of cv.n_splits = 3 time folds validates from distinct value no. 5, "
+            r"so with a "
+            r"gap of 4 it has nothing to train on; add earlier time values",
+        ),
+        ({"splitter": "time", "times": np.arange(20), "gap": 5}, r"gap of 5 .*; set cv.n_splits to at most 2"),
+    ],
+)
 def test_bad_fold_inputs(kwargs, match):
     splitter = kwargs.pop("splitter")
     with pytest.raises(DataError, match=match):

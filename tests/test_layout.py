@@ -4,6 +4,7 @@ nothing happens on import, and training and tuning never load matplotlib.
 
 The static checks read every import statement (module level and inside functions); the runtime checks
 import each package in a fresh interpreter, so what an earlier test imported cannot hide anything."""
+
 from __future__ import annotations
 
 import ast
@@ -31,6 +32,7 @@ LAYERS = {
     "pipeline.predict": {"pipeline.core", "pipeline.config", "pipeline.data", "pipeline.engine", "pipeline.ensemble"},
 }
 ALWAYS = {"pipeline", "pipeline._version"}  # the facade and the version, which any `pipeline.x` import runs
+TOP = {"pipeline.cli", "pipeline.commands", "pipeline.__main__"}  # the command line, above every package
 
 
 def modules() -> dict[str, Path]:
@@ -85,7 +87,7 @@ def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(edges.get(node, ())):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         state[node] = 2
@@ -118,7 +120,7 @@ def test_packages_import_only_the_packages_below_them():
 def test_the_layer_table_has_no_cycle_and_names_every_package():
     edges = {package: set(below) for package, below in LAYERS.items()}
     assert find_cycle(edges) is None
-    packages = {package_of(m) for m in modules()} - ALWAYS - {"pipeline.cli", "pipeline.__main__"}
+    packages = {package_of(m) for m in modules()} - ALWAYS - TOP
     assert packages == set(LAYERS)
 
 
@@ -132,10 +134,14 @@ def test_the_cycle_finder_finds_a_cycle_through_a_function_level_import(tmp_path
 
 def loaded_after_import(packages: list[str]) -> set[str]:
     """The modules a fresh interpreter holds after importing every module of `packages`."""
-    names = [m for m in modules() if m != "pipeline.__main__" and any(m == p or m.startswith(p + ".") for p in packages)]
-    code = ("import importlib, json, sys\n"
-            f"for name in {names!r}:\n    importlib.import_module(name)\n"
-            "print(json.dumps(sorted(sys.modules)))")
+    names = [
+        m for m in modules() if m != "pipeline.__main__" and any(m == p or m.startswith(p + ".") for p in packages)
+    ]
+    code = (
+        "import importlib, json, sys\n"
+        f"for name in {names!r}:\n    importlib.import_module(name)\n"
+        "print(json.dumps(sorted(sys.modules)))"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     return set(json.loads(done.stdout.splitlines()[-1]))
@@ -159,8 +165,10 @@ def test_each_package_loads_only_what_lies_below_it(package):
 
 def test_features_uses_nothing_of_pipeline_beyond_core():
     loaded = loaded_after_import(["features"])
-    assert sorted(m for m in loaded if m.startswith("pipeline.") and not m.startswith("pipeline.core")
-                  and m not in ALWAYS) == []
+    assert (
+        sorted(m for m in loaded if m.startswith("pipeline.") and not m.startswith("pipeline.core") and m not in ALWAYS)
+        == []
+    )
 
 
 def test_training_and_tuning_never_load_matplotlib():
@@ -172,21 +180,44 @@ def test_training_and_tuning_never_load_matplotlib():
 def test_importing_changes_nothing_outside_the_interpreter():
     """No import side effects: with the libraries gbpipe uses already imported (some of them set environment
     variables of their own), importing all of gbpipe leaves the environment and the working folder as they were."""
-    bare = subprocess.run([sys.executable, "-c", "import json, os; before = dict(os.environ); import pipeline, features; "
-                           "print(json.dumps({k: v for k, v in os.environ.items() if before.get(k) != v}))"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    bare = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import json, os; before = dict(os.environ); import pipeline, features; "
+            "print(json.dumps({k: v for k, v in os.environ.items() if before.get(k) != v}))",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert json.loads(bare.stdout) == {}, "importing the packages alone (no library loaded yet) set variables"
     ours = sorted(set(modules()) - {"pipeline.__main__"})
-    libraries = sorted({m.partition(".")[0] for m in loaded_after_import(["pipeline", "features"])}
-                       - {"pipeline", "features", "tests"} - set(sys.builtin_module_names))
-    code = ("import importlib, json, os\n"
-            f"for name in {libraries!r}:\n    try:\n        importlib.import_module(name)\n"
-            "    except Exception:\n        pass\n"
-            "before = dict(os.environ)\n"
-            f"for name in {ours!r}:\n    importlib.import_module(name)\n"
-            "print(json.dumps({k: v for k, v in os.environ.items() if before.get(k) != v}))")
+    libraries = sorted(
+        {m.partition(".")[0] for m in loaded_after_import(["pipeline", "features"])}
+        - {"pipeline", "features", "tests"}
+        - set(sys.builtin_module_names)
+    )
+    code = (
+        "import importlib, json, os\n"
+        f"for name in {libraries!r}:\n    try:\n        importlib.import_module(name)\n"
+        "    except Exception:\n        pass\n"
+        "before = dict(os.environ)\n"
+        f"for name in {ours!r}:\n    importlib.import_module(name)\n"
+        "print(json.dumps({k: v for k, v in os.environ.items() if before.get(k) != v}))"
+    )
     listing = sorted(p.name for p in ROOT.iterdir())
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.splitlines()[-1]) == {}
     assert sorted(p.name for p in ROOT.iterdir()) == listing
+
+
+def test_the_code_passes_the_linter_and_the_formatter():
+    """`make lint`: ruff's rules, its formatting and the 120-character line hold for every file it checks."""
+    folders = ["pipeline", "features", "tests", "bench"]
+    for command in (["check", "--output-format", "concise"], ["format", "--check"]):
+        done = subprocess.run([sys.executable, "-m", "ruff", *command, *folders], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr

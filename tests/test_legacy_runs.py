@@ -1,5 +1,6 @@
 """Runs written before the stage packages (tests/fixtures/legacy_runs, made by the flat layout) still load,
 predict the numbers they predicted then, and report."""
+
 from __future__ import annotations
 
 import json
@@ -23,11 +24,26 @@ def legacy(tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize("run, expected", [("legacy-train", "pred_train.csv"), ("legacy-ensemble", "pred_ensemble.csv")])
+@pytest.mark.parametrize(
+    "run, expected", [("legacy-train", "pred_train.csv"), ("legacy-ensemble", "pred_ensemble.csv")]
+)
 def test_a_legacy_run_predicts_what_it_predicted_then(legacy, capsys, run, expected):
     out = legacy / f"{run}.csv"
-    assert main(["predict", "--run", str(legacy / run), "--input", str(LEGACY / "wine_rows.csv"),
-                 "--output", str(out), "-q"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--run",
+                str(legacy / run),
+                "--input",
+                str(LEGACY / "wine_rows.csv"),
+                "--output",
+                str(out),
+                "-q",
+            ]
+        )
+        == 0
+    )
     pd.testing.assert_frame_equal(pd.read_csv(out), pd.read_csv(LEGACY / expected), check_exact=True)
 
 

@@ -1,11 +1,12 @@
 """Any experiment's table may be a folder or glob of parts: the same rows give the same run."""
+
 from __future__ import annotations
 
 import pandas as pd
 import pytest
-from conftest import write_config
 
 from pipeline.cli import main
+from tests.helpers.configs import write_config
 
 DATA = {"target": "income", "task": "binary", "positive_label": ">50K"}
 

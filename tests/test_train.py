@@ -1,4 +1,5 @@
 """The OOF engine end to end through the CLI, on real data: invariants, reproducibility, predict."""
+
 from __future__ import annotations
 
 import json
@@ -7,18 +8,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import shared_file, write_config
 
 from pipeline.cli import main
 from pipeline.core.artifacts import sha256_file
 from pipeline.core.metrics import score
 from pipeline.core.run_folder import RunReader
-
-
-def train_run(config: Path, *extra: str) -> Path:
-    assert main(["train", "--config", str(config), "-q", *extra]) == 0
-    exp_dir = next(p for p in (config.parent / "runs").iterdir())
-    return exp_dir / (exp_dir / "LATEST").read_text().strip()
+from tests.helpers.configs import write_config
+from tests.helpers.datasets import shared_file
+from tests.helpers.runs import train_run
 
 
 def recomputed_oof_score(run: Path) -> float:
@@ -36,8 +33,11 @@ def recomputed_oof_score(run: Path) -> float:
 
 @pytest.fixture
 def adult_config(tmp_path, adult_small):
-    return write_config(tmp_path, "adult", data={"train": str(adult_small), "split_column": "split",
-                                                 "target": "income", "task": "binary"})
+    return write_config(
+        tmp_path,
+        "adult",
+        data={"train": str(adult_small), "split_column": "split", "target": "income", "task": "binary"},
+    )
 
 
 def test_binary_run_invariants(adult_config):
@@ -67,8 +67,16 @@ def test_binary_run_invariants(adult_config):
 def test_same_config_and_seed_give_identical_files(adult_config, tmp_path):
     first = train_run(adult_config, "--run-id", "a")
     second = train_run(adult_config, "--run-id", "b")
-    for name in ("oof.parquet", "test_pred.parquet", "folds.parquet", "models/fold_0.txt", "models/fold_3.txt",
-                 "importance.parquet", "config.toml", "schema.json"):
+    for name in (
+        "oof.parquet",
+        "test_pred.parquet",
+        "folds.parquet",
+        "models/fold_0.txt",
+        "models/fold_3.txt",
+        "importance.parquet",
+        "config.toml",
+        "schema.json",
+    ):
         assert sha256_file(first / name) == sha256_file(second / name), name
 
 
@@ -87,10 +95,38 @@ def test_predict_reproduces_test_pred_and_ignores_column_order(adult_config, adu
     shuffled = rows[list(reversed(rows.columns))]
     rows.to_csv(tmp_path / "in.csv", index=False)
     shuffled.to_parquet(tmp_path / "in_shuffled.parquet")
-    assert main(["predict", "--run", str(run), "--input", str(tmp_path / "in.csv"),
-                 "--output", str(tmp_path / "out.parquet"), "--chunk-size", "300", "-q"]) == 0
-    assert main(["predict", "--run", str(run.parent), "--input", str(tmp_path / "in_shuffled.parquet"),
-                 "--output", str(tmp_path / "out2.parquet"), "-q"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--run",
+                str(run),
+                "--input",
+                str(tmp_path / "in.csv"),
+                "--output",
+                str(tmp_path / "out.parquet"),
+                "--chunk-size",
+                "300",
+                "-q",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "predict",
+                "--run",
+                str(run.parent),
+                "--input",
+                str(tmp_path / "in_shuffled.parquet"),
+                "--output",
+                str(tmp_path / "out2.parquet"),
+                "-q",
+            ]
+        )
+        == 0
+    )
     out = pd.read_parquet(tmp_path / "out.parquet")
     out2 = pd.read_parquet(tmp_path / "out2.parquet")
     expected = pd.read_parquet(run / "test_pred.parquet")
@@ -123,9 +159,17 @@ def test_test_rows_need_a_test_table(tmp_path, adult_small, capsys):
 def test_regression_on_california_housing(tmp_path, early_stopping):
     frame = pd.read_parquet(shared_file("california_housing/housing.parquet")).sample(4000, random_state=1)
     frame.to_parquet(tmp_path / "housing.parquet")
-    config = write_config(tmp_path, "housing", data={"train": str(tmp_path / "housing.parquet"), "test_size": 0.2,
-                                                     "target": "median_house_value", "task": "regression"},
-                          model={"metric": "rmse", "early_stopping": early_stopping})
+    config = write_config(
+        tmp_path,
+        "housing",
+        data={
+            "train": str(tmp_path / "housing.parquet"),
+            "test_size": 0.2,
+            "target": "median_house_value",
+            "task": "regression",
+        },
+        model={"metric": "rmse", "early_stopping": early_stopping},
+    )
     run = train_run(config)
     scores = json.loads((run / "scores.json").read_text())
     assert scores["early_stopping"] == early_stopping
@@ -140,9 +184,12 @@ def test_multiclass_labels_come_back_in_original_form(tmp_path):
     frame = load_wine(as_frame=True).frame
     frame["target"] = frame["target"].map({0: 7, 1: 0, 2: 3})  # class ids not 0..K-1
     frame.to_csv(tmp_path / "wine.csv", index=False)
-    config = write_config(tmp_path, "wine", data={"train": str(tmp_path / "wine.csv"), "target": "target",
-                                                  "task": "multiclass"},
-                          model={"metric": "logloss", "params": {"learning_rate": 0.1, "min_data_in_leaf": 5}})
+    config = write_config(
+        tmp_path,
+        "wine",
+        data={"train": str(tmp_path / "wine.csv"), "target": "target", "task": "multiclass"},
+        model={"metric": "logloss", "params": {"learning_rate": 0.1, "min_data_in_leaf": 5}},
+    )
     run = train_run(config)
     oof = pd.read_parquet(run / "oof.parquet")
     assert [c for c in oof.columns if c.startswith("pred_")] == ["pred_0", "pred_3", "pred_7"]
@@ -158,8 +205,11 @@ def test_binary_labels_of_any_kind(tmp_path, adult_small, labels):
     frame = pd.read_csv(adult_small)
     frame["income"] = frame["income"].map(labels)
     frame.to_csv(tmp_path / "relabelled.csv", index=False)
-    config = write_config(tmp_path, "relabel", data={"train": str(tmp_path / "relabelled.csv"),
-                                                     "split_column": "split", "target": "income", "task": "binary"})
+    config = write_config(
+        tmp_path,
+        "relabel",
+        data={"train": str(tmp_path / "relabelled.csv"), "split_column": "split", "target": "income", "task": "binary"},
+    )
     run = train_run(config)
     schema = json.loads((run / "schema.json").read_text())
     assert schema["labels"]["classes"] == sorted(labels.values())
@@ -168,11 +218,22 @@ def test_binary_labels_of_any_kind(tmp_path, adult_small, labels):
 
 def test_full_adult_meets_the_auc_target(tmp_path):
     """Issue 3's bar: 5-fold OOF AUC >= 0.928 on adult's training split with default parameters."""
-    config = write_config(tmp_path, "adult_full", data={"train": str(shared_file("adult/adult.parquet")),
-                                                        "split_column": "split", "target": "income",
-                                                        "task": "binary"},
-                          model={"num_boost_round": 10_000, "early_stopping_rounds": 100, "num_threads": 0,
-                                 "params": {"learning_rate": 0.05}})
+    config = write_config(
+        tmp_path,
+        "adult_full",
+        data={
+            "train": str(shared_file("adult/adult.parquet")),
+            "split_column": "split",
+            "target": "income",
+            "task": "binary",
+        },
+        model={
+            "num_boost_round": 10_000,
+            "early_stopping_rounds": 100,
+            "num_threads": 0,
+            "params": {"learning_rate": 0.05},
+        },
+    )
     run = train_run(config)
     scores = json.loads((run / "scores.json").read_text())
     assert scores["oof_score"] >= 0.928, scores["oof_score"]

@@ -2,6 +2,7 @@
 
 The config is read once at the edge (the CLI), validated here, and passed down explicitly.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -14,14 +15,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from features.spec import FeaturesSection, check_experiment, label_gap
+from features.experiment_checks import check_experiment, label_gap
+from features.spec import FeaturesSection
 from pipeline.core.errors import ConfigError
 from pipeline.core.metrics import DEFAULT_METRIC, METRICS
 
 from .sections import EnsembleSection, ImportanceSection, Section, SelectSection, TuneSection
 
 Task = Literal["binary", "multiclass", "regression"]
-
 
 
 class ExperimentSection(Section):
@@ -51,7 +52,7 @@ class DataSection(Section):
     keep: tuple[str, ...] = ()
     categorical: tuple[str, ...] | None = None
     # Categories seen in fewer training rows are grouped with missing: LightGBM's categorical splits
-    # overfit rare ones (retail's last product code, 3,600 values: OOF AUC 0.797 at 1, 0.807 at 100).
+    # overfit rare ones (retail's last product code: bench/README.md, "Value features").
     min_category_rows: int = Field(default=1, ge=1)
     positive_label: str | int | None = None
     csv_sep: str = ","
@@ -67,12 +68,16 @@ class DataSection(Section):
     def _keep(self) -> DataSection:
         taken = [c for c in self.keep if c in ("pred", "label_pred", self.id or ROW_ID) or c.startswith("pred_")]
         if taken:
-            raise ValueError(f"data.keep: {taken} would collide with the id or a prediction column of the output "
-                             "(pred, pred_<class>, label_pred); keep other columns")
+            raise ValueError(
+                f"data.keep: {taken} would collide with the id or a prediction column of the output "
+                "(pred, pred_<class>, label_pred); keep other columns"
+            )
         chosen = [c for c in self.keep if self.features is not None and c in self.features]
         if chosen:
-            raise ValueError(f"data.keep: {chosen} are also in data.features; a kept column is carried into the "
-                             "predictions, never a feature: remove it from one of the two")
+            raise ValueError(
+                f"data.keep: {chosen} are also in data.features; a kept column is carried into the "
+                "predictions, never a feature: remove it from one of the two"
+            )
         if len(set(self.keep)) < len(self.keep):
             raise ValueError(f"data.keep repeats a column: {list(self.keep)}")
         return self
@@ -87,7 +92,7 @@ class CVSection(Section):
     time: str | None = None
     # Forward backtest of a [features] experiment: the last N training cutoffs, each scored by the same
     # folds trained only on rows whose label windows ended by it, beside its OOF score
-    # (pipeline/backtest.py). 0 = off.
+    # (pipeline/train/backtest.py). 0 = off.
     backtest: int = Field(default=0, ge=0, le=24)
     # Time splitter only: distinct times purged between a fold's training rows and its validation block, so
     # no training label reaches into the validated period. Default: 0, or for a [features] experiment the
@@ -125,36 +130,46 @@ class Config(Section):
         task, cv = self.data.task, self.cv
         metric = self.model.metric or DEFAULT_METRIC[task]
         if metric not in METRICS[task]:
-            raise ValueError(f"model.metric {metric!r} is not available for task {task!r}; "
-                             f"choose one of {', '.join(METRICS[task])}")
+            raise ValueError(
+                f"model.metric {metric!r} is not available for task {task!r}; choose one of {', '.join(METRICS[task])}"
+            )
         if cv.splitter in ("group", "stratified_group") and not cv.group:
             raise ValueError(f"cv.splitter {cv.splitter!r} needs cv.group, the column whose rows stay together")
         if cv.splitter == "time" and not cv.time:
             raise ValueError("cv.splitter 'time' needs cv.time, the column that orders rows in time")
         if task == "regression" and cv.splitter in ("stratified", "stratified_group"):
-            raise ValueError(f"cv.splitter {cv.splitter!r} stratifies on the target, which regression cannot; "
-                             "use 'kfold' or 'group'")
+            raise ValueError(
+                f"cv.splitter {cv.splitter!r} stratifies on the target, which regression cannot; use 'kfold' or 'group'"
+            )
         if cv.backtest and self.features is None:
-            raise ValueError(f"cv.backtest = {cv.backtest} replays training cutoffs, which only a [features] "
-                             "experiment has; remove cv.backtest or add a [features] section")
+            raise ValueError(
+                f"cv.backtest = {cv.backtest} replays training cutoffs, which only a [features] "
+                "experiment has; remove cv.backtest or add a [features] section"
+            )
         if self.features is not None:
             check_experiment(self.features, self.data, cv)
         elif self.data.train is None:
             raise ValueError("data.train is required: the path of the training table (or a [features] section)")
         if cv.backtest and self.splitter == "time":
-            raise ValueError(f"cv.backtest = {cv.backtest} replays cutoffs with the experiment's K-fold folds, which "
-                             "the 'time' splitter's blocks of cutoffs cannot give; set cv.backtest = 0, or use the "
-                             "stratified_group splitter")
+            raise ValueError(
+                f"cv.backtest = {cv.backtest} replays cutoffs with the experiment's K-fold folds, which "
+                "the 'time' splitter's blocks of cutoffs cannot give; set cv.backtest = 0, or use the "
+                "stratified_group splitter"
+            )
         if cv.gap is not None and self.splitter != "time":
-            raise ValueError(f"cv.gap = {cv.gap} purges times between time folds, which only the 'time' splitter "
-                             f"has (this experiment uses {self.splitter!r}); remove cv.gap or set cv.splitter = 'time'")
+            raise ValueError(
+                f"cv.gap = {cv.gap} purges times between time folds, which only the 'time' splitter "
+                f"has (this experiment uses {self.splitter!r}); remove cv.gap or set cv.splitter = 'time'"
+            )
         needed = self._label_gap() if self.splitter == "time" and cv.gap is not None else 0
         if cv.gap is not None and cv.gap < needed:
             label, spacing = self.features.label.window, self.features.cutoffs.spacing
-            raise ValueError(f"cv.gap = {cv.gap} is too small for {label.words} labels at cutoffs {spacing.n} "
-                             f"{spacing.unit[:-1]}(s) apart: a fold would train on the {needed - cv.gap} cutoff(s) "
-                             f"just before the ones it validates, whose labels are not known yet then; set "
-                             f"cv.gap = {needed} or more, or leave it out")
+            raise ValueError(
+                f"cv.gap = {cv.gap} is too small for {label.words} labels at cutoffs {spacing.n} "
+                f"{spacing.unit[:-1]}(s) apart: a fold would train on the {needed - cv.gap} cutoff(s) "
+                f"just before the ones it validates, whose labels are not known yet then; set "
+                f"cv.gap = {needed} or more, or leave it out"
+            )
         return self
 
     @property
@@ -276,10 +291,20 @@ def _describe(err: dict[str, Any]) -> str:
 
 
 # Names users bring from LightGBM, scikit-learn or XGBoost that string similarity cannot relate to ours.
-ALIASES = {"n_fold": "n_splits", "n_folds": "n_splits", "nfold": "n_splits", "folds": "n_splits",
-           "num_rounds": "num_boost_round", "n_estimators": "num_boost_round", "num_iterations": "num_boost_round",
-           "early_stopping_round": "early_stopping_rounds", "random_state": "seed", "random_seed": "seed",
-           "label": "target", "objective": "task"}
+ALIASES = {
+    "n_fold": "n_splits",
+    "n_folds": "n_splits",
+    "nfold": "n_splits",
+    "folds": "n_splits",
+    "num_rounds": "num_boost_round",
+    "n_estimators": "num_boost_round",
+    "num_iterations": "num_boost_round",
+    "early_stopping_round": "early_stopping_rounds",
+    "random_state": "seed",
+    "random_seed": "seed",
+    "label": "target",
+    "objective": "task",
+}
 
 
 def _nearest_key(loc: tuple[Any, ...]) -> str | None:
@@ -294,8 +319,11 @@ def _nearest_key(loc: tuple[Any, ...]) -> str | None:
             return None
         model = sections[0]
     alias = ALIASES.get(str(loc[-1]))
-    matches = [alias] if alias in model.model_fields else difflib.get_close_matches(
-        str(loc[-1]), list(model.model_fields), n=1, cutoff=0.5)
+    matches = (
+        [alias]
+        if alias in model.model_fields
+        else difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.5)
+    )
     if not matches:
         return None
     return ".".join([*map(str, loc[:-1]), matches[0]])

@@ -6,6 +6,7 @@ must stay inside it: `../../elsewhere` or a symlink leading out of the project i
 config copied from somewhere else cannot make gbpipe read or write outside the project unnoticed.
 An absolute path is taken as given: the user asked for that place explicitly.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,9 +24,11 @@ def check_project_path(key: str, value: str, root: Path) -> Path:
         return path
     if not inside(root / path, root):
         how = "'..'" if ".." in path.parts else "a symlink"
-        raise ConfigError(f"{key} = {value!r} leads outside the project root {root} (via {how}; it resolves to "
-                          f"{(root / path).resolve()}); relative paths must stay inside the project. "
-                          "Give an absolute path if you really mean a place outside it")
+        raise ConfigError(
+            f"{key} = {value!r} leads outside the project root {root} (via {how}; it resolves to "
+            f"{(root / path).resolve()}); relative paths must stay inside the project. "
+            "Give an absolute path if you really mean a place outside it"
+        )
     return root / path
 
 

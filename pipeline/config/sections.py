@@ -2,6 +2,7 @@
 
 Split from config.py to keep each module to one job; `Config` holds one of each (pipeline/config.py).
 """
+
 from __future__ import annotations
 
 import re
@@ -23,8 +24,9 @@ class EnsembleMember(Section):
     """One ensemble member: a model family trained on the experiment's saved folds."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    family: Literal["lightgbm", "hist_gradient_boosting", "extra_trees", "random_forest", "logistic", "ridge",
-                    "xgboost", "catboost"]
+    family: Literal[
+        "lightgbm", "hist_gradient_boosting", "extra_trees", "random_forest", "logistic", "ridge", "xgboost", "catboost"
+    ]
     params: dict[str, Any] = Field(default_factory=dict)
     params_file: str | None = None  # JSON of tuned params (e.g. tune's best_params.json), under `params`
     num_boost_round: int | None = Field(default=None, ge=1)  # boosting families; default model.num_boost_round
@@ -35,7 +37,11 @@ class EnsembleSection(Section):
 
     members: tuple[EnsembleMember, ...] = Field(min_length=1)
     combiners: tuple[Literal["hard_vote", "soft_vote", "greedy", "optimized", "stack"], ...] = (
-        "soft_vote", "greedy", "optimized", "stack")
+        "soft_vote",
+        "greedy",
+        "optimized",
+        "stack",
+    )
     vote_weights: dict[str, float] | None = None
     blend_on: Literal["proba", "rank"] = "proba"
     greedy_iterations: int = Field(default=50, ge=1, le=1000)
@@ -131,7 +137,9 @@ class ImportanceSection(Section):
             try:
                 re.compile(pattern)
             except re.error as exc:
-                raise ValueError(f"importance.group_patterns.{name}: {pattern!r} is not a valid regex ({exc})") from None
+                raise ValueError(
+                    f"importance.group_patterns.{name}: {pattern!r} is not a valid regex ({exc})"
+                ) from None
         clash = sorted(set(self.groups) & set(self.group_patterns))
         if clash:
             raise ValueError(f"importance: group names {clash} are given both in groups and group_patterns")

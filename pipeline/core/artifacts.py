@@ -1,5 +1,6 @@
 """Artifacts: atomic writes (temp file, fsync, rename), deterministic serialisation, manifests that carry
 their own hash, and the one rule for names that become paths. Run folders are core/run_folder.py."""
+
 from __future__ import annotations
 
 import contextlib
@@ -67,9 +68,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def write_error(path: Path, exc: OSError) -> ArtifactWriteError:
     """The error for a failed write, naming the file and the reason (e.g. no space left on device)."""
     reason = exc.strerror or str(exc)
-    return ArtifactWriteError(f"could not write {path}: {reason} (errno {exc.errno}); nothing was replaced and "
-                              "no temp file is left behind. Free space or fix permissions, then rerun "
-                              "(`gbpipe train --resume` keeps the finished folds)", exc.errno)
+    return ArtifactWriteError(
+        f"could not write {path}: {reason} (errno {exc.errno}); nothing was replaced and "
+        "no temp file is left behind. Free space or fix permissions, then rerun "
+        "(`gbpipe train --resume` keeps the finished folds)",
+        exc.errno,
+    )
 
 
 def remove_temp_files(folder: Path) -> list[Path]:
@@ -116,15 +120,19 @@ def check_manifest_hash(manifest: dict[str, Any], where: Path) -> None:
         return
     body = {k: v for k, v in manifest.items() if k != SELF_HASH}
     if hashlib.sha256(json_bytes(body)).hexdigest() != saved:
-        raise ArtifactError(f"{where} was altered after it was written (its {SELF_HASH} does not match its "
-                            "content): the run cannot be trusted; retrain it")
+        raise ArtifactError(
+            f"{where} was altered after it was written (its {SELF_HASH} does not match its "
+            "content): the run cannot be trusted; retrain it"
+        )
 
 
 def check_run_name(name: str, what: str = "run id") -> str:
     """A run folder name must be a plain name: no path separators, not '.' or '..'."""
     if not name or name in (".", "..") or "/" in name or "\\" in name or name.startswith("."):
-        raise ConfigError(f"{what} {name!r} is not a plain folder name; use letters, digits, '-', '_' and '.', "
-                          "without '/' and not starting with '.'")
+        raise ConfigError(
+            f"{what} {name!r} is not a plain folder name; use letters, digits, '-', '_' and '.', "
+            "without '/' and not starting with '.'"
+        )
     return name
 
 
@@ -157,6 +165,12 @@ def library_versions() -> dict[str, str]:
 
     from pipeline._version import __version__
 
-    return {"gbpipe": __version__, "python": platform.python_version(), "lightgbm": lightgbm.__version__,
-            "sklearn": sklearn.__version__, "pandas": pd.__version__, "numpy": numpy.__version__,
-            "pyarrow": pyarrow.__version__}
+    return {
+        "gbpipe": __version__,
+        "python": platform.python_version(),
+        "lightgbm": lightgbm.__version__,
+        "sklearn": sklearn.__version__,
+        "pandas": pd.__version__,
+        "numpy": numpy.__version__,
+        "pyarrow": pyarrow.__version__,
+    }

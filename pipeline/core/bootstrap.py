@@ -5,6 +5,7 @@ from count-weighted sums (one matrix product per chunk of resamples, an O(n) pas
 gives the same value as scoring the resampled rows with `metrics.score`, only much faster.
 Paired: both models are scored on the same resamples, so their shared noise cancels in the difference.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -17,8 +18,9 @@ from .metrics import EPS, GREATER_IS_BETTER, score, to_labels
 CHUNK_CELLS = 4_000_000  # resamples x rows per chunk: bounds memory (~32 MB of float64 counts)
 
 
-def bootstrap_scores(metric: str, y: np.ndarray, preds: Sequence[np.ndarray], n_boot: int = 1000,
-                     seed: int = 0) -> np.ndarray:
+def bootstrap_scores(
+    metric: str, y: np.ndarray, preds: Sequence[np.ndarray], n_boot: int = 1000, seed: int = 0
+) -> np.ndarray:
     """Scores of each prediction on `n_boot` shared resamples of the rows: shape (n_boot, len(preds))."""
     y = np.asarray(y)
     preds = [np.asarray(p, dtype="float64") for p in preds]
@@ -36,12 +38,19 @@ def bootstrap_scores(metric: str, y: np.ndarray, preds: Sequence[np.ndarray], n_
         counts = np.bincount((idx * b + np.arange(b)[:, None]).ravel(), minlength=n * b).reshape(n, b)
         counts = counts.astype("float64")
         for j, scorer in enumerate(scorers):
-            out[start:start + b, j] = scorer(counts)
+            out[start : start + b, j] = scorer(counts)
     return out
 
 
-def paired_bootstrap(metric: str, y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, n_boot: int = 1000,
-                     seed: int = 0, confidence: float = 0.95) -> tuple[float, float, float]:
+def paired_bootstrap(
+    metric: str,
+    y: np.ndarray,
+    pred_a: np.ndarray,
+    pred_b: np.ndarray,
+    n_boot: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> tuple[float, float, float]:
     """score(a) - score(b) on all rows, with its percentile interval over paired resamples."""
     diff = score(metric, y, pred_a) - score(metric, y, pred_b)
     boot = bootstrap_scores(metric, y, [pred_a, pred_b], n_boot, seed)
@@ -49,8 +58,9 @@ def paired_bootstrap(metric: str, y: np.ndarray, pred_a: np.ndarray, pred_b: np.
     return float(diff), low, high
 
 
-def bootstrap_ci(metric: str, y: np.ndarray, pred: np.ndarray, n_boot: int = 1000, seed: int = 0,
-                 confidence: float = 0.95) -> tuple[float, float, float]:
+def bootstrap_ci(
+    metric: str, y: np.ndarray, pred: np.ndarray, n_boot: int = 1000, seed: int = 0, confidence: float = 0.95
+) -> tuple[float, float, float]:
     """The score on all rows with its percentile bootstrap interval."""
     boot = bootstrap_scores(metric, y, [pred], n_boot, seed)
     low, high = percentile_interval(boot[:, 0], confidence)
@@ -79,11 +89,12 @@ def count_scorer(metric: str, y: np.ndarray, pred: np.ndarray) -> Callable[[np.n
             return lambda counts: np.sqrt(loss @ counts / counts.sum(axis=0))
         return lambda counts: loss @ counts / counts.sum(axis=0)
     if metric == "r2":
-        sq_err, y_sq = (y - pred) ** 2, y ** 2
+        sq_err, y_sq = (y - pred) ** 2, y**2
 
         def r2(counts: np.ndarray) -> np.ndarray:
             total = counts.sum(axis=0)
             return 1 - (sq_err @ counts) / (y_sq @ counts - (y @ counts) ** 2 / total)
+
         return r2
     if metric == "logloss":
         row_loss = row_logloss(y, pred)
@@ -95,8 +106,7 @@ def count_scorer(metric: str, y: np.ndarray, pred: np.ndarray) -> Callable[[np.n
     if metric == "f1":
         return lambda counts: _weighted_f1(y == 1, labels == 1, counts)
     if metric == "f1_macro":
-        return lambda counts: np.mean([_weighted_f1(y == k, labels == k, counts) for k in range(pred.shape[1])],
-                                      axis=0)
+        return lambda counts: np.mean([_weighted_f1(y == k, labels == k, counts) for k in range(pred.shape[1])], axis=0)
     raise ValueError(f"unknown metric {metric!r}")
 
 
@@ -134,4 +144,5 @@ def _auc_scorer(y: np.ndarray, pred: np.ndarray) -> Callable[[np.ndarray], np.nd
         below = np.cumsum(neg, axis=0) - neg
         with np.errstate(invalid="ignore", divide="ignore"):
             return (pos * (below + 0.5 * neg)).sum(axis=0) / (pos.sum(axis=0) * neg.sum(axis=0))
+
     return auc

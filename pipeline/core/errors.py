@@ -1,4 +1,5 @@
 """Error classes of gbpipe; each maps to one CLI exit code."""
+
 from __future__ import annotations
 
 

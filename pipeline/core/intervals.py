@@ -1,4 +1,5 @@
 """Bootstrap intervals as the report and the run comparison show them (computed by pipeline.bootstrap)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,8 +26,14 @@ class Interval:
     n_rows: int
 
     def to_dict(self) -> dict[str, float | int]:
-        return {"score": self.score, "ci_low": self.low, "ci_high": self.high, "level": self.level,
-                "n_boot": self.n_boot, "n_rows": self.n_rows}
+        return {
+            "score": self.score,
+            "ci_low": self.low,
+            "ci_high": self.high,
+            "level": self.level,
+            "n_boot": self.n_boot,
+            "n_rows": self.n_rows,
+        }
 
 
 @dataclass(frozen=True)
@@ -43,24 +50,40 @@ class PairedDifference:
     n_rows: int
 
 
-def score_interval(metric: str, y: np.ndarray, pred: np.ndarray, score: float, n_boot: int = N_BOOT,
-                   seed: int = BOOT_SEED, level: float = LEVEL) -> Interval:
+def score_interval(
+    metric: str,
+    y: np.ndarray,
+    pred: np.ndarray,
+    score: float,
+    n_boot: int = N_BOOT,
+    seed: int = BOOT_SEED,
+    level: float = LEVEL,
+) -> Interval:
     """Percentile bootstrap interval around `score` (the metric on all rows)."""
     boots = bootstrap_scores(metric, y, [pred], n_boot, seed)[:, 0]
     low, high = _interval(boots, level)
     return Interval(float(score), low, high, level, n_boot, len(y))
 
 
-def paired_difference(metric: str, y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, point: float,
-                      n_boot: int = N_BOOT, seed: int = BOOT_SEED, level: float = LEVEL) -> PairedDifference:
+def paired_difference(
+    metric: str,
+    y: np.ndarray,
+    pred_a: np.ndarray,
+    pred_b: np.ndarray,
+    point: float,
+    n_boot: int = N_BOOT,
+    seed: int = BOOT_SEED,
+    level: float = LEVEL,
+) -> PairedDifference:
     """score(a) - score(b) (`point`, on all rows) with a paired bootstrap: both on the same resamples."""
     boots = bootstrap_scores(metric, y, [pred_a, pred_b], n_boot, seed)
     diff = boots[:, 0] - boots[:, 1]
     low, high = _interval(diff, level)
     finite = diff[np.isfinite(diff)]
     not_better = finite <= 0 if GREATER_IS_BETTER[metric] else finite >= 0
-    return PairedDifference(float(point), low, high, float(not_better.mean()) if len(finite) else float("nan"),
-                            level, n_boot, len(y))
+    return PairedDifference(
+        float(point), low, high, float(not_better.mean()) if len(finite) else float("nan"), level, n_boot, len(y)
+    )
 
 
 def _interval(values: np.ndarray, level: float) -> tuple[float, float]:

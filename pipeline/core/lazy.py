@@ -1,5 +1,6 @@
 """Package facades that import on first use (PEP 562), so `import pipeline` or a stage's package costs
 nothing until one of its names is used: LightGBM, scikit-learn and matplotlib load only where needed."""
+
 from __future__ import annotations
 
 import importlib

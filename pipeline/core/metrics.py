@@ -1,4 +1,5 @@
 """Metrics for every task, their direction, and how LightGBM early-stops on them."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -13,13 +14,29 @@ METRICS: dict[str, tuple[str, ...]] = {
     "regression": ("rmse", "mae", "mse", "r2"),
 }
 DEFAULT_METRIC = {"binary": "auc", "multiclass": "logloss", "regression": "rmse"}
-GREATER_IS_BETTER = {"auc": True, "logloss": False, "accuracy": True, "f1": True, "f1_macro": True,
-                     "rmse": False, "mae": False, "mse": False, "r2": True}
+GREATER_IS_BETTER = {
+    "auc": True,
+    "logloss": False,
+    "accuracy": True,
+    "f1": True,
+    "f1_macro": True,
+    "rmse": False,
+    "mae": False,
+    "mse": False,
+    "r2": True,
+}
 # LightGBM's built-in metric that early-stops exactly as ours would (same ordering of iterations).
-LGB_BUILTIN = {("binary", "auc"): "auc", ("binary", "logloss"): "binary_logloss",
-               ("binary", "accuracy"): "binary_error", ("multiclass", "logloss"): "multi_logloss",
-               ("multiclass", "accuracy"): "multi_error", ("regression", "rmse"): "rmse",
-               ("regression", "mse"): "l2", ("regression", "r2"): "l2", ("regression", "mae"): "l1"}
+LGB_BUILTIN = {
+    ("binary", "auc"): "auc",
+    ("binary", "logloss"): "binary_logloss",
+    ("binary", "accuracy"): "binary_error",
+    ("multiclass", "logloss"): "multi_logloss",
+    ("multiclass", "accuracy"): "multi_error",
+    ("regression", "rmse"): "rmse",
+    ("regression", "mse"): "l2",
+    ("regression", "r2"): "l2",
+    ("regression", "mae"): "l1",
+}
 
 
 def score(metric: str, y_true: np.ndarray, pred: np.ndarray) -> float:

@@ -1,4 +1,5 @@
 """Progress lines on stderr (fold k/K, trial n/N, ETA); quiet mode prints nothing."""
+
 from __future__ import annotations
 
 import sys

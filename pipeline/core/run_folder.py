@@ -7,6 +7,7 @@ all such folders. Runs and selections stage in `<id>.partial/` (a run resumes fr
 experiment's LATEST pointer; cache entries stage in a private folder per process, and when two
 processes build the same entry the first rename wins (both copies are identical).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -45,8 +46,14 @@ def new_run_id(config_hash: str, kind: str = "") -> str:
     return f"{stamp}-{config_hash[:6]}" + (f"-{kind}" if kind else "")
 
 
-def publish_files(final_dir: Path, files: dict[str, bytes], stage: str, extra: dict[str, Any],
-                  update_latest: bool = False, shared: bool = False) -> Path:
+def publish_files(
+    final_dir: Path,
+    files: dict[str, bytes],
+    stage: str,
+    extra: dict[str, Any],
+    update_latest: bool = False,
+    shared: bool = False,
+) -> Path:
     """Publish a folder of files written in one go (a selection, a cache entry) through a RunWriter."""
     writer = RunWriter(final_dir, shared=shared)
     try:
@@ -69,11 +76,15 @@ def check_new_run(final_dir: Path, resume: bool = False) -> None:
     check_run_name(final_dir.name)
     staging = staging_dir(final_dir)
     if final_dir.exists():
-        raise ConfigError(f"run folder {final_dir} already exists and is never overwritten; "
-                          "pass another --run-id or leave it out to get a new one")
+        raise ConfigError(
+            f"run folder {final_dir} already exists and is never overwritten; "
+            "pass another --run-id or leave it out to get a new one"
+        )
     if staging.exists() and not resume:
-        raise ConfigError(f"an unfinished run is in {staging}; continue it with --resume "
-                          f"--run-id {final_dir.name}, or delete that folder to start over")
+        raise ConfigError(
+            f"an unfinished run is in {staging}; continue it with --resume "
+            f"--run-id {final_dir.name}, or delete that folder to start over"
+        )
 
 
 class RunWriter:
@@ -179,8 +190,10 @@ class RunReader:
         check_manifest_hash(self.manifest, manifest_path)
         for name in self.files:
             if Path(name).is_absolute() or ".." in Path(name).parts:
-                raise ArtifactError(f"{manifest_path} lists {name!r}, which points outside the run folder {self.dir} "
-                                    "(absolute or '..'); refusing to read this run")
+                raise ArtifactError(
+                    f"{manifest_path} lists {name!r}, which points outside the run folder {self.dir} "
+                    "(absolute or '..'); refusing to read this run"
+                )
         if not allow_version_mismatch:
             check_versions(self.manifest.get("versions", {}), manifest_path)
 
@@ -192,16 +205,20 @@ class RunReader:
         entry = self.files.get(name)
         path = self.dir / name
         if Path(name).is_absolute() or ".." in Path(name).parts or not inside(path, self.dir):
-            raise ArtifactError(f"{self.dir / MANIFEST} lists {name!r}, which points outside the run folder "
-                                f"{self.dir} (absolute, '..' or a symlink); refusing to read it")
+            raise ArtifactError(
+                f"{self.dir / MANIFEST} lists {name!r}, which points outside the run folder "
+                f"{self.dir} (absolute, '..' or a symlink); refusing to read it"
+            )
         if entry is None:
             raise ArtifactError(f"{path} is not listed in {self.dir / MANIFEST}; the run has no {name!r}")
         if not path.is_file():
             raise ArtifactError(f"{path} is missing; the manifest lists it with sha256 {entry['sha256'][:12]}")
         size = path.stat().st_size
         if size != entry["size"] or sha256_file(path) != entry["sha256"]:
-            raise ArtifactError(f"{path} does not match its manifest entry (size {size} vs {entry['size']}, "
-                                "or sha256 differs): the file was truncated or altered; retrain the run")
+            raise ArtifactError(
+                f"{path} does not match its manifest entry (size {size} vs {entry['size']}, "
+                "or sha256 differs): the file was truncated or altered; retrain the run"
+            )
         return path
 
     def read_bytes(self, name: str) -> bytes:
@@ -219,25 +236,31 @@ def check_versions(saved: dict[str, str], where: Path) -> None:
     current = library_versions()
     for lib in ("lightgbm", "sklearn"):
         if lib in saved and saved[lib].split(".")[0] != current[lib].split(".")[0]:
-            raise ArtifactError(f"{where} was made with {lib} {saved[lib]} but {current[lib]} is installed; "
-                                "major versions differ, so the models may load wrongly. Retrain, or pass "
-                                "--allow-version-mismatch to load anyway")
+            raise ArtifactError(
+                f"{where} was made with {lib} {saved[lib]} but {current[lib]} is installed; "
+                "major versions differ, so the models may load wrongly. Retrain, or pass "
+                "--allow-version-mismatch to load anyway"
+            )
 
 
 def resolve_run_dir(path: Path) -> Path:
     """Accept a run folder, or an experiment folder whose LATEST names its newest run."""
     if not path.is_dir():
         # a mistyped --run is a usage error (exit 2), not a damaged run
-        raise ConfigError(f"run folder {path} does not exist; give --run runs/<experiment>/<run_id> or "
-                          "runs/<experiment> (its newest run)")
+        raise ConfigError(
+            f"run folder {path} does not exist; give --run runs/<experiment>/<run_id> or "
+            "runs/<experiment> (its newest run)"
+        )
     if (path / MANIFEST).exists() or not (path / LATEST).exists():
         return path
     name = (path / LATEST).read_text().strip()
     try:
         check_run_name(name)
     except ConfigError:
-        raise ArtifactError(f"{path / LATEST} names {name!r}, which is not a run folder of {path}; "
-                            "give the run folder itself with --run") from None
+        raise ArtifactError(
+            f"{path / LATEST} names {name!r}, which is not a run folder of {path}; "
+            "give the run folder itself with --run"
+        ) from None
     return path / name
 
 
@@ -255,8 +278,10 @@ def add_files(run_dir: Path, stage: str, files: dict[str, bytes], replace: bool 
         if name == MANIFEST or name.startswith("/") or ".." in Path(name).parts:
             raise ArtifactError(f"cannot add {name!r} to {reader.dir}: not a plain relative file name")
         if entry is not None and (entry.get("stage") != stage or not replace):
-            raise ArtifactError(f"{reader.dir / name} already exists (written by stage "
-                                f"{entry.get('stage', 'train')!r}) and is not replaced; earlier results stay untouched")
+            raise ArtifactError(
+                f"{reader.dir / name} already exists (written by stage "
+                f"{entry.get('stage', 'train')!r}) and is not replaced; earlier results stay untouched"
+            )
     for name, data in files.items():
         atomic_write_bytes(reader.dir / name, data)
         manifest["files"][name] = file_entry(data, stage)

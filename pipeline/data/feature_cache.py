@@ -4,6 +4,7 @@ The table is cached in `runs/<exp>/features/<fingerprint>/` (features.parquet, s
 manifest.json with sha256), keyed by the spec, the label name and the event file's bytes, so a
 changed spec or changed data gives a new folder and an unchanged one is read back, verified.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -45,9 +46,14 @@ def feature_tables(cfg: Config, progress: Progress = QUIET) -> Tables:
     spec, table = cfg.features, cached.table
     name = f"features {cached.folder.name} ({spec.events})"
     cutoffs = table.summary["train_cutoffs"]
-    return Tables(table.train, table.test, f"{name} [cutoffs {cutoffs[0]}..{cutoffs[-1]}]",
-                  f"{name} [cutoff {table.summary['test_cutoff']}]" if table.test is not None else None,
-                  summary=table.summary, holdout_window_labels=table.holdout_window_labels)
+    return Tables(
+        table.train,
+        table.test,
+        f"{name} [cutoffs {cutoffs[0]}..{cutoffs[-1]}]",
+        f"{name} [cutoff {table.summary['test_cutoff']}]" if table.test is not None else None,
+        summary=table.summary,
+        holdout_window_labels=table.holdout_window_labels,
+    )
 
 
 def cached_features(cfg: Config, progress: Progress = QUIET) -> CachedFeatures:
@@ -96,8 +102,10 @@ def fingerprint(spec: FeaturesSection, target: str, events_path: Path) -> str:
         file_hash = parts_fingerprint(events_path)
     else:
         file_hash = sha256_file(events_path) if events_path.is_file() else "missing"
-    text = json.dumps({"spec": spec.model_dump(mode="json"), "target": target, "format": FORMAT_VERSION,
-                       "events": file_hash}, sort_keys=True)
+    text = json.dumps(
+        {"spec": spec.model_dump(mode="json"), "target": target, "format": FORMAT_VERSION, "events": file_hash},
+        sort_keys=True,
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -125,8 +133,11 @@ def read_cached(folder: Path, spec: FeaturesSection) -> FeatureTable | None:
         frame = pd.read_parquet(reader.path(TABLE))
         summary = json.loads(reader.path(SUMMARY).read_text())
     except (ArtifactError, OSError, ValueError) as exc:
-        warnings.warn(f"cached features in {folder} cannot be used ({exc}); rebuilding them in memory. Delete that "
-                      "folder to cache the rebuilt table", stacklevel=2)
+        warnings.warn(
+            f"cached features in {folder} cannot be used ({exc}); rebuilding them in memory. Delete that "
+            "folder to cache the rebuilt table",
+            stacklevel=2,
+        )
         return None
     test_cutoff = summary.get("test_cutoff")
     short = frame.pop(HOLDOUT_WINDOW_LABEL) if HOLDOUT_WINDOW_LABEL in frame.columns else None

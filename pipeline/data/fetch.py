@@ -9,9 +9,9 @@ versions write other bytes), so tables are also accepted when their *content* ma
 Files already in data/raw with the right checksum are skipped; a wrong one is an error, never
 overwritten. New files are written atomically and made read-only.
 """
+
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -20,19 +20,19 @@ import time
 import urllib.error
 import urllib.request
 import warnings
-import zipfile
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from pipeline.core.artifacts import atomic_write_bytes, fsync_dir, json_bytes, parquet_bytes
+from pipeline.core.artifacts import fsync_dir
 from pipeline.core.errors import ConfigError, DataError
 from pipeline.core.progress import QUIET, Progress
 
-CATALOG_DIR = Path(__file__).resolve().parents[2] / "data"
+from .assembly import SOURCES, TWO_YEARS, is_current, summary_lines, two_year_files
+from .catalog import Catalog, load_catalog, sha256_hex, size_text, table_digest
+from .conversion import BUILDERS
+
 ENV_DATA_DIR = "GBPIPE_DATA_DIR"
 SHARED_DIR = Path("..") / "shared" / "data"
 URL_ENV_PREFIX = "GBPIPE_URL_"  # GBPIPE_URL_ADULT=file:///... overrides a dataset's download address
@@ -40,61 +40,18 @@ DEFAULT_URLS = {
     "adult": "https://archive.ics.uci.edu/static/public/2/adult.zip",
     "california_housing": "https://raw.githubusercontent.com/ageron/handson-ml2/master/datasets/housing/housing.csv",
     "online_retail": "https://archive.ics.uci.edu/static/public/352/online+retail.zip",
+    "online_retail_ii": "https://archive.ics.uci.edu/static/public/502/online+retail+ii.zip",
 }
-ADULT_COLUMNS = ("age", "workclass", "fnlwgt", "education", "education-num", "marital-status", "occupation",
-                 "relationship", "race", "sex", "capital-gain", "capital-loss", "hours-per-week",
-                 "native-country", "income")
-RETAIL_COLUMNS = ("InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice",
-                  "CustomerID", "Country")
-RETAIL_II_NAMES = {"Invoice": "InvoiceNo", "Price": "UnitPrice", "Customer ID": "CustomerID"}
-# Online Retail (UCI 352) is the 2010-12-01 .. 2011-12-09 year; Online Retail II (UCI 502) has it as
-# its second sheet, next to a 2009-12 .. 2010-12 sheet that overlaps it by nine days.
-RETAIL_PERIOD = (pd.Timestamp("2010-12-01"), pd.Timestamp("2011-12-10"))
 READ_ONLY = 0o444
 
 
-@dataclass(frozen=True)
-class Catalog:
-    """What the datasets must contain: sha256 per file, content digests per table."""
-
-    checksums: dict[str, str]
-    tables: dict[str, dict]
-
-    def files(self, dataset: str) -> list[str]:
-        return sorted(name for name in self.checksums if name.split("/", 1)[0] == dataset)
-
-    def datasets(self) -> list[str]:
-        return sorted({name.split("/", 1)[0] for name in self.checksums})
-
-
-def load_catalog(folder: Path = CATALOG_DIR) -> Catalog:
-    """Read the committed checksum list and table digests."""
-    checksums = {}
-    for line in (folder / "checksums.sha256").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            digest, name = line.split(maxsplit=1)
-            checksums[name.strip().removeprefix("*")] = digest
-    return Catalog(checksums, json.loads((folder / "tables.json").read_text()))
-
-
-def catalog_of(folder: Path) -> Catalog:
-    """The catalog of a reference data folder (how data/checksums.sha256 and data/tables.json are made)."""
-    files = sorted(p for p in Path(folder).glob("*/*") if p.is_file())
-    checksums = {p.relative_to(folder).as_posix(): sha256_hex(p.read_bytes()) for p in files}
-    tables = {name: table_digest(pd.read_parquet(Path(folder) / name)) for name in checksums
-              if name.endswith(".parquet")}
-    return Catalog(checksums, tables)
-
-
-def write_catalog(catalog: Catalog, folder: Path = CATALOG_DIR) -> None:
-    """Write data/checksums.sha256 (sha256sum format) and data/tables.json."""
-    lines = [f"{digest}  {name}" for name, digest in sorted(catalog.checksums.items())]
-    atomic_write_bytes(folder / "checksums.sha256", ("\n".join(lines) + "\n").encode())
-    atomic_write_bytes(folder / "tables.json", json_bytes(catalog.tables))
-
-
-def fetch_all(dest: Path, source: Path | None = None, progress: Progress = QUIET,
-              urls: Mapping[str, str] | None = None, catalog: Catalog | None = None) -> dict[str, str]:
+def fetch_all(
+    dest: Path,
+    source: Path | None = None,
+    progress: Progress = QUIET,
+    urls: Mapping[str, str] | None = None,
+    catalog: Catalog | None = None,
+) -> dict[str, str]:
     """Put every dataset under `dest`; returns {file: how it got there} ('present', 'copied', 'downloaded')."""
     dest, catalog = Path(dest), catalog or load_catalog()
     folder = source_folder(source, os.environ)
@@ -114,7 +71,29 @@ def fetch_all(dest: Path, source: Path | None = None, progress: Progress = QUIET
         rest = [n for n in missing if n not in copyable]
         if rest:
             outcome.update(download_dataset(dataset, rest, urls[dataset], dest, catalog, progress))
+    outcome.update(assemble_two_years(dest, progress))
     return outcome
+
+
+def assemble_two_years(dest: Path, progress: Progress = QUIET) -> dict[str, str]:
+    """Build the two-year Online Retail table once both years are in `dest` (pipeline/data/assembly.py)."""
+    if is_current(dest):
+        progress.say(f"{TWO_YEARS}: present, built from the files in {dest}")
+        return {TWO_YEARS: "present"}
+    stale = [dest / name for name in (TWO_YEARS, SOURCES) if (dest / name).exists()]
+    if stale:
+        raise DataError(
+            f"{stale[0]} was not built from the files now in {dest} (or was altered): gbpipe never modifies "
+            f"data/raw, so delete {stale[0].parent} yourself and rerun `gbpipe data` to rebuild it"
+        )
+    files = two_year_files(dest)
+    if files is None:
+        return {}
+    for name, data in files.items():
+        install(dest / name, data)
+    for line in summary_lines(json.loads(files[SOURCES])):
+        progress.say(line)
+    return {TWO_YEARS: "assembled"}
 
 
 def source_folder(source: Path | None, env: Mapping[str, str]) -> Path | None:
@@ -122,8 +101,10 @@ def source_folder(source: Path | None, env: Mapping[str, str]) -> Path | None:
     for given, what in ((source, "--source"), (env.get(ENV_DATA_DIR) or None, f"${ENV_DATA_DIR}")):
         if given is not None:
             if not Path(given).is_dir():
-                raise ConfigError(f"{what} {given} is not a folder; point it at a copy of the shared data "
-                                  f"folder (with adult/, california_housing/, online_retail/) or unset it")
+                raise ConfigError(
+                    f"{what} {given} is not a folder; point it at a copy of the shared data "
+                    f"folder (with adult/, california_housing/, online_retail/) or unset it"
+                )
             return Path(given)
     return SHARED_DIR if SHARED_DIR.is_dir() else None
 
@@ -145,9 +126,12 @@ def check_present(dest: Path, catalog: Catalog) -> list[str]:
         else:
             wrong.append(f"{path} (sha256 {sha256_hex(path.read_bytes())[:16]}..., expected {expected[:16]}...)")
     if wrong:
-        raise DataError(f"{len(wrong)} file(s) in {dest} do not match data/checksums.sha256: " + "; ".join(wrong)
-                        + ". gbpipe never modifies data/raw: move or delete these files yourself, "
-                        "then rerun `gbpipe data` to fetch verified copies")
+        raise DataError(
+            f"{len(wrong)} file(s) in {dest} do not match data/checksums.sha256: "
+            + "; ".join(wrong)
+            + ". gbpipe never modifies data/raw: move or delete these files yourself, "
+            "then rerun `gbpipe data` to fetch verified copies"
+        )
     return present
 
 
@@ -169,9 +153,11 @@ def copy_verified(folder: Path, dest: Path, name: str, catalog: Catalog, progres
     data = src.read_bytes()
     got = sha256_hex(data)
     if got != catalog.checksums[name]:
-        raise DataError(f"{src} has sha256 {got[:16]}..., expected {catalog.checksums[name][:16]}... "
-                        f"(data/checksums.sha256): that copy is altered or truncated; fix the source folder "
-                        f"or point {ENV_DATA_DIR} elsewhere. Nothing was written")
+        raise DataError(
+            f"{src} has sha256 {got[:16]}..., expected {catalog.checksums[name][:16]}... "
+            f"(data/checksums.sha256): that copy is altered or truncated; fix the source folder "
+            f"or point {ENV_DATA_DIR} elsewhere. Nothing was written"
+        )
     install(dest / name, data)
     progress.say(f"  {name}: copied from {src.parent} ({size_text(len(data))}, sha256 ok)")
 
@@ -210,20 +196,26 @@ def _make_writable(folder: Path) -> int | None:
     return mode
 
 
-def download_dataset(dataset: str, names: list[str], url: str, dest: Path, catalog: Catalog,
-                     progress: Progress) -> dict[str, str]:
+def download_dataset(
+    dataset: str, names: list[str], url: str, dest: Path, catalog: Catalog, progress: Progress
+) -> dict[str, str]:
     """Download a dataset from its public source, convert it, verify every file, then write it."""
     built = BUILDERS[dataset](fetch_url(url, progress))
     unavailable = [n for n in names if n.split("/", 1)[1] not in built]
     if unavailable:
-        warnings.warn(f"{', '.join(unavailable)}: not part of the public download; copy them from a shared "
-                      f"data folder ({ENV_DATA_DIR}) if you need them", stacklevel=2)
+        warnings.warn(
+            f"{', '.join(unavailable)}: not part of the public download; copy them from a shared "
+            f"data folder ({ENV_DATA_DIR}) if you need them",
+            stacklevel=2,
+        )
     wanted = {n: built[n.split("/", 1)[1]] for n in names if n not in unavailable}
     bad = [n for n, data in wanted.items() if not matches(data, n, catalog)]
     if bad:
-        raise DataError(f"{dataset} downloaded from {url} does not match the committed checksums for "
-                        f"{', '.join(bad)}: {describe_mismatch(bad, wanted, catalog)}. The source may have "
-                        f"changed; nothing was written. Use a verified copy via {ENV_DATA_DIR} instead")
+        raise DataError(
+            f"{dataset} downloaded from {url} does not match the committed checksums for "
+            f"{', '.join(bad)}: {describe_mismatch(bad, wanted, catalog)}. The source may have "
+            f"changed; nothing was written. Use a verified copy via {ENV_DATA_DIR} instead"
+        )
     for name, data in wanted.items():
         install(dest / name, data)
         progress.say(f"  {name}: built from {url} ({size_text(len(data))}, verified)")
@@ -251,133 +243,15 @@ def fetch_url(url: str, progress: Progress, timeout: float = 60.0) -> bytes:
         with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (URLs are ours or the user's)
             data = response.read()
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise DataError(f"could not download {url}: {exc}. Without internet access, copy the datasets into a "
-                        f"folder and set {ENV_DATA_DIR} (or --source) to it") from None
+        raise DataError(
+            f"could not download {url}: {exc}. Without internet access, copy the datasets into a "
+            f"folder and set {ENV_DATA_DIR} (or --source) to it"
+        ) from None
     progress.say(f"  {size_text(len(data))} in {time.perf_counter() - started:.1f}s")
     return data
 
 
 # ---- converters: public source bytes -> the files of the shared layout ----
 
-def build_adult(zip_bytes: bytes) -> dict[str, bytes]:
-    """UCI adult.zip -> adult-train.csv, adult-test.csv (without its '|1x3 Cross validator' line),
-    adult.names, adult.parquet (named columns, `split`, test labels without their trailing '.')."""
-    members = zip_members(zip_bytes, ("adult.data", "adult.test", "adult.names"))
-    test = members["adult.test"]
-    if test.startswith(b"|"):
-        test = test.split(b"\n", 1)[1]
-    train_frame, test_frame = adult_frame(members["adult.data"], "train"), adult_frame(test, "test")
-    frame = pd.concat([train_frame, test_frame], ignore_index=True)
-    return {"adult-train.csv": members["adult.data"], "adult-test.csv": test, "adult.names": members["adult.names"],
-            "adult.parquet": parquet_bytes(frame)}
-
-
-def adult_frame(csv_bytes: bytes, split: str) -> pd.DataFrame:
-    frame = pd.read_csv(io.BytesIO(csv_bytes), header=None, names=list(ADULT_COLUMNS), skipinitialspace=True,
-                        keep_default_na=False)
-    frame["income"] = frame["income"].str.rstrip(".")
-    frame["split"] = split
-    return frame
-
-
-def build_housing(csv_bytes: bytes) -> dict[str, bytes]:
-    """Géron's housing.csv -> housing.csv and housing.parquet."""
-    return {"housing.csv": csv_bytes, "housing.parquet": parquet_bytes(pd.read_csv(io.BytesIO(csv_bytes)))}
-
-
-def build_online_retail(zip_bytes: bytes) -> dict[str, bytes]:
-    """UCI Online Retail (.xlsx in a zip; or Online Retail II) -> online_retail.parquet."""
-    with zipfile.ZipFile(io.BytesIO(zip_bytes)) as archive:
-        xlsx = [n for n in archive.namelist() if n.lower().endswith(".xlsx")]
-        if len(xlsx) != 1:
-            raise DataError(f"the Online Retail zip should hold one .xlsx file, found {xlsx or 'none'}")
-        return {"online_retail.parquet": parquet_bytes(retail_frame(archive.read(xlsx[0])))}
-
-
-def retail_frame(xlsx_bytes: bytes) -> pd.DataFrame:
-    """The 2010-12 .. 2011-12 year with Online Retail's column names and the shared file's types."""
-    try:
-        import openpyxl  # noqa: F401  (pandas needs it to read .xlsx)
-    except ImportError:
-        raise ConfigError("reading the Online Retail .xlsx needs openpyxl: run `.venv/bin/pip install openpyxl` "
-                          "(or copy the datasets from a shared folder via $GBPIPE_DATA_DIR)") from None
-    sheets = pd.read_excel(io.BytesIO(xlsx_bytes), sheet_name=None, engine="openpyxl")
-    frames = [_normalise_retail(sheet, name) for name, sheet in sheets.items()]
-    start, end = RETAIL_PERIOD
-    inside = [f for f in frames if len(f) and f["InvoiceDate"].min() >= start and f["InvoiceDate"].max() < end]
-    if not inside:
-        raise DataError(f"no sheet of the Online Retail file lies within {start:%Y-%m-%d} .. {end:%Y-%m-%d} "
-                        f"(sheets: {', '.join(sheets)})")
-    frame = pd.concat(inside, ignore_index=True)
-    # the shared file concatenates one CSV per day: order by day, keeping the order within a day
-    order = np.argsort(frame["InvoiceDate"].dt.normalize().to_numpy(), kind="stable")
-    return frame.iloc[order].reset_index(drop=True)
-
-
-def _normalise_retail(sheet: pd.DataFrame, name: str) -> pd.DataFrame:
-    sheet = sheet.rename(columns=RETAIL_II_NAMES)
-    missing = [c for c in RETAIL_COLUMNS if c not in sheet.columns]
-    if missing:
-        raise DataError(f"sheet {name!r} of the Online Retail file lacks columns {missing}; found {list(sheet.columns)}")
-    out = pd.DataFrame({c: _code_text(sheet[c]) for c in ("InvoiceNo", "StockCode")})
-    out["Description"] = sheet["Description"].map(lambda v: v if pd.isna(v) or isinstance(v, str) else str(v))
-    out["Description"] = out["Description"].astype("str")
-    out["Quantity"] = sheet["Quantity"].astype("int64")
-    out["InvoiceDate"] = pd.to_datetime(sheet["InvoiceDate"]).astype("datetime64[ns]").dt.round("s")
-    out["UnitPrice"] = sheet["UnitPrice"].astype("float64")
-    out["CustomerID"] = sheet["CustomerID"].astype("float64")
-    out["Country"] = sheet["Country"].astype("str")
-    return out
-
-
-def _code_text(column: pd.Series) -> pd.Series:
-    """Invoice and stock codes are numbers in Excel cells unless they hold a letter: 536365 -> '536365'."""
-    def text(value):
-        if isinstance(value, float) and value.is_integer():
-            return str(int(value))
-        return str(value)
-    return column.map(text).astype("str")
-
-
-def zip_members(zip_bytes: bytes, wanted: tuple[str, ...]) -> dict[str, bytes]:
-    """Members of a zip by base name (archives nest them in folders or not)."""
-    with zipfile.ZipFile(io.BytesIO(zip_bytes)) as archive:
-        by_base = {Path(n).name: n for n in archive.namelist() if not n.endswith("/")}
-        missing = [w for w in wanted if w not in by_base]
-        if missing:
-            raise DataError(f"the downloaded zip lacks {missing}; it holds {sorted(by_base)}")
-        return {w: archive.read(by_base[w]) for w in wanted}
-
-
-BUILDERS: dict[str, Callable[[bytes], dict[str, bytes]]] = {
-    "adult": build_adult, "california_housing": build_housing, "online_retail": build_online_retail}
-
 
 # ---- checksums ----
-
-def size_text(n_bytes: int) -> str:
-    return f"{n_bytes / 1e6:.1f} MB" if n_bytes >= 100_000 else f"{n_bytes / 1e3:.1f} kB"
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def table_digest(frame: pd.DataFrame) -> dict:
-    """Row count and, per column in order, [name, kind, sha256 of the values] (independent of file bytes)."""
-    return {"rows": len(frame), "columns": [[str(c), *column_digest(frame[c])] for c in frame.columns]}
-
-
-def column_digest(column: pd.Series) -> list[str]:
-    if pd.api.types.is_bool_dtype(column) or pd.api.types.is_integer_dtype(column):
-        kind, data = "int", column.to_numpy("int64").astype("<i8").tobytes()
-    elif pd.api.types.is_float_dtype(column):
-        values = column.to_numpy("float64") + 0.0  # -0.0 -> 0.0
-        kind, data = "float", np.where(np.isnan(values), np.nan, values).astype("<f8").tobytes()
-    elif pd.api.types.is_datetime64_any_dtype(column):
-        kind, data = "datetime", column.astype("datetime64[ns]").to_numpy().view("int64").astype("<i8").tobytes()
-    else:
-        text = ("\x01" if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) else str(v)
-                for v in column.astype(object))
-        kind, data = "str", "\x00".join(text).encode("utf-8")
-    return [kind, hashlib.sha256(kind.encode() + b"\x00" + data).hexdigest()]

@@ -1,4 +1,5 @@
 """Fold assignment: computed once per experiment, saved, and reused by every model."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -74,8 +75,16 @@ class Folds:
         return cls(np.vstack([frame[c].to_numpy(dtype="int64") for c in cols]), splitter, rank, gap)
 
 
-def make_folds(splitter: str, n_splits: int, n_repeats: int, seed: int, y: np.ndarray,
-               groups: np.ndarray | None = None, times: np.ndarray | None = None, gap: int = 0) -> Folds:
+def make_folds(
+    splitter: str,
+    n_splits: int,
+    n_repeats: int,
+    seed: int,
+    y: np.ndarray,
+    groups: np.ndarray | None = None,
+    times: np.ndarray | None = None,
+    gap: int = 0,
+) -> Folds:
     """Assign every row to a validation fold, per repeat, with the named splitter (`gap`: time only)."""
     n = len(y)
     if splitter == "time":
@@ -123,17 +132,21 @@ def _time_folds(times: np.ndarray, n_splits: int, gap: int) -> tuple[np.ndarray,
         raise DataError(f"time column has {int(pd.isna(times).sum())} missing values; the time splitter needs all")
     distinct, inverse = np.unique(times, return_inverse=True)
     if len(distinct) < n_splits + 1:
-        raise DataError(f"time column has {len(distinct)} distinct values; the time splitter needs at least "
-                        f"cv.n_splits + 1 = {n_splits + 1}")
+        raise DataError(
+            f"time column has {len(distinct)} distinct values; the time splitter needs at least "
+            f"cv.n_splits + 1 = {n_splits + 1}"
+        )
     block_of_time = np.full(len(distinct), NOT_VALIDATED, dtype="int64")
     for k, (_, valid) in enumerate(ms.TimeSeriesSplit(n_splits).split(distinct)):
         block_of_time[valid] = k
     if _first_validated(len(distinct), n_splits) - gap < 1:
         fits = [k for k in range(2, n_splits) if _first_validated(len(distinct), k) - gap >= 1]
         fix = f"set cv.n_splits to at most {fits[-1]}" if fits else "add earlier time values"
-        raise DataError(f"time column has {len(distinct)} distinct values: the first of cv.n_splits = {n_splits} "
-                        f"time folds validates from distinct value no. {_first_validated(len(distinct), n_splits) + 1}, "
-                        f"so with a gap of {gap} it has nothing to train on; {fix}")
+        raise DataError(
+            f"time column has {len(distinct)} distinct values: the first of cv.n_splits = {n_splits} "
+            f"time folds validates from distinct value no. {_first_validated(len(distinct), n_splits) + 1}, "
+            f"so with a gap of {gap} it has nothing to train on; {fix}"
+        )
     return block_of_time[inverse], inverse.astype("int64")
 
 

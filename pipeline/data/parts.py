@@ -4,6 +4,7 @@ CSV parts are joined as text under one header and parsed once, so every column g
 whole table: parsed one file at a time, a day without cancellations would read InvoiceNo as numbers and
 the next day as text. Parts are read in name order; every part must have the same columns.
 """
+
 from __future__ import annotations
 
 import glob
@@ -35,8 +36,10 @@ def part_files(path: str | Path) -> list[Path]:
     else:
         files = sorted(Path(p) for p in glob.glob(text) if Path(p).is_file())
     if not files:
-        raise DataError(f"{text} holds no table parts: give a folder of .csv/.tsv/.parquet files or a glob such "
-                        "as data/events/*.csv that matches some; run `make data` if the data is missing")
+        raise DataError(
+            f"{text} holds no table parts: give a folder of .csv/.tsv/.parquet files or a glob such "
+            "as data/events/*.csv that matches some; run `make data` if the data is missing"
+        )
     kinds = {KINDS.get(p.suffix.lower()) for p in files}
     if len(kinds) > 1 or None in kinds:
         odd = sorted({p.suffix for p in files})
@@ -88,8 +91,10 @@ def _same_columns(part: Path, columns: list[str], first: Path, expected: list[st
     if columns != expected:
         missing, extra = sorted(set(expected) - set(columns)), sorted(set(columns) - set(expected))
         detail = f"lacks {missing}, has {extra} more" if missing or extra else "has them in another order"
-        raise DataError(f"part {part} has other columns than the first part {first.name}: it {detail}; every "
-                        f"part must have the columns {expected}")
+        raise DataError(
+            f"part {part} has other columns than the first part {first.name}: it {detail}; every "
+            f"part must have the columns {expected}"
+        )
 
 
 def parts_fingerprint(path: str | Path) -> str:

@@ -3,6 +3,7 @@
 Every stage (train, tune, importance, select, ensemble) starts from `prepare`, so all models of
 an experiment see the same rows, encoding and folds.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -81,8 +82,11 @@ def prepare(cfg: Config, progress: Progress = QUIET, tables: Tables | None = Non
             y_test = labels.encode(test[cfg.data.target], tables.test_name)
     data_fp = fingerprint(train, test)
     folds = experiment_folds(cfg, train, y, data_fp, labels)
-    progress.say(f"data: {len(train)} training rows, {len(columns)} features"
-                 + (f", {len(test)} test rows" if test is not None else "") + f"; folds: {folds.splitter}")
+    progress.say(
+        f"data: {len(train)} training rows, {len(columns)} features"
+        + (f", {len(test)} test rows" if test is not None else "")
+        + f"; folds: {folds.splitter}"
+    )
     return Prepared(X, y, ids, schema, labels, folds, data_fp, tables, X_test, y_test, test_ids)
 
 
@@ -100,8 +104,9 @@ def row_ids(frame: pd.DataFrame, cfg: Config, source: str) -> pd.Series:
     n_dupes = int(ids.duplicated().sum())
     if n_dupes:
         examples = ids[ids.duplicated()].astype(str).unique()[:5].tolist()
-        raise DataError(f"id column {name!r} in {source} has {n_dupes} duplicated values (e.g. {examples}); "
-                        "ids must be unique")
+        raise DataError(
+            f"id column {name!r} in {source} has {n_dupes} duplicated values (e.g. {examples}); ids must be unique"
+        )
     return ids.reset_index(drop=True).rename(name)
 
 
@@ -118,11 +123,15 @@ def warn_conversion(report: ConversionReport, source: str) -> None:
     if report.infinite_to_nan:
         warnings.warn(f"{source}: infinite values treated as missing: {report.infinite_to_nan}", stacklevel=2)
     if report.unseen_categories:
-        warnings.warn(f"{source}: categories not seen in training, treated as missing: "
-                      f"{report.unseen_categories}", stacklevel=2)
+        warnings.warn(
+            f"{source}: categories not seen in training, treated as missing: {report.unseen_categories}", stacklevel=2
+        )
     if report.cast_to_numeric:
-        warnings.warn(f"{source}: numeric columns that arrived as text were cast to numbers, values per column: "
-                      f"{report.cast_to_numeric}", stacklevel=2)
+        warnings.warn(
+            f"{source}: numeric columns that arrived as text were cast to numbers, values per column: "
+            f"{report.cast_to_numeric}",
+            stacklevel=2,
+        )
 
 
 def warn_uninformative(X: np.ndarray, schema: FeatureSchema, source: str) -> None:
@@ -139,9 +148,11 @@ def warn_uninformative(X: np.ndarray, schema: FeatureSchema, source: str) -> Non
         elif not missing.any() and values.min() == values.max():
             flat.append(col)
     if X.shape[0] and (empty or flat):
-        warnings.warn(f"{source}: {len(empty) + len(flat)} feature columns carry no information and are never "
-                      f"split on: all missing {empty}, constant {flat}; drop them or check how they were made",
-                      stacklevel=2)
+        warnings.warn(
+            f"{source}: {len(empty) + len(flat)} feature columns carry no information and are never "
+            f"split on: all missing {empty}, constant {flat}; drop them or check how they were made",
+            stacklevel=2,
+        )
 
 
 def warn_shared_ids(ids: pd.Series, test_ids: pd.Series, cfg: Config, tables: Tables) -> None:
@@ -150,16 +161,22 @@ def warn_shared_ids(ids: pd.Series, test_ids: pd.Series, cfg: Config, tables: Ta
         return
     shared = pd.Index(ids).intersection(pd.Index(test_ids))
     if len(shared):
-        warnings.warn(f"id column {cfg.data.id!r}: {len(shared)} ids of {tables.test_name} are also in "
-                      f"{tables.train_name} (e.g. {shared[:5].astype(str).tolist()}); if these are the same rows, "
-                      "the holdout score is optimistic: remove them from one of the tables", stacklevel=2)
+        warnings.warn(
+            f"id column {cfg.data.id!r}: {len(shared)} ids of {tables.test_name} are also in "
+            f"{tables.train_name} (e.g. {shared[:5].astype(str).tolist()}); if these are the same rows, "
+            "the holdout score is optimistic: remove them from one of the tables",
+            stacklevel=2,
+        )
 
 
 def folds_key(cfg: Config, data_fp: str) -> str:
     # backtest replays the folds, it does not shape them: changing it must reuse the same fold ids;
     # the gap enters resolved (a features experiment's default depends on its labels), time splits only
-    cv = {**cfg.cv.model_dump(mode="json", exclude={"backtest", "gap"}), "splitter": cfg.splitter,
-          "target": cfg.data.target}
+    cv = {
+        **cfg.cv.model_dump(mode="json", exclude={"backtest", "gap"}),
+        "splitter": cfg.splitter,
+        "target": cfg.data.target,
+    }
     if cfg.splitter == "time":
         cv["gap"] = cfg.time_gap
     text = json.dumps({"data": data_fp, "cv": cv}, sort_keys=True)
@@ -170,8 +187,9 @@ def folds_cache_path(cfg: Config, data_fp: str) -> Path:
     return Path(cfg.experiment.runs_dir) / cfg.experiment.name / "folds" / f"{folds_key(cfg, data_fp)}.parquet"
 
 
-def experiment_folds(cfg: Config, train: pd.DataFrame, y: np.ndarray, data_fp: str,
-                     labels: LabelEncoding | None = None) -> Folds:
+def experiment_folds(
+    cfg: Config, train: pd.DataFrame, y: np.ndarray, data_fp: str, labels: LabelEncoding | None = None
+) -> Folds:
     """Folds computed once per (data, cv settings) and saved, so every model reuses the same ids.
 
     With `labels`, each fold is checked to be trainable and scorable before it is saved.
@@ -185,8 +203,9 @@ def experiment_folds(cfg: Config, train: pd.DataFrame, y: np.ndarray, data_fp: s
     groups = _column(train, cfg.cv.group, "cv.group") if cfg.splitter in ("group", "stratified_group") else None
     times = time_values(train, cfg.cv.time) if cfg.splitter == "time" else None
     stratify_on = y if cfg.data.task != "regression" else np.zeros(len(y))
-    folds = make_folds(cfg.splitter, cfg.cv.n_splits, cfg.cv.n_repeats, cfg.cv.seed, stratify_on, groups, times,
-                       cfg.time_gap)
+    folds = make_folds(
+        cfg.splitter, cfg.cv.n_splits, cfg.cv.n_repeats, cfg.cv.seed, stratify_on, groups, times, cfg.time_gap
+    )
     check_fold_classes(cfg, folds, y, labels)
     atomic_write_bytes(path, parquet_bytes(folds.to_frame(pd.Series(np.arange(len(y)), name=ROW_ID))))
     return folds
@@ -203,30 +222,40 @@ def check_fold_classes(cfg: Config, folds: Folds, y: np.ndarray, labels: LabelEn
     for pair, (train_idx, _) in splits.items():
         absent = [labels.classes[k] for k in range(labels.n_classes) if not (y[train_idx] == k).any()]
         if absent and cfg.data.task == "binary":
-            raise DataError(f"{name[pair]} ({cfg.splitter} split): its {len(train_idx)} training rows have no "
-                            f"{cfg.data.target!r} = {absent[0]!r} rows, so its model cannot learn; use "
-                            "stratified or stratified_group folds, or fewer cv.n_splits")
+            raise DataError(
+                f"{name[pair]} ({cfg.splitter} split): its {len(train_idx)} training rows have no "
+                f"{cfg.data.target!r} = {absent[0]!r} rows, so its model cannot learn; use "
+                "stratified or stratified_group folds, or fewer cv.n_splits"
+            )
         if absent:
-            warnings.warn(f"{name[pair]} ({cfg.splitter} split): {len(absent)} classes of {cfg.data.target!r} are "
-                          f"not in its {len(train_idx)} training rows: {absent}; that fold's models give them "
-                          "probabilities near zero", stacklevel=2)
+            warnings.warn(
+                f"{name[pair]} ({cfg.splitter} split): {len(absent)} classes of {cfg.data.target!r} are "
+                f"not in its {len(train_idx)} training rows: {absent}; that fold's models give them "
+                "probabilities near zero",
+                stacklevel=2,
+            )
     for pair, (_, valid_idx) in splits.items():
         present = np.unique(y[valid_idx])
         if cfg.metric == "auc" and len(present) == 1:
-            raise DataError(f"{name[pair]} ({cfg.splitter} split): its {len(valid_idx)} validation rows all have "
-                            f"{cfg.data.target!r} = {labels.classes[int(present[0])]!r}, so AUC is undefined "
-                            "there; use stratified or stratified_group folds, or fewer cv.n_splits")
+            raise DataError(
+                f"{name[pair]} ({cfg.splitter} split): its {len(valid_idx)} validation rows all have "
+                f"{cfg.data.target!r} = {labels.classes[int(present[0])]!r}, so AUC is undefined "
+                "there; use stratified or stratified_group folds, or fewer cv.n_splits"
+            )
 
 
 def _column(frame: pd.DataFrame, name: str | None, key: str) -> np.ndarray:
     if name not in frame.columns:
-        raise DataError(f"{key} column {name!r} not found in the training table; "
-                        f"columns are: {', '.join(map(str, frame.columns))}")
+        raise DataError(
+            f"{key} column {name!r} not found in the training table; columns are: {', '.join(map(str, frame.columns))}"
+        )
     values = frame[name]
     n_missing = int(values.isna().sum())
     if n_missing:
-        raise DataError(f"{key} column {name!r} of the training table has {n_missing} missing values of "
-                        f"{len(values)}; every row needs one: fill them or drop those rows")
+        raise DataError(
+            f"{key} column {name!r} of the training table has {n_missing} missing values of "
+            f"{len(values)}; every row needs one: fill them or drop those rows"
+        )
     return values.to_numpy()
 
 
@@ -248,12 +277,16 @@ def time_values(frame: pd.DataFrame, name: str | None) -> np.ndarray:
     text = values.astype(str)
     aware = text.str.contains(_OFFSET, regex=True)
     if aware.any() and not aware.all():
-        raise DataError(f"cv.time column {name!r}: {int(aware.sum())} values carry a time zone and "
-                        f"{int((~aware).sum())} do not (e.g. {text[~aware].iloc[0]!r}); the order is ambiguous. "
-                        "Give every value an offset (e.g. +00:00) or none")
+        raise DataError(
+            f"cv.time column {name!r}: {int(aware.sum())} values carry a time zone and "
+            f"{int((~aware).sum())} do not (e.g. {text[~aware].iloc[0]!r}); the order is ambiguous. "
+            "Give every value an offset (e.g. +00:00) or none"
+        )
     parsed = pd.to_datetime(text, utc=bool(aware.all()), format="ISO8601", errors="coerce")
     bad = int(parsed.isna().sum())
     if bad:
-        raise DataError(f"cv.time column {name!r}: {bad} values of {len(text)} are not dates or numbers "
-                        f"(e.g. {text[parsed.isna()].iloc[:3].tolist()}); use ISO 8601 dates or numbers")
+        raise DataError(
+            f"cv.time column {name!r}: {bad} values of {len(text)} are not dates or numbers "
+            f"(e.g. {text[parsed.isna()].iloc[:3].tolist()}); use ISO 8601 dates or numbers"
+        )
     return parsed.dt.tz_localize(None).astype("datetime64[ns]").astype("int64").to_numpy()

@@ -1,5 +1,6 @@
 """Reading one table file: CSV (checked UTF-8, unique header, right delimiter), parquet, or a bundled
 scikit-learn dataset (`sklearn:<name>`), with errors that name the file and the fix."""
+
 from __future__ import annotations
 
 import csv
@@ -40,7 +41,7 @@ def read_parquet_file(path: Path) -> pd.DataFrame:
     """A parquet file as a frame, without pyarrow keeping a second copy of the file in its memory pool.
 
     By default pyarrow pre-buffers every column chunk and its pool keeps the freed memory for a
-    while: measured on a 1 GB file, the process held ~2 GB more than the frame itself.
+    while, so the process would hold about twice the file beside the frame itself.
     """
     import pyarrow as pa
 
@@ -67,8 +68,10 @@ def _read_csv(path: Path, sep: str) -> pd.DataFrame:
 def check_delimiter(frame: pd.DataFrame, source: Any, sep: str) -> None:
     """One column whose name holds another delimiter: the file was split on the wrong one."""
     if len(frame.columns) == 1 and any(d in str(frame.columns[0]) for d in ";\t|," if d != sep):
-        raise DataError(f"{source} has one column {frame.columns[0]!r}; the delimiter looks wrong "
-                        f"(expected {sep!r}); set data.csv_sep in the config")
+        raise DataError(
+            f"{source} has one column {frame.columns[0]!r}; the delimiter looks wrong "
+            f"(expected {sep!r}); set data.csv_sep in the config"
+        )
 
 
 def csv_header(path: Path, sep: str = ",") -> list[str]:
@@ -93,15 +96,19 @@ def csv_header_of(data: bytes, path: Path, sep: str = ",") -> list[str]:
 
 
 def _not_utf8(path: Path, exc: UnicodeDecodeError) -> DataError:
-    return DataError(f"data file {path} is not UTF-8 (byte {exc.start}: {exc.reason}); "
-                     "re-save it as UTF-8, e.g. `iconv -f latin1 -t utf-8`")
+    return DataError(
+        f"data file {path} is not UTF-8 (byte {exc.start}: {exc.reason}); "
+        "re-save it as UTF-8, e.g. `iconv -f latin1 -t utf-8`"
+    )
 
 
 def _unique_header(header: list[str], path: Path) -> list[str]:
     dupes = sorted({c for c in header if header.count(c) > 1})
     if dupes:
-        raise DataError(f"data file {path} has duplicate column names: {dupes} "
-                        f"({len(header) - len(set(header))} repeats); rename them so each is unique")
+        raise DataError(
+            f"data file {path} has duplicate column names: {dupes} "
+            f"({len(header) - len(set(header))} repeats); rename them so each is unique"
+        )
     return header
 
 

@@ -2,6 +2,7 @@
 
 Columns are matched by name, never by position; the same conversion serves training and predict.
 """
+
 from __future__ import annotations
 
 import re
@@ -39,15 +40,25 @@ class FeatureSchema:
         return safe_names(self.columns)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"columns": list(self.columns), "kinds": self.kinds,
-                "categories": {k: list(v) for k, v in self.categories.items()}, "id_column": self.id_column,
-                "rare_categories": {k: list(v) for k, v in self.rare.items()}, "keep": list(self.keep)}
+        return {
+            "columns": list(self.columns),
+            "kinds": self.kinds,
+            "categories": {k: list(v) for k, v in self.categories.items()},
+            "id_column": self.id_column,
+            "rare_categories": {k: list(v) for k, v in self.rare.items()},
+            "keep": list(self.keep),
+        }
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> FeatureSchema:
-        return cls(tuple(obj["columns"]), dict(obj["kinds"]),
-                   {k: tuple(v) for k, v in obj["categories"].items()}, obj.get("id_column"),
-                   {k: tuple(v) for k, v in obj.get("rare_categories", {}).items()}, tuple(obj.get("keep", ())))
+        return cls(
+            tuple(obj["columns"]),
+            dict(obj["kinds"]),
+            {k: tuple(v) for k, v in obj["categories"].items()},
+            obj.get("id_column"),
+            {k: tuple(v) for k, v in obj.get("rare_categories", {}).items()},
+            tuple(obj.get("keep", ())),
+        )
 
 
 def safe_names(columns: tuple[str, ...] | list[str]) -> list[str]:
@@ -73,8 +84,10 @@ def flat_column_names(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     flat = ["_".join(str(p) for p in c if str(p) != "") if isinstance(c, tuple) else str(c) for c in names]
     dupes = sorted({c for c in flat if flat.count(c) > 1})
     if dupes:
-        raise DataError(f"{source}: {len(flat) - len(set(flat))} column names collide once flattened to text: "
-                        f"{dupes}; rename the columns so each is unique")
+        raise DataError(
+            f"{source}: {len(flat) - len(set(flat))} column names collide once flattened to text: "
+            f"{dupes}; rename the columns so each is unique"
+        )
     out = frame.copy(deep=False)
     out.columns = flat
     return out
@@ -106,13 +119,17 @@ def select_features(frame: pd.DataFrame, cfg: Config, source: str) -> list[str]:
     data = cfg.data
     absent = [c for c in data.keep if c not in frame.columns]
     if absent:
-        raise DataError(f"data.keep names {len(absent)} columns not in {source}: {absent}; "
-                        f"columns are: {', '.join(map(str, frame.columns))}")
+        raise DataError(
+            f"data.keep names {len(absent)} columns not in {source}: {absent}; "
+            f"columns are: {', '.join(map(str, frame.columns))}"
+        )
     if data.features is not None:
         missing = [c for c in data.features if c not in frame.columns]
         if missing:
-            raise DataError(f"data.features names {len(missing)} columns not in {source}: {missing}; "
-                            f"columns are: {', '.join(map(str, frame.columns))}")
+            raise DataError(
+                f"data.features names {len(missing)} columns not in {source}: {missing}; "
+                f"columns are: {', '.join(map(str, frame.columns))}"
+            )
         return list(data.features)
     unknown = [c for c in data.exclude if c not in frame.columns]
     if unknown:
@@ -121,19 +138,28 @@ def select_features(frame: pd.DataFrame, cfg: Config, source: str) -> list[str]:
     columns = [c for c in frame.columns if c not in dropped]
     dates = [c for c in columns if pd.api.types.is_datetime64_any_dtype(frame[c])]
     if dates:
-        warnings.warn(f"date columns {dates} in {source} are not used as features; derive numbers from them "
-                      "(e.g. in the features stage) if they matter", stacklevel=2)
+        warnings.warn(
+            f"date columns {dates} in {source} are not used as features; derive numbers from them "
+            "(e.g. in the features stage) if they matter",
+            stacklevel=2,
+        )
     columns = [c for c in columns if c not in dates]
     text_ids, integer_ids = id_like_columns(frame, columns)
     if text_ids:
-        warnings.warn(f"{len(text_ids)} text columns of {source} hold a distinct value on each of its {len(frame)} "
-                      f"rows and are excluded as identifiers: {text_ids}; set data.id to keep one as the row id, "
-                      "or list data.features explicitly to use it anyway", stacklevel=2)
+        warnings.warn(
+            f"{len(text_ids)} text columns of {source} hold a distinct value on each of its {len(frame)} "
+            f"rows and are excluded as identifiers: {text_ids}; set data.id to keep one as the row id, "
+            "or list data.features explicitly to use it anyway",
+            stacklevel=2,
+        )
         columns = [c for c in columns if c not in text_ids]
     if integer_ids:
-        warnings.warn(f"{len(integer_ids)} integer columns of {source} hold a distinct value on each of its "
-                      f"{len(frame)} rows and look like ids, but are kept as features: {integer_ids}; add them to "
-                      "data.exclude (or set data.id) if they are identifiers", stacklevel=2)
+        warnings.warn(
+            f"{len(integer_ids)} integer columns of {source} hold a distinct value on each of its "
+            f"{len(frame)} rows and look like ids, but are kept as features: {integer_ids}; add them to "
+            "data.exclude (or set data.id) if they are identifiers",
+            stacklevel=2,
+        )
     if not columns:
         raise DataError(f"{source} has no feature columns left after excluding {sorted(map(str, dropped))}")
     return columns
@@ -190,16 +216,20 @@ class ConversionReport:
     missing_keep: list[str] = field(default_factory=list)  # data.keep columns the input lacks
 
 
-def to_matrix(schema: FeatureSchema, frame: pd.DataFrame, source: str,
-              report: ConversionReport | None = None) -> np.ndarray:
+def to_matrix(
+    schema: FeatureSchema, frame: pd.DataFrame, source: str, report: ConversionReport | None = None
+) -> np.ndarray:
     """Convert a frame to the float64 model matrix; columns matched by name."""
     report = report if report is not None else ConversionReport()
     missing = [c for c in schema.columns if c not in frame.columns]
     if missing:
-        raise DataError(f"{source} lacks {len(missing)} feature columns the model needs: {missing}; "
-                        "add them (NaN is allowed for missing values)")
-    report.extra_columns = [c for c in frame.columns
-                            if c not in schema.columns and c != schema.id_column and c not in schema.keep]
+        raise DataError(
+            f"{source} lacks {len(missing)} feature columns the model needs: {missing}; "
+            "add them (NaN is allowed for missing values)"
+        )
+    report.extra_columns = [
+        c for c in frame.columns if c not in schema.columns and c != schema.id_column and c not in schema.keep
+    ]
     matrix = np.empty((len(frame), len(schema.columns)), dtype="float64")
     for j, col in enumerate(schema.columns):
         if schema.kinds[col] == "categorical":
@@ -209,8 +239,9 @@ def to_matrix(schema: FeatureSchema, frame: pd.DataFrame, source: str,
     return matrix
 
 
-def _category_codes(series: pd.Series, vocab: tuple[str, ...], rare: tuple[str, ...], col: str,
-                    report: ConversionReport) -> np.ndarray:
+def _category_codes(
+    series: pd.Series, vocab: tuple[str, ...], rare: tuple[str, ...], col: str, report: ConversionReport
+) -> np.ndarray:
     """Codes of the vocabulary's values; missing, rare (grouped with missing) and unseen values are NaN."""
     text = _as_text(series)
     values = text.to_numpy(dtype=object)
@@ -235,8 +266,10 @@ def _numeric(series: pd.Series, col: str, source: str, report: ConversionReport)
         failed = int((converted.isna() & series.notna()).sum())
         if failed:
             examples = series[converted.isna() & series.notna()].astype(str).unique()[:3].tolist()
-            raise DataError(f"column {col!r} in {source} should be numeric but {failed} values are not "
-                            f"(e.g. {examples}); fix or blank them")
+            raise DataError(
+                f"column {col!r} in {source} should be numeric but {failed} values are not "
+                f"(e.g. {examples}); fix or blank them"
+            )
         cast = int(series.notna().sum())
         if cast:
             report.cast_to_numeric[col] = report.cast_to_numeric.get(col, 0) + cast

@@ -1,4 +1,5 @@
 """The experiment's tables: read (one file or parts), the test set split off, the target checked and encoded."""
+
 from __future__ import annotations
 
 import hashlib
@@ -51,13 +52,18 @@ def _split_by_column(frame: pd.DataFrame, data: DataSection) -> Tables:
     values = frame[col].astype(str)
     train_mask, test_mask = values == data.train_value, values == data.test_value
     if not train_mask.any():
-        raise DataError(f"no row of {data.train} has {col} == {data.train_value!r}; values are "
-                        f"{sorted(values.unique())[:10]}")
+        raise DataError(
+            f"no row of {data.train} has {col} == {data.train_value!r}; values are {sorted(values.unique())[:10]}"
+        )
     drop = [col]
     test = frame.loc[test_mask].drop(columns=drop).reset_index(drop=True) if test_mask.any() else None
     name = f"{data.train} [{col}=={data.test_value}]" if test is not None else None
-    return Tables(frame.loc[train_mask].drop(columns=drop).reset_index(drop=True), test,
-                  f"{data.train} [{col}=={data.train_value}]", name)
+    return Tables(
+        frame.loc[train_mask].drop(columns=drop).reset_index(drop=True),
+        test,
+        f"{data.train} [{col}=={data.train_value}]",
+        name,
+    )
 
 
 @dataclass(frozen=True)
@@ -102,17 +108,23 @@ def check_target(frame: pd.DataFrame, cfg: Config, source: str) -> None:
     """Raise DataError naming the file, column and count when the target breaks a rule."""
     target, task = cfg.data.target, cfg.data.task
     if target not in frame.columns:
-        raise DataError(f"target column {target!r} not found in {source}; columns are: {', '.join(map(str, frame.columns))}")
+        raise DataError(
+            f"target column {target!r} not found in {source}; columns are: {', '.join(map(str, frame.columns))}"
+        )
     y = frame[target]
     n_missing = int(y.isna().sum())
     if n_missing:
-        raise DataError(f"target column {target!r} in {source} has {n_missing} missing values of {len(y)}; "
-                        "drop or fill those rows before training")
+        raise DataError(
+            f"target column {target!r} in {source} has {n_missing} missing values of {len(y)}; "
+            "drop or fill those rows before training"
+        )
     if task == "regression":
         numeric = pd.to_numeric(y, errors="coerce")
         bad = int(numeric.isna().sum())
         if bad:
-            raise DataError(f"target column {target!r} in {source} has {bad} non-numeric values; regression needs numbers")
+            raise DataError(
+                f"target column {target!r} in {source} has {bad} non-numeric values; regression needs numbers"
+            )
         n_inf = int(np.isinf(numeric.to_numpy(dtype="float64")).sum())
         if n_inf:
             raise DataError(f"target column {target!r} in {source} has {n_inf} infinite values; drop those rows")
@@ -126,16 +138,22 @@ def _check_classes(y: pd.Series, cfg: Config, source: str) -> None:
         raise DataError(f"target column {target!r} in {source} has {int(np.isinf(y).sum())} infinite values")
     counts = y.value_counts()
     if len(counts) < 2:
-        raise DataError(f"target column {target!r} in {source} has a single class {_plain(counts.index[0])!r} "
-                        f"({int(counts.iloc[0])} rows); a classifier needs at least two")
+        raise DataError(
+            f"target column {target!r} in {source} has a single class {_plain(counts.index[0])!r} "
+            f"({int(counts.iloc[0])} rows); a classifier needs at least two"
+        )
     if task == "binary" and len(counts) > 2:
-        raise DataError(f"target column {target!r} in {source} has {len(counts)} classes but data.task is 'binary'; "
-                        "set data.task = 'multiclass'")
+        raise DataError(
+            f"target column {target!r} in {source} has {len(counts)} classes but data.task is 'binary'; "
+            "set data.task = 'multiclass'"
+        )
     rare = counts[counts < cfg.cv.n_splits]
     if len(rare) and cfg.splitter in ("stratified", "stratified_group"):
         shown = ", ".join(f"{_plain(k)!r}: {v} rows" for k, v in rare.items())
-        raise DataError(f"target column {target!r} in {source} has {len(rare)} classes with fewer rows than "
-                        f"cv.n_splits={cfg.cv.n_splits} ({shown}); merge or drop rare classes, or lower cv.n_splits")
+        raise DataError(
+            f"target column {target!r} in {source} has {len(rare)} classes with fewer rows than "
+            f"cv.n_splits={cfg.cv.n_splits} ({shown}); merge or drop rare classes, or lower cv.n_splits"
+        )
 
 
 def fit_labels(y: pd.Series, cfg: Config) -> LabelEncoding:
@@ -147,7 +165,9 @@ def fit_labels(y: pd.Series, cfg: Config) -> LabelEncoding:
     if cfg.data.task == "binary" and positive is not None:
         match = [c for c in classes if c == positive or str(c) == str(positive)]
         if not match:
-            raise DataError(f"data.positive_label {positive!r} is not a label of {cfg.data.target!r}; labels are {classes}")
+            raise DataError(
+                f"data.positive_label {positive!r} is not a label of {cfg.data.target!r}; labels are {classes}"
+            )
         classes = [c for c in classes if c != match[0]] + [match[0]]
     return LabelEncoding(cfg.data.task, tuple(classes))
 

@@ -2,10 +2,23 @@
 fold (fold), the one OOF accumulator (oof), the K-fold loop with its parallel folds (cv,
 _fold_pool), the files a run leaves (outputs), scores beyond the pooled OOF one (scoring), fold
 models loaded back (fitted), and scikit-learn estimators over the same loop (estimators)."""
+
 from pipeline.core.lazy import attach
 
-__getattr__, __dir__, __all__ = attach(__name__, {
-    "TrainSpec": ".spec", "train_spec": ".spec", "resolve_params": ".spec", "run_cv": ".cv", "CVResult": ".cv",
-    "train_fold": ".fold", "FoldResult": ".fold", "OOFAccumulator": ".oof", "FittedRun": ".fitted",
-    "load_fold_models": ".fitted", "OOFLGBMClassifier": ".estimators", "OOFLGBMRegressor": ".estimators",
-})
+__getattr__, __dir__, __all__ = attach(
+    __name__,
+    {
+        "TrainSpec": ".spec",
+        "train_spec": ".spec",
+        "resolve_params": ".spec",
+        "run_cv": ".cv",
+        "CVResult": ".cv",
+        "train_fold": ".fold",
+        "FoldResult": ".fold",
+        "OOFAccumulator": ".oof",
+        "FittedRun": ".fitted",
+        "load_fold_models": ".fitted",
+        "OOFLGBMClassifier": ".estimators",
+        "OOFLGBMRegressor": ".estimators",
+    },
+)

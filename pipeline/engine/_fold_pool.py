@@ -10,11 +10,13 @@ Two LightGBM facts shape the code:
 - The thread count is process-wide: LGBM_SetMaxThreads caps every booster at once. While several
   folds train the cap is 1; each booster keeps its num_threads parameter, so the model text is that of
   a sequential run, and with deterministic=True the trees do not depend on the thread count.
-- An OpenMP team started from a thread other than the main one trained 7x slower here with 2 threads
-  (libgomp), so the fold left alone at the end moves to the main thread, which finishes it with the
-  whole budget. A fold is a resumable state (booster and early-stopping state) advanced one round at
-  a time, as `lightgbm.train` advances it, so it can change threads between rounds.
+- An OpenMP team started from a thread other than the main one trained several times slower with 2
+  threads (libgomp; bench/README.md, "CV engine"), so the fold left alone at the end moves to the
+  main thread, which finishes it with the whole budget. A fold is a resumable state (booster and
+  early-stopping state) advanced one round at a time, as `lightgbm.train` advances it, so it can
+  change threads between rounds.
 """
+
 from __future__ import annotations
 
 import copy
@@ -77,9 +79,14 @@ class FoldTask:
         evaluations = self.booster.eval_valid(self.feval)
         self.iteration += 1
         if self.stopper is not None:
-            env = lgb.callback.CallbackEnv(model=self.booster, params=self.params, iteration=self.iteration - 1,
-                                           begin_iteration=0, end_iteration=self.spec.num_boost_round,
-                                           evaluation_result_list=evaluations)
+            env = lgb.callback.CallbackEnv(
+                model=self.booster,
+                params=self.params,
+                iteration=self.iteration - 1,
+                begin_iteration=0,
+                end_iteration=self.spec.num_boost_round,
+                evaluation_result_list=evaluations,
+            )
             try:
                 self.stopper(env)
             except lgb.callback.EarlyStopException as stop:
@@ -90,8 +97,9 @@ class FoldTask:
     def output(self, X: np.ndarray, y: np.ndarray, X_test: np.ndarray | None) -> FoldOutput:
         """The trained fold, as `fit_fold` returns it (the booster reloaded from its text, as lightgbm.train does)."""
         self.booster.model_from_string(self.booster.model_to_string()).free_dataset()
-        result, valid_pred = score_fold(self.booster, X, y, self.valid_idx, self.spec, *self.pair, self.n_fit,
-                                        self.start)
+        result, valid_pred = score_fold(
+            self.booster, X, y, self.valid_idx, self.spec, *self.pair, self.n_fit, self.start
+        )
         test_pred = predict(self.booster, X_test, self.spec.task, result.best_iteration) if X_test is not None else None
         return FoldOutput(result, self.booster, valid_pred, test_pred)
 
@@ -146,14 +154,24 @@ class Board:
             self.changed.notify_all()
 
 
-def train_folds_in_threads(full: lgb.Dataset, X: np.ndarray, y: np.ndarray, folds: Folds,
-                           todo: list[tuple[int, int]], spec: TrainSpec, X_test: np.ndarray | None,
-                           workers: int, finish: Callable[[FoldOutput], None]) -> None:
+def train_folds_in_threads(
+    full: lgb.Dataset,
+    X: np.ndarray,
+    y: np.ndarray,
+    folds: Folds,
+    todo: list[tuple[int, int]],
+    spec: TrainSpec,
+    X_test: np.ndarray | None,
+    workers: int,
+    finish: Callable[[FoldOutput], None],
+) -> None:
     """Train the `todo` folds in `workers` threads (this one included) at one LightGBM thread each;
     `finish` gets each fold in this thread as soon as it is done (checkpoints are written as folds finish)."""
     board = Board(todo, lambda pair: FoldTask(full, y, folds, pair, spec))
-    helpers = [threading.Thread(target=_help, args=(board, X, y, X_test), daemon=True, name=f"gbpipe-fold-{k}")
-               for k in range(1, workers)]
+    helpers = [
+        threading.Thread(target=_help, args=(board, X, y, X_test), daemon=True, name=f"gbpipe-fold-{k}")
+        for k in range(1, workers)
+    ]
     previous = _max_threads()
     _set_max_threads(1)
     try:
@@ -183,8 +201,14 @@ def _help(board: Board, X: np.ndarray, y: np.ndarray, X_test: np.ndarray | None)
             return
 
 
-def _work(board: Board, X: np.ndarray, y: np.ndarray, X_test: np.ndarray | None,
-          finish: Callable[[FoldOutput], None], previous: int) -> None:
+def _work(
+    board: Board,
+    X: np.ndarray,
+    y: np.ndarray,
+    X_test: np.ndarray | None,
+    finish: Callable[[FoldOutput], None],
+    previous: int,
+) -> None:
     while True:
         _flush(board, finish)
         task = board.take(main=True)

@@ -5,6 +5,7 @@ it (as `lightgbm.cv` does), early-stops, and predicts its validation rows and th
 Folds train one after another, or several at once in threads that share the thread budget
 (`TrainSpec.fold_workers`, engine/_fold_pool.py); the results are identical.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -46,9 +47,15 @@ class CVResult:
 FoldCallback = Callable[[FoldResult, lgb.Booster], None]
 
 
-def run_cv(X: np.ndarray, y: np.ndarray, folds: Folds, spec: TrainSpec, X_test: np.ndarray | None = None,
-           completed: dict[tuple[int, int], tuple[FoldResult, lgb.Booster]] | None = None,
-           on_fold_done: FoldCallback | None = None) -> CVResult:
+def run_cv(
+    X: np.ndarray,
+    y: np.ndarray,
+    folds: Folds,
+    spec: TrainSpec,
+    X_test: np.ndarray | None = None,
+    completed: dict[tuple[int, int], tuple[FoldResult, lgb.Booster]] | None = None,
+    on_fold_done: FoldCallback | None = None,
+) -> CVResult:
     """Train one model per fold; `completed` folds (from a checkpoint) are reused, not retrained.
 
     Folds train one after another, or `fold_workers` at once (see there); either way the results are
@@ -83,6 +90,7 @@ def fold_workers(spec: TrainSpec, n_folds: int) -> int:
     workers = max(1, min(wanted, threads, n_folds))
     return workers if workers == 1 or can_share_threads() else 1
 
+
 def combine(folds: Folds, spec: TrainSpec, y: np.ndarray, outputs: list[FoldOutput]) -> CVResult:
     """OOF predictions (averaged over repeats, in fold order so sums are reproducible) and test predictions."""
     oof = OOFAccumulator(len(y), spec.task, spec.num_class)
@@ -91,18 +99,30 @@ def combine(folds: Folds, spec: TrainSpec, y: np.ndarray, outputs: list[FoldOutp
     results = [o.result for o in outputs]
     models = [o.booster for o in outputs]
     test_preds = [o.test_pred for o in outputs if o.test_pred is not None]
-    return CVResult(oof_pred=oof.mean(), oof_score=oof.score(spec.metric, y),
-                    folds=tuple(results), models=tuple(models),
-                    test_pred=np.mean(test_preds, axis=0) if test_preds else None,
-                    test_pred_folds=tuple(test_preds), importance=fold_importance(models, results, spec))
+    return CVResult(
+        oof_pred=oof.mean(),
+        oof_score=oof.score(spec.metric, y),
+        folds=tuple(results),
+        models=tuple(models),
+        test_pred=np.mean(test_preds, axis=0) if test_preds else None,
+        test_pred_folds=tuple(test_preds),
+        importance=fold_importance(models, results, spec),
+    )
 
 
 def fold_importance(models: list[lgb.Booster], results: list[FoldResult], spec: TrainSpec) -> pd.DataFrame:
     """Gain and split importance of each fold model at its best iteration (long format)."""
     frames = []
     for booster, result in zip(models, results):
-        frames.append(pd.DataFrame({
-            "repeat": result.repeat, "fold": result.fold, "feature": booster.feature_name(),
-            "gain": booster.feature_importance("gain", iteration=result.best_iteration),
-            "split": booster.feature_importance("split", iteration=result.best_iteration).astype("int64")}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "repeat": result.repeat,
+                    "fold": result.fold,
+                    "feature": booster.feature_name(),
+                    "gain": booster.feature_importance("gain", iteration=result.best_iteration),
+                    "split": booster.feature_importance("split", iteration=result.best_iteration).astype("int64"),
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -8,6 +8,7 @@ and `predict_proba` average the fold models. No file is read or written.
     clf = OOFLGBMClassifier(n_splits=5, params={"learning_rate": 0.05}).fit(X, y)
     clf.oof_score_, clf.predict_proba(X_new)
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -28,9 +29,17 @@ from .spec import TrainSpec, resolve_params
 class _OOFLGBM(BaseEstimator):
     """Shared parameters and the fit/predict plumbing of both estimators."""
 
-    def __init__(self, n_splits: int = 5, params: dict[str, Any] | None = None, num_boost_round: int = 1000,
-                 early_stopping_rounds: int | None = 50, metric: str | None = None, early_stopping: str = "fold",
-                 random_state: int = 42, n_jobs: int | None = None):
+    def __init__(
+        self,
+        n_splits: int = 5,
+        params: dict[str, Any] | None = None,
+        num_boost_round: int = 1000,
+        early_stopping_rounds: int | None = 50,
+        metric: str | None = None,
+        early_stopping: str = "fold",
+        random_state: int = 42,
+        n_jobs: int | None = None,
+    ):
         self.n_splits = n_splits
         self.params = params
         self.num_boost_round = num_boost_round
@@ -52,21 +61,28 @@ class _OOFLGBM(BaseEstimator):
             raise ValueError(f"early_stopping must be 'fold' or 'inner', got {self.early_stopping!r}")
         metric = self.metric or DEFAULT_METRIC[task]
         if metric not in METRICS[task]:
-            raise ValueError(f"metric {metric!r} is not available for task {task!r}; choose one of "
-                             f"{', '.join(METRICS[task])}")
+            raise ValueError(
+                f"metric {metric!r} is not available for task {task!r}; choose one of {', '.join(METRICS[task])}"
+            )
         return metric
 
     def _fit_folds(self, X: np.ndarray, y: np.ndarray, task: str, metric: str, num_class: int) -> _OOFLGBM:
         """Assign folds (stratified for classifiers), train one model per fold, keep OOF results."""
         splitter = "kfold" if task == "regression" else "stratified"
-        folds = make_folds(splitter, int(self.n_splits), 1, self.random_state, y if task != "regression" else
-                           np.zeros(len(y)))
+        folds = make_folds(
+            splitter, int(self.n_splits), 1, self.random_state, y if task != "regression" else np.zeros(len(y))
+        )
         threads = 0 if self.n_jobs is None or self.n_jobs < 0 else int(self.n_jobs)
-        spec = TrainSpec(task=task, metric=metric,
-                         params=resolve_params(task, metric, dict(self.params or {}), num_class, self.random_state,
-                                               threads),
-                         num_boost_round=self.num_boost_round, early_stopping_rounds=self.early_stopping_rounds,
-                         early_stopping=self.early_stopping, num_class=num_class, seed=self.random_state)
+        spec = TrainSpec(
+            task=task,
+            metric=metric,
+            params=resolve_params(task, metric, dict(self.params or {}), num_class, self.random_state, threads),
+            num_boost_round=self.num_boost_round,
+            early_stopping_rounds=self.early_stopping_rounds,
+            early_stopping=self.early_stopping,
+            num_class=num_class,
+            seed=self.random_state,
+        )
         result = run_cv(X, y, folds, spec)
         self.boosters_ = list(result.models)
         self.best_iterations_ = result.best_iterations
@@ -104,14 +120,15 @@ class OOFLGBMClassifier(ClassifierMixin, _OOFLGBM):
         check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
-            raise ValueError(f"{type(self).__name__} needs at least 2 classes in y; got 1 class "
-                             f"({self.classes_[0]!r})")
+            raise ValueError(f"{type(self).__name__} needs at least 2 classes in y; got 1 class ({self.classes_[0]!r})")
         task = "binary" if len(self.classes_) == 2 else "multiclass"
         metric = self._check_params(task)
         smallest = int(np.bincount(codes).min())
         if smallest < self.n_splits:
-            raise ValueError(f"the smallest class has {smallest} sample(s), fewer than n_splits={self.n_splits}: "
-                             "stratified folds need every class in every fold; lower n_splits")
+            raise ValueError(
+                f"the smallest class has {smallest} sample(s), fewer than n_splits={self.n_splits}: "
+                "stratified folds need every class in every fold; lower n_splits"
+            )
         return self._fit_folds(X, codes, task, metric, len(self.classes_) if task == "multiclass" else 1)
 
     def predict_proba(self, X: Any) -> np.ndarray:

@@ -1,5 +1,6 @@
 """A training run's fold models loaded back for prediction, with the schema and labels they need;
 every file is checked against the run's manifest (sha256) before it is used."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,8 +39,13 @@ def load_fold_models(reader: RunReader) -> FittedRun:
     if not names:
         raise DataError(f"{reader.dir} has no fold models (models/fold_<k>.txt); train it with `gbpipe train`")
     boosters = tuple(lgb.Booster(model_str=reader.read_bytes(n).decode()) for n in names)
-    return FittedRun(boosters, FeatureSchema.from_dict(doc["features"]), LabelEncoding.from_dict(doc["labels"]),
-                     doc["id"], doc["task"])
+    return FittedRun(
+        boosters,
+        FeatureSchema.from_dict(doc["features"]),
+        LabelEncoding.from_dict(doc["labels"]),
+        doc["id"],
+        doc["task"],
+    )
 
 
 def _model_order(name: str) -> tuple[int, int]:

@@ -1,5 +1,6 @@
 """One fold: the binned Dataset shared by all folds, training with early stopping on a subset of it,
 and the predictions of the fold's validation rows (made once, at the best iteration, and returned)."""
+
 from __future__ import annotations
 
 import time
@@ -35,8 +36,17 @@ class FoldOutput:
     valid_pred: np.ndarray
     test_pred: np.ndarray | None
 
-def fit_fold(full: lgb.Dataset, X: np.ndarray, y: np.ndarray, folds: Folds, repeat: int, fold: int,
-             spec: TrainSpec, X_test: np.ndarray | None) -> FoldOutput:
+
+def fit_fold(
+    full: lgb.Dataset,
+    X: np.ndarray,
+    y: np.ndarray,
+    folds: Folds,
+    repeat: int,
+    fold: int,
+    spec: TrainSpec,
+    X_test: np.ndarray | None,
+) -> FoldOutput:
     """Train one fold of `folds` and predict its validation rows and the test rows."""
     train_idx, valid_idx = folds.split(repeat, fold)
     output = train_fold(full, y, train_idx, valid_idx, spec, X, repeat, fold)
@@ -45,8 +55,9 @@ def fit_fold(full: lgb.Dataset, X: np.ndarray, y: np.ndarray, folds: Folds, repe
     return replace(output, test_pred=predict(output.booster, X_test, spec.task, output.result.best_iteration))
 
 
-def reuse_fold(result: FoldResult, booster: lgb.Booster, X: np.ndarray, folds: Folds, spec: TrainSpec,
-               X_test: np.ndarray | None) -> FoldOutput:
+def reuse_fold(
+    result: FoldResult, booster: lgb.Booster, X: np.ndarray, folds: Folds, spec: TrainSpec, X_test: np.ndarray | None
+) -> FoldOutput:
     """A fold finished before an interruption: its saved model predicts again."""
     _, valid_idx = folds.split(result.repeat, result.fold)
     valid_pred = predict(booster, X[valid_idx], spec.task, result.best_iteration)
@@ -56,27 +67,54 @@ def reuse_fold(result: FoldResult, booster: lgb.Booster, X: np.ndarray, folds: F
 
 def build_dataset(X: np.ndarray, y: np.ndarray, spec: TrainSpec) -> lgb.Dataset:
     """Bin the whole training matrix once; folds are subsets that share its bins."""
-    return lgb.Dataset(X, label=y, feature_name=list(spec.feature_names) or "auto",
-                       categorical_feature=list(spec.categorical) or "auto",
-                       params=spec.params, free_raw_data=False).construct()
+    return lgb.Dataset(
+        X,
+        label=y,
+        feature_name=list(spec.feature_names) or "auto",
+        categorical_feature=list(spec.categorical) or "auto",
+        params=spec.params,
+        free_raw_data=False,
+    ).construct()
 
 
-def train_fold(full: lgb.Dataset, y: np.ndarray, train_idx: np.ndarray, valid_idx: np.ndarray,
-               spec: TrainSpec, X: np.ndarray, repeat: int = 0, fold: int = 0) -> FoldOutput:
+def train_fold(
+    full: lgb.Dataset,
+    y: np.ndarray,
+    train_idx: np.ndarray,
+    valid_idx: np.ndarray,
+    spec: TrainSpec,
+    X: np.ndarray,
+    repeat: int = 0,
+    fold: int = 0,
+) -> FoldOutput:
     """Train on train_idx with early stopping on valid_idx (or on an inner split of train_idx); the output
     carries the validation rows' predictions made to score the fold, so no caller predicts them again."""
     start = time.perf_counter()
     train_set, valid_set, n_fit = fold_datasets(full, y, train_idx, valid_idx, spec, repeat, fold)
     _, feval = lgb_metric(spec.task, spec.metric)
     callbacks = [early_stopper(spec)] if spec.early_stopping_rounds else []
-    booster = lgb.train(spec.params, train_set, num_boost_round=spec.num_boost_round,
-                        valid_sets=[valid_set], valid_names=["valid"], feval=feval, callbacks=callbacks)
+    booster = lgb.train(
+        spec.params,
+        train_set,
+        num_boost_round=spec.num_boost_round,
+        valid_sets=[valid_set],
+        valid_names=["valid"],
+        feval=feval,
+        callbacks=callbacks,
+    )
     result, valid_pred = score_fold(booster, X, y, valid_idx, spec, repeat, fold, n_fit, start)
     return FoldOutput(result, booster, valid_pred, None)
 
 
-def fold_datasets(full: lgb.Dataset, y: np.ndarray, train_idx: np.ndarray, valid_idx: np.ndarray,
-                  spec: TrainSpec, repeat: int, fold: int) -> tuple[lgb.Dataset, lgb.Dataset, int]:
+def fold_datasets(
+    full: lgb.Dataset,
+    y: np.ndarray,
+    train_idx: np.ndarray,
+    valid_idx: np.ndarray,
+    spec: TrainSpec,
+    repeat: int,
+    fold: int,
+) -> tuple[lgb.Dataset, lgb.Dataset, int]:
     """The fold's training and early-stopping subsets of the binned data, and the training row count."""
     stop_idx, fit_idx = valid_idx, train_idx
     if spec.early_stopping == "inner" and spec.early_stopping_rounds:
@@ -88,13 +126,29 @@ def early_stopper(spec: TrainSpec) -> Callable:
     return lgb.early_stopping(spec.early_stopping_rounds, first_metric_only=True, verbose=False)
 
 
-def score_fold(booster: lgb.Booster, X: np.ndarray, y: np.ndarray, valid_idx: np.ndarray, spec: TrainSpec,
-               repeat: int, fold: int, n_fit: int, start: float) -> tuple[FoldResult, np.ndarray]:
+def score_fold(
+    booster: lgb.Booster,
+    X: np.ndarray,
+    y: np.ndarray,
+    valid_idx: np.ndarray,
+    spec: TrainSpec,
+    repeat: int,
+    fold: int,
+    n_fit: int,
+    start: float,
+) -> tuple[FoldResult, np.ndarray]:
     """Predict the fold's validation rows at the best iteration and score them."""
     best = booster.best_iteration if booster.best_iteration > 0 else booster.current_iteration()
     valid_pred = predict(booster, X[valid_idx], spec.task, best)
-    result = FoldResult(repeat, fold, n_fit, len(valid_idx), int(best),
-                        score(spec.metric, y[valid_idx], valid_pred), time.perf_counter() - start)
+    result = FoldResult(
+        repeat,
+        fold,
+        n_fit,
+        len(valid_idx),
+        int(best),
+        score(spec.metric, y[valid_idx], valid_pred),
+        time.perf_counter() - start,
+    )
     return result, valid_pred
 
 
@@ -103,8 +157,9 @@ def inner_split(train_idx: np.ndarray, y: np.ndarray, spec: TrainSpec, repeat: i
     from sklearn.model_selection import train_test_split
 
     stratify = y[train_idx] if spec.task != "regression" else None
-    fit_idx, stop_idx = train_test_split(train_idx, test_size=spec.inner_valid_fraction,
-                                         random_state=spec.seed + 1000 * repeat + fold, stratify=stratify)
+    fit_idx, stop_idx = train_test_split(
+        train_idx, test_size=spec.inner_valid_fraction, random_state=spec.seed + 1000 * repeat + fold, stratify=stratify
+    )
     return np.sort(fit_idx), np.sort(stop_idx)
 
 

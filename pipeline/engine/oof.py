@@ -1,5 +1,6 @@
 """The one out-of-fold accumulator: every fold loop (training, tuning, selection, ensemble members) adds
 each fold's validation predictions here, and the OOF prediction of a row is their mean over repeats."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """What a K-fold run leaves on disk, whichever stage ran it: fold model files (LightGBM text up to the
 best iteration) and prediction tables (id, one column per class or a value, and the decoded label)."""
+
 from __future__ import annotations
 
 import re

@@ -1,6 +1,7 @@
 """Scores of an experiment's predictions beyond the pooled OOF score: the holdout's, each training
 cutoff's, and the like-for-like score over a holdout's short label window. Training and ensembles
 write them the same way."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -26,9 +27,11 @@ def test_entries(cfg: Config, prep: Prepared, test_pred: np.ndarray | None) -> d
     if prep.y_test is None:
         return unlabelled_test(prep)
     window = (prep.tables.summary or {}).get("test_label_window")
-    entries = {"holdout_score": score(cfg.metric, prep.y_test, test_pred),
-               "holdout_metrics": all_metrics(cfg.data.task, prep.y_test, test_pred),
-               "n_holdout": int(len(prep.y_test))}
+    entries = {
+        "holdout_score": score(cfg.metric, prep.y_test, test_pred),
+        "holdout_metrics": all_metrics(cfg.data.task, prep.y_test, test_pred),
+        "n_holdout": int(len(prep.y_test)),
+    }
     if window is not None:
         entries["holdout_label_window"] = window
     return entries
@@ -44,8 +47,9 @@ def unlabelled_test(prep: Prepared) -> dict[str, Any]:
     return entries
 
 
-def scores_by_cutoff(cfg: Config, prep: Prepared, y: np.ndarray, oof_pred: np.ndarray,
-                     validated: np.ndarray) -> dict[str, float]:
+def scores_by_cutoff(
+    cfg: Config, prep: Prepared, y: np.ndarray, oof_pred: np.ndarray, validated: np.ndarray
+) -> dict[str, float]:
     """The OOF score of each training cutoff of a features experiment: pooled OOF mixes cutoffs with
     short and long histories, so this is what to hold a forward holdout's score against."""
     if cfg.features is None:
@@ -61,8 +65,7 @@ def scores_by_cutoff(cfg: Config, prep: Prepared, y: np.ndarray, oof_pred: np.nd
     return out
 
 
-def holdout_window_scores(cfg: Config, prep: Prepared, oof_pred: np.ndarray,
-                          validated: np.ndarray) -> dict[str, Any]:
+def holdout_window_scores(cfg: Config, prep: Prepared, oof_pred: np.ndarray, validated: np.ndarray) -> dict[str, Any]:
     """The OOF predictions scored against the training rows' labels over the first days of their windows, as
     many as the data leaves the holdout: the like-for-like counterpart of a holdout cut short."""
     labels = prep.tables.holdout_window_labels
@@ -72,7 +75,11 @@ def holdout_window_scores(cfg: Config, prep: Prepared, oof_pred: np.ndarray,
     if len(y) != len(oof_pred):
         raise RuntimeError(f"{len(y)} short-window labels for {len(oof_pred)} training rows: they must be aligned")
     by_cutoff = scores_by_cutoff(cfg, prep, y, oof_pred, validated)
-    return {"oof_at_holdout_window": {
-        "days": prep.tables.summary["test_label_window"]["training_label_days"],
-        "oof_score": score(cfg.metric, y[validated], oof_pred[validated]),
-        "mean_by_cutoff": float(np.mean(list(by_cutoff.values()))), "by_cutoff": by_cutoff}}
+    return {
+        "oof_at_holdout_window": {
+            "days": prep.tables.summary["test_label_window"]["training_label_days"],
+            "oof_score": score(cfg.metric, y[validated], oof_pred[validated]),
+            "mean_by_cutoff": float(np.mean(list(by_cutoff.values()))),
+            "by_cutoff": by_cutoff,
+        }
+    }

@@ -1,5 +1,6 @@
 """What one K-fold run trains with: LightGBM's parameters resolved from the config, and the spec
 every fold of the engine reads (task, metric, rounds, early stopping, features, thread budget)."""
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,7 @@ from pipeline.core.metrics import lgb_metric
 if TYPE_CHECKING:
     from pipeline.data.prepare import Prepared
 
-DEFAULT_PARAMS = {"learning_rate": 0.05, "num_leaves": 31, "verbose": -1, "deterministic": True,
-                  "force_col_wise": True}
+DEFAULT_PARAMS = {"learning_rate": 0.05, "num_leaves": 31, "verbose": -1, "deterministic": True, "force_col_wise": True}
 OBJECTIVE = {"binary": "binary", "multiclass": "multiclass", "regression": "regression"}
 
 
@@ -42,8 +42,9 @@ class TrainSpec:
     fold_workers: int = 1  # folds training at once: 1 one after another, 0 auto (see fold_workers)
 
 
-def resolve_params(task: str, metric: str, params: dict[str, Any], num_class: int, seed: int,
-                   num_threads: int) -> dict[str, Any]:
+def resolve_params(
+    task: str, metric: str, params: dict[str, Any], num_class: int, seed: int, num_threads: int
+) -> dict[str, Any]:
     """LightGBM parameters: defaults, then the user's, then what the task fixes."""
     lgb_name, _ = lgb_metric(task, metric)
     resolved = {**DEFAULT_PARAMS, "objective": OBJECTIVE[task], "seed": seed, **params}
@@ -60,12 +61,17 @@ def train_spec(cfg: Config, prep: Prepared, params: dict[str, Any] | None = None
     """The engine's spec from the config (and optional tuned params that override it)."""
     merged = {**cfg.model.params, **(params or {})}
     num_class = prep.labels.n_classes if cfg.data.task == "multiclass" else 1
-    return TrainSpec(task=cfg.data.task, metric=cfg.metric,
-                     params=resolve_params(cfg.data.task, cfg.metric, merged, num_class, cfg.cv.seed,
-                                           cfg.model.num_threads),
-                     num_boost_round=cfg.model.num_boost_round,
-                     early_stopping_rounds=cfg.model.early_stopping_rounds,
-                     early_stopping=cfg.model.early_stopping, inner_valid_fraction=cfg.model.inner_valid_fraction,
-                     num_class=num_class, feature_names=tuple(prep.schema.model_names),
-                     categorical=tuple(prep.schema.categorical_indices), seed=cfg.cv.seed,
-                     fold_workers=cfg.model.fold_workers)
+    return TrainSpec(
+        task=cfg.data.task,
+        metric=cfg.metric,
+        params=resolve_params(cfg.data.task, cfg.metric, merged, num_class, cfg.cv.seed, cfg.model.num_threads),
+        num_boost_round=cfg.model.num_boost_round,
+        early_stopping_rounds=cfg.model.early_stopping_rounds,
+        early_stopping=cfg.model.early_stopping,
+        inner_valid_fraction=cfg.model.inner_valid_fraction,
+        num_class=num_class,
+        feature_names=tuple(prep.schema.model_names),
+        categorical=tuple(prep.schema.categorical_indices),
+        seed=cfg.cv.seed,
+        fold_workers=cfg.model.fold_workers,
+    )

@@ -1,5 +1,6 @@
 """What fitting a combiner needs to know, read from the config's [ensemble] section by the caller; shared
 by the combiners and the stacking meta-models."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -6,6 +6,7 @@ is a small frozen object whose `predict` is used both for the ensemble's own tes
 `gbpipe predict`, so the two agree. Fitting never sees rows outside the ones it is given: the honest
 OOF score of a combiner that learns from labels comes from `nested_oof`, which refits it per fold.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -54,8 +55,13 @@ class Combiner:
         return weighted_mean(preds, np.asarray(self.weights))
 
     def to_dict(self) -> dict[str, Any]:
-        doc = {"kind": self.kind, "members": list(self.members), "task": self.task, "on": self.on,
-               "n_classes": self.n_classes}
+        doc = {
+            "kind": self.kind,
+            "members": list(self.members),
+            "task": self.task,
+            "on": self.on,
+            "n_classes": self.n_classes,
+        }
         if self.kind != "stack":
             doc["weights"] = dict(zip(self.members, self.weights))
         if self.rank_grids:
@@ -68,14 +74,28 @@ class Combiner:
     def from_dict(cls, doc: dict[str, Any], meta: MetaModel | None = None) -> Combiner:
         members = tuple(doc["members"])
         weights = tuple(float(doc["weights"][m]) for m in members) if "weights" in doc else ()
-        return cls(doc["kind"], members, doc["task"], weights, doc["on"],
-                   tuple(tuple(g) for g in doc.get("rank_grids", ())), meta,
-                   tuple(doc.get("raw_columns", ())), int(doc.get("n_classes", 1)))
+        return cls(
+            doc["kind"],
+            members,
+            doc["task"],
+            weights,
+            doc["on"],
+            tuple(tuple(g) for g in doc.get("rank_grids", ())),
+            meta,
+            tuple(doc.get("raw_columns", ())),
+            int(doc.get("n_classes", 1)),
+        )
 
 
-def fit_combiner(kind: str, names: Sequence[str], settings: CombinerSettings, y: np.ndarray,
-                 preds: Sequence[np.ndarray], raw: np.ndarray | None = None,
-                 rank_grids: tuple[tuple[float, ...], ...] = ()) -> Combiner:
+def fit_combiner(
+    kind: str,
+    names: Sequence[str],
+    settings: CombinerSettings,
+    y: np.ndarray,
+    preds: Sequence[np.ndarray],
+    raw: np.ndarray | None = None,
+    rank_grids: tuple[tuple[float, ...], ...] = (),
+) -> Combiner:
     """Fit one combiner on the rows given (all of y and preds are used)."""
     base = Combiner(kind, tuple(names), settings.task, n_classes=settings.n_classes)
     m = len(names)
@@ -97,8 +117,13 @@ def fit_combiner(kind: str, names: Sequence[str], settings: CombinerSettings, y:
     return replace(base, weights=tuple(float(w) for w in weights), on=on, rank_grids=rank_grids)
 
 
-def nested_oof(fit: Callable[[np.ndarray], Combiner], folds: Folds, scored: np.ndarray,
-               predict_rows: Callable[[Combiner, np.ndarray], np.ndarray], width: int) -> np.ndarray:
+def nested_oof(
+    fit: Callable[[np.ndarray], Combiner],
+    folds: Folds,
+    scored: np.ndarray,
+    predict_rows: Callable[[Combiner, np.ndarray], np.ndarray],
+    width: int,
+) -> np.ndarray:
     """Honest OOF of a combiner that learns from labels: for each fold of the experiment's folds
     (repeat 0), fit on the other folds' scored rows and predict this fold's rows. A row's prediction
     therefore never depends on its own label. Rows whose fold has no training rows stay NaN."""
@@ -181,8 +206,9 @@ def blend_loss(settings: CombinerSettings, on: str) -> Callable[[np.ndarray, np.
     return lambda y, p: float(np.mean(row_logloss(y, p)))
 
 
-def optimized_weights(loss: Callable[[np.ndarray, np.ndarray], float], y: np.ndarray,
-                      preds: Sequence[np.ndarray]) -> np.ndarray:
+def optimized_weights(
+    loss: Callable[[np.ndarray, np.ndarray], float], y: np.ndarray, preds: Sequence[np.ndarray]
+) -> np.ndarray:
     """Weights on the simplex (non-negative, summing to one) minimising the loss of the weighted mean."""
     stacked = np.stack(preds)
     m = len(preds)
@@ -190,9 +216,14 @@ def optimized_weights(loss: Callable[[np.ndarray, np.ndarray], float], y: np.nda
     # Relative to the equal-weight blend, so the solver's tolerances mean the same for any target's scale
     # (a squared error in dollars is ~1e9 and would stop SLSQP at its first step).
     scale = loss(y, np.tensordot(start, stacked, axes=1)) or 1.0
-    result = minimize(lambda w: loss(y, np.tensordot(w, stacked, axes=1)) / scale, start, method="SLSQP",
-                      bounds=[(0.0, 1.0)] * m, constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0}],
-                      options={"maxiter": 200, "ftol": 1e-10})
+    result = minimize(
+        lambda w: loss(y, np.tensordot(w, stacked, axes=1)) / scale,
+        start,
+        method="SLSQP",
+        bounds=[(0.0, 1.0)] * m,
+        constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0}],
+        options={"maxiter": 200, "ftol": 1e-10},
+    )
     weights = np.clip(result.x if np.all(np.isfinite(result.x)) else start, 0.0, None)
     weights[weights < 1e-6] = 0.0  # solver dust; keeps the blend's member list readable
     return weights / weights.sum()

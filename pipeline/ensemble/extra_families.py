@@ -4,6 +4,7 @@ Both train on the experiment's saved folds with early stopping as the config say
 fold, or on an inner split of the training rows), and are stored in their own formats (XGBoost JSON,
 CatBoost .cbm bytes): never pickled.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,12 +26,21 @@ from pipeline.engine.spec import TrainSpec, available_cores
 
 from .result import MemberResult
 
-XGB_EVAL = {("binary", "auc"): "auc", ("binary", "accuracy"): "error", ("multiclass", "accuracy"): "merror",
-            ("regression", "rmse"): "rmse", ("regression", "mae"): "mae"}
+XGB_EVAL = {
+    ("binary", "auc"): "auc",
+    ("binary", "accuracy"): "error",
+    ("multiclass", "accuracy"): "merror",
+    ("regression", "rmse"): "rmse",
+    ("regression", "mae"): "mae",
+}
 XGB_OBJECTIVE = {"binary": "binary:logistic", "multiclass": "multi:softprob", "regression": "reg:squarederror"}
 CB_LOSS = {"binary": "Logloss", "multiclass": "MultiClass", "regression": "RMSE"}
-CB_EVAL = {("binary", "auc"): "AUC", ("binary", "accuracy"): "Accuracy", ("multiclass", "accuracy"): "Accuracy",
-           ("regression", "mae"): "MAE"}
+CB_EVAL = {
+    ("binary", "auc"): "AUC",
+    ("binary", "accuracy"): "Accuracy",
+    ("multiclass", "accuracy"): "Accuracy",
+    ("regression", "mae"): "MAE",
+}
 
 
 def require(family: str, member_name: str) -> None:
@@ -38,9 +48,11 @@ def require(family: str, member_name: str) -> None:
     try:
         __import__(family)
     except ImportError:
-        raise ConfigError(f"member {member_name!r}: family {family!r} needs the {family} package, which is not "
-                          f"installed; install it with `pip install {family}` (in the project: "
-                          f"`.venv/bin/pip install {family}`), or remove the member") from None
+        raise ConfigError(
+            f"member {member_name!r}: family {family!r} needs the {family} package, which is not "
+            f"installed; install it with `pip install {family}` (in the project: "
+            f"`.venv/bin/pip install {family}`), or remove the member"
+        ) from None
 
 
 def train_extra(cfg: Config, prep: Prepared, member: EnsembleMember, params: dict[str, Any], progress: Progress):
@@ -53,8 +65,9 @@ def train_extra(cfg: Config, prep: Prepared, member: EnsembleMember, params: dic
         train_idx, valid_idx = prep.folds.split(repeat, fold)
         fit_idx, stop_idx = train_idx, valid_idx
         if cfg.model.early_stopping == "inner":
-            spec = TrainSpec(task, cfg.metric, {}, 0, None, inner_valid_fraction=cfg.model.inner_valid_fraction,
-                             seed=cfg.cv.seed)
+            spec = TrainSpec(
+                task, cfg.metric, {}, 0, None, inner_valid_fraction=cfg.model.inner_valid_fraction, seed=cfg.cv.seed
+            )
             fit_idx, stop_idx = inner_split(train_idx, prep.y, spec, repeat, fold)
         fit = _fit_xgboost if member.family == "xgboost" else _fit_catboost
         model, best = fit(cfg, prep, member, params, fit_idx, stop_idx)
@@ -66,9 +79,18 @@ def train_extra(cfg: Config, prep: Prepared, member: EnsembleMember, params: dic
         best_iterations.append(best)
         files[model_name(repeat, fold).removesuffix(".txt") + _SUFFIX[member.family]] = save_extra(member.family, model)
         progress.step(f"  {member.name} fold", done, len(pairs), f"{cfg.metric} {fold_scores[-1]:.5f}")
-    return MemberResult(member.name, member.family, oof.mean(), oof.score(cfg.metric, prep.y),
-                        tuple(fold_scores), np.mean(test_preds, axis=0) if test_preds else None, 0.0, dict(params),
-                        files, tuple(best_iterations))
+    return MemberResult(
+        member.name,
+        member.family,
+        oof.mean(),
+        oof.score(cfg.metric, prep.y),
+        tuple(fold_scores),
+        np.mean(test_preds, axis=0) if test_preds else None,
+        0.0,
+        dict(params),
+        files,
+        tuple(best_iterations),
+    )
 
 
 _SUFFIX = {"xgboost": ".json", "catboost": ".cbm"}
@@ -82,16 +104,30 @@ def _rounds(cfg: Config, member: EnsembleMember) -> int:
     return member.num_boost_round or cfg.model.num_boost_round
 
 
-def _fit_xgboost(cfg: Config, prep: Prepared, member: EnsembleMember, params: dict[str, Any],
-                 fit_idx: np.ndarray, stop_idx: np.ndarray):
+def _fit_xgboost(
+    cfg: Config,
+    prep: Prepared,
+    member: EnsembleMember,
+    params: dict[str, Any],
+    fit_idx: np.ndarray,
+    stop_idx: np.ndarray,
+):
     import xgboost as xgb
 
     task = cfg.data.task
     types = ["c" if i in prep.schema.categorical_indices else "q" for i in range(prep.X.shape[1])]
-    settings = {"objective": XGB_OBJECTIVE[task], "eta": 0.05, "max_depth": 6, "tree_method": "hist",
-                "seed": cfg.cv.seed, "nthread": _threads(cfg),
-                "eval_metric": XGB_EVAL.get((task, cfg.metric), "mlogloss" if task == "multiclass" else
-                                            "logloss" if task == "binary" else "rmse"), **params}
+    settings = {
+        "objective": XGB_OBJECTIVE[task],
+        "eta": 0.05,
+        "max_depth": 6,
+        "tree_method": "hist",
+        "seed": cfg.cv.seed,
+        "nthread": _threads(cfg),
+        "eval_metric": XGB_EVAL.get(
+            (task, cfg.metric), "mlogloss" if task == "multiclass" else "logloss" if task == "binary" else "rmse"
+        ),
+        **params,
+    }
     if task == "multiclass":
         settings["num_class"] = prep.labels.n_classes
 
@@ -99,25 +135,49 @@ def _fit_xgboost(cfg: Config, prep: Prepared, member: EnsembleMember, params: di
         return xgb.DMatrix(prep.X[idx], label=prep.y[idx], feature_types=types, enable_categorical=True)
 
     stopping = cfg.model.early_stopping_rounds
-    booster = xgb.train(settings, matrix(fit_idx), num_boost_round=_rounds(cfg, member),
-                        evals=[(matrix(stop_idx), "valid")], early_stopping_rounds=stopping, verbose_eval=False)
+    booster = xgb.train(
+        settings,
+        matrix(fit_idx),
+        num_boost_round=_rounds(cfg, member),
+        evals=[(matrix(stop_idx), "valid")],
+        early_stopping_rounds=stopping,
+        verbose_eval=False,
+    )
     best = booster.best_iteration if stopping else booster.num_boosted_rounds() - 1
     return booster[: best + 1], int(best + 1)
 
 
-def _fit_catboost(cfg: Config, prep: Prepared, member: EnsembleMember, params: dict[str, Any],
-                  fit_idx: np.ndarray, stop_idx: np.ndarray):
+def _fit_catboost(
+    cfg: Config,
+    prep: Prepared,
+    member: EnsembleMember,
+    params: dict[str, Any],
+    fit_idx: np.ndarray,
+    stop_idx: np.ndarray,
+):
     from catboost import CatBoost
 
     task = cfg.data.task
     loss = "MAE" if task == "regression" and cfg.metric == "mae" else CB_LOSS[task]
-    settings = {"loss_function": loss, "eval_metric": CB_EVAL.get((task, cfg.metric), loss),
-                "iterations": _rounds(cfg, member), "learning_rate": 0.05, "depth": 6, "random_seed": cfg.cv.seed,
-                "thread_count": _threads(cfg), "verbose": False, "allow_writing_files": False, **params}
+    settings = {
+        "loss_function": loss,
+        "eval_metric": CB_EVAL.get((task, cfg.metric), loss),
+        "iterations": _rounds(cfg, member),
+        "learning_rate": 0.05,
+        "depth": 6,
+        "random_seed": cfg.cv.seed,
+        "thread_count": _threads(cfg),
+        "verbose": False,
+        "allow_writing_files": False,
+        **params,
+    }
     model = CatBoost(settings)
-    model.fit(_pool(prep.X[fit_idx], prep.schema.categorical_indices, prep.y[fit_idx]),
-              eval_set=_pool(prep.X[stop_idx], prep.schema.categorical_indices, prep.y[stop_idx]),
-              early_stopping_rounds=cfg.model.early_stopping_rounds, use_best_model=True)
+    model.fit(
+        _pool(prep.X[fit_idx], prep.schema.categorical_indices, prep.y[fit_idx]),
+        eval_set=_pool(prep.X[stop_idx], prep.schema.categorical_indices, prep.y[stop_idx]),
+        early_stopping_rounds=cfg.model.early_stopping_rounds,
+        use_best_model=True,
+    )
     return model, int(model.get_best_iteration() or 0) + 1
 
 
@@ -139,8 +199,11 @@ def predict_extra(family: str, model, X: np.ndarray, task: str, n_classes: int) 
 
         types = model.feature_types or None
         pred = model.predict(xgb.DMatrix(X, feature_types=types, enable_categorical=True))
-        return np.asarray(pred, dtype="float64").reshape(len(X), -1)[:, 0] if task != "multiclass" else \
-            np.asarray(pred, dtype="float64").reshape(len(X), n_classes)
+        return (
+            np.asarray(pred, dtype="float64").reshape(len(X), -1)[:, 0]
+            if task != "multiclass"
+            else np.asarray(pred, dtype="float64").reshape(len(X), n_classes)
+        )
     pool = _pool(X, list(model.get_cat_feature_indices()))
     if task == "regression":
         return np.asarray(model.predict(pool, prediction_type="RawFormulaVal"), dtype="float64")

@@ -6,6 +6,7 @@ parameter overrides; scikit-learn members are a Pipeline (imputation, scaling, o
 category codes as the family needs) cloned and fitted on each fold's training rows only.
 Models are stored as LightGBM text or with skops (never pickle), loaded with an explicit trust list.
 """
+
 from __future__ import annotations
 
 import time
@@ -41,8 +42,13 @@ SKLEARN_DEFAULTS: dict[str, dict[str, Any]] = {
     "ridge": {"alpha": 1.0},
 }
 # Types skops must be told to trust for these pipelines (it trusts scikit-learn's estimators itself).
-SKOPS_TRUSTED = ["functools.partial", "numpy.dtype", "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-                 "sklearn.tree._tree.Tree", "sklearn.utils.validation.check_array"]
+SKOPS_TRUSTED = [
+    "functools.partial",
+    "numpy.dtype",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.tree._tree.Tree",
+    "sklearn.utils.validation.check_array",
+]
 MAX_NATIVE_CATEGORIES = 250  # HistGradientBoosting's native categorical support needs < max_bins (255)
 
 
@@ -60,8 +66,10 @@ def check_member(cfg: Config, member: EnsembleMember) -> None:
     task = cfg.data.task
     params = member_params(member)
     if member.family == "lightgbm" and _is_dart({**cfg.model.params, **params}) and member.num_boost_round is None:
-        raise ConfigError(f"member {member.name!r}: dart cannot early-stop, so it would run all "
-                          f"{cfg.model.num_boost_round} rounds; set num_boost_round on the member (e.g. 300)")
+        raise ConfigError(
+            f"member {member.name!r}: dart cannot early-stop, so it would run all "
+            f"{cfg.model.num_boost_round} rounds; set num_boost_round on the member (e.g. 300)"
+        )
     if member.family == "logistic" and task == "regression":
         raise ConfigError(f"member {member.name!r}: family 'logistic' is a classifier; use 'ridge' for regression")
     if member.family == "ridge" and task != "regression":
@@ -72,8 +80,9 @@ def check_member(cfg: Config, member: EnsembleMember) -> None:
         unknown = sorted(set(params) - set(_estimator_class(member.family, task)().get_params()))
         if unknown:
             valid = sorted(_estimator_class(member.family, task)().get_params())
-            raise ConfigError(f"member {member.name!r}: unknown {member.family} parameters {unknown}; "
-                              f"valid ones are {valid}")
+            raise ConfigError(
+                f"member {member.name!r}: unknown {member.family} parameters {unknown}; valid ones are {valid}"
+            )
 
 
 def train_member(cfg: Config, prep: Prepared, member: EnsembleMember, progress: Progress = QUIET) -> MemberResult:
@@ -101,12 +110,23 @@ def _train_lightgbm(cfg: Config, prep: Prepared, member: EnsembleMember, progres
 
     def on_fold_done(result: FoldResult, booster) -> None:
         files[model_name(result.repeat, result.fold)] = booster.model_to_string(
-            num_iteration=result.best_iteration).encode()
+            num_iteration=result.best_iteration
+        ).encode()
         progress.step(f"  {member.name} fold", len(files), total, f"{cfg.metric} {result.score:.5f}")
 
     result = run_cv(prep.X, prep.y, prep.folds, spec, prep.X_test, on_fold_done=on_fold_done)
-    return MemberResult(member.name, member.family, result.oof_pred, result.oof_score, tuple(result.fold_scores),
-                        result.test_pred, 0.0, dict(spec.params), files, tuple(result.best_iterations))
+    return MemberResult(
+        member.name,
+        member.family,
+        result.oof_pred,
+        result.oof_score,
+        tuple(result.fold_scores),
+        result.test_pred,
+        0.0,
+        dict(spec.params),
+        files,
+        tuple(result.best_iterations),
+    )
 
 
 def _is_dart(params: dict[str, Any]) -> bool:
@@ -134,9 +154,17 @@ def _train_sklearn(cfg: Config, prep: Prepared, member: EnsembleMember, progress
         fold_scores.append(score(cfg.metric, prep.y[valid_idx], valid_pred))
         files[model_name(repeat, fold).removesuffix(".txt") + ".skops"] = sio.dumps(model)
         progress.step(f"  {member.name} fold", done, len(pairs), f"{cfg.metric} {fold_scores[-1]:.5f}")
-    return MemberResult(member.name, member.family, oof.mean(), oof.score(cfg.metric, prep.y),
-                        tuple(fold_scores), np.mean(test_preds, axis=0) if test_preds else None, 0.0,
-                        json_safe(template.named_steps["model"].get_params()), files)
+    return MemberResult(
+        member.name,
+        member.family,
+        oof.mean(),
+        oof.score(cfg.metric, prep.y),
+        tuple(fold_scores),
+        np.mean(test_preds, axis=0) if test_preds else None,
+        0.0,
+        json_safe(template.named_steps["model"].get_params()),
+        files,
+    )
 
 
 def _estimator_class(family: str, task: str):
@@ -171,8 +199,9 @@ def build_pipeline(family: str, params: dict[str, Any], task: str, prep: Prepare
         mask = [i in native for i in range(len(prep.schema.columns))]
         settings.setdefault("categorical_features", mask if native else None)
         return Pipeline([("model", cls(**settings))])
-    return Pipeline([("prepare", _preprocessor(prep, scale=family in ("logistic", "ridge"))),
-                     ("model", cls(**settings))])
+    return Pipeline(
+        [("prepare", _preprocessor(prep, scale=family in ("logistic", "ridge"))), ("model", cls(**settings))]
+    )
 
 
 def _preprocessor(prep: Prepared, scale: bool):
@@ -188,9 +217,17 @@ def _preprocessor(prep: Prepared, scale: bool):
     numeric = [("impute", SimpleImputer(strategy="median", add_indicator=True))]
     if scale:
         numeric.append(("scale", StandardScaler()))
-    categorical = Pipeline([("impute", SimpleImputer(strategy="constant", fill_value=-1)),
-                            ("onehot", OneHotEncoder(handle_unknown="infrequent_if_exist", max_categories=32,
-                                                     min_frequency=5, sparse_output=False))])
+    categorical = Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="constant", fill_value=-1)),
+            (
+                "onehot",
+                OneHotEncoder(
+                    handle_unknown="infrequent_if_exist", max_categories=32, min_frequency=5, sparse_output=False
+                ),
+            ),
+        ]
+    )
     return ColumnTransformer([("numeric", Pipeline(numeric), num_idx), ("categorical", categorical, cat_idx)])
 
 
@@ -261,5 +298,7 @@ def load_skops(data: bytes, what: str):
     try:
         return sio.loads(data, trusted=SKOPS_TRUSTED)
     except UntrustedTypesFoundException as exc:
-        raise ArtifactError(f"{what}: the stored model holds types outside the trusted list ({exc}); "
-                            "it was not written by gbpipe, so it is not loaded") from None
+        raise ArtifactError(
+            f"{what}: the stored model holds types outside the trusted list ({exc}); "
+            "it was not written by gbpipe, so it is not loaded"
+        ) from None

@@ -1,5 +1,6 @@
 """An ensemble run loaded for prediction: the selected model (a member, or a combiner over members)
 with the same `.predict(X)`, schema, labels, id name and task as a single-model run."""
+
 from __future__ import annotations
 
 import json
@@ -57,15 +58,18 @@ def load_ensemble(reader: RunReader, model: str | None = None) -> FittedEnsemble
         combiner = _load_combiner(reader, weights, selected)
         names = list(combiner.members)
     members = tuple(_load_member(reader, name, doc["task"], labels.n_classes) for name in names)
-    return FittedEnsemble(members, combiner, FeatureSchema.from_dict(doc["features"]), labels, doc["id"],
-                          doc["task"], selected)
+    return FittedEnsemble(
+        members, combiner, FeatureSchema.from_dict(doc["features"]), labels, doc["id"], doc["task"], selected
+    )
 
 
 def _load_combiner(reader: RunReader, weights: dict, selected: str) -> Combiner:
     spec = weights["combiners"].get(selected)
     if spec is None:
-        raise ArtifactError(f"{reader.dir / WEIGHTS} has no member or combiner {selected!r}; it has "
-                            f"{weights['members'] + list(weights['combiners'])}")
+        raise ArtifactError(
+            f"{reader.dir / WEIGHTS} has no member or combiner {selected!r}; it has "
+            f"{weights['members'] + list(weights['combiners'])}"
+        )
     meta = None
     if spec["kind"] == "stack":
         meta_doc = reader.read_json("ensemble/meta_model.json")

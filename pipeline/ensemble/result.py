@@ -1,4 +1,5 @@
 """One trained ensemble member, whatever its family: what the combiners, the store and the scores read."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -5,6 +5,7 @@ Run folder: config.toml, schema.json, folds.parquet, members/<name>/ (oof.parque
 scores.json, member.json, models/), ensemble/ (plan.json, weights.json, meta_model.json [+ .txt],
 oof.parquet, test_pred.parquet, scores.json, report.md) and manifest.json.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,9 @@ from .store import (
 PLAN = "ensemble/plan.json"  # written first: marks an unfinished run as an ensemble run for --resume
 
 
-def ensemble(cfg: Config, run_id: str | None = None, resume: bool = False, progress: Progress = QUIET,
-             use_cache: bool = True) -> Path:
+def ensemble(
+    cfg: Config, run_id: str | None = None, resume: bool = False, progress: Progress = QUIET, use_cache: bool = True
+) -> Path:
     """Train missing members, fit the combiners, compare everything, and publish the run; returns its path."""
     section = require_section(cfg)
     started = time.perf_counter()
@@ -53,11 +55,14 @@ def ensemble(cfg: Config, run_id: str | None = None, resume: bool = False, progr
     writer = RunWriter(run_dir, resume=resume)
     config_text = dump_config_toml(cfg)
     if resume and writer.exists("config.toml") and writer.path("config.toml").read_text() != config_text:
-        raise ConfigError(f"--resume: the config differs from the one {writer.staging} was started with; "
-                          "resume with the same config, or start a new run")
+        raise ConfigError(
+            f"--resume: the config differs from the one {writer.staging} was started with; "
+            "resume with the same config, or start a new run"
+        )
     writer.write_text("config.toml", config_text)
-    writer.write_json(PLAN, {"members": [m.model_dump(mode="json") for m in section.members],
-                             "combiners": list(section.combiners)})
+    writer.write_json(
+        PLAN, {"members": [m.model_dump(mode="json") for m in section.members], "combiners": list(section.combiners)}
+    )
     writer.write_json("schema.json", schema_document(cfg, prep))
     writer.write_parquet("folds.parquet", prep.folds.to_frame(prep.ids))
     results = obtain_members(cfg, prep, writer, resume, use_cache and section.cache, progress)
@@ -65,20 +70,32 @@ def ensemble(cfg: Config, run_id: str | None = None, resume: bool = False, progr
     progress.say(f"comparing {len(candidates)} models with {section.bootstrap_n} paired bootstrap resamples")
     scores = compare(cfg, prep, candidates)
     write_ensemble(writer, cfg, prep, candidates, scores, time.perf_counter() - started)
-    run_dir = writer.publish({"experiment": cfg.experiment.name, "run_id": writer.final_dir.name, "kind": "ensemble",
-                              "config_hash": cfg.hash(), "data_fingerprint": prep.data_fingerprint},
-                             stage="ensemble", update_latest=False)
+    run_dir = writer.publish(
+        {
+            "experiment": cfg.experiment.name,
+            "run_id": writer.final_dir.name,
+            "kind": "ensemble",
+            "config_hash": cfg.hash(),
+            "data_fingerprint": prep.data_fingerprint,
+        },
+        stage="ensemble",
+        update_latest=False,
+    )
     best = scores["models"][scores["selected"]]
-    progress.say(f"recommended: {scores['recommended']}; selected {scores['selected']} with OOF {cfg.metric} "
-                 f"{best['oof_score']:.5f}; run written to {run_dir}")
+    progress.say(
+        f"recommended: {scores['recommended']}; selected {scores['selected']} with OOF {cfg.metric} "
+        f"{best['oof_score']:.5f}; run written to {run_dir}"
+    )
     return run_dir
 
 
 def require_section(cfg: Config) -> EnsembleSection:
     if cfg.ensemble is None:
-        raise ConfigError(f"experiment {cfg.experiment.name!r} has no [ensemble] section; add members, e.g.\n"
-                          "  [[ensemble.members]]\n  name = \"lgb\"\n  family = \"lightgbm\"\n"
-                          "  [[ensemble.members]]\n  name = \"forest\"\n  family = \"extra_trees\"")
+        raise ConfigError(
+            f"experiment {cfg.experiment.name!r} has no [ensemble] section; add members, e.g.\n"
+            '  [[ensemble.members]]\n  name = "lgb"\n  family = "lightgbm"\n'
+            '  [[ensemble.members]]\n  name = "forest"\n  family = "extra_trees"'
+        )
     return cfg.ensemble
 
 
@@ -102,14 +119,19 @@ def check_plan(cfg: Config, prep: Prepared) -> None:
     if section.combiners and len(names) < 2:
         raise ConfigError(f"ensemble: combiners {list(section.combiners)} need at least two members; got {names}")
     if "hard_vote" in section.combiners and task == "regression":
-        raise ConfigError("ensemble.combiners: 'hard_vote' votes on class labels, which regression has not; "
-                          "use 'soft_vote' (the mean)")
+        raise ConfigError(
+            "ensemble.combiners: 'hard_vote' votes on class labels, which regression has not; "
+            "use 'soft_vote' (the mean)"
+        )
     if section.blend_on == "rank" and (task != "binary" or cfg.metric != "auc"):
-        raise ConfigError(f"ensemble.blend_on = 'rank' gives scores, not probabilities: it needs a binary task "
-                          f"scored by auc (got {task}, {cfg.metric}); use blend_on = 'proba'")
+        raise ConfigError(
+            f"ensemble.blend_on = 'rank' gives scores, not probabilities: it needs a binary task "
+            f"scored by auc (got {task}, {cfg.metric}); use blend_on = 'proba'"
+        )
     if section.use not in ("recommended", *names, *section.combiners):
-        raise ConfigError(f"ensemble.use {section.use!r} is neither a member nor one of the combiners "
-                          f"{list(section.combiners)}")
+        raise ConfigError(
+            f"ensemble.use {section.use!r} is neither a member nor one of the combiners {list(section.combiners)}"
+        )
     stack_columns(cfg, prep)
 
 
@@ -122,20 +144,29 @@ def stack_columns(cfg: Config, prep: Prepared) -> tuple[int, ...]:
         raise ConfigError(f"ensemble.stack_features names {unknown}, which are not features; features are {columns}")
     categorical = [c for c in wanted if prep.schema.kinds[c] == "categorical"]
     if categorical:
-        raise ConfigError(f"ensemble.stack_features: {categorical} are categorical; the stack takes numeric "
-                          "features only")
+        raise ConfigError(
+            f"ensemble.stack_features: {categorical} are categorical; the stack takes numeric features only"
+        )
     return tuple(columns.index(c) for c in wanted)
 
 
 def schema_document(cfg: Config, prep: Prepared) -> dict:
     """What `gbpipe predict` needs to turn a table into X and predictions into labels."""
-    return {"task": cfg.data.task, "metric": cfg.metric, "target": cfg.data.target, "id": prep.id_name,
-            "features": prep.schema.to_dict(), "model_names": prep.schema.model_names,
-            "labels": prep.labels.to_dict(), "kind": "ensemble"}
+    return {
+        "task": cfg.data.task,
+        "metric": cfg.metric,
+        "target": cfg.data.target,
+        "id": prep.id_name,
+        "features": prep.schema.to_dict(),
+        "model_names": prep.schema.model_names,
+        "labels": prep.labels.to_dict(),
+        "kind": "ensemble",
+    }
 
 
-def obtain_members(cfg: Config, prep: Prepared, writer: RunWriter, resume: bool, use_cache: bool,
-                   progress: Progress) -> list[MemberResult]:
+def obtain_members(
+    cfg: Config, prep: Prepared, writer: RunWriter, resume: bool, use_cache: bool, progress: Progress
+) -> list[MemberResult]:
     """Each member from this unfinished run (--resume), else the member cache, else trained now."""
     members = require_section(cfg).members
     results = []
@@ -155,8 +186,12 @@ def obtain_members(cfg: Config, prep: Prepared, writer: RunWriter, resume: bool,
                 writer.write_bytes(folder + name, data)
             if use_cache and source == "trained":
                 write_cached(cfg, key, files, writer.path(folder))
-        progress.step("member", done, len(members), f"{member.name} ({member.family}, {source}) "
-                      f"OOF {cfg.metric} {result.oof_score:.5f}")
+        progress.step(
+            "member",
+            done,
+            len(members),
+            f"{member.name} ({member.family}, {source}) OOF {cfg.metric} {result.oof_score:.5f}",
+        )
         results.append(result)
     return results
 
@@ -171,8 +206,17 @@ def _staged(writer: RunWriter, folder: str, key: str, prep: Prepared) -> MemberR
 
 
 def results_as_candidates(results: list[MemberResult]) -> list[Candidate]:
-    return [Candidate(r.name, "member", r.oof_pred, r.test_pred, "oof (each fold's model predicts its "
-                      "validation rows)", family=r.family) for r in results]
+    return [
+        Candidate(
+            r.name,
+            "member",
+            r.oof_pred,
+            r.test_pred,
+            "oof (each fold's model predicts its validation rows)",
+            family=r.family,
+        )
+        for r in results
+    ]
 
 
 def combiner_settings(cfg: Config, prep: Prepared) -> CombinerSettings:
@@ -180,11 +224,20 @@ def combiner_settings(cfg: Config, prep: Prepared) -> CombinerSettings:
     weights = None
     if section.vote_weights:
         weights = tuple(float(section.vote_weights.get(m.name, 0.0)) for m in section.members)
-    return CombinerSettings(task=cfg.data.task, metric=cfg.metric, n_classes=prep.labels.n_classes,
-                            vote_weights=weights, blend_on=section.blend_on, greedy_iterations=section.greedy_iterations,
-                            stack_model=section.stack_model, stack_regularization=section.stack_regularization,
-                            stack_lgb_rounds=section.stack_lgb_rounds, raw_columns=stack_columns(cfg, prep),
-                            seed=cfg.cv.seed, num_threads=cfg.model.num_threads)
+    return CombinerSettings(
+        task=cfg.data.task,
+        metric=cfg.metric,
+        n_classes=prep.labels.n_classes,
+        vote_weights=weights,
+        blend_on=section.blend_on,
+        greedy_iterations=section.greedy_iterations,
+        stack_model=section.stack_model,
+        stack_regularization=section.stack_regularization,
+        stack_lgb_rounds=section.stack_lgb_rounds,
+        raw_columns=stack_columns(cfg, prep),
+        seed=cfg.cv.seed,
+        num_threads=cfg.model.num_threads,
+    )
 
 
 @dataclass(frozen=True)
@@ -206,10 +259,13 @@ def combine(cfg: Config, prep: Prepared, results: list[MemberResult], progress: 
     section, settings = require_section(cfg), combiner_settings(cfg, prep)
     raw_idx = list(settings.raw_columns)
     has_test = all(r.test_pred is not None for r in results)
-    preds = MemberPredictions(tuple(r.name for r in results), tuple(r.oof_pred for r in results),
-                              tuple(r.test_pred for r in results) if has_test else None,
-                              prep.X[:, raw_idx] if raw_idx else None,
-                              prep.X_test[:, raw_idx] if raw_idx and has_test else None)
+    preds = MemberPredictions(
+        tuple(r.name for r in results),
+        tuple(r.oof_pred for r in results),
+        tuple(r.test_pred for r in results) if has_test else None,
+        prep.X[:, raw_idx] if raw_idx else None,
+        prep.X_test[:, raw_idx] if raw_idx and has_test else None,
+    )
     finite = [np.isfinite(p).all(axis=1) if p.ndim == 2 else np.isfinite(p) for p in preds.oof]
     scored = prep.folds.validated() & np.logical_and.reduce(finite)
     grids = tuple(rank_grid(p[scored]) for p in preds.oof) if section.blend_on == "rank" else ()
@@ -220,10 +276,12 @@ def combine(cfg: Config, prep: Prepared, results: list[MemberResult], progress: 
     return candidates
 
 
-def fit_candidate(kind: str, settings: CombinerSettings, prep: Prepared, preds: MemberPredictions,
-                  scored: np.ndarray, grids: tuple) -> Candidate:
+def fit_candidate(
+    kind: str, settings: CombinerSettings, prep: Prepared, preds: MemberPredictions, scored: np.ndarray, grids: tuple
+) -> Candidate:
     """One combiner: fitted on all scored OOF rows (its test predictions and saved weights), and, when it
     learns from labels, refitted per fold so its reported OOF never saw the rows it predicts."""
+
     def fit(idx: np.ndarray) -> Combiner:
         member_preds, raw = preds.rows(idx)
         return fit_combiner(kind, preds.names, settings, prep.y[idx], member_preds, raw, grids)
@@ -239,25 +297,39 @@ def fit_candidate(kind: str, settings: CombinerSettings, prep: Prepared, preds: 
     in_sample[scored_idx] = predict_rows(full, scored_idx)
     test_pred = full.predict(list(preds.test), preds.raw_test) if preds.test is not None else None
     if kind not in FITTED_ON_LABELS:
-        return Candidate(kind, kind, in_sample, test_pred, "oof (fixed weights, nothing fitted on labels)",
-                         combiner=full)
+        return Candidate(
+            kind, kind, in_sample, test_pred, "oof (fixed weights, nothing fitted on labels)", combiner=full
+        )
     honest = nested_oof(fit, prep.folds, scored, predict_rows, width)
-    return Candidate(kind, kind, honest, test_pred, "nested oof (refitted on the other folds' OOF rows for each "
-                     "fold of the experiment's folds)", in_sample_oof=in_sample, combiner=full)
+    return Candidate(
+        kind,
+        kind,
+        honest,
+        test_pred,
+        "nested oof (refitted on the other folds' OOF rows for each fold of the experiment's folds)",
+        in_sample_oof=in_sample,
+        combiner=full,
+    )
 
 
-def write_ensemble(writer: RunWriter, cfg: Config, prep: Prepared, candidates: list[Candidate], scores: dict,
-                   seconds: float) -> None:
+def write_ensemble(
+    writer: RunWriter, cfg: Config, prep: Prepared, candidates: list[Candidate], scores: dict, seconds: float
+) -> None:
     """weights.json, the meta-model, OOF and test predictions of every model, scores.json and report.md."""
     selected = next(c for c in candidates if c.name == scores["selected"])
     combiners = {c.name: c.combiner for c in candidates if c.combiner is not None}
     meta = combiners.get("stack").meta if "stack" in combiners else None
-    writer.write_json("ensemble/weights.json", {
-        "selected": selected.name, "selected_kind": "member" if selected.kind == "member" else "combiner",
-        "members": [c.name for c in candidates if c.kind == "member"],
-        "member_families": {c.name: c.family for c in candidates if c.kind == "member"},
-        "combiners": {name: comb.to_dict() for name, comb in combiners.items()},
-        "meta_model": "ensemble/meta_model.json" if meta is not None else None})
+    writer.write_json(
+        "ensemble/weights.json",
+        {
+            "selected": selected.name,
+            "selected_kind": "member" if selected.kind == "member" else "combiner",
+            "members": [c.name for c in candidates if c.kind == "member"],
+            "member_families": {c.name: c.family for c in candidates if c.kind == "member"},
+            "combiners": {name: comb.to_dict() for name, comb in combiners.items()},
+            "meta_model": "ensemble/meta_model.json" if meta is not None else None,
+        },
+    )
     if meta is not None:
         writer.write_json("ensemble/meta_model.json", meta.to_dict())
         if meta.kind == "lightgbm":
@@ -269,8 +341,9 @@ def write_ensemble(writer: RunWriter, cfg: Config, prep: Prepared, candidates: l
     writer.write_text("ensemble/report.md", render_markdown(cfg, scores))
 
 
-def predictions_table(cfg: Config, prep: Prepared, candidates: list[Candidate], selected: Candidate,
-                      which: str) -> pd.DataFrame:
+def predictions_table(
+    cfg: Config, prep: Prepared, candidates: list[Candidate], selected: Candidate, which: str
+) -> pd.DataFrame:
     """The selected model's predictions (as a training run's oof/test_pred files), then every model's
     predictions in columns `<model>.pred` (or `<model>.pred_<class>`)."""
     pick = (lambda c: c.oof_pred) if which == "oof" else (lambda c: c.test_pred)

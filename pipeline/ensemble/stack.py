@@ -1,5 +1,6 @@
 """The stacking meta-model: logistic or ridge regression kept as JSON coefficients, or a small LightGBM
 kept as text. Never pickled; `predict` is plain numpy (or LightGBM) so a saved stack reloads exactly."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,8 +15,16 @@ from pipeline.engine.spec import available_cores
 
 from .combiner_settings import CombinerSettings
 
-META_LGB_PARAMS = {"num_leaves": 7, "learning_rate": 0.05, "min_data_in_leaf": 20, "lambda_l2": 1.0,
-                   "feature_fraction": 1.0, "verbose": -1, "deterministic": True, "force_col_wise": True}
+META_LGB_PARAMS = {
+    "num_leaves": 7,
+    "learning_rate": 0.05,
+    "min_data_in_leaf": 20,
+    "lambda_l2": 1.0,
+    "feature_fraction": 1.0,
+    "verbose": -1,
+    "deterministic": True,
+    "force_col_wise": True,
+}
 
 
 @dataclass(frozen=True)
@@ -48,15 +57,26 @@ class MetaModel:
         """JSON form; a LightGBM meta-model's trees are kept in their own text file instead."""
         doc = {"kind": self.kind, "task": self.task, "fill": list(self.fill)}
         if self.kind == "linear":
-            doc.update(center=list(self.center), scale=list(self.scale), coef=[list(r) for r in self.coef],
-                       intercept=list(self.intercept))
+            doc.update(
+                center=list(self.center),
+                scale=list(self.scale),
+                coef=[list(r) for r in self.coef],
+                intercept=list(self.intercept),
+            )
         return doc
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any], booster_text: str = "") -> MetaModel:
-        return cls(doc["kind"], doc["task"], tuple(doc["fill"]), tuple(doc.get("center", ())),
-                   tuple(doc.get("scale", ())), tuple(tuple(r) for r in doc.get("coef", ())),
-                   tuple(doc.get("intercept", ())), booster_text)
+        return cls(
+            doc["kind"],
+            doc["task"],
+            tuple(doc["fill"]),
+            tuple(doc.get("center", ())),
+            tuple(doc.get("scale", ())),
+            tuple(tuple(r) for r in doc.get("coef", ())),
+            tuple(doc.get("intercept", ())),
+            booster_text,
+        )
 
 
 def fit_meta(settings: CombinerSettings, features: np.ndarray, y: np.ndarray) -> MetaModel:
@@ -71,8 +91,15 @@ def fit_meta(settings: CombinerSettings, features: np.ndarray, y: np.ndarray) ->
     scale = features.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
     coef, intercept = _fit_linear(settings, (features - center) / scale, y)
-    return MetaModel("linear", settings.task, fill_t, tuple(map(float, center)), tuple(map(float, scale)),
-                     tuple(tuple(map(float, row)) for row in coef), tuple(map(float, intercept)))
+    return MetaModel(
+        "linear",
+        settings.task,
+        fill_t,
+        tuple(map(float, center)),
+        tuple(map(float, scale)),
+        tuple(tuple(map(float, row)) for row in coef),
+        tuple(map(float, intercept)),
+    )
 
 
 def _fit_linear(settings: CombinerSettings, features: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -97,8 +124,12 @@ def _fit_linear(settings: CombinerSettings, features: np.ndarray, y: np.ndarray)
 
 def _fit_lightgbm(settings: CombinerSettings, features: np.ndarray, y: np.ndarray) -> str:
     """A small LightGBM with a fixed number of rounds (no rows are left to early-stop on)."""
-    params = {**META_LGB_PARAMS, "objective": settings.task, "seed": settings.seed,
-              "num_threads": min(settings.num_threads or available_cores(), available_cores())}
+    params = {
+        **META_LGB_PARAMS,
+        "objective": settings.task,
+        "seed": settings.seed,
+        "num_threads": min(settings.num_threads or available_cores(), available_cores()),
+    }
     if settings.task == "multiclass":
         params["num_class"] = settings.n_classes
     booster = lgb.train(params, lgb.Dataset(features, label=y), num_boost_round=settings.stack_lgb_rounds)

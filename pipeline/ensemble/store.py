@@ -6,6 +6,7 @@ feature schema, labels, metric, model settings, library versions), so a later en
 experiment reuses it instead of retraining. Entries are written whole (staging folder + rename) with
 a manifest of sha256 hashes that is checked before reuse.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,18 +36,27 @@ MEMBER_DOC = "member.json"  # written last: a member folder holding it is comple
 CACHE_DIR = "member_cache"
 
 
-def member_files(cfg: Config, prep: Prepared, member: EnsembleMember, result: MemberResult,
-                 cache_key: str) -> dict[str, bytes]:
+def member_files(
+    cfg: Config, prep: Prepared, member: EnsembleMember, result: MemberResult, cache_key: str
+) -> dict[str, bytes]:
     """Every file of one member, by path relative to its folder; member.json comes last."""
     files = {"oof.parquet": parquet_bytes(oof_frame(cfg, prep, result.oof_pred))}
     if result.test_pred is not None:
         files["test_pred.parquet"] = parquet_bytes(test_frame(cfg, prep, result.test_pred))
     files["scores.json"] = json_bytes(member_scores(cfg, prep, result))
     files.update(result.model_files)
-    files[MEMBER_DOC] = json_bytes({
-        "name": result.name, "family": result.family, "config": member.model_dump(mode="json"),
-        "params": result.params, "cache_key": cache_key, "models": list(result.model_files),
-        "best_iterations": list(result.best_iterations), "seconds": result.seconds})
+    files[MEMBER_DOC] = json_bytes(
+        {
+            "name": result.name,
+            "family": result.family,
+            "config": member.model_dump(mode="json"),
+            "params": result.params,
+            "cache_key": cache_key,
+            "models": list(result.model_files),
+            "best_iterations": list(result.best_iterations),
+            "seconds": result.seconds,
+        }
+    )
     return files
 
 
@@ -67,12 +77,22 @@ def test_frame(cfg: Config, prep: Prepared, test_pred: np.ndarray) -> pd.DataFra
 
 def member_scores(cfg: Config, prep: Prepared, result: MemberResult) -> dict[str, Any]:
     validated = prep.folds.validated()
-    doc = {"name": result.name, "family": result.family, "task": cfg.data.task, "metric": cfg.metric,
-           "greater_is_better": GREATER_IS_BETTER[cfg.metric], "oof_score": result.oof_score,
-           "oof_metrics": all_metrics(cfg.data.task, prep.y[validated], result.oof_pred[validated]),
-           "fold_scores": list(result.fold_scores), "fold_score_mean": float(np.mean(result.fold_scores)),
-           "fold_score_std": float(np.std(result.fold_scores)), "best_iterations": list(result.best_iterations),
-           "n_rows": int(len(prep.y)), "n_validated": int(validated.sum()), "seconds": result.seconds}
+    doc = {
+        "name": result.name,
+        "family": result.family,
+        "task": cfg.data.task,
+        "metric": cfg.metric,
+        "greater_is_better": GREATER_IS_BETTER[cfg.metric],
+        "oof_score": result.oof_score,
+        "oof_metrics": all_metrics(cfg.data.task, prep.y[validated], result.oof_pred[validated]),
+        "fold_scores": list(result.fold_scores),
+        "fold_score_mean": float(np.mean(result.fold_scores)),
+        "fold_score_std": float(np.std(result.fold_scores)),
+        "best_iterations": list(result.best_iterations),
+        "n_rows": int(len(prep.y)),
+        "n_validated": int(validated.sum()),
+        "seconds": result.seconds,
+    }
     if prep.y_test is not None and result.test_pred is not None:
         doc["holdout_score"] = score(cfg.metric, prep.y_test, result.test_pred)
         doc["n_holdout"] = int(len(prep.y_test))
@@ -88,8 +108,18 @@ def result_from_files(read: Callable[[str], bytes], prep: Prepared) -> MemberRes
     if prep.X_test is not None:
         test = _pred_array(pd.read_parquet(_buffer(read("test_pred.parquet"))), prep)
     models = {name: read(name) for name in doc["models"]}
-    return MemberResult(doc["name"], doc["family"], oof, scores["oof_score"], tuple(scores["fold_scores"]), test,
-                        doc["seconds"], doc["params"], models, tuple(doc["best_iterations"]))
+    return MemberResult(
+        doc["name"],
+        doc["family"],
+        oof,
+        scores["oof_score"],
+        tuple(scores["fold_scores"]),
+        test,
+        doc["seconds"],
+        doc["params"],
+        models,
+        tuple(doc["best_iterations"]),
+    )
 
 
 def _buffer(data: bytes):
@@ -108,12 +138,20 @@ def cache_key(cfg: Config, prep: Prepared, member: EnsembleMember) -> str:
     """sha256 over everything that determines a member's predictions (not its name, not threads)."""
     versions = library_versions()
     boosting = member.family in ("lightgbm", "xgboost", "catboost")  # the only ones [model] settings reach
-    doc = {"family": member.family, "params": member_params(member), "num_boost_round": member.num_boost_round,
-           "model": cfg.model.model_dump(mode="json", exclude={"num_threads"}) if boosting else {},
-           "data": prep.data_fingerprint, "folds": hashlib.sha256(prep.folds.assignments.tobytes()).hexdigest(),
-           "schema": prep.schema.to_dict(), "labels": prep.labels.to_dict(), "task": cfg.data.task,
-           "metric": cfg.metric, "seed": cfg.cv.seed,
-           "versions": {k: ".".join(versions[k].split(".")[:2]) for k in ("gbpipe", "lightgbm", "sklearn", "numpy")}}
+    doc = {
+        "family": member.family,
+        "params": member_params(member),
+        "num_boost_round": member.num_boost_round,
+        "model": cfg.model.model_dump(mode="json", exclude={"num_threads"}) if boosting else {},
+        "data": prep.data_fingerprint,
+        "folds": hashlib.sha256(prep.folds.assignments.tobytes()).hexdigest(),
+        "schema": prep.schema.to_dict(),
+        "labels": prep.labels.to_dict(),
+        "task": cfg.data.task,
+        "metric": cfg.metric,
+        "seed": cfg.cv.seed,
+        "versions": {k: ".".join(versions[k].split(".")[:2]) for k in ("gbpipe", "lightgbm", "sklearn", "numpy")},
+    }
     text = json.dumps(doc, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
@@ -131,8 +169,9 @@ def read_cached(cfg: Config, prep: Prepared, key: str) -> MemberResult | None:
         reader = RunReader(entry)
         return result_from_files(reader.read_bytes, prep)
     except (ArtifactError, KeyError, ValueError, OSError) as exc:
-        warnings.warn(f"member cache entry {entry} is unreadable ({exc}); it is removed and the member retrained",
-                      stacklevel=2)
+        warnings.warn(
+            f"member cache entry {entry} is unreadable ({exc}); it is removed and the member retrained", stacklevel=2
+        )
         shutil.rmtree(entry, ignore_errors=True)
         return None
 

@@ -11,6 +11,7 @@ seed, the same drop = baseline - permuted score, bit for bit), with much less pr
   both; it is predicted once.
 - What is left is stacked into a few large `predict` calls that LightGBM runs on `n_jobs` threads.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -105,9 +106,18 @@ def rank_auc(y: np.ndarray, pred: np.ndarray) -> float:
     return float(u_stat / (n_pos * n_neg))
 
 
-def permutation_drops(booster: lgb.Booster, X: np.ndarray, y: np.ndarray, task: str, metric: str,
-                      groups: list[list[int]], n_repeats: int, seed: int, n_jobs: int = 1,
-                      on_group: GroupCallback | None = None) -> FoldPermutation:
+def permutation_drops(
+    booster: lgb.Booster,
+    X: np.ndarray,
+    y: np.ndarray,
+    task: str,
+    metric: str,
+    groups: list[list[int]],
+    n_repeats: int,
+    seed: int,
+    n_jobs: int = 1,
+    on_group: GroupCallback | None = None,
+) -> FoldPermutation:
     """Drop in `metric` when each group of columns is permuted (a group's columns together).
 
     `booster` must hold exactly the trees to use (a fold model saved at its best iteration).
@@ -129,7 +139,7 @@ def permutation_drops(booster: lgb.Booster, X: np.ndarray, y: np.ndarray, task: 
         pred = predict_rows(booster, stacked, task, n_jobs) if len(stacked) else base_pred[:0]
         start = 0
         for (g, plan), block in zip(batch, blocks):
-            group_pred = pred[start:start + len(block)]
+            group_pred = pred[start : start + len(block)]
             start += len(block)
             for r in range(n_repeats):
                 hit = plan.repeat == r
@@ -152,8 +162,14 @@ def _leaves(booster: lgb.Booster, X: np.ndarray, paths: ModelPaths, n_jobs: int)
     return np.asarray(booster.predict(X, pred_leaf=True, num_threads=n_jobs), dtype="int32").reshape(len(X), -1)
 
 
-def plan_group(X: np.ndarray, columns: list[int], orders: np.ndarray, paths: ModelPaths,
-               leaves: np.ndarray | None, regions: dict[int, RowRegion]) -> GroupPlan:
+def plan_group(
+    X: np.ndarray,
+    columns: list[int],
+    orders: np.ndarray,
+    paths: ModelPaths,
+    leaves: np.ndarray | None,
+    regions: dict[int, RowRegion],
+) -> GroupPlan:
     """The permuted rows of one group whose prediction can change, one per distinct outcome."""
     n_repeats, n_rows = orders.shape
     changed = np.zeros((n_repeats, n_rows), dtype=bool)

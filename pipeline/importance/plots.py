@@ -1,4 +1,5 @@
 """Bar charts with error bars for the importance stage (PNG bytes, matplotlib's Agg backend)."""
+
 from __future__ import annotations
 
 import io

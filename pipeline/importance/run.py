@@ -4,6 +4,7 @@ Each fold model is scored on its own validation rows, rebuilt from the run's exp
 fingerprint must match the run's). Results go into the run through `add_files` (stage
 "importance"): importance/importance.parquet (long format), importance/summary.json and plots.
 """
+
 from __future__ import annotations
 
 import re
@@ -46,14 +47,17 @@ class RunData:
     params: dict[str, Any]
 
 
-def run_importance(run_dir: Path, overrides: list[str] | tuple[str, ...] = (), progress: Progress = QUIET,
-                   replace_files: bool = False) -> Path:
+def run_importance(
+    run_dir: Path, overrides: list[str] | tuple[str, ...] = (), progress: Progress = QUIET, replace_files: bool = False
+) -> Path:
     """Compute every importance kind of a run and add the files to it; returns the run folder."""
     started = time.perf_counter()
     for item in overrides:
         if not item.startswith("importance."):
-            raise ConfigError(f"--set {item!r}: only importance.* settings can change here; the rest "
-                              "of the experiment is fixed by the run")
+            raise ConfigError(
+                f"--set {item!r}: only importance.* settings can change here; the rest "
+                "of the experiment is fixed by the run"
+            )
     data = load_run_data(run_dir, overrides, progress)
     settings = data.cfg.importance or ImportanceSection()
     groups = feature_groups(settings, list(data.prep.schema.columns), data.cfg)
@@ -78,24 +82,31 @@ def load_run_data(run_dir: Path, overrides: list[str] | tuple[str, ...] = (), pr
     """Open a run, rebuild its experiment's data and check that it is the data the run saw."""
     reader = RunReader(Path(run_dir))
     if not any(n.startswith("models/") and n.endswith(".txt") for n in reader.files):
-        raise ArtifactError(f"{reader.dir} has no fold models (models/fold_<k>.txt in its manifest); importance "
-                            "needs a training run made by `gbpipe train`")
+        raise ArtifactError(
+            f"{reader.dir} has no fold models (models/fold_<k>.txt in its manifest); importance "
+            "needs a training run made by `gbpipe train`"
+        )
     cfg = load_config(reader.path("config.toml"), overrides)
     prep = prepare(cfg, progress)
     saved_fp = reader.manifest.get("data_fingerprint")
     if saved_fp != prep.data_fingerprint:
-        raise DataError(f"the data of experiment {cfg.experiment.name!r} changed since run {reader.dir} was trained "
-                        f"(fingerprint {str(saved_fp)[:12]} in its manifest, {prep.data_fingerprint[:12]} now); "
-                        "retrain the run on the current data, or restore the data it was trained on")
+        raise DataError(
+            f"the data of experiment {cfg.experiment.name!r} changed since run {reader.dir} was trained "
+            f"(fingerprint {str(saved_fp)[:12]} in its manifest, {prep.data_fingerprint[:12]} now); "
+            "retrain the run on the current data, or restore the data it was trained on"
+        )
     schema = reader.read_json("schema.json")
     if list(schema["features"]["columns"]) != list(prep.schema.columns):
-        raise ArtifactError(f"{reader.dir}/schema.json lists other feature columns than the experiment now "
-                            "gives; retrain the run")
+        raise ArtifactError(
+            f"{reader.dir}/schema.json lists other feature columns than the experiment now gives; retrain the run"
+        )
     _check_folds(reader, prep.folds)
     fitted = load_fold_models(reader)
     if len(fitted.boosters) != len(prep.folds.pairs()):
-        raise ArtifactError(f"{reader.dir} has {len(fitted.boosters)} fold models but the experiment has "
-                            f"{len(prep.folds.pairs())} folds; retrain the run")
+        raise ArtifactError(
+            f"{reader.dir} has {len(fitted.boosters)} fold models but the experiment has "
+            f"{len(prep.folds.pairs())} folds; retrain the run"
+        )
     return RunData(cfg, prep, fitted, reader, dict(schema.get("params", {})))
 
 
@@ -103,9 +114,12 @@ def _check_folds(reader: RunReader, folds: Folds) -> None:
     saved = reader.read_parquet("folds.parquet")
     saved_folds = Folds.from_frame(saved, folds.splitter)
     if saved_folds.assignments.shape != folds.assignments.shape or not np.array_equal(
-            saved_folds.assignments, folds.assignments):
-        raise ArtifactError(f"{reader.dir}/folds.parquet differs from the experiment's folds now; the validation "
-                            "rows of each model cannot be rebuilt. Retrain the run")
+        saved_folds.assignments, folds.assignments
+    ):
+        raise ArtifactError(
+            f"{reader.dir}/folds.parquet differs from the experiment's folds now; the validation "
+            "rows of each model cannot be rebuilt. Retrain the run"
+        )
 
 
 def feature_groups(settings: ImportanceSection, columns: list[str], cfg: Config) -> list[tuple[str, list[int]]]:
@@ -116,14 +130,18 @@ def feature_groups(settings: ImportanceSection, columns: list[str], cfg: Config)
     for name, members in settings.groups.items():
         unknown = [c for c in members if c not in index]
         if unknown:
-            raise DataError(f"importance.groups.{name} names {len(unknown)} columns that are not features: "
-                            f"{unknown}; features are: {', '.join(columns)}")
+            raise DataError(
+                f"importance.groups.{name} names {len(unknown)} columns that are not features: "
+                f"{unknown}; features are: {', '.join(columns)}"
+            )
         groups.append((name, [index[c] for c in members]))
     for name, pattern in settings.group_patterns.items():
         members = [i for c, i in index.items() if re.search(pattern, c)]
         if not members:
-            raise DataError(f"importance.group_patterns.{name} = {pattern!r} matches no feature column; "
-                            f"features are: {', '.join(columns)}")
+            raise DataError(
+                f"importance.group_patterns.{name} = {pattern!r} matches no feature column; "
+                f"features are: {', '.join(columns)}"
+            )
         groups.append((name, members))
     if settings.feature_families and cfg.features is not None:
         named = set(settings.groups) | set(settings.group_patterns)
@@ -139,8 +157,9 @@ def fold_seed(seed: int, cv_repeat: int, fold: int) -> int:
     return seed + 1000 * cv_repeat + fold
 
 
-def permutation_frame(data: RunData, groups: list[tuple[str, list[int]]], settings: ImportanceSection,
-                      n_jobs: int, progress: Progress) -> tuple[pd.DataFrame, list[float], float]:
+def permutation_frame(
+    data: RunData, groups: list[tuple[str, list[int]]], settings: ImportanceSection, n_jobs: int, progress: Progress
+) -> tuple[pd.DataFrame, list[float], float]:
     """Per fold and repeat drops of every feature (kind permutation) and group (permutation_group)."""
     prep, columns = data.prep, list(data.prep.schema.columns)
     units = [[j] for j in range(len(columns))] + [members for _, members in groups]
@@ -151,24 +170,37 @@ def permutation_frame(data: RunData, groups: list[tuple[str, list[int]]], settin
     progress.restart()
     for (cv_repeat, fold), booster in zip(pairs, data.fitted.boosters):
         _, valid_idx = prep.folds.split(cv_repeat, fold)
-        result = permutation_drops(booster, prep.X[valid_idx], prep.y[valid_idx], prep.labels.task,
-                                   data.cfg.metric, units, settings.n_repeats,
-                                   fold_seed(settings.seed, cv_repeat, fold), n_jobs,
-                                   _feature_progress(progress, f"fold {pairs.index((cv_repeat, fold)) + 1}"))
+        result = permutation_drops(
+            booster,
+            prep.X[valid_idx],
+            prep.y[valid_idx],
+            prep.labels.task,
+            data.cfg.metric,
+            units,
+            settings.n_repeats,
+            fold_seed(settings.seed, cv_repeat, fold),
+            n_jobs,
+            _feature_progress(progress, f"fold {pairs.index((cv_repeat, fold)) + 1}"),
+        )
         baselines.append(result.baseline_score)
         predicted, total = predicted + result.rows_predicted, total + result.rows_total
         for u, name in enumerate(names):
             for r in range(settings.n_repeats):
                 rows.append((kinds[u], name, cv_repeat, fold, r, float(result.drops[u, r])))
-        progress.step("permutation fold", pairs.index((cv_repeat, fold)) + 1, len(pairs),
-                      f"baseline {data.cfg.metric} {result.baseline_score:.5f}  "
-                      f"rows predicted {result.rows_predicted / max(result.rows_total, 1):.0%}")
+        progress.step(
+            "permutation fold",
+            pairs.index((cv_repeat, fold)) + 1,
+            len(pairs),
+            f"baseline {data.cfg.metric} {result.baseline_score:.5f}  "
+            f"rows predicted {result.rows_predicted / max(result.rows_total, 1):.0%}",
+        )
     per_fold = pd.DataFrame(rows, columns=["kind", "feature", "cv_repeat", "fold", "repeat", "value"])
     return with_aggregates(per_fold, settings.confidence), baselines, predicted / max(total, 1)
 
 
 def _feature_progress(progress: Progress, label: str):
     """A callback printing about five `feature n/N` lines per fold model."""
+
     def on_group(done: int, total: int) -> None:
         if done % max(1, total // 5) == 0 or done == total:
             progress.say(f"  {label}: feature {done}/{total}")
@@ -193,8 +225,14 @@ def with_aggregates(per_fold: pd.DataFrame, confidence: float) -> pd.DataFrame:
     t = stats.t.ppf(0.5 + confidence / 2, np.maximum(n_folds - 1, 1))
     half = np.where(n_folds > 1, t * agg["fold_std"].fillna(0.0) / np.sqrt(n_folds), np.nan)
     agg = agg.rename(columns={"mean": "value", "count": "n"}).assign(
-        std=agg["std"].fillna(0.0), ci_low=agg["mean"] - half, ci_high=agg["mean"] + half,
-        cv_repeat=-1, fold=-1, repeat=-1, p_value=np.nan)
+        std=agg["std"].fillna(0.0),
+        ci_low=agg["mean"] - half,
+        ci_high=agg["mean"] + half,
+        cv_repeat=-1,
+        fold=-1,
+        repeat=-1,
+        p_value=np.nan,
+    )
     per_fold = per_fold.assign(std=np.nan, ci_low=np.nan, ci_high=np.nan, p_value=np.nan, n=1)
     return pd.concat([per_fold, agg], ignore_index=True)[COLUMNS]
 
@@ -212,8 +250,9 @@ def null_importance(data: RunData, settings: ImportanceSection, n_jobs: int, pro
     prep = data.prep
     rounds = min(settings.null_num_boost_round, *(b.current_iteration() for b in data.fitted.boosters))
     spec = train_spec(data.cfg, prep, data.params)
-    spec = replace(spec, num_boost_round=rounds, early_stopping_rounds=None,
-                   params={**spec.params, "num_threads": n_jobs})
+    spec = replace(
+        spec, num_boost_round=rounds, early_stopping_rounds=None, params={**spec.params, "num_threads": n_jobs}
+    )
     columns = list(prep.schema.columns)
     real = np.mean([b.feature_importance("gain", iteration=rounds) for b in data.fitted.boosters], axis=0)
     rng = np.random.RandomState(settings.seed)
@@ -236,8 +275,17 @@ def null_importance(data: RunData, settings: ImportanceSection, n_jobs: int, pro
     table.loc[agg, "ci_low"] = np.percentile(null, 100 * (0.5 - settings.confidence / 2), axis=0)
     table.loc[agg, "ci_high"] = np.percentile(null, 100 * (0.5 + settings.confidence / 2), axis=0)
     table.loc[agg, "p_value"] = p_value
-    extra = pd.DataFrame({"kind": "null_real_gain", "feature": columns, "value": real, "p_value": p_value,
-                          "std": np.nan, "ci_low": np.nan, "ci_high": np.nan})
+    extra = pd.DataFrame(
+        {
+            "kind": "null_real_gain",
+            "feature": columns,
+            "value": real,
+            "p_value": p_value,
+            "std": np.nan,
+            "ci_low": np.nan,
+            "ci_high": np.nan,
+        }
+    )
     extra = pd.concat([extra, extra.assign(kind="null_score", value=score)], ignore_index=True)
     extra = extra.assign(cv_repeat=-1, fold=-1, repeat=-1, n=settings.null_repeats)
     return pd.concat([table, extra[COLUMNS]], ignore_index=True)
@@ -249,29 +297,44 @@ def aggregated(table: pd.DataFrame, kind: str) -> pd.DataFrame:
     return part.sort_values("value", ascending=False).reset_index(drop=True)
 
 
-def summary_document(data: RunData, settings: ImportanceSection, groups: list[tuple[str, list[int]]],
-                     table: pd.DataFrame, baselines: list[float], share: float, seconds: float) -> dict[str, Any]:
+def summary_document(
+    data: RunData,
+    settings: ImportanceSection,
+    groups: list[tuple[str, list[int]]],
+    table: pd.DataFrame,
+    baselines: list[float],
+    share: float,
+    seconds: float,
+) -> dict[str, Any]:
     """What the report shows: ranked features with intervals, and which are not above zero."""
+
     def records(kind: str, fields: tuple[str, ...]) -> list[dict[str, Any]]:
         part = aggregated(table, kind)
         return [{"feature": row.feature, **{f: _num(getattr(row, f)) for f in fields}} for row in part.itertuples()]
 
     perm = aggregated(table, "permutation")
     doc = {
-        "run": data.reader.dir.name, "experiment": data.cfg.experiment.name, "metric": data.cfg.metric,
-        "greater_is_better": GREATER_IS_BETTER[data.cfg.metric], "n_models": len(baselines),
-        "n_repeats": settings.n_repeats, "seed": settings.seed, "confidence": settings.confidence,
-        "baseline_scores": baselines, "rows_predicted_share": share,
+        "run": data.reader.dir.name,
+        "experiment": data.cfg.experiment.name,
+        "metric": data.cfg.metric,
+        "greater_is_better": GREATER_IS_BETTER[data.cfg.metric],
+        "n_models": len(baselines),
+        "n_repeats": settings.n_repeats,
+        "seed": settings.seed,
+        "confidence": settings.confidence,
+        "baseline_scores": baselines,
+        "rows_predicted_share": share,
         "permutation": records("permutation", ("value", "std", "ci_low", "ci_high", "n")),
         "permutation_groups": records("permutation_group", ("value", "std", "ci_low", "ci_high", "n")),
         "not_above_zero": perm.loc[perm["ci_low"] <= 0, "feature"].tolist(),
-        "gain": records("gain", ("value", "std")), "split": records("split", ("value", "std")),
+        "gain": records("gain", ("value", "std")),
+        "split": records("split", ("value", "std")),
         "groups": {name: [data.prep.schema.columns[i] for i in members] for name, members in groups},
-        "data_fingerprint": data.prep.data_fingerprint, "seconds": seconds,
+        "data_fingerprint": data.prep.data_fingerprint,
+        "seconds": seconds,
     }
     if settings.null_repeats:
-        doc["null"] = {"repeats": settings.null_repeats,
-                       "features": records("null_score", ("value", "p_value"))}
+        doc["null"] = {"repeats": settings.null_repeats, "features": records("null_score", ("value", "p_value"))}
     return doc
 
 
@@ -282,8 +345,11 @@ def _num(value: Any) -> Any:
 
 def output_names(settings: ImportanceSection, has_groups: bool) -> list[str]:
     """The files one computation writes (checked before computing, so a refusal costs nothing)."""
-    kinds = ["permutation", "gain", "split"] + ["permutation_group"] * has_groups + ["null_score"] * bool(
-        settings.null_repeats)
+    kinds = (
+        ["permutation", "gain", "split"]
+        + ["permutation_group"] * has_groups
+        + ["null_score"] * bool(settings.null_repeats)
+    )
     return ["importance/importance.parquet", "importance/summary.json"] + [f"importance/{k}.png" for k in kinds]
 
 
@@ -291,9 +357,13 @@ def _check_replace(reader: RunReader, files: list[str], replace_files: bool) -> 
     existing = [n for n in files if n in reader.files]
     stale = [n for n in reader.files if n.startswith("importance/") and n not in files]
     if existing and not replace_files:
-        raise ArtifactError(f"{reader.dir} already has importance results ({existing[0]}, ...); pass --replace "
-                            "to compute them again, earlier results stay untouched otherwise")
+        raise ArtifactError(
+            f"{reader.dir} already has importance results ({existing[0]}, ...); pass --replace "
+            "to compute them again, earlier results stay untouched otherwise"
+        )
     if stale and replace_files:
-        raise ArtifactError(f"{reader.dir} has importance files that this computation would not rewrite "
-                            f"({stale}); they would be left stale. Use the same groups and settings, "
-                            "or compute importance on a fresh copy of the run")
+        raise ArtifactError(
+            f"{reader.dir} has importance files that this computation would not rewrite "
+            f"({stale}); they would be left stale. Use the same groups and settings, "
+            "or compute importance on a fresh copy of the run"
+        )

@@ -7,6 +7,7 @@ the nested score. Beside it: the naive score (select once on all rows, then cros
 same folds) and the score with all features, so the optimism of selecting on all data shows.
 The final list (`selected_features.json`, for `gbpipe train --features`) is the one chosen on all rows.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -41,11 +42,14 @@ def run_select(cfg: Config, select_id: str | None = None, progress: Progress = Q
     name = check_run_name(select_id, "--select-id") if select_id else new_run_id(cfg.hash())
     out_dir = Path(cfg.experiment.runs_dir) / cfg.experiment.name / STAGE / name
     if out_dir.exists():
-        raise ConfigError(f"selection folder {out_dir} already exists and is never overwritten; pass another "
-                          "--select-id or leave it out to get a new one")
+        raise ConfigError(
+            f"selection folder {out_dir} already exists and is never overwritten; pass another "
+            "--select-id or leave it out to get a new one"
+        )
     if staging_dir(out_dir).exists():
-        raise ConfigError(f"an unfinished selection is in {staging_dir(out_dir)}; delete it or pass another "
-                          "--select-id")
+        raise ConfigError(
+            f"an unfinished selection is in {staging_dir(out_dir)}; delete it or pass another --select-id"
+        )
     prep = prepare(cfg, progress)
     ctx = select_context(cfg, prep)
     nested = nested_selection(prep, ctx, progress)
@@ -57,15 +61,33 @@ def run_select(cfg: Config, select_id: str | None = None, progress: Progress = Q
     all_score = cv_score(prep, ctx.spec, tuple(range(prep.X.shape[1])))
     doc = selection_document(cfg, prep, ctx, nested, final, naive_score, all_score, time.perf_counter() - started)
     names = [prep.schema.columns[c] for c in final.columns]
-    features_doc = {"features": names, "n_features": len(names), "experiment": cfg.experiment.name,
-                    "select_id": out_dir.name, "metric": cfg.metric, "nested_oof_score": doc["nested_oof_score"],
-                    "naive_oof_score": naive_score, "all_features_oof_score": all_score,
-                    "data_fingerprint": prep.data_fingerprint}
-    publish_files(out_dir, {"selected_features.json": json_bytes(features_doc), "selection.json": json_bytes(doc)},
-                  STAGE, {"experiment": cfg.experiment.name, "select_id": out_dir.name, "config_hash": cfg.hash(),
-                          "data_fingerprint": prep.data_fingerprint}, update_latest=True)
-    progress.say(f"{cfg.metric}: nested OOF {doc['nested_oof_score']:.5f}, naive {naive_score:.5f}, all features "
-                 f"{all_score:.5f}; {len(names)} of {prep.X.shape[1]} features kept -> {out_dir}")
+    features_doc = {
+        "features": names,
+        "n_features": len(names),
+        "experiment": cfg.experiment.name,
+        "select_id": out_dir.name,
+        "metric": cfg.metric,
+        "nested_oof_score": doc["nested_oof_score"],
+        "naive_oof_score": naive_score,
+        "all_features_oof_score": all_score,
+        "data_fingerprint": prep.data_fingerprint,
+    }
+    publish_files(
+        out_dir,
+        {"selected_features.json": json_bytes(features_doc), "selection.json": json_bytes(doc)},
+        STAGE,
+        {
+            "experiment": cfg.experiment.name,
+            "select_id": out_dir.name,
+            "config_hash": cfg.hash(),
+            "data_fingerprint": prep.data_fingerprint,
+        },
+        update_latest=True,
+    )
+    progress.say(
+        f"{cfg.metric}: nested OOF {doc['nested_oof_score']:.5f}, naive {naive_score:.5f}, all features "
+        f"{all_score:.5f}; {len(names)} of {prep.X.shape[1]} features kept -> {out_dir}"
+    )
     return out_dir
 
 
@@ -73,15 +95,24 @@ def select_context(cfg: Config, prep: Prepared) -> SelectContext:
     """Settings and the engine's spec for selection fits (early stopping on an inner split)."""
     settings = cfg.select or SelectSection()
     spec = train_spec(cfg, prep)
-    spec = replace(spec, early_stopping="inner",
-                   num_boost_round=min(spec.num_boost_round, settings.num_boost_round or spec.num_boost_round))
+    spec = replace(
+        spec,
+        early_stopping="inner",
+        num_boost_round=min(spec.num_boost_round, settings.num_boost_round or spec.num_boost_round),
+    )
     train = prep.tables.train
     group_col = cfg.cv.group if cfg.splitter in ("group", "stratified_group") else None
     time_col = cfg.cv.time if cfg.splitter == "time" else None
-    return SelectContext(settings, spec, tuple(prep.schema.columns),
-                         tuple(prep.schema.kinds[c] == "numeric" for c in prep.schema.columns), cfg.splitter,
-                         train[group_col].to_numpy() if group_col else None,
-                         train[time_col].to_numpy() if time_col else None, cfg.time_gap)
+    return SelectContext(
+        settings,
+        spec,
+        tuple(prep.schema.columns),
+        tuple(prep.schema.kinds[c] == "numeric" for c in prep.schema.columns),
+        cfg.splitter,
+        train[group_col].to_numpy() if group_col else None,
+        train[time_col].to_numpy() if time_col else None,
+        cfg.time_gap,
+    )
 
 
 def nested_selection(prep: Prepared, ctx: SelectContext, progress: Progress) -> dict[str, Any]:
@@ -96,14 +127,25 @@ def nested_selection(prep: Prepared, ctx: SelectContext, progress: Progress) -> 
         valid_pred, valid_score = fit_and_predict(prep, ctx.spec, chosen.columns, train_idx, valid_idx, r, k)
         oof.add(valid_idx, valid_pred)
         folds.append({"cv_repeat": r, "fold": k, **_selection_record(chosen, ctx), "valid_score": valid_score})
-        progress.step("select outer fold", done, len(pairs),
-                      f"{len(chosen.columns)} features kept  inner {ctx.spec.metric} {chosen.inner_score:.5f}  "
-                      f"valid {valid_score:.5f}")
+        progress.step(
+            "select outer fold",
+            done,
+            len(pairs),
+            f"{len(chosen.columns)} features kept  inner {ctx.spec.metric} {chosen.inner_score:.5f}  "
+            f"valid {valid_score:.5f}",
+        )
     return {"oof_score": oof.score(ctx.spec.metric, prep.y), "folds": folds}
 
 
-def fit_and_predict(prep: Prepared, spec: TrainSpec, columns: tuple[int, ...], train_idx: np.ndarray,
-                    valid_idx: np.ndarray, repeat: int, fold: int) -> tuple[np.ndarray, float]:
+def fit_and_predict(
+    prep: Prepared,
+    spec: TrainSpec,
+    columns: tuple[int, ...],
+    train_idx: np.ndarray,
+    valid_idx: np.ndarray,
+    repeat: int,
+    fold: int,
+) -> tuple[np.ndarray, float]:
     """Fit on train_idx (early stopping on a split of them) with the columns; predict valid_idx."""
     Xs = np.ascontiguousarray(prep.X[:, columns])
     sub = subset_spec(spec, columns)
@@ -118,10 +160,13 @@ def cv_score(prep: Prepared, spec: TrainSpec, columns: tuple[int, ...]) -> float
 
 def _selection_record(chosen: Selection, ctx: SelectContext) -> dict[str, Any]:
     names = ctx.columns
-    return {"features": [names[c] for c in chosen.columns], "n_features": len(chosen.columns),
-            "inner_score": chosen.inner_score,
-            "dropped": {reason: [names[c] for c in cols] for reason, cols in chosen.dropped.items()},
-            "rounds": [{**rd, "dropped": [names[c] for c in rd["dropped"]]} for rd in chosen.rounds]}
+    return {
+        "features": [names[c] for c in chosen.columns],
+        "n_features": len(chosen.columns),
+        "inner_score": chosen.inner_score,
+        "dropped": {reason: [names[c] for c in cols] for reason, cols in chosen.dropped.items()},
+        "rounds": [{**rd, "dropped": [names[c] for c in rd["dropped"]]} for rd in chosen.rounds],
+    }
 
 
 def stability(fold_features: list[list[str]], columns: tuple[str, ...]) -> tuple[dict[str, float], float]:
@@ -133,22 +178,41 @@ def stability(fold_features: list[list[str]], columns: tuple[str, ...]) -> tuple
     return share, float(np.mean(jaccard)) if jaccard else 1.0
 
 
-def selection_document(cfg: Config, prep: Prepared, ctx: SelectContext, nested: dict[str, Any], final: Selection,
-                       naive_score: float, all_score: float, seconds: float) -> dict[str, Any]:
+def selection_document(
+    cfg: Config,
+    prep: Prepared,
+    ctx: SelectContext,
+    nested: dict[str, Any],
+    final: Selection,
+    naive_score: float,
+    all_score: float,
+    seconds: float,
+) -> dict[str, Any]:
     share, jaccard = stability([f["features"] for f in nested["folds"]], ctx.columns)
     sign = 1.0 if GREATER_IS_BETTER[cfg.metric] else -1.0
     return {
-        "experiment": cfg.experiment.name, "metric": cfg.metric, "greater_is_better": GREATER_IS_BETTER[cfg.metric],
-        "nested_oof_score": nested["oof_score"], "naive_oof_score": naive_score,
+        "experiment": cfg.experiment.name,
+        "metric": cfg.metric,
+        "greater_is_better": GREATER_IS_BETTER[cfg.metric],
+        "nested_oof_score": nested["oof_score"],
+        "naive_oof_score": naive_score,
         "all_features_oof_score": all_score,
         "optimism": sign * (naive_score - nested["oof_score"]),
         "optimism_note": "naive minus nested score, signed so that positive means the naive procedure looks "
-                         "better than the honest nested one",
-        "n_features_total": len(ctx.columns), "final": _selection_record(final, ctx),
-        "folds": nested["folds"], "stability": share, "stability_mean_jaccard": jaccard,
-        "settings": ctx.settings.model_dump(mode="json"), "early_stopping": "inner (a split of each training set)",
-        "num_boost_round": ctx.spec.num_boost_round, "splitter": cfg.splitter, "n_splits": prep.folds.n_splits,
-        "n_repeats": prep.folds.n_repeats, "data_fingerprint": prep.data_fingerprint, "config_hash": cfg.hash(),
+        "better than the honest nested one",
+        "n_features_total": len(ctx.columns),
+        "final": _selection_record(final, ctx),
+        "folds": nested["folds"],
+        "stability": share,
+        "stability_mean_jaccard": jaccard,
+        "settings": ctx.settings.model_dump(mode="json"),
+        "early_stopping": "inner (a split of each training set)",
+        "num_boost_round": ctx.spec.num_boost_round,
+        "splitter": cfg.splitter,
+        "n_splits": prep.folds.n_splits,
+        "n_repeats": prep.folds.n_repeats,
+        "data_fingerprint": prep.data_fingerprint,
+        "config_hash": cfg.hash(),
         "seconds": seconds,
     }
 
@@ -183,8 +247,10 @@ def read_feature_list(path: Path) -> list[str]:
     else:
         names = [line.strip() for line in stripped.splitlines() if line.strip()]
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        raise ConfigError(f"--features file {path} must list feature names: {{\"features\": [\"a\", ...]}}, "
-                          "a JSON list of strings, or one name per line")
+        raise ConfigError(
+            f'--features file {path} must list feature names: {{"features": ["a", ...]}}, '
+            "a JSON list of strings, or one name per line"
+        )
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise DataError(f"--features file {path} names {len(dupes)} columns twice: {dupes}")

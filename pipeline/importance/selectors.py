@@ -5,6 +5,7 @@ wrapper (permutation importance or null importance on an inner CV of the same ro
 while the inner OOF score does not get worse). `pipeline.selection` runs it inside each outer
 training fold (the honest, nested score) and once on all rows (the naive score, and the final list).
 """
+
 from __future__ import annotations
 
 import math
@@ -60,8 +61,9 @@ class Selection:
     rounds: tuple[dict[str, Any], ...] = ()
 
 
-def select_columns(X: np.ndarray, y: np.ndarray, rows: np.ndarray, ctx: SelectContext,
-                   folds: Folds | None = None) -> Selection:
+def select_columns(
+    X: np.ndarray, y: np.ndarray, rows: np.ndarray, ctx: SelectContext, folds: Folds | None = None
+) -> Selection:
     """Run filters, embedded and wrapper selection using only `rows` (their features and target).
 
     The inner CV uses `folds` (over `rows`) when given, else folds drawn on `rows` alone.
@@ -93,8 +95,13 @@ def _refit_if(Xr, yr, kept, folds, ctx, fit, gone, dropped, reason, rounds) -> I
 
 
 def _round(step: str, fit: InnerFit, gone: list[int], accepted: bool = True) -> dict[str, Any]:
-    return {"step": step, "n_features": len(fit.columns), "inner_score": fit.score, "dropped": list(gone),
-            "accepted": accepted}
+    return {
+        "step": step,
+        "n_features": len(fit.columns),
+        "inner_score": fit.score,
+        "dropped": list(gone),
+        "accepted": accepted,
+    }
 
 
 def inner_folds(yr: np.ndarray, rows: np.ndarray, ctx: SelectContext) -> Folds:
@@ -131,8 +138,9 @@ def unsupervised_filters(Xr: np.ndarray, s: SelectSection) -> tuple[tuple[int, .
     return tuple(kept), {k: v for k, v in dropped.items() if v}
 
 
-def correlation_filter(Xr: np.ndarray, fit: InnerFit, numeric: tuple[bool, ...],
-                       threshold: float) -> tuple[tuple[int, ...], list[int]]:
+def correlation_filter(
+    Xr: np.ndarray, fit: InnerFit, numeric: tuple[bool, ...], threshold: float
+) -> tuple[tuple[int, ...], list[int]]:
     """Of numeric columns correlated above `threshold` (|Pearson|, missing as the column mean),
     keep the one with more gain."""
     cols = [c for c in fit.columns if numeric[c]]
@@ -154,8 +162,9 @@ def correlation_filter(Xr: np.ndarray, fit: InnerFit, numeric: tuple[bool, ...],
     return tuple(c for c in fit.columns if c not in gone), sorted(gone)
 
 
-def embedded_filter(fit: InnerFit, top_k: int | None, min_share: float | None,
-                    min_features: int) -> tuple[tuple[int, ...], list[int]]:
+def embedded_filter(
+    fit: InnerFit, top_k: int | None, min_share: float | None, min_features: int
+) -> tuple[tuple[int, ...], list[int]]:
     """Keep the top k columns by gain and/or those with at least `min_share` of the total gain."""
     order = np.argsort(-fit.gain, kind="stable")
     keep = np.ones(len(fit.columns), dtype=bool)
@@ -167,8 +176,9 @@ def embedded_filter(fit: InnerFit, top_k: int | None, min_share: float | None,
     return tuple(c for c, k in zip(fit.columns, keep) if k), [c for c, k in zip(fit.columns, keep) if not k]
 
 
-def wrapper(Xr, yr, fit: InnerFit, folds: Folds, ctx: SelectContext, dropped: dict[str, list[int]],
-            rounds: list[dict[str, Any]]) -> InnerFit:
+def wrapper(
+    Xr, yr, fit: InnerFit, folds: Folds, ctx: SelectContext, dropped: dict[str, list[int]], rounds: list[dict[str, Any]]
+) -> InnerFit:
     """Drop the columns whose importance is not above zero (or their null) and refit, while the
     inner OOF score does not get worse than the best so far minus the tolerance (default: one
     standard error of the inner fold scores, the one-standard-error rule). When dropping them all
@@ -181,14 +191,14 @@ def wrapper(Xr, yr, fit: InnerFit, folds: Folds, ctx: SelectContext, dropped: di
         while weak and accepted is None:
             keep = [c for c in fit.columns if c not in weak]
             if len(keep) < s.min_features:
-                weak = weak[:len(fit.columns) - s.min_features]
+                weak = weak[: len(fit.columns) - s.min_features]
                 continue
             new = inner_fit(Xr, yr, tuple(keep), folds, ctx)
             tolerance = best.score_se if s.tolerance is None else s.tolerance
             worse = is_better(ctx.spec.metric, best.score, _shift(ctx.spec.metric, new.score, tolerance))
             rounds.append(_round("wrapper", new, weak, accepted=not worse))
             if worse:
-                weak = weak[:len(weak) // 2]
+                weak = weak[: len(weak) // 2]
             else:
                 accepted = new
         if accepted is None:
@@ -227,19 +237,21 @@ def weak_columns(fit: InnerFit, s: SelectSection) -> list[int]:
     out = [fit.columns[i] for i in order if weak[i]]
     if s.rfe_step is not None:
         extra = [fit.columns[i] for i in order if not weak[i]]
-        out += extra[:math.ceil(s.rfe_step * len(fit.columns))]
+        out += extra[: math.ceil(s.rfe_step * len(fit.columns))]
     return out
 
 
 def subset_spec(spec: TrainSpec, columns: tuple[int, ...]) -> TrainSpec:
     """The engine's spec for a subset of the columns (names and categorical indices re-mapped)."""
     cats = set(spec.categorical)
-    return replace(spec, feature_names=tuple(spec.feature_names[c] for c in columns),
-                   categorical=tuple(i for i, c in enumerate(columns) if c in cats))
+    return replace(
+        spec,
+        feature_names=tuple(spec.feature_names[c] for c in columns),
+        categorical=tuple(i for i, c in enumerate(columns) if c in cats),
+    )
 
 
-def inner_fit(Xr: np.ndarray, yr: np.ndarray, columns: tuple[int, ...], folds: Folds,
-              ctx: SelectContext) -> InnerFit:
+def inner_fit(Xr: np.ndarray, yr: np.ndarray, columns: tuple[int, ...], folds: Folds, ctx: SelectContext) -> InnerFit:
     """Inner CV on the rows with these columns; permutation drops on each inner validation fold."""
     columns = tuple(columns)
     Xs = np.ascontiguousarray(Xr[:, columns])
@@ -250,9 +262,17 @@ def inner_fit(Xr: np.ndarray, yr: np.ndarray, columns: tuple[int, ...], folds: F
     for (r, k), booster, fold in zip(folds.pairs(), result.models, result.folds):
         _, valid = folds.split(r, k)
         trimmed = lgb.Booster(model_str=booster.model_to_string(num_iteration=fold.best_iteration))
-        perm = permutation_drops(trimmed, Xs[valid], yr[valid], spec.task, spec.metric,
-                                 [[j] for j in range(len(columns))], s.n_repeats, s.seed + k,
-                                 int(spec.params.get("num_threads", 1)))
+        perm = permutation_drops(
+            trimmed,
+            Xs[valid],
+            yr[valid],
+            spec.task,
+            spec.metric,
+            [[j] for j in range(len(columns))],
+            s.n_repeats,
+            s.seed + k,
+            int(spec.params.get("num_threads", 1)),
+        )
         drops.append(perm.drops)
     gain = result.importance.groupby("feature", sort=False)["gain"].mean().to_numpy(dtype="float64")
     null_p = null_p_values(Xs, yr, folds, spec, result, gain, s) if s.wrapper == "null" else None

@@ -12,6 +12,7 @@ Read from the model text (thresholds and category bitsets at full precision ther
 Missing values and LightGBM's zero-as-missing (|x| <= float32(1e-35)) are "special": a change to or
 from a special value counts as unchanged only when the global bin says so.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -67,11 +68,17 @@ def read_model(booster: lgb.Booster) -> ModelPaths:
                 category_sets.setdefault(f, []).append(tree.category_sets[int(tree.threshold[node])])
             else:
                 thresholds[f].append(float(tree.threshold[node]))
-    n_codes = {f: int(max((s.max() + 1 for s in sets if len(s)), default=0)) + 1
-               for f, sets in category_sets.items()}
+    n_codes = {f: int(max((s.max() + 1 for s in sets if len(s)), default=0)) + 1 for f, sets in category_sets.items()}
     bounds, allowed = _leaf_requirements(trees, {f: n for f, n in n_codes.items() if n <= MAX_CATEGORY_CODES})
-    return ModelPaths(n_features, tuple(np.unique(np.asarray(t, dtype="float64")) for t in thresholds),
-                      {f: tuple(s) for f, s in category_sets.items()}, bounds, allowed, n_codes, linear)
+    return ModelPaths(
+        n_features,
+        tuple(np.unique(np.asarray(t, dtype="float64")) for t in thresholds),
+        {f: tuple(s) for f, s in category_sets.items()},
+        bounds,
+        allowed,
+        n_codes,
+        linear,
+    )
 
 
 def tree_blocks(model_text: str) -> list[dict[str, str]]:
@@ -95,10 +102,16 @@ def _parse_tree(block: dict[str, str]) -> Tree:
     decision = ints("decision_type")
     boundaries = ints("cat_boundaries")
     words = np.asarray(block.get("cat_threshold", "").split(), dtype="uint32")
-    sets = tuple(_bitset_members(words[boundaries[k]:boundaries[k + 1]]) for k in range(len(boundaries) - 1))
-    return Tree(ints("split_feature"), np.asarray(block.get("threshold", "").split(), dtype="float64"),
-                (decision & 1).astype(bool), ints("left_child"), ints("right_child"), sets,
-                int(block.get("num_leaves", "1")))
+    sets = tuple(_bitset_members(words[boundaries[k] : boundaries[k + 1]]) for k in range(len(boundaries) - 1))
+    return Tree(
+        ints("split_feature"),
+        np.asarray(block.get("threshold", "").split(), dtype="float64"),
+        (decision & 1).astype(bool),
+        ints("left_child"),
+        ints("right_child"),
+        sets,
+        int(block.get("num_leaves", "1")),
+    )
 
 
 def _bitset_members(words: np.ndarray) -> np.ndarray:

@@ -1,5 +1,6 @@
 """`gbpipe report`: the full report (report.html, report.json, report/report.md) of a finished run and its
 later stages. The short report.md of a training run is train/summary.py's."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,19 +18,13 @@ from pipeline.core.run_folder import add_files
 from pipeline.data.prepare import experiment_tables, text_column_names
 from pipeline.data.tables import Tables, fingerprint
 
+from .data_section import data_section
 from .evaluation import binary_section, holdout_section, multiclass_section, regression_section
+from .importance_section import importance_section, selection_score
 from .page import Figure, Section, to_html, to_json, to_markdown
 from .runview import Predictions, RunView
-from .sections import (
-    cv_section,
-    data_section,
-    headline,
-    holdout_source,
-    how_obtained,
-    overview_section,
-    provenance_section,
-)
-from .stage_sections import ensemble_section, importance_section, selection_score, tuning_section
+from .sections import cv_section, headline, holdout_source, how_obtained, overview_section, provenance_section
+from .stage_sections import ensemble_section, tuning_section
 
 
 # ---- `gbpipe report`: the full report of a finished run ----
@@ -50,32 +45,55 @@ def build_report(run_dir: Path, progress: Progress = QUIET, n_boot: int = N_BOOT
     view = RunView(run_dir)
     scores, oof = view.summary, view.oof
     if scores is None or oof is None:
-        raise ArtifactError(f"{view.dir} has no scores.json or oof.parquet with targets: not a training run; "
-                            "report a run made by `gbpipe train`")
+        raise ArtifactError(
+            f"{view.dir} has no scores.json or oof.parquet with targets: not a training run; "
+            "report a run made by `gbpipe train`"
+        )
     progress.say(f"report: {n_boot} bootstrap resamples of {len(oof):,} OOF rows")
     oof_interval = score_interval(view.metric, oof.y, oof.pred, scores["oof_score"], n_boot, BOOT_SEED)
     holdout, holdout_interval = view.holdout, None
     if holdout is not None and "holdout_score" in scores:
-        holdout_interval = score_interval(view.metric, holdout.y, holdout.pred, scores["holdout_score"], n_boot, BOOT_SEED)
+        holdout_interval = score_interval(
+            view.metric, holdout.y, holdout.pred, scores["holdout_score"], n_boot, BOOT_SEED
+        )
     how = how_obtained(view, selection_score(view))
     tables, note = training_tables(view)
-    sections = [overview_section(view, oof_interval, holdout_interval),
-                data_section(view, oof, holdout, tables, note), cv_section(view, oof, oof_interval)]
+    sections = [
+        overview_section(view, oof_interval, holdout_interval),
+        data_section(view, oof, holdout, tables, note),
+        cv_section(view, oof, oof_interval),
+    ]
     progress.say("report: curves, calibration and error tables")
     sections.append(prediction_section(view, oof, holdout))
     if holdout_interval is not None:
-        sections.append(holdout_section(scores, holdout, fold_model_preds(view), oof_interval, holdout_interval,
-                                        f"The holdout is {holdout_source(view.config)}; no holdout row was used "
-                                        "for training, early stopping or any choice made on the OOF scores.",
-                                        forward=is_forward(view)))
+        sections.append(
+            holdout_section(
+                scores,
+                holdout,
+                fold_model_preds(view),
+                oof_interval,
+                holdout_interval,
+                f"The holdout is {holdout_source(view.config)}; no holdout row was used "
+                "for training, early stopping or any choice made on the OOF scores.",
+                forward=is_forward(view),
+            )
+        )
     sections += [s for s in (importance_section(view), tuning_section(view), ensemble_section(view)) if s is not None]
     sections.append(provenance_section(view))
     title = f"{view.experiment} · {view.task} · {view.metric}"
     subtitle = f"run {view.run_id} · report generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
-    meta = {"run_dir": str(view.dir), "run_id": view.run_id, "experiment": view.experiment, "task": view.task,
-            "metric": view.metric, "oof_score": scores["oof_score"], "holdout_score": scores.get("holdout_score"),
-            "generated": datetime.now(UTC).isoformat(timespec="seconds"), "report_version": 1,
-            "section_order": [s.key for s in sections]}
+    meta = {
+        "run_dir": str(view.dir),
+        "run_id": view.run_id,
+        "experiment": view.experiment,
+        "task": view.task,
+        "metric": view.metric,
+        "oof_score": scores["oof_score"],
+        "holdout_score": scores.get("holdout_score"),
+        "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "report_version": 1,
+        "section_order": [s.key for s in sections],
+    }
     return Report(view.dir, title, subtitle, headline(view, oof_interval, holdout_interval, how), sections, meta)
 
 
@@ -146,9 +164,11 @@ def write_report(run_dir: Path, progress: Progress = QUIET, n_boot: int = N_BOOT
     """Write report.html, report.json and report/report.md (with report/figures/*.png) into the run."""
     report = build_report(run_dir, progress, n_boot)
     figures = unique_figures(report.sections)
-    files = {"report.html": to_html(report.title, report.headline, report.sections, report.subtitle).encode(),
-             "report.json": json_bytes(to_json(report.title, report.headline, report.sections, report.meta)),
-             "report/report.md": to_markdown(report.title, report.headline, report.sections, "figures").encode()}
+    files = {
+        "report.html": to_html(report.title, report.headline, report.sections, report.subtitle).encode(),
+        "report.json": json_bytes(to_json(report.title, report.headline, report.sections, report.meta)),
+        "report/report.md": to_markdown(report.title, report.headline, report.sections, "figures").encode(),
+    }
     files.update({f"report/figures/{name}.png": data for name, data in figures.items()})
     add_files(report.run_dir, stage="report", files=files, replace=True)
     return report

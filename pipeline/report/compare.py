@@ -1,6 +1,7 @@
 """`gbpipe runs` and `gbpipe report --compare`: runs with their headline numbers, and a leaderboard
 with paired bootstrap differences to the best run on the OOF rows all runs share.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -11,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.core.artifacts import LATEST, MANIFEST, atomic_write_bytes, json_bytes
-from pipeline.core.errors import ArtifactError, ConfigError, GbpipeError
+from pipeline.core.artifacts import atomic_write_bytes, json_bytes
+from pipeline.core.errors import ArtifactError, ConfigError
 from pipeline.core.intervals import BOOT_SEED, N_BOOT, Interval, PairedDifference, paired_difference, score_interval
 from pipeline.core.metrics import GREATER_IS_BETTER, score
 
@@ -21,78 +22,6 @@ from .page import Figure, Section, Table, Text, to_html, to_json, to_markdown
 from .runview import RunView, flatten
 
 IGNORED_KEYS = ("experiment.runs_dir", "experiment.description", "model.num_threads", "params.num_threads")
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """The headline numbers of one run, as `gbpipe runs` lists them."""
-
-    run_id: str
-    run_dir: Path
-    metric: str
-    oof_score: float | None
-    ci_low: float | None
-    ci_high: float | None
-    holdout_score: float | None
-    n_rows: int | None
-    n_features: int | None
-    seconds: float | None
-    config_hash: str
-    stages: tuple[str, ...]
-    latest: bool
-
-
-def run_dirs(exp_dir: Path) -> list[Path]:
-    """Published runs of an experiment folder, newest first (by when their manifest was written)."""
-    exp_dir = Path(exp_dir)
-    if not exp_dir.is_dir():
-        raise ConfigError(f"experiment folder {exp_dir} not found; train a run first (`gbpipe train --config ...`)")
-    found = [p for p in exp_dir.iterdir() if p.is_dir() and (p / MANIFEST).is_file()]
-    return sorted(found, key=lambda p: ((p / MANIFEST).stat().st_mtime, p.name), reverse=True)
-
-
-def summarize(view: RunView, latest: bool = False) -> RunSummary:
-    scores = view.summary or {}
-    headline = (view.json("report.json") or {}).get("headline", {})
-    return RunSummary(view.run_id, view.dir, view.metric, scores.get("oof_score"), headline.get("ci_low"),
-                      headline.get("ci_high"), scores.get("holdout_score"), scores.get("n_rows"),
-                      scores.get("n_features"), scores.get("seconds"), str(view.manifest.get("config_hash", ""))[:8],
-                      tuple(view.stages), latest)
-
-
-def list_runs(exp_dir: Path) -> list[RunSummary]:
-    """Every published run of the experiment folder with its headline numbers, newest first."""
-    exp_dir = Path(exp_dir)
-    latest = (exp_dir / LATEST).read_text().strip() if (exp_dir / LATEST).is_file() else None
-    summaries = []
-    for path in run_dirs(exp_dir):
-        try:
-            summaries.append(summarize(RunView(path), latest=path.name == latest))
-        except GbpipeError as exc:  # one damaged run must not hide the others
-            summaries.append(RunSummary(path.name, path, f"unreadable: {exc}"[:60], None, None, None, None, None,
-                                        None, None, "", (), path.name == latest))
-    return summaries
-
-
-def runs_text(summaries: list[RunSummary]) -> str:
-    """An aligned plain-text table of runs for the terminal."""
-    header = ["run", "metric", "OOF", "95% CI", "holdout", "rows", "features", "seconds", "config", "stages"]
-    rows = [[("* " if s.latest else "  ") + s.run_id, s.metric, _num(s.oof_score),
-             f"{s.ci_low:.5g} – {s.ci_high:.5g}" if s.ci_low is not None and s.ci_high is not None else "-",
-             _num(s.holdout_score), _int(s.n_rows), _int(s.n_features),
-             f"{s.seconds:.1f}" if s.seconds is not None else "-", s.config_hash, ",".join(s.stages)]
-            for s in summaries]
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
-    return "\n".join(lines) + "\n(* = LATEST; 95% CI from the run's report.json, `gbpipe report --run DIR` adds it)\n"
-
-
-def _num(value: float | None) -> str:
-    return f"{value:.5g}" if value is not None else "-"
-
-
-def _int(value: int | None) -> str:
-    return f"{value:,}" if value is not None else "-"
 
 
 @dataclass(frozen=True)
@@ -132,14 +61,32 @@ def compare_runs(paths: list[Path], n_boot: int = N_BOOT, seed: int = BOOT_SEED)
     entries = []
     for i, view in enumerate(views):
         interval = score_interval(metric, y, preds[i], scored[i], n_boot, seed)
-        diff = None if i == best else paired_difference(metric, y, preds[i], preds[best], scored[i] - scored[best],
-                                                         n_boot, seed)
-        entries.append(Entry(view.run_id, view.dir, (view.summary or {}).get("oof_score", float("nan")), interval,
-                             diff, {k: configs[i].get(k) for k in keys}, (view.summary or {}).get("seconds"),
-                             (view.summary or {}).get("holdout_score")))
+        diff = (
+            None
+            if i == best
+            else paired_difference(metric, y, preds[i], preds[best], scored[i] - scored[best], n_boot, seed)
+        )
+        entries.append(
+            Entry(
+                view.run_id,
+                view.dir,
+                (view.summary or {}).get("oof_score", float("nan")),
+                interval,
+                diff,
+                {k: configs[i].get(k) for k in keys},
+                (view.summary or {}).get("seconds"),
+                (view.summary or {}).get("holdout_score"),
+            )
+        )
     order = [best] + [i for i in np.argsort(scored)[:: -1 if GREATER_IS_BETTER[metric] else 1] if i != best]
-    return Comparison(metric, task, tuple(sorted({v.experiment for v in views})), len(shared_ids),
-                      tuple(entries[i] for i in order), tuple(keys))
+    return Comparison(
+        metric,
+        task,
+        tuple(sorted({v.experiment for v in views})),
+        len(shared_ids),
+        tuple(entries[i] for i in order),
+        tuple(keys),
+    )
 
 
 def _check_comparable(views: list[RunView]) -> None:
@@ -150,12 +97,15 @@ def _check_comparable(views: list[RunView]) -> None:
         raise ConfigError(f"--compare got the same run twice: {names}")
     for view in views:
         if view.oof is None:
-            raise ArtifactError(f"{view.dir} has no OOF predictions (oof.parquet); only training or ensemble runs "
-                                "can be compared")
+            raise ArtifactError(
+                f"{view.dir} has no OOF predictions (oof.parquet); only training or ensemble runs can be compared"
+            )
     pairs = {(v.task, v.metric) for v in views}
     if len(pairs) > 1:
-        raise ConfigError("--compare needs runs with the same task and metric; got "
-                          + ", ".join(f"{v.run_id}: {v.task}/{v.metric}" for v in views))
+        raise ConfigError(
+            "--compare needs runs with the same task and metric; got "
+            + ", ".join(f"{v.run_id}: {v.task}/{v.metric}" for v in views)
+        )
 
 
 def shared_rows(views: list[RunView]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
@@ -164,8 +114,9 @@ def shared_rows(views: list[RunView]) -> tuple[np.ndarray, np.ndarray, list[np.n
     for view in views[1:]:
         shared = np.intersect1d(shared, view.oof.ids)
     if len(shared) == 0:
-        raise ArtifactError("the runs share no OOF row ids: they were trained on different data; "
-                            "compare runs of the same experiment")
+        raise ArtifactError(
+            "the runs share no OOF row ids: they were trained on different data; compare runs of the same experiment"
+        )
     ys, preds = [], []
     for view in views:
         where = {v: i for i, v in enumerate(view.oof.ids.tolist())}
@@ -175,8 +126,10 @@ def shared_rows(views: list[RunView]) -> tuple[np.ndarray, np.ndarray, list[np.n
     for view, y in zip(views[1:], ys[1:]):
         differ = int(np.sum(y != ys[0]))
         if differ:
-            raise ArtifactError(f"{view.dir} and {views[0].dir} disagree on the target of {differ} of {len(shared)} "
-                                "shared rows: they were trained on different data")
+            raise ArtifactError(
+                f"{view.dir} and {views[0].dir} disagree on the target of {differ} of {len(shared)} "
+                "shared rows: they were trained on different data"
+            )
     return shared, ys[0], preds
 
 
@@ -185,55 +138,141 @@ def differing_keys(configs: list[dict[str, Any]]) -> list[str]:
     keys = sorted(set().union(*configs))
     differ = [k for k in keys if not k.endswith(IGNORED_KEYS) and len({repr(c.get(k)) for c in configs}) > 1]
     # a LightGBM parameter set in the config also differs in the resolved params: show the resolved one only
-    return [k for k in differ if not (k.startswith("config.model.params.")
-                                      and "params." + k.removeprefix("config.model.params.") in differ)]
+    return [
+        k
+        for k in differ
+        if not (k.startswith("config.model.params.") and "params." + k.removeprefix("config.model.params.") in differ)
+    ]
 
 
 def comparison_sections(comp: Comparison) -> tuple[dict[str, Any], list[Section]]:
     """Headline and sections of the comparison page."""
-    best = comp.entries[0]
-    direction = "higher" if GREATER_IS_BETTER[comp.metric] else "lower"
+    runs = Section("runs", "Runs")
+    runs.add(Table("runs", ["run", "folder"], [[e.run_id, str(e.run_dir)] for e in comp.entries]))
+    return _headline(comp), [_leaderboard_section(comp), _config_section(comp), runs]
+
+
+def _leaderboard_rows(comp: Comparison) -> tuple[list[list[Any]], list[dict[str, Any]]]:
+    """The leaderboard's table rows and their records for report.json, best first."""
     rows, data = [], []
     for rank, e in enumerate(comp.entries, 1):
         d = e.difference
-        rows.append([rank, e.run_id, e.shared.score, f"{e.shared.low:.5f} – {e.shared.high:.5f}",
-                     None if d is None else d.difference, "best" if d is None else f"{d.low:+.5f} – {d.high:+.5f}",
-                     None if d is None else d.p_not_better, e.oof_score, e.holdout_score, e.seconds])
-        data.append({"run": e.run_id, "run_dir": str(e.run_dir), "oof_score": e.oof_score, **e.shared.to_dict(),
-                     "difference": None if d is None else d.difference, "difference_ci_low": None if d is None else d.low,
-                     "difference_ci_high": None if d is None else d.high,
-                     "p_not_better": None if d is None else d.p_not_better, "config_differences": e.config_diff,
-                     "seconds": e.seconds, "holdout_score": e.holdout_score})
+        rows.append(
+            [
+                rank,
+                e.run_id,
+                e.shared.score,
+                f"{e.shared.low:.5f} – {e.shared.high:.5f}",
+                None if d is None else d.difference,
+                "best" if d is None else f"{d.low:+.5f} – {d.high:+.5f}",
+                None if d is None else d.p_not_better,
+                e.oof_score,
+                e.holdout_score,
+                e.seconds,
+            ]
+        )
+        data.append(
+            {
+                "run": e.run_id,
+                "run_dir": str(e.run_dir),
+                "oof_score": e.oof_score,
+                **e.shared.to_dict(),
+                "difference": None if d is None else d.difference,
+                "difference_ci_low": None if d is None else d.low,
+                "difference_ci_high": None if d is None else d.high,
+                "p_not_better": None if d is None else d.p_not_better,
+                "config_differences": e.config_diff,
+                "seconds": e.seconds,
+                "holdout_score": e.holdout_score,
+            }
+        )
+    return rows, data
+
+
+def _leaderboard_section(comp: Comparison) -> Section:
+    best = comp.entries[0]
+    direction = "higher" if GREATER_IS_BETTER[comp.metric] else "lower"
+    rows, data = _leaderboard_rows(comp)
     board = Section("leaderboard", "Leaderboard", data={"entries": data})
-    board.add(Text(f"Scores on the {comp.n_shared:,} OOF rows all runs validated ({direction} is better). "
-                   f"Δ is each run minus the best, paired: both scored on the same {best.shared.n_boot:,} bootstrap "
-                   "resamples, so the shared noise of the rows cancels. P(not better) is the share of resamples "
-                   "in which the run does not beat the best."),
-              Figure("leaderboard", plots.interval_figure(
-                  [e.run_id for e in comp.entries], [e.shared.score for e in comp.entries],
-                  [e.shared.low for e in comp.entries], [e.shared.high for e in comp.entries],
-                  f"{comp.metric} on shared OOF rows (95% bootstrap CI)", comp.metric, highlight=0),
-                  "Each run's score on the shared OOF rows with its 95% bootstrap interval; the best highlighted"),
-              Table("leaderboard", ["rank", "run", comp.metric, "95% CI", "Δ to best", "Δ 95% CI", "P(not better)",
-                                    "OOF (all rows)", "holdout", "seconds"], rows,
-                    "Leaderboard, best first", {"P(not better)": "{:.3f}", "seconds": "{:.1f}", "Δ to best": "{:+.5f}"}))
+    board.add(
+        Text(
+            f"Scores on the {comp.n_shared:,} OOF rows all runs validated ({direction} is better). "
+            f"Δ is each run minus the best, paired: both scored on the same {best.shared.n_boot:,} bootstrap "
+            "resamples, so the shared noise of the rows cancels. P(not better) is the share of resamples "
+            "in which the run does not beat the best."
+        ),
+        Figure(
+            "leaderboard",
+            plots.interval_figure(
+                [e.run_id for e in comp.entries],
+                [e.shared.score for e in comp.entries],
+                [e.shared.low for e in comp.entries],
+                [e.shared.high for e in comp.entries],
+                f"{comp.metric} on shared OOF rows (95% bootstrap CI)",
+                comp.metric,
+                highlight=0,
+            ),
+            "Each run's score on the shared OOF rows with its 95% bootstrap interval; the best highlighted",
+        ),
+        Table(
+            "leaderboard",
+            [
+                "rank",
+                "run",
+                comp.metric,
+                "95% CI",
+                "Δ to best",
+                "Δ 95% CI",
+                "P(not better)",
+                "OOF (all rows)",
+                "holdout",
+                "seconds",
+            ],
+            rows,
+            "Leaderboard, best first",
+            {"P(not better)": "{:.3f}", "seconds": "{:.1f}", "Δ to best": "{:+.5f}"},
+        ),
+    )
+    return board
+
+
+def _config_section(comp: Comparison) -> Section:
     keys = list(comp.differing_keys)
     configs = Section("config", "Config differences")
-    configs.add(Table("config_differences", ["key", *[e.run_id for e in comp.entries]],
-                      [[_key_label(k), *[_unset(e.config_diff.get(k)) for e in comp.entries]] for k in keys],
-                      "Flattened config and LightGBM parameter keys whose values differ") if keys
-                else Text("The runs' configs and parameters are identical (apart from bookkeeping keys)."))
-    runs = Section("runs", "Runs")
-    runs.add(Table("runs", ["run", "folder"], [[e.run_id, str(e.run_dir)] for e in comp.entries]))
-    headline = {"metric": comp.metric, "best_run": best.run_id, "score": best.shared.score,
-                "ci_low": best.shared.low, "ci_high": best.shared.high, "n_shared": comp.n_shared,
-                "text": f"{best.run_id}: {best.shared.score:.5g} (95% CI {best.shared.low:.5g} – {best.shared.high:.5g})",
-                "cards": [{"label": f"best {comp.metric} · {direction} is better", "value": f"{best.shared.score:.5g}",
-                           "detail": f"run {best.run_id} · 95% CI {best.shared.low:.5g} – {best.shared.high:.5g}"},
-                          {"label": "runs", "value": str(len(comp.entries)),
-                           "detail": f"{comp.n_shared:,} shared OOF rows"}],
-                "lines": [f"Experiment: {', '.join(comp.experiments)}; task {comp.task}."]}
-    return headline, [board, configs, runs]
+    configs.add(
+        Table(
+            "config_differences",
+            ["key", *[e.run_id for e in comp.entries]],
+            [[_key_label(k), *[_unset(e.config_diff.get(k)) for e in comp.entries]] for k in keys],
+            "Flattened config and LightGBM parameter keys whose values differ",
+        )
+        if keys
+        else Text("The runs' configs and parameters are identical (apart from bookkeeping keys).")
+    )
+    return configs
+
+
+def _headline(comp: Comparison) -> dict[str, Any]:
+    best = comp.entries[0]
+    direction = "higher" if GREATER_IS_BETTER[comp.metric] else "lower"
+    return {
+        "metric": comp.metric,
+        "best_run": best.run_id,
+        "score": best.shared.score,
+        "ci_low": best.shared.low,
+        "ci_high": best.shared.high,
+        "n_shared": comp.n_shared,
+        "text": f"{best.run_id}: {best.shared.score:.5g} (95% CI {best.shared.low:.5g} – {best.shared.high:.5g})",
+        "cards": [
+            {
+                "label": f"best {comp.metric} · {direction} is better",
+                "value": f"{best.shared.score:.5g}",
+                "detail": f"run {best.run_id} · 95% CI {best.shared.low:.5g} – {best.shared.high:.5g}",
+            },
+            {"label": "runs", "value": str(len(comp.entries)), "detail": f"{comp.n_shared:,} shared OOF rows"},
+        ],
+        "lines": [f"Experiment: {', '.join(comp.experiments)}; task {comp.task}."],
+    }
 
 
 def _diff_text(diff: dict[str, Any]) -> str:
@@ -260,8 +299,11 @@ def write_comparison(comp: Comparison, output: Path | None = None) -> Path:
     output = Path(output)
     headline, sections = comparison_sections(comp)
     title = f"compare · {', '.join(comp.experiments)} · {comp.metric}"
-    meta = {"metric": comp.metric, "runs": [str(e.run_dir) for e in comp.entries],
-            "generated": datetime.now(UTC).isoformat(timespec="seconds")}
+    meta = {
+        "metric": comp.metric,
+        "runs": [str(e.run_dir) for e in comp.entries],
+        "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     subtitle = f"{len(comp.entries)} runs · generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
     for section in sections:
         for block in section.figures:
@@ -274,13 +316,21 @@ def write_comparison(comp: Comparison, output: Path | None = None) -> Path:
 
 def leaderboard_markdown(comp: Comparison) -> str:
     """The leaderboard as a Markdown table for the terminal."""
-    lines = [f"| rank | run | {comp.metric} (shared rows) | 95% CI | Δ to best [95% CI] | P(not better) | "
-             "config differences | seconds |", "|---:|---|---:|---|---|---:|---|---:|"]
+    lines = [
+        f"| rank | run | {comp.metric} (shared rows) | 95% CI | Δ to best [95% CI] | P(not better) | "
+        "config differences | seconds |",
+        "|---:|---|---:|---|---|---:|---|---:|",
+    ]
     for rank, e in enumerate(comp.entries, 1):
         d = e.difference
         delta = "best" if d is None else f"{d.difference:+.5f} [{d.low:+.5f}, {d.high:+.5f}]"
         p = "" if d is None else f"{d.p_not_better:.3f}"
         secs = f"{e.seconds:.1f}" if e.seconds is not None else "-"
-        lines.append(f"| {rank} | {e.run_id} | {e.shared.score:.5f} | {e.shared.low:.5f} – {e.shared.high:.5f} | "
-                     f"{delta} | {p} | {_diff_text(e.config_diff).replace('|', '/')} | {secs} |")
-    return "\n".join(lines) + f"\n\n{comp.n_shared:,} shared OOF rows; paired bootstrap ({comp.entries[0].shared.n_boot:,} resamples)\n"
+        lines.append(
+            f"| {rank} | {e.run_id} | {e.shared.score:.5f} | {e.shared.low:.5f} – {e.shared.high:.5f} | "
+            f"{delta} | {p} | {_diff_text(e.config_diff).replace('|', '/')} | {secs} |"
+        )
+    return (
+        "\n".join(lines)
+        + f"\n\n{comp.n_shared:,} shared OOF rows; paired bootstrap ({comp.entries[0].shared.n_boot:,} resamples)\n"
+    )

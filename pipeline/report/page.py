@@ -1,6 +1,7 @@
 """The report's content model (sections of facts, tables, figures, text) and its three renderings:
 one self-contained HTML page, Markdown with figure files, and a JSON document of every number.
 """
+
 from __future__ import annotations
 
 import base64
@@ -63,6 +64,11 @@ class Section:
     @property
     def figures(self) -> list[Figure]:
         return [b for b in self.blocks if isinstance(b, Figure)]
+
+
+def as_float(value: Any) -> float:
+    """A number from a JSON document, NaN when it holds none (null, text)."""
+    return float(value) if isinstance(value, (int, float)) else float("nan")
 
 
 def fmt(value: Any, spec: str | None = None) -> str:
@@ -137,11 +143,14 @@ def _markdown_block(block: Any, figure_dir: str) -> list[str]:
         return [f"- **{k}**: {_md_cell(fmt(v, block.formats.get(k)))}" for k, v in block.items.items()]
     if isinstance(block, Table):
         head = [f"*{block.caption}*", ""] if block.caption else []
-        rows = ["| " + " | ".join(_md_cell(c) for c in block.columns) + " |",
-                "|" + "|".join("---:" if _numeric_column(block, i) else "---" for i in range(len(block.columns))) + "|"]
+        rows = [
+            "| " + " | ".join(_md_cell(c) for c in block.columns) + " |",
+            "|" + "|".join("---:" if _numeric_column(block, i) else "---" for i in range(len(block.columns))) + "|",
+        ]
         for row in block.rows:
-            rows.append("| " + " | ".join(_md_cell(fmt(v, block.formats.get(c))) for c, v in zip(block.columns, row))
-                        + " |")
+            rows.append(
+                "| " + " | ".join(_md_cell(fmt(v, block.formats.get(c))) for c, v in zip(block.columns, row)) + " |"
+            )
         return head + rows
     if isinstance(block, Figure):
         return [f"![{block.caption}]({figure_dir}/{block.name}.png)"]
@@ -167,17 +176,27 @@ def to_html(title: str, headline: dict[str, Any], sections: list[Section], subti
     nav = "".join(f'<a href="#{s.key}">{_esc(s.title)}</a>' for s in sections)
     body = "".join(_html_section(s) for s in sections)
     versions = library_versions()
-    return PAGE.format(title=_esc(title), subtitle=_esc(subtitle), css=CSS, check=CHECK_SCRIPT, nav=nav,
-                       headline=_html_headline(headline), body=body,
-                       footer=_esc(f"gbpipe {versions['gbpipe']} · lightgbm {versions['lightgbm']} · "
-                                   f"scikit-learn {versions['sklearn']}"))
+    return PAGE.format(
+        title=_esc(title),
+        subtitle=_esc(subtitle),
+        css=CSS,
+        check=CHECK_SCRIPT,
+        nav=nav,
+        headline=_html_headline(headline),
+        body=body,
+        footer=_esc(
+            f"gbpipe {versions['gbpipe']} · lightgbm {versions['lightgbm']} · scikit-learn {versions['sklearn']}"
+        ),
+    )
 
 
 def _html_headline(headline: dict[str, Any]) -> str:
     """The first thing on the page: the OOF score large, then the other headline cards, then how."""
-    cards = "".join(f'<div class="stat{" main" if i == 0 else ""}"><div class="label">{_esc(c["label"])}</div>'
-                    f'<div class="value">{_esc(c["value"])}</div><div class="detail">{_inline(c["detail"])}</div></div>'
-                    for i, c in enumerate(headline["cards"]))
+    cards = "".join(
+        f'<div class="stat{" main" if i == 0 else ""}"><div class="label">{_esc(c["label"])}</div>'
+        f'<div class="value">{_esc(c["value"])}</div><div class="detail">{_inline(c["detail"])}</div></div>'
+        for i, c in enumerate(headline["cards"])
+    )
     lines = "".join(f"<li>{_inline(line)}</li>" for line in headline.get("lines", []))
     return f'<section class="headline"><div class="stats">{cards}</div><ul>{lines}</ul></section>'
 
@@ -204,22 +223,32 @@ def _html_section(section: Section) -> str:
 def _html_figures(figures: list[Figure]) -> str:
     items = "".join(
         f'<figure><img alt="{_esc(f.caption)}" src="data:image/png;base64,{base64.b64encode(f.png).decode()}">'
-        f"<figcaption>{_inline(f.caption)}</figcaption></figure>" for f in figures)
+        f"<figcaption>{_inline(f.caption)}</figcaption></figure>"
+        for f in figures
+    )
     return f'<div class="figures">{items}</div>'
 
 
 def _html_block(block: Any) -> str:
     if isinstance(block, Facts):
-        items = "".join(f"<dt>{_esc(k)}</dt><dd>{_inline(fmt(v, block.formats.get(k)))}</dd>"
-                        for k, v in block.items.items())
+        items = "".join(
+            f"<dt>{_esc(k)}</dt><dd>{_inline(fmt(v, block.formats.get(k)))}</dd>" for k, v in block.items.items()
+        )
         return f'<dl class="facts">{items}</dl>'
     if isinstance(block, Table):
         numeric = [_numeric_column(block, i) for i in range(len(block.columns))]
         head = "".join(f'<th class="{"num" if n else ""}">{_esc(c)}</th>' for c, n in zip(block.columns, numeric))
-        rows = "".join("<tr>" + "".join(
-            f'<td class="{"num" if n else ""}">{_inline(fmt(v, block.formats.get(c)))}</td>'
-            for c, v, n in zip(block.columns, row, numeric)) + "</tr>" for row in block.rows)
-        return f'<div class="table-wrap">{_caption(block.caption)}<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>'
+        rows = "".join(
+            "<tr>"
+            + "".join(
+                f'<td class="{"num" if n else ""}">{_inline(fmt(v, block.formats.get(c)))}</td>'
+                for c, v, n in zip(block.columns, row, numeric)
+            )
+            + "</tr>"
+            for row in block.rows
+        )
+        table = f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+        return f'<div class="table-wrap">{_caption(block.caption)}{table}</div>'
     if isinstance(block, Text):
         return f"<p>{_inline(block.text)}</p>"
     if isinstance(block, Code):
@@ -256,7 +285,8 @@ PAGE = """<!doctype html>
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
+<meta http-equiv="Content-Security-Policy"
+ content="default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
 <title>{title}</title>
 <style>{css}</style>
 <script>{check}</script>

@@ -3,6 +3,7 @@
 No pyplot: figures are built on `matplotlib.figure.Figure` with an Agg canvas, so drawing a
 report never switches the backend of a notebook or GUI session that imported gbpipe.
 """
+
 from __future__ import annotations
 
 import io
@@ -18,8 +19,7 @@ MUTED = "#9aa5b1"
 ACCENT = "#2563eb"
 SECOND = "#ea580c"
 GOOD = "#16a34a"
-PALETTE = ("#2563eb", "#ea580c", "#16a34a", "#9333ea", "#dc2626", "#0891b2", "#ca8a04", "#db2777",
-           "#4b5563", "#65a30d")
+PALETTE = ("#2563eb", "#ea580c", "#16a34a", "#9333ea", "#dc2626", "#0891b2", "#ca8a04", "#db2777", "#4b5563", "#65a30d")
 DPI = 144
 MAX_POINTS = 6000  # scatter plots subsample beyond this many rows
 
@@ -89,8 +89,14 @@ def pr_figure(y: np.ndarray, pred: np.ndarray, fold: np.ndarray, holdout: tuple 
     ax.plot(recall, precision, color=ACCENT, linewidth=2, label=f"OOF (AP {ap:.4f})")
     if holdout is not None:
         precision, recall, _ = skm.precision_recall_curve(*holdout)
-        ax.plot(recall, precision, color=SECOND, linewidth=1.6, linestyle="--",
-                label=f"holdout (AP {skm.average_precision_score(*holdout):.4f})")
+        ax.plot(
+            recall,
+            precision,
+            color=SECOND,
+            linewidth=1.6,
+            linestyle="--",
+            label=f"holdout (AP {skm.average_precision_score(*holdout):.4f})",
+        )
     ax.axhline(float(np.mean(y)), color=MUTED, linewidth=0.8, linestyle=":", label=f"base rate {np.mean(y):.3f}")
     ax.set(xlabel="recall", ylabel="precision", title="Precision-recall curve", xlim=(0, 1), ylim=(0, 1.01))
     _legend(ax)
@@ -104,8 +110,13 @@ def calibration_figure(mean_pred: Sequence[float], observed: Sequence[float], co
     sizes = 12 + 60 * np.asarray(counts) / max(max(counts), 1)
     ax.plot(mean_pred, observed, color=ACCENT, linewidth=1.4)
     ax.scatter(mean_pred, observed, s=sizes, color=ACCENT, zorder=3, label="OOF, by bin of predicted probability")
-    ax.set(xlabel="mean predicted probability", ylabel="observed positive rate", title="Calibration",
-           xlim=(0, 1), ylim=(0, 1.01))
+    ax.set(
+        xlabel="mean predicted probability",
+        ylabel="observed positive rate",
+        title="Calibration",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+    )
     _legend(ax)
     return png(fig)
 
@@ -119,8 +130,15 @@ def confusion_figure(matrix: np.ndarray, labels: Sequence[str], title: str = "Co
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
-            ax.text(j, i, f"{matrix[i, j]:,}\n{share[i, j]:.1%}", ha="center", va="center", fontsize=7,
-                    color="white" if share[i, j] > 0.55 else INK)
+            ax.text(
+                j,
+                i,
+                f"{matrix[i, j]:,}\n{share[i, j]:.1%}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if share[i, j] > 0.55 else INK,
+            )
     ticks = range(len(labels))
     ax.set_xticks(ticks, [str(v) for v in labels], rotation=30 if len(labels) > 3 else 0)
     ax.set_yticks(ticks, [str(v) for v in labels])
@@ -134,11 +152,17 @@ def multiclass_roc_figure(y: np.ndarray, proba: np.ndarray, classes: Sequence[st
     for k, name in enumerate(classes):
         if 0 < (y == k).sum() < len(y):
             fpr, tpr, _ = skm.roc_curve(y == k, proba[:, k])
-            ax.plot(fpr, tpr, color=PALETTE[k % len(PALETTE)], linewidth=1.5,
-                    label=f"{name} (AUC {skm.auc(fpr, tpr):.4f})")
+            ax.plot(
+                fpr, tpr, color=PALETTE[k % len(PALETTE)], linewidth=1.5, label=f"{name} (AUC {skm.auc(fpr, tpr):.4f})"
+            )
     ax.plot([0, 1], [0, 1], color=MUTED, linewidth=0.8, linestyle=":")
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="One-vs-rest ROC (OOF)",
-           xlim=(0, 1), ylim=(0, 1.01))
+    ax.set(
+        xlabel="false positive rate",
+        ylabel="true positive rate",
+        title="One-vs-rest ROC (OOF)",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+    )
     _legend(ax)
     return png(fig)
 
@@ -178,8 +202,14 @@ def residual_figure(y: np.ndarray, pred: np.ndarray) -> bytes:
     return png(fig)
 
 
-def bars_figure(labels: Sequence[str], values: Sequence[float], low: Sequence[float] | None = None,
-                high: Sequence[float] | None = None, title: str = "", xlabel: str = "") -> bytes:
+def bars_figure(
+    labels: Sequence[str],
+    values: Sequence[float],
+    low: Sequence[float] | None = None,
+    high: Sequence[float] | None = None,
+    title: str = "",
+    xlabel: str = "",
+) -> bytes:
     """Horizontal bars, largest on top, with optional error bars from `low` to `high`."""
     n = len(labels)
     fig, ax = new_figure(5.6, 1.2 + 0.24 * n)
@@ -188,8 +218,7 @@ def bars_figure(labels: Sequence[str], values: Sequence[float], low: Sequence[fl
     xerr = None
     if low is not None and high is not None:
         xerr = np.vstack([values - np.asarray(low, float), np.asarray(high, float) - values]).clip(min=0)
-    ax.barh(pos, values, color=ACCENT, alpha=0.85, xerr=xerr, error_kw={"ecolor": INK, "elinewidth": 0.8,
-                                                                          "capsize": 2})
+    ax.barh(pos, values, color=ACCENT, alpha=0.85, xerr=xerr, error_kw={"ecolor": INK, "elinewidth": 0.8, "capsize": 2})
     ax.set_yticks(pos, [str(v)[:40] for v in labels], fontsize=7.5)
     ax.axvline(0, color=MUTED, linewidth=0.8)
     ax.set(title=title, xlabel=xlabel)
@@ -197,8 +226,15 @@ def bars_figure(labels: Sequence[str], values: Sequence[float], low: Sequence[fl
     return png(fig)
 
 
-def interval_figure(labels: Sequence[str], scores: Sequence[float], low: Sequence[float],
-                    high: Sequence[float], title: str, xlabel: str, highlight: int | None = None) -> bytes:
+def interval_figure(
+    labels: Sequence[str],
+    scores: Sequence[float],
+    low: Sequence[float],
+    high: Sequence[float],
+    title: str,
+    xlabel: str,
+    highlight: int | None = None,
+) -> bytes:
     """Forest plot: one score with its interval per row, `highlight` drawn in the accent colour."""
     n = len(labels)
     fig, ax = new_figure(5.6, 1.3 + 0.32 * n)
@@ -215,8 +251,7 @@ def interval_figure(labels: Sequence[str], scores: Sequence[float], low: Sequenc
     return png(fig)
 
 
-def fold_scores_figure(scores: Sequence[float], oof: float, interval: tuple[float, float] | None,
-                       metric: str) -> bytes:
+def fold_scores_figure(scores: Sequence[float], oof: float, interval: tuple[float, float] | None, metric: str) -> bytes:
     """Each fold's score as a dot, the OOF score as a line and its bootstrap interval as a band."""
     fig, ax = new_figure(5.6, 2.4)
     if interval is not None and np.all(np.isfinite(interval)):
@@ -259,15 +294,21 @@ def history_figure(values: Sequence[float], greater_is_better: bool, metric: str
     ax.scatter(np.flatnonzero(ok), values[ok], s=12, color=MUTED, label="trial")
     filled = np.where(ok, values, -np.inf if greater_is_better else np.inf)
     best = np.maximum.accumulate(filled) if greater_is_better else np.minimum.accumulate(filled)
-    ax.plot(np.arange(len(values)), np.where(np.isfinite(best), best, np.nan), color=ACCENT, linewidth=1.6,
-            label="best so far")
+    ax.plot(
+        np.arange(len(values)),
+        np.where(np.isfinite(best), best, np.nan),
+        color=ACCENT,
+        linewidth=1.6,
+        label="best so far",
+    )
     ax.set(xlabel="trial", ylabel=metric, title="Optimisation history")
     _legend(ax)
     return png(fig)
 
 
-def cutoffs_figure(cutoffs: Sequence[str], rows: Sequence[int], rates: Sequence[float | None], rate_label: str,
-                   test_cutoff: str | None) -> bytes:
+def cutoffs_figure(
+    cutoffs: Sequence[str], rows: Sequence[int], rates: Sequence[float | None], rate_label: str, test_cutoff: str | None
+) -> bytes:
     """Rows per cutoff as bars (the test cutoff in the second colour), the positive rate as a line."""
     fig, ax = new_figure(5.6, 3.4)
     pos = np.arange(len(cutoffs))
@@ -276,8 +317,7 @@ def cutoffs_figure(cutoffs: Sequence[str], rows: Sequence[int], rates: Sequence[
     ax.set(ylabel="rows", title=f"Rows and {rate_label} per cutoff")
     if any(r is not None for r in rates):
         twin = ax.twinx()
-        twin.plot(pos, [np.nan if r is None else r for r in rates], color=INK, marker="o", markersize=3,
-                  linewidth=1.2)
+        twin.plot(pos, [np.nan if r is None else r for r in rates], color=INK, marker="o", markersize=3, linewidth=1.2)
         twin.set_ylabel(rate_label, fontsize=9)
         twin.tick_params(labelsize=8)
         twin.spines["top"].set_visible(False)

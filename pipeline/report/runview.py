@@ -3,6 +3,7 @@
 Every file is read through `RunReader` (sha256 checked); files a stage did not write read as
 None, so each report section appears exactly when its stage ran.
 """
+
 from __future__ import annotations
 
 import json
@@ -60,8 +61,9 @@ class RunView:
 
     @property
     def is_ensemble(self) -> bool:
-        return self.manifest.get("kind") == "ensemble" or (not self.reader.has("scores.json")
-                                                           and self.reader.has("ensemble/scores.json"))
+        return self.manifest.get("kind") == "ensemble" or (
+            not self.reader.has("scores.json") and self.reader.has("ensemble/scores.json")
+        )
 
     @cached_property
     def summary(self) -> dict[str, Any] | None:
@@ -71,8 +73,9 @@ class RunView:
         doc = self.json("ensemble/scores.json")
         if not isinstance(doc, dict) or self.oof is None:
             return None
-        return ensemble_summary(doc, self.oof, self.config, len(((self.schema or {}).get("features") or {})
-                                                                .get("columns", [])))
+        return ensemble_summary(
+            doc, self.oof, self.config, len(((self.schema or {}).get("features") or {}).get("columns", []))
+        )
 
     @cached_property
     def schema(self) -> dict[str, Any] | None:
@@ -140,8 +143,13 @@ class RunView:
         valid = ~np.isnan(pred if pred.ndim == 1 else pred[:, 0])
         y = encode_target(frame["target"], self.task, self.classes, source)
         fold = frame["fold"].to_numpy(dtype="int64") if "fold" in frame.columns else None
-        return Predictions(ids=frame.iloc[:, 0].to_numpy()[valid], y=y[valid], pred=pred[valid],
-                           fold=None if fold is None else fold[valid], source=source)
+        return Predictions(
+            ids=frame.iloc[:, 0].to_numpy()[valid],
+            y=y[valid],
+            pred=pred[valid],
+            fold=None if fold is None else fold[valid],
+            source=source,
+        )
 
 
 def prediction_matrix(frame: pd.DataFrame, task: str, classes: list[Any], source: str) -> np.ndarray:
@@ -165,8 +173,9 @@ def encode_target(target: pd.Series, task: str, classes: list[Any], source: str)
     codes = target.map(lambda v: lookup.get(str(v), -1)).to_numpy(dtype="int64")
     if (codes < 0).any():
         unknown = sorted({str(v) for v, c in zip(target, codes) if c < 0})[:5]
-        raise ArtifactError(f"{source}: {int((codes < 0).sum())} targets are not among the run's classes "
-                            f"{classes}: {unknown}")
+        raise ArtifactError(
+            f"{source}: {int((codes < 0).sum())} targets are not among the run's classes {classes}: {unknown}"
+        )
     return codes
 
 
@@ -192,8 +201,17 @@ def fold_records(metric: str, oof: Predictions) -> list[dict[str, Any]]:
             value = score(metric, oof.y[valid], oof.pred[valid])
         except ValueError:  # e.g. AUC of a fold holding one class
             value = float("nan")
-        records.append({"repeat": 0, "fold": int(k), "n_train": None, "n_valid": int(valid.sum()),
-                        "best_iteration": None, "score": value, "seconds": None})
+        records.append(
+            {
+                "repeat": 0,
+                "fold": int(k),
+                "n_train": None,
+                "n_valid": int(valid.sum()),
+                "best_iteration": None,
+                "score": value,
+                "seconds": None,
+            }
+        )
     return records
 
 
@@ -204,14 +222,37 @@ def ensemble_summary(doc: dict[str, Any], oof: Predictions, cfg: Config | None, 
     model = (doc.get("models") or {}).get(selected, {})
     folds = fold_records(doc["metric"], oof)
     fold_scores = [f["score"] for f in folds]
-    summary = {key: doc[key] for key in ("experiment", "task", "metric", "greater_is_better", "oof_score",
-                                         "oof_metrics", "holdout_score", "holdout_metrics", "n_holdout", "n_test",
-                                         "scoring_cutoff", "n_rows", "seconds") if key in doc}
-    summary.update({"n_validated": doc.get("n_compared", len(oof)), "folds": folds, "fold_scores": fold_scores,
-                    "fold_score_mean": float(np.nanmean(fold_scores)) if folds else float("nan"),
-                    "fold_score_std": float(np.nanstd(fold_scores)) if folds else float("nan"),
-                    "score_source": f"ensemble model {selected}: {model.get('score_source', 'oof')}",
-                    "selected_model": selected, "n_features": n_features})
+    summary = {
+        key: doc[key]
+        for key in (
+            "experiment",
+            "task",
+            "metric",
+            "greater_is_better",
+            "oof_score",
+            "oof_metrics",
+            "holdout_score",
+            "holdout_metrics",
+            "n_holdout",
+            "n_test",
+            "scoring_cutoff",
+            "n_rows",
+            "seconds",
+        )
+        if key in doc
+    }
+    summary.update(
+        {
+            "n_validated": doc.get("n_compared", len(oof)),
+            "folds": folds,
+            "fold_scores": fold_scores,
+            "fold_score_mean": float(np.nanmean(fold_scores)) if folds else float("nan"),
+            "fold_score_std": float(np.nanstd(fold_scores)) if folds else float("nan"),
+            "score_source": f"ensemble model {selected}: {model.get('score_source', 'oof')}",
+            "selected_model": selected,
+            "n_features": n_features,
+        }
+    )
     if cfg is not None:
         summary.update({"splitter": cfg.splitter, "n_splits": cfg.cv.n_splits, "n_repeats": cfg.cv.n_repeats})
     return summary

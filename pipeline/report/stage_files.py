@@ -1,4 +1,5 @@
 """Reading the folders later stages write (tune/<study>, select/<id>) and showing their JSON documents."""
+
 from __future__ import annotations
 
 import json
@@ -74,7 +75,9 @@ def _as_table(name: str, key: str, value: Any) -> Table | None:
     if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
         columns = list(dict.fromkeys(k for v in value for k in v))
         rows = [[_cell(v.get(c)) for c in columns] for v in value[:MAX_ROWS]]
-        return Table(name, columns, rows, f"`{key}`" + (f" (first {MAX_ROWS} of {len(value)})" if len(value) > MAX_ROWS else ""))
+        return Table(
+            name, columns, rows, f"`{key}`" + (f" (first {MAX_ROWS} of {len(value)})" if len(value) > MAX_ROWS else "")
+        )
     if isinstance(value, dict) and len(value) > 1 and all(isinstance(v, dict) for v in value.values()):
         columns = list(dict.fromkeys(k for v in value.values() for k in v))
         rows = [[str(k), *[_cell(v.get(c)) for c in columns]] for k, v in list(value.items())[:MAX_ROWS]]
@@ -94,7 +97,8 @@ def stage_dirs(view: RunView, stage: str) -> list[Path]:
     root = view.dir.parent / stage
     if not root.is_dir():
         return []
-    return sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                  key=lambda p: p.stat().st_mtime, reverse=True)
-
-
+    return sorted(
+        (p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )

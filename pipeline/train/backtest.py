@@ -6,6 +6,7 @@ for each cutoff c, the same K folds are trained on the rows whose label windows 
 only) and their averaged predictions score c's rows, beside the OOF score of those same rows. A gap
 between the two is the optimism of the OOF score; the test cutoff's holdout is one more such replay.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -56,15 +57,26 @@ class Replay:
     folds: Folds  # the experiment's fold ids restricted to the past rows
 
 
-def backtest(cfg: Config, prep: Prepared, spec: TrainSpec, oof_pred: np.ndarray, replays: Sequence[Replay],
-             progress: Progress = QUIET) -> list[BacktestCutoff]:
+def backtest(
+    cfg: Config,
+    prep: Prepared,
+    spec: TrainSpec,
+    oof_pred: np.ndarray,
+    replays: Sequence[Replay],
+    progress: Progress = QUIET,
+) -> list[BacktestCutoff]:
     """Run the replays `plan_backtest` settled, oldest first."""
     out = []
     for k, plan in enumerate(replays, start=1):
         r = replay(cfg, prep, spec, oof_pred, plan)
         out.append(r)
-        progress.step("backtest", k, len(replays), f"cutoff {r.cutoff}: OOF {r.oof_score:.5f}, forward "
-                      f"{r.forward_score:.5f} (trained on the {r.n_train} rows whose labels were known then)")
+        progress.step(
+            "backtest",
+            k,
+            len(replays),
+            f"cutoff {r.cutoff}: OOF {r.oof_score:.5f}, forward "
+            f"{r.forward_score:.5f} (trained on the {r.n_train} rows whose labels were known then)",
+        )
     return out
 
 
@@ -82,13 +94,16 @@ def plan_backtest(cfg: Config, prep: Prepared) -> list[Replay]:
         try:
             check_fold_classes(cfg, folds, prep.y[past], prep.labels)
         except DataError as exc:
-            raise ConfigError(f"cv.backtest, replay of cutoff {day} (past rows only): {exc}; or lower "
-                              "cv.backtest") from None
+            raise ConfigError(
+                f"cv.backtest, replay of cutoff {day} (past rows only): {exc}; or lower cv.backtest"
+            ) from None
         scored = np.unique(prep.y[rows])
         if cfg.metric == "auc" and len(scored) < 2:
-            raise ConfigError(f"cv.backtest: the {int(rows.sum())} rows of cutoff {day} all have "
-                              f"{cfg.data.target!r} = {prep.labels.classes[int(scored[0])]!r}, so AUC is "
-                              "undefined there; lower cv.backtest so replays start at later cutoffs")
+            raise ConfigError(
+                f"cv.backtest: the {int(rows.sum())} rows of cutoff {day} all have "
+                f"{cfg.data.target!r} = {prep.labels.classes[int(scored[0])]!r}, so AUC is "
+                "undefined there; lower cv.backtest so replays start at later cutoffs"
+            )
         plans.append(Replay(day, past, rows, folds))
     return plans
 
@@ -100,9 +115,11 @@ def backtest_cutoffs(cfg: Config, cutoffs: np.ndarray, known_at: np.ndarray) -> 
     first_known = known_at.min()
     usable = [c for c in distinct if first_known <= c]
     if n > len(usable):
-        raise ConfigError(f"cv.backtest = {n}, but only {len(usable)} of the {len(distinct)} training cutoffs have "
-                          f"earlier cutoffs to train on ({cfg.features.label.window.words} label windows); "
-                          f"set cv.backtest to at most {len(usable)}, or 0 to turn it off")
+        raise ConfigError(
+            f"cv.backtest = {n}, but only {len(usable)} of the {len(distinct)} training cutoffs have "
+            f"earlier cutoffs to train on ({cfg.features.label.window.words} label windows); "
+            f"set cv.backtest to at most {len(usable)}, or 0 to turn it off"
+        )
     return usable[-n:]
 
 
@@ -115,11 +132,15 @@ def replay(cfg: Config, prep: Prepared, spec: TrainSpec, oof_pred: np.ndarray, p
     """Train the K folds on the rows known at the cutoff and score its rows with their averaged predictions."""
     result = run_cv(prep.X[plan.past], prep.y[plan.past], plan.folds, spec, prep.X[plan.rows])
     validated = prep.folds.validated() & plan.rows
-    return BacktestCutoff(cutoff=plan.day, n_train=int(plan.past.sum()), n_rows=int(plan.rows.sum()),
-                          oof_score=score(cfg.metric, prep.y[validated], oof_pred[validated]),
-                          forward_score=score(cfg.metric, prep.y[plan.rows], result.test_pred),
-                          best_iterations=tuple(result.best_iterations),
-                          greater_is_better=GREATER_IS_BETTER[cfg.metric])
+    return BacktestCutoff(
+        cutoff=plan.day,
+        n_train=int(plan.past.sum()),
+        n_rows=int(plan.rows.sum()),
+        oof_score=score(cfg.metric, prep.y[validated], oof_pred[validated]),
+        forward_score=score(cfg.metric, prep.y[plan.rows], result.test_pred),
+        best_iterations=tuple(result.best_iterations),
+        greater_is_better=GREATER_IS_BETTER[cfg.metric],
+    )
 
 
 def past_folds(folds: Folds, past: np.ndarray, day: str) -> Folds:
@@ -129,16 +150,21 @@ def past_folds(folds: Folds, past: np.ndarray, day: str) -> Folds:
         train_idx, valid_idx = restricted.split(repeat, fold)
         if len(train_idx) == 0 or len(valid_idx) == 0:
             which = f"fold {fold}" + (f" of repeat {repeat}" if folds.n_repeats > 1 else "")
-            raise ConfigError(f"cv.backtest: at cutoff {day}, {which} has no rows of earlier cutoffs to "
-                              f"{'train on' if len(train_idx) == 0 else 'stop early on'}; "
-                              "lower cv.backtest so replays start at later cutoffs")
+            raise ConfigError(
+                f"cv.backtest: at cutoff {day}, {which} has no rows of earlier cutoffs to "
+                f"{'train on' if len(train_idx) == 0 else 'stop early on'}; "
+                "lower cv.backtest so replays start at later cutoffs"
+            )
     return restricted
 
 
 def backtest_document(results: Sequence[BacktestCutoff]) -> dict[str, Any]:
     """scores.json's `backtest`: each replayed cutoff, and the means (gap: the OOF's optimism)."""
     cutoffs = [{**asdict(r), "best_iterations": list(r.best_iterations), "gap": r.gap} for r in results]
-    return {"gap_is": "how much better OOF looks than forward (> 0: the OOF score is optimistic)",
-            "cutoffs": cutoffs, "mean_oof_score": float(np.mean([r.oof_score for r in results])),
-            "mean_forward_score": float(np.mean([r.forward_score for r in results])),
-            "mean_gap": float(np.mean([r.gap for r in results]))}
+    return {
+        "gap_is": "how much better OOF looks than forward (> 0: the OOF score is optimistic)",
+        "cutoffs": cutoffs,
+        "mean_oof_score": float(np.mean([r.oof_score for r in results])),
+        "mean_forward_score": float(np.mean([r.forward_score for r in results])),
+        "mean_gap": float(np.mean([r.gap for r in results])),
+    }

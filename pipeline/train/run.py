@@ -1,4 +1,5 @@
 """`gbpipe train`: K-fold OOF LightGBM on an experiment, written to a run folder (resumable fold by fold)."""
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,13 @@ def run_dir_for(cfg: Config, run_id: str | None, resume: bool) -> Path:
     return exp_dir / (run_id or new_run_id(cfg.hash()))
 
 
-def train(cfg: Config, run_id: str | None = None, resume: bool = False, progress: Progress = QUIET,
-          params: dict[str, Any] | None = None) -> Path:
+def train(
+    cfg: Config,
+    run_id: str | None = None,
+    resume: bool = False,
+    progress: Progress = QUIET,
+    params: dict[str, Any] | None = None,
+) -> Path:
     """Train the experiment's fold models and write a complete run folder; returns its path."""
     started = time.perf_counter()
     final_dir = run_dir_for(cfg, run_id, resume)
@@ -64,9 +70,12 @@ def train(cfg: Config, run_id: str | None = None, resume: bool = False, progress
 
     def on_fold_done(result: FoldResult, booster: lgb.Booster) -> None:
         save_fold(writer, result, booster)
-        progress.step("fold", result.fold + 1 + result.repeat * prep.folds.n_splits, total,
-                      f"best_iteration {result.best_iteration}  {cfg.metric} {result.score:.5f}  "
-                      f"{result.seconds:.1f}s")
+        progress.step(
+            "fold",
+            result.fold + 1 + result.repeat * prep.folds.n_splits,
+            total,
+            f"best_iteration {result.best_iteration}  {cfg.metric} {result.score:.5f}  {result.seconds:.1f}s",
+        )
 
     completed = load_checkpoint(writer, prep) if resume else {}
     if completed:
@@ -75,8 +84,14 @@ def train(cfg: Config, run_id: str | None = None, resume: bool = False, progress
     progress.restart()
     replayed = backtest(cfg, prep, spec, result.oof_pred, replays, progress)
     scores = write_results(writer, cfg, prep, spec, result, time.perf_counter() - started, replayed)
-    run_dir = writer.publish({"experiment": cfg.experiment.name, "run_id": writer.final_dir.name,
-                              "config_hash": cfg.hash(), "data_fingerprint": prep.data_fingerprint})
+    run_dir = writer.publish(
+        {
+            "experiment": cfg.experiment.name,
+            "run_id": writer.final_dir.name,
+            "config_hash": cfg.hash(),
+            "data_fingerprint": prep.data_fingerprint,
+        }
+    )
     holdout = f", holdout {scores['holdout_score']:.5f}" if "holdout_score" in scores else ""
     progress.say(f"{cfg.metric} OOF {result.oof_score:.5f}{holdout}; run written to {run_dir}")
     return run_dir
@@ -85,14 +100,18 @@ def train(cfg: Config, run_id: str | None = None, resume: bool = False, progress
 def check_resumable(writer: RunWriter, config_text: str, prep: Prepared) -> None:
     """A run resumes only with the config and data it was started with: finished folds are reused as is."""
     if writer.exists("config.toml") and writer.path("config.toml").read_text() != config_text:
-        raise ConfigError(f"--resume: the config differs from the one {writer.staging} was started with; "
-                          "resume with the same config, or start a new run")
+        raise ConfigError(
+            f"--resume: the config differs from the one {writer.staging} was started with; "
+            "resume with the same config, or start a new run"
+        )
     if writer.exists("schema.json"):
         started_with = json.loads(writer.path("schema.json").read_text()).get("data_fingerprint")
         if started_with is not None and started_with != prep.data_fingerprint:
-            raise DataError(f"--resume: the data changed since {writer.staging} was started (fingerprint "
-                            f"{started_with[:12]} then, {prep.data_fingerprint[:12]} now); its finished folds "
-                            "were trained on other rows. Start a new run without --resume")
+            raise DataError(
+                f"--resume: the data changed since {writer.staging} was started (fingerprint "
+                f"{started_with[:12]} then, {prep.data_fingerprint[:12]} now); its finished folds "
+                "were trained on other rows. Start a new run without --resume"
+            )
 
 
 def save_fold(writer: RunWriter, result: FoldResult, booster: lgb.Booster) -> None:
@@ -115,13 +134,28 @@ def load_checkpoint(writer: RunWriter, prep: Prepared) -> dict[tuple[int, int], 
 
 
 def schema_document(cfg: Config, prep: Prepared, spec: TrainSpec) -> dict[str, Any]:
-    return {"task": cfg.data.task, "metric": cfg.metric, "target": cfg.data.target, "id": prep.id_name,
-            "features": prep.schema.to_dict(), "model_names": prep.schema.model_names,
-            "labels": prep.labels.to_dict(), "params": spec.params, "data_fingerprint": prep.data_fingerprint}
+    return {
+        "task": cfg.data.task,
+        "metric": cfg.metric,
+        "target": cfg.data.target,
+        "id": prep.id_name,
+        "features": prep.schema.to_dict(),
+        "model_names": prep.schema.model_names,
+        "labels": prep.labels.to_dict(),
+        "params": spec.params,
+        "data_fingerprint": prep.data_fingerprint,
+    }
 
 
-def write_results(writer: RunWriter, cfg: Config, prep: Prepared, spec: TrainSpec, result: CVResult,
-                  seconds: float, replays: Sequence[BacktestCutoff] = ()) -> dict[str, Any]:
+def write_results(
+    writer: RunWriter,
+    cfg: Config,
+    prep: Prepared,
+    spec: TrainSpec,
+    result: CVResult,
+    seconds: float,
+    replays: Sequence[BacktestCutoff] = (),
+) -> dict[str, Any]:
     """Write the run's predictions, importance, scores and short report; returns scores.json's content."""
     target = prep.tables.train[cfg.data.target].to_numpy()
     oof = prediction_frame(result.oof_pred, prep, prep.ids)
@@ -133,8 +167,11 @@ def write_results(writer: RunWriter, cfg: Config, prep: Prepared, spec: TrainSpe
         if prep.y_test is not None:
             test.insert(1, "target", prep.tables.test[cfg.data.target].to_numpy())
         for k, fold_pred in enumerate(result.test_pred_folds):
-            fold_cols = prediction_frame(fold_pred, prep, prep.test_ids).filter(like="pred").drop(
-                columns=["label_pred"], errors="ignore")
+            fold_cols = (
+                prediction_frame(fold_pred, prep, prep.test_ids)
+                .filter(like="pred")
+                .drop(columns=["label_pred"], errors="ignore")
+            )
             test = pd.concat([test, fold_cols.add_prefix(f"fold{k}_")], axis=1)
         writer.write_parquet("test_pred.parquet", test)
     writer.write_parquet("importance.parquet", importance_table(result, prep))
@@ -151,8 +188,9 @@ def write_results(writer: RunWriter, cfg: Config, prep: Prepared, spec: TrainSpe
 def importance_table(result: CVResult, prep: Prepared) -> pd.DataFrame:
     """Gain and split importance per fold and averaged over folds (fold = -1), in long format."""
     names = dict(zip(prep.schema.model_names, prep.schema.columns))
-    per_fold = result.importance.melt(id_vars=["repeat", "fold", "feature"], value_vars=["gain", "split"],
-                                      var_name="kind", value_name="value")
+    per_fold = result.importance.melt(
+        id_vars=["repeat", "fold", "feature"], value_vars=["gain", "split"], var_name="kind", value_name="value"
+    )
     per_fold["feature"] = per_fold["feature"].map(names)
     per_fold["value"] = per_fold["value"].astype("float64")
     mean = per_fold.groupby(["kind", "feature"], sort=False)["value"].agg(["mean", "std"]).reset_index()
@@ -166,15 +204,25 @@ def scores_document(cfg: Config, prep: Prepared, result: CVResult, seconds: floa
     validated = prep.folds.validated()
     fold_scores = result.fold_scores
     doc = {
-        "experiment": cfg.experiment.name, "task": cfg.data.task, "metric": cfg.metric,
-        "greater_is_better": GREATER_IS_BETTER[cfg.metric], "oof_score": result.oof_score,
+        "experiment": cfg.experiment.name,
+        "task": cfg.data.task,
+        "metric": cfg.metric,
+        "greater_is_better": GREATER_IS_BETTER[cfg.metric],
+        "oof_score": result.oof_score,
         "oof_metrics": all_metrics(cfg.data.task, prep.y[validated], result.oof_pred[validated]),
-        "fold_scores": fold_scores, "fold_score_mean": float(np.mean(fold_scores)),
-        "fold_score_std": float(np.std(fold_scores)), "best_iterations": result.best_iterations,
-        "folds": [asdict(f) for f in result.folds], "splitter": cfg.splitter, "n_splits": cfg.cv.n_splits,
-        "n_repeats": cfg.cv.n_repeats, "early_stopping": cfg.model.early_stopping,
+        "fold_scores": fold_scores,
+        "fold_score_mean": float(np.mean(fold_scores)),
+        "fold_score_std": float(np.std(fold_scores)),
+        "best_iterations": result.best_iterations,
+        "folds": [asdict(f) for f in result.folds],
+        "splitter": cfg.splitter,
+        "n_splits": cfg.cv.n_splits,
+        "n_repeats": cfg.cv.n_repeats,
+        "early_stopping": cfg.model.early_stopping,
         "score_source": "oof" if cfg.model.early_stopping == "inner" else "oof (early-stopped on the scored fold)",
-        "n_rows": int(len(prep.y)), "n_validated": int(validated.sum()), "n_features": len(prep.schema.columns),
+        "n_rows": int(len(prep.y)),
+        "n_validated": int(validated.sum()),
+        "n_features": len(prep.schema.columns),
         "seconds": seconds,
     }
     if cfg.splitter == "time":

@@ -1,6 +1,10 @@
-"""`gbpipe tune`: Optuna TPE search on the OOF score (run), one parameter set scored on every fold
-(evaluator), the search space (space), the study and its storages, journal file or database (study),
-and the study folder's outputs (output)."""
+"""`gbpipe tune`: Optuna TPE search on the OOF score (run, options), trials run here or in spawned
+workers on one study (trials, workers), one parameter set scored on every fold (evaluator), the
+search space (space), the study and its storages, journal file or database (study), and the study
+folder's outputs (output)."""
+
 from pipeline.core.lazy import attach
 
-__getattr__, __dir__, __all__ = attach(__name__, {"tune": ".run", "tune_options": ".run", "TuneOptions": ".run"})
+__getattr__, __dir__, __all__ = attach(
+    __name__, {"tune": ".run", "tune_options": ".options", "TuneOptions": ".options"}
+)

@@ -1,6 +1,7 @@
 """Scoring one parameter set: every fold of the experiment's saved folds with early stopping, the running
 OOF score reported after each fold (so a hopeless trial is pruned), and the full OOF score returned.
 The binned data is reused across trials: one LightGBM Dataset per distinct binning parameters."""
+
 from __future__ import annotations
 
 import time
@@ -20,10 +21,24 @@ from pipeline.engine.spec import TrainSpec
 from .space import aliases
 
 # LightGBM parameters fixed when a Dataset is binned: trials differing only elsewhere share one Dataset.
-DATASET_PARAMS = ("max_bin", "max_bin_by_feature", "min_data_in_bin", "bin_construct_sample_cnt", "data_random_seed",
-                  "use_missing", "zero_as_missing", "feature_pre_filter", "linear_tree", "enable_bundle",
-                  "is_enable_sparse", "forcedbins_filename", "categorical_feature", "two_round")
+DATASET_PARAMS = (
+    "max_bin",
+    "max_bin_by_feature",
+    "min_data_in_bin",
+    "bin_construct_sample_cnt",
+    "data_random_seed",
+    "use_missing",
+    "zero_as_missing",
+    "feature_pre_filter",
+    "linear_tree",
+    "enable_bundle",
+    "is_enable_sparse",
+    "forcedbins_filename",
+    "categorical_feature",
+    "two_round",
+)
 DATASET_CACHE_SIZE = 8
+
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -80,8 +95,9 @@ class Evaluator:
             oof.add(valid_idx, output.valid_pred)
             fold_scores.append(output.result.score)
             best_iterations.append(output.result.best_iteration)
-            running = Evaluation(oof.score(spec.metric, y), tuple(fold_scores), tuple(best_iterations),
-                                 time.perf_counter() - started)
+            running = Evaluation(
+                oof.score(spec.metric, y), tuple(fold_scores), tuple(best_iterations), time.perf_counter() - started
+            )
             if report is not None and step < len(pairs) and report(step, running.value):
                 raise TrialPruned(running)
         return running

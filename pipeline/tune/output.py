@@ -4,6 +4,7 @@ Optuna's matplotlib plots and a manifest.json with the sha256 of each; plus the 
 The outputs are rewritten from the study's storage at the end of every `gbpipe tune` call (the study
 grows when resumed), each file atomically and under a lock, the manifest last.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,8 +30,14 @@ from pipeline.core.run_folder import update_in_place
 from .space import SearchSpace, tune_section
 from .study import EXCLUDED_ATTR, FINGERPRINT_ATTR, REASON_ATTR, WORKER_ATTR, budget_of, counts_toward_budget
 
-OUTPUT_FILES = ("best_params.json", "trials.parquet", "tune.json", "plots/optimization_history.png",
-                "plots/param_importances.png", "plots/slice.png")
+OUTPUT_FILES = (
+    "best_params.json",
+    "trials.parquet",
+    "tune.json",
+    "plots/optimization_history.png",
+    "plots/param_importances.png",
+    "plots/slice.png",
+)
 ROLE_ATTR = "gbpipe_role"
 
 
@@ -57,9 +64,11 @@ class ProgressReporter:
         elapsed = time.perf_counter() - self.started
         eta = elapsed / done_here * max(0, self.n_trials - budget.finished) if done_here > 0 else float("nan")
         for trial in new:
-            self.progress.say(f"trial {min(budget.finished, self.n_trials)}/{self.n_trials}  #{trial.number} "
-                              f"{describe_outcome(trial, self.metric)}  {best_text}  pruned {budget.pruned}  "
-                              f"failed {budget.failed + budget.excluded}  elapsed {elapsed:.1f}s  eta {eta:.1f}s")
+            self.progress.say(
+                f"trial {min(budget.finished, self.n_trials)}/{self.n_trials}  #{trial.number} "
+                f"{describe_outcome(trial, self.metric)}  {best_text}  pruned {budget.pruned}  "
+                f"failed {budget.failed + budget.excluded}  elapsed {elapsed:.1f}s  eta {eta:.1f}s"
+            )
 
 
 def best_trial(trials: list[FrozenTrial], metric: str) -> FrozenTrial | None:
@@ -86,15 +95,23 @@ def trials_frame(trials: list[FrozenTrial], space: SearchSpace) -> pd.DataFrame:
     for t in trials:
         owner = t.user_attrs.get(WORKER_ATTR) or {}
         steps = t.intermediate_values
-        row = {"number": t.number, "state": t.state.name,
-               "value": t.value if t.state == TrialState.COMPLETE else None,
-               "running_score": steps[max(steps)] if steps else None, "folds_done": len(steps),
-               "counted": counts_toward_budget(t), "excluded": bool(t.user_attrs.get(EXCLUDED_ATTR)),
-               "fail_reason": t.user_attrs.get(REASON_ATTR), "default_trial": t.user_attrs.get(ROLE_ATTR) == "defaults",
-               "seconds": t.user_attrs.get("seconds"),
-               "datetime_start": _utc(t.datetime_start), "datetime_complete": _utc(t.datetime_complete),
-               "worker": f"{owner['host']}:{owner['pid']}" if owner else None,
-               "fold_scores": t.user_attrs.get("fold_scores"), "best_iterations": t.user_attrs.get("best_iterations")}
+        row = {
+            "number": t.number,
+            "state": t.state.name,
+            "value": t.value if t.state == TrialState.COMPLETE else None,
+            "running_score": steps[max(steps)] if steps else None,
+            "folds_done": len(steps),
+            "counted": counts_toward_budget(t),
+            "excluded": bool(t.user_attrs.get(EXCLUDED_ATTR)),
+            "fail_reason": t.user_attrs.get(REASON_ATTR),
+            "default_trial": t.user_attrs.get(ROLE_ATTR) == "defaults",
+            "seconds": t.user_attrs.get("seconds"),
+            "datetime_start": _utc(t.datetime_start),
+            "datetime_complete": _utc(t.datetime_complete),
+            "worker": f"{owner['host']}:{owner['pid']}" if owner else None,
+            "fold_scores": t.user_attrs.get("fold_scores"),
+            "best_iterations": t.user_attrs.get("best_iterations"),
+        }
         row.update({f"param_{name}": t.params.get(name) for name in space.distributions})
         rows.append(row)
     frame = pd.DataFrame(rows)
@@ -109,43 +126,85 @@ def _utc(moment):
     return None if moment is None else pd.Timestamp(moment.astimezone(UTC))
 
 
-def best_document(best: FrozenTrial, cfg: Config, space: SearchSpace, study_dir: Path,
-                  final: dict[str, Any] | None) -> dict[str, Any]:
+def best_document(
+    best: FrozenTrial, cfg: Config, space: SearchSpace, study_dir: Path, final: dict[str, Any] | None
+) -> dict[str, Any]:
     """best_params.json: {"params": ...} is what `gbpipe train --params` reads."""
     params = space.trial_params(best.params)
     if final and final.get("used"):
         params["learning_rate"] = final["learning_rate"]
-    return {"params": params, "value": best.value, "metric": cfg.metric,
-            "greater_is_better": GREATER_IS_BETTER[cfg.metric], "trial": best.number, "study": study_dir.name,
-            "experiment": cfg.experiment.name, "search_learning_rate": space.learning_rate,
-            "fold_scores": best.user_attrs.get("fold_scores"), "best_iterations": best.user_attrs.get("best_iterations"),
-            "final": final, "usage": f"gbpipe train --config <config> --params {study_dir / 'best_params.json'}"}
+    return {
+        "params": params,
+        "value": best.value,
+        "metric": cfg.metric,
+        "greater_is_better": GREATER_IS_BETTER[cfg.metric],
+        "trial": best.number,
+        "study": study_dir.name,
+        "experiment": cfg.experiment.name,
+        "search_learning_rate": space.learning_rate,
+        "fold_scores": best.user_attrs.get("fold_scores"),
+        "best_iterations": best.user_attrs.get("best_iterations"),
+        "final": final,
+        "usage": f"gbpipe train --config <config> --params {study_dir / 'best_params.json'}",
+    }
 
 
-def summary_document(trials: list[FrozenTrial], study: optuna.Study, cfg: Config, space: SearchSpace,
-                     options, where: str, final: dict[str, Any] | None, stats: dict[str, Any]) -> dict[str, Any]:
+def summary_document(
+    trials: list[FrozenTrial],
+    study: optuna.Study,
+    cfg: Config,
+    space: SearchSpace,
+    options,
+    where: str,
+    final: dict[str, Any] | None,
+    stats: dict[str, Any],
+) -> dict[str, Any]:
     tune = tune_section(cfg)
     budget = budget_of(trials)
     best = best_trial(trials, cfg.metric)
     default = next((t for t in trials if t.user_attrs.get(ROLE_ATTR) == "defaults"), None)
     failures = [t.user_attrs.get(REASON_ATTR) for t in trials if t.state == TrialState.FAIL]
     return {
-        "experiment": cfg.experiment.name, "study": options.study_name, "storage": where,
-        "metric": cfg.metric, "direction": "maximize" if GREATER_IS_BETTER[cfg.metric] else "minimize",
-        "n_trials": options.n_trials, "n_finished": budget.finished,
-        "counts": {"complete": budget.complete, "pruned": budget.pruned, "failed": budget.failed,
-                   "failed_excluded": budget.excluded, "running": budget.running, "waiting": budget.waiting},
+        "experiment": cfg.experiment.name,
+        "study": options.study_name,
+        "storage": where,
+        "metric": cfg.metric,
+        "direction": "maximize" if GREATER_IS_BETTER[cfg.metric] else "minimize",
+        "n_trials": options.n_trials,
+        "n_finished": budget.finished,
+        "counts": {
+            "complete": budget.complete,
+            "pruned": budget.pruned,
+            "failed": budget.failed,
+            "failed_excluded": budget.excluded,
+            "running": budget.running,
+            "waiting": budget.waiting,
+        },
         "best": None if best is None else {"trial": best.number, "value": best.value, "params": best.params},
-        "default_trial": {"trial": getattr(default, "number", None), "params": space.default_trial,
-                          "value": default.value if default and default.state == TrialState.COMPLETE else None,
-                          "notes": list(space.default_notes)},
+        "default_trial": {
+            "trial": getattr(default, "number", None),
+            "params": space.default_trial,
+            "value": default.value if default and default.state == TrialState.COMPLETE else None,
+            "notes": list(space.default_notes),
+        },
         "first_failure": next((f for f in failures if f), None),
-        "search_space": space.describe(), "fixed": space.fixed, "final": final,
-        "sampler": {"name": "TPE", "multivariate": True, "seed": tune.seed, "n_startup_trials": tune.n_startup_trials,
-                    "seeded_by": "seed and trial number"},
-        "pruner": tune.pruner, "timeout": options.timeout, "fingerprint": study.user_attrs.get(FINGERPRINT_ATTR),
+        "search_space": space.describe(),
+        "fixed": space.fixed,
+        "final": final,
+        "sampler": {
+            "name": "TPE",
+            "multivariate": True,
+            "seed": tune.seed,
+            "n_startup_trials": tune.n_startup_trials,
+            "seeded_by": "seed and trial number",
+        },
+        "pruner": tune.pruner,
+        "timeout": options.timeout,
+        "fingerprint": study.user_attrs.get(FINGERPRINT_ATTR),
         "reproducible": "the same seed and --n-trials with one worker give the same trials; --timeout and several "
-                        "workers do not", **stats}
+        "workers do not",
+        **stats,
+    }
 
 
 def plot_files(study: optuna.Study) -> tuple[dict[str, bytes], dict[str, str]]:
@@ -157,9 +216,13 @@ def plot_files(study: optuna.Study) -> tuple[dict[str, bytes], dict[str, str]]:
     from optuna.importance import FanovaImportanceEvaluator
     from optuna.visualization import matplotlib as ovm
 
-    plots = {"plots/optimization_history.png": ovm.plot_optimization_history,
-             "plots/param_importances.png": lambda s: ovm.plot_param_importances(s, evaluator=FanovaImportanceEvaluator(seed=0)),
-             "plots/slice.png": ovm.plot_slice}
+    plots = {
+        "plots/optimization_history.png": ovm.plot_optimization_history,
+        "plots/param_importances.png": lambda s: ovm.plot_param_importances(
+            s, evaluator=FanovaImportanceEvaluator(seed=0)
+        ),
+        "plots/slice.png": ovm.plot_slice,
+    }
     files, skipped = {}, {}
     for name, draw in plots.items():
         try:
@@ -190,8 +253,16 @@ def output_lock(study_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def write_outputs(study_dir: Path, study: optuna.Study, cfg: Config, space: SearchSpace, options, where: str,
-                  final: dict[str, Any] | None, stats: dict[str, Any]) -> dict[str, Any]:
+def write_outputs(
+    study_dir: Path,
+    study: optuna.Study,
+    cfg: Config,
+    space: SearchSpace,
+    options,
+    where: str,
+    final: dict[str, Any] | None,
+    stats: dict[str, Any],
+) -> dict[str, Any]:
     """Write every output file atomically, then the manifest; returns the summary (tune.json)."""
     with output_lock(study_dir):
         trials = study.get_trials(deepcopy=False)
@@ -210,7 +281,16 @@ def write_outputs(study_dir: Path, study: optuna.Study, cfg: Config, space: Sear
         for name in OUTPUT_FILES:  # a file of an earlier call that this call does not write is stale
             if name not in files:
                 (study_dir / name).unlink(missing_ok=True)
-        update_in_place(study_dir, files, "tune", {
-            "versions": {**library_versions(), "optuna": optuna.__version__}, "experiment": cfg.experiment.name,
-            "study": options.study_name, "storage": where, "config_hash": cfg.hash()})
+        update_in_place(
+            study_dir,
+            files,
+            "tune",
+            {
+                "versions": {**library_versions(), "optuna": optuna.__version__},
+                "experiment": cfg.experiment.name,
+                "study": options.study_name,
+                "storage": where,
+                "config_hash": cfg.hash(),
+            },
+        )
     return summary

@@ -4,6 +4,7 @@ The default space is the one the course's seeds tune; `[tune.search_space]` over
 scale and steps or adds parameters, `[tune.fixed]` holds parameters still, and the learning rate is
 always fixed during the search.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,16 +39,46 @@ DEFAULT_SPACE: dict[str, BaseDistribution] = {
 }
 # LightGBM's own defaults, for the first trial ("what not tuning gives").
 LIGHTGBM_DEFAULTS: dict[str, Any] = {
-    "num_leaves": 31, "max_bin": 255, "min_data_in_leaf": 20, "feature_fraction": 1.0, "bagging_fraction": 1.0,
-    "bagging_freq": 0, "lambda_l1": 0.0, "lambda_l2": 0.0, "min_data_in_bin": 3, "max_depth": -1,
-    "min_sum_hessian_in_leaf": 1e-3, "min_gain_to_split": 0.0, "path_smooth": 0.0, "extra_trees": False,
-    "cat_smooth": 10.0, "cat_l2": 10.0, "max_cat_threshold": 32, "min_data_per_group": 100,
-    "max_cat_to_onehot": 4, "boosting": "gbdt", "feature_fraction_bynode": 1.0, "pos_bagging_fraction": 1.0,
-    "neg_bagging_fraction": 1.0, "scale_pos_weight": 1.0, "min_delta_step": 0.0, "max_delta_step": 0.0,
+    "num_leaves": 31,
+    "max_bin": 255,
+    "min_data_in_leaf": 20,
+    "feature_fraction": 1.0,
+    "bagging_fraction": 1.0,
+    "bagging_freq": 0,
+    "lambda_l1": 0.0,
+    "lambda_l2": 0.0,
+    "min_data_in_bin": 3,
+    "max_depth": -1,
+    "min_sum_hessian_in_leaf": 1e-3,
+    "min_gain_to_split": 0.0,
+    "path_smooth": 0.0,
+    "extra_trees": False,
+    "cat_smooth": 10.0,
+    "cat_l2": 10.0,
+    "max_cat_threshold": 32,
+    "min_data_per_group": 100,
+    "max_cat_to_onehot": 4,
+    "boosting": "gbdt",
+    "feature_fraction_bynode": 1.0,
+    "pos_bagging_fraction": 1.0,
+    "neg_bagging_fraction": 1.0,
+    "scale_pos_weight": 1.0,
+    "min_delta_step": 0.0,
+    "max_delta_step": 0.0,
 }
 # Set by the task, the engine or the budget, never searched.
-NOT_SEARCHABLE = ("learning_rate", "num_threads", "seed", "objective", "metric", "num_class", "verbose",
-                  "num_iterations", "early_stopping_round", "deterministic")
+NOT_SEARCHABLE = (
+    "learning_rate",
+    "num_threads",
+    "seed",
+    "objective",
+    "metric",
+    "num_class",
+    "verbose",
+    "num_iterations",
+    "early_stopping_round",
+    "deterministic",
+)
 
 
 def aliases(name: str) -> set[str]:
@@ -112,8 +143,10 @@ def build_space(cfg: Config) -> SearchSpace:
     for name in fixed:
         space.pop(name, None)
     if not space:
-        raise ConfigError("the tune search space is empty: tune.default_space is false and tune.search_space "
-                          "names no parameter; add e.g. tune.search_space.num_leaves = {low = 8, high = 128}")
+        raise ConfigError(
+            "the tune search space is empty: tune.default_space is false and tune.search_space "
+            "names no parameter; add e.g. tune.search_space.num_leaves = {low = 8, high = 128}"
+        )
     fixed["learning_rate"] = learning_rate
     current = {**LIGHTGBM_DEFAULTS, **base, **fixed}
     if current["bagging_freq"] == 0 and current["bagging_fraction"] == 1.0:
@@ -137,9 +170,11 @@ def _check_names(fixed: dict[str, Any], tune: TuneSection) -> None:
     names = [*map(canonical, tune.search_space), *fixed]
     banned = sorted({n for n in names if n in NOT_SEARCHABLE})
     if banned:
-        raise ConfigError(f"tune.search_space / tune.fixed name {banned}, which tuning never sets: the learning "
-                          "rate is fixed with tune.learning_rate (and tune.final_learning_rate), threads with "
-                          "model.num_threads, the rest by the task; remove them")
+        raise ConfigError(
+            f"tune.search_space / tune.fixed name {banned}, which tuning never sets: the learning "
+            "rate is fixed with tune.learning_rate (and tune.final_learning_rate), threads with "
+            "model.num_threads, the rest by the task; remove them"
+        )
 
 
 def _distribution(name: str, entry: SearchParam, default: BaseDistribution | None) -> BaseDistribution:
@@ -161,8 +196,10 @@ def _distribution(name: str, entry: SearchParam, default: BaseDistribution | Non
         raise ConfigError(f"{where}: a log scale needs low > 0 and no step (got low={low}, step={step})")
     if kind == "int":
         if low != int(low) or high != int(high) or (step is not None and step != int(step)):
-            raise ConfigError(f"{where} is an int parameter; low, high and step must be whole numbers "
-                              f"(got low={low}, high={high}, step={step})")
+            raise ConfigError(
+                f"{where} is an int parameter; low, high and step must be whole numbers "
+                f"(got low={low}, high={high}, step={step})"
+            )
         step = int(step or 1)
         if (int(high) - int(low)) % step:
             raise ConfigError(f"{where}: high - low ({int(high) - int(low)}) must be a multiple of step ({step})")
@@ -180,8 +217,13 @@ def _kind(base: BaseDistribution | None, low: float, high: float, step: float | 
 def widen(name: str, value: Any, dist: BaseDistribution) -> tuple[BaseDistribution, str | None]:
     """A default range stretched to hold the experiment's current value (on its step grid), so the
     first trial is exactly the untuned model; a log range cannot reach 0 and is left as it is."""
-    if not isinstance(dist, IntDistribution | FloatDistribution) or isinstance(value, bool) or \
-            not isinstance(value, int | float) or dist.low <= value <= dist.high or (dist.log and value <= 0):
+    if (
+        not isinstance(dist, IntDistribution | FloatDistribution)
+        or isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or dist.low <= value <= dist.high
+        or (dist.log and value <= 0)
+    ):
         return dist, None
     step = dist.step or 0
     low, high = min(dist.low, value), max(dist.high, value)
@@ -189,9 +231,15 @@ def widen(name: str, value: Any, dist: BaseDistribution) -> tuple[BaseDistributi
         low = dist.low - math.ceil((dist.low - low) / step) * step
         high = dist.high + math.ceil((high - dist.high) / step) * step
     kind = type(dist)
-    wider = kind(int(low), int(high), log=dist.log, step=int(step or 1)) if kind is IntDistribution else \
-        kind(float(low), float(high), log=dist.log, step=dist.step)
-    return wider, f"{name}: range widened from {describe(dist)} to {describe(wider)} to hold the current value {value!r}"
+    wider = (
+        kind(int(low), int(high), log=dist.log, step=int(step or 1))
+        if kind is IntDistribution
+        else kind(float(low), float(high), log=dist.log, step=dist.step)
+    )
+    return (
+        wider,
+        f"{name}: range widened from {describe(dist)} to {describe(wider)} to hold the current value {value!r}",
+    )
 
 
 def project(name: str, value: Any, dist: BaseDistribution) -> tuple[Any, str | None]:
@@ -207,8 +255,9 @@ def project(name: str, value: Any, dist: BaseDistribution) -> tuple[Any, str | N
         inner = dist.low + round((inner - dist.low) / step) * step
     inner = int(round(inner)) if isinstance(dist, IntDistribution) else float(inner)
     moved = not math.isclose(float(inner), float(value), rel_tol=1e-12, abs_tol=0.0)
-    return inner, (f"{name}: current value {value!r} is outside {describe(dist)}, first trial uses {inner!r}"
-                   if moved else None)
+    return inner, (
+        f"{name}: current value {value!r} is outside {describe(dist)}, first trial uses {inner!r}" if moved else None
+    )
 
 
 def describe(dist: BaseDistribution) -> str:

@@ -5,6 +5,7 @@ one study. Each trial records which worker runs it and a heartbeat, so a trial l
 killed worker is recognised and marked FAIL; the trial-count budget is shared through the storage's
 trial numbers, so no trial is lost or run twice.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -58,10 +59,11 @@ def open_storage(storage: str | None, study_dir: Path) -> BaseStorage:
         except Exception as exc:  # SQLAlchemy and drivers raise many kinds; all mean "cannot use it"
             error = exc
             break
-    raise ConfigError(f"--storage {redact(storage)}: cannot open the database ({type(error).__name__}: "
-                      f"{str(error).splitlines()[0]}); check the URL, the server and the driver "
-                      "(postgresql+psycopg2://user:password@host:5432/db)") from None
-
+    raise ConfigError(
+        f"--storage {redact(storage)}: cannot open the database ({type(error).__name__}: "
+        f"{str(error).splitlines()[0]}); check the URL, the server and the driver "
+        "(postgresql+psycopg2://user:password@host:5432/db)"
+    ) from None
 
 
 class FlockLock:
@@ -98,9 +100,17 @@ def redact(url: str) -> str:
 
 
 # ---- the study and its fingerprint ----
-def open_study(storage: BaseStorage, name: str, fingerprint: dict[str, Any], resume: bool, new_study: bool,
-               direction: str, sampler: BaseSampler, pruner: optuna.pruners.BasePruner,
-               where: str) -> tuple[optuna.Study, bool]:
+def open_study(
+    storage: BaseStorage,
+    name: str,
+    fingerprint: dict[str, Any],
+    resume: bool,
+    new_study: bool,
+    direction: str,
+    sampler: BaseSampler,
+    pruner: optuna.pruners.BasePruner,
+    where: str,
+) -> tuple[optuna.Study, bool]:
     """Create the study, or load it for --resume after checking its fingerprint; returns (study, fresh):
     fresh when this call started it, so it queues the first (default) trial."""
     exists = name in optuna.get_all_study_names(storage)
@@ -111,14 +121,17 @@ def open_study(storage: BaseStorage, name: str, fingerprint: dict[str, Any], res
     if exists and not resume:
         n = len(optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False))
         if n:
-            raise ConfigError(f"study {name!r} in {where} already has {n} trials; continue it with --resume, "
-                              "start over with --new-study, or pick another --study-name")
+            raise ConfigError(
+                f"study {name!r} in {where} already has {n} trials; continue it with --resume, "
+                "start over with --new-study, or pick another --study-name"
+            )
         created = True  # an empty study (its creator stopped at once) is started afresh
     study = None
     if not exists:
         try:  # the storage lets exactly one of several workers started together create the study
-            study = optuna.create_study(storage=storage, study_name=name, direction=direction, sampler=sampler,
-                                        pruner=pruner)
+            study = optuna.create_study(
+                storage=storage, study_name=name, direction=direction, sampler=sampler, pruner=pruner
+            )
             created = True
         except DuplicatedStudyError:
             pass
@@ -134,18 +147,27 @@ def check_fingerprint(study: optuna.Study, fingerprint: dict[str, Any], where: s
     if saved is None:
         study.set_user_attr(FINGERPRINT_ATTR, fingerprint)
         return
-    changed = [describe_change(key, saved.get(key), fingerprint.get(key))
-               for key in sorted(set(saved) | set(fingerprint)) if saved.get(key) != fingerprint.get(key)]
+    changed = [
+        describe_change(key, saved.get(key), fingerprint.get(key))
+        for key in sorted(set(saved) | set(fingerprint))
+        if saved.get(key) != fingerprint.get(key)
+    ]
     if changed:
-        raise ConfigError(f"study {study.study_name!r} in {where} was started with other settings, so its trials "
-                          "do not compare with new ones:\n  " + "\n  ".join(changed)
-                          + "\nresume with the original config, or pass --new-study to start over")
+        raise ConfigError(
+            f"study {study.study_name!r} in {where} was started with other settings, so its trials "
+            "do not compare with new ones:\n  "
+            + "\n  ".join(changed)
+            + "\nresume with the original config, or pass --new-study to start over"
+        )
 
 
 def describe_change(key: str, before: Any, after: Any) -> str:
     if isinstance(before, dict) and isinstance(after, dict):
-        parts = [f"{k}: {before.get(k, '(absent)')} -> {after.get(k, '(absent)')}"
-                 for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)]
+        parts = [
+            f"{k}: {before.get(k, '(absent)')} -> {after.get(k, '(absent)')}"
+            for k in sorted(set(before) | set(after))
+            if before.get(k) != after.get(k)
+        ]
         return f"{key} changed: " + "; ".join(parts)
     return f"{key} changed: {before} -> {after}"
 
@@ -184,7 +206,7 @@ def _proc_stat(pid: int) -> list[str] | None:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return text[text.rfind(")") + 2:].split()
+    return text[text.rfind(")") + 2 :].split()
 
 
 def _start_ticks(pid: int) -> int | None:
@@ -303,8 +325,14 @@ def budget_of(trials: list[FrozenTrial]) -> Budget:
     def count(state: TrialState, excluded: bool = False) -> int:
         return sum(1 for t in trials if t.state == state and bool(t.user_attrs.get(EXCLUDED_ATTR)) == excluded)
 
-    return Budget(count(TrialState.COMPLETE), count(TrialState.PRUNED), count(TrialState.FAIL),
-                  count(TrialState.FAIL, excluded=True), count(TrialState.RUNNING), count(TrialState.WAITING))
+    return Budget(
+        count(TrialState.COMPLETE),
+        count(TrialState.PRUNED),
+        count(TrialState.FAIL),
+        count(TrialState.FAIL, excluded=True),
+        count(TrialState.RUNNING),
+        count(TrialState.WAITING),
+    )
 
 
 def is_surplus(study: optuna.Study, number: int, n_trials: int) -> bool:

@@ -1,4 +1,5 @@
 """pipeline.bootstrap: count-weighted scores equal scoring the resampled rows; paired intervals."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,21 +20,38 @@ def real_preds() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Cross-validated predictions of small linear models on scikit-learn's bundled real datasets."""
     out = {}
     X, y = datasets.load_breast_cancer(return_X_y=True)
-    proba = cross_val_predict(make_pipeline(StandardScaler(), LogisticRegression(C=0.05)), X, y, cv=3, method="predict_proba")
+    proba = cross_val_predict(
+        make_pipeline(StandardScaler(), LogisticRegression(C=0.05)), X, y, cv=3, method="predict_proba"
+    )
     out["binary"] = (y, np.round(proba[:, 1], 3))  # rounded: ties exercise the AUC's half counts
     X, y = datasets.load_wine(return_X_y=True)
-    out["multiclass"] = (y, cross_val_predict(make_pipeline(StandardScaler(), LogisticRegression(C=0.01)), X, y, cv=3,
-                                              method="predict_proba"))
+    out["multiclass"] = (
+        y,
+        cross_val_predict(
+            make_pipeline(StandardScaler(), LogisticRegression(C=0.01)), X, y, cv=3, method="predict_proba"
+        ),
+    )
     X, y = datasets.load_diabetes(return_X_y=True)
     out["regression"] = (y, cross_val_predict(Ridge(alpha=1.0), X, y, cv=3))
     return out
 
 
-@pytest.mark.parametrize("task, metric", [
-    ("binary", "auc"), ("binary", "logloss"), ("binary", "accuracy"), ("binary", "f1"),
-    ("multiclass", "logloss"), ("multiclass", "accuracy"), ("multiclass", "f1_macro"),
-    ("regression", "rmse"), ("regression", "mse"), ("regression", "mae"), ("regression", "r2"),
-])
+@pytest.mark.parametrize(
+    "task, metric",
+    [
+        ("binary", "auc"),
+        ("binary", "logloss"),
+        ("binary", "accuracy"),
+        ("binary", "f1"),
+        ("multiclass", "logloss"),
+        ("multiclass", "accuracy"),
+        ("multiclass", "f1_macro"),
+        ("regression", "rmse"),
+        ("regression", "mse"),
+        ("regression", "mae"),
+        ("regression", "r2"),
+    ],
+)
 def test_count_weighted_score_equals_scoring_the_resampled_rows(real_preds, task, metric):
     y, pred = real_preds[task]
     rng = np.random.default_rng(3)

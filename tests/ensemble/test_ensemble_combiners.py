@@ -1,12 +1,12 @@
 """Combiners on real members' OOF predictions (breast cancer, wine): voting, blending weights,
 rank maps, the stack's meta-model, and the nested OOF that never uses a row's own label."""
+
 from __future__ import annotations
 
 import json
 
 import numpy as np
 import pytest
-from ensemble_helpers import FAST_MODEL
 from sklearn.linear_model import LogisticRegression
 
 from pipeline.config import validate_config
@@ -27,21 +27,31 @@ from pipeline.ensemble.combiners import (
 )
 from pipeline.ensemble.members import train_member
 from pipeline.ensemble.stack import MetaModel, fit_meta
+from tests.helpers.ensemble import FAST_MODEL
 
-MEMBERS = [{"name": "lgb", "family": "lightgbm"},
-           {"name": "forest", "family": "extra_trees", "params": {"n_estimators": 40}},
-           {"name": "logistic", "family": "logistic"}]
-REGRESSION_MEMBERS = [{"name": "lgb", "family": "lightgbm"},
-                      {"name": "forest", "family": "random_forest", "params": {"n_estimators": 40}},
-                      {"name": "ridge", "family": "ridge"}]
+MEMBERS = [
+    {"name": "lgb", "family": "lightgbm"},
+    {"name": "forest", "family": "extra_trees", "params": {"n_estimators": 40}},
+    {"name": "logistic", "family": "logistic"},
+]
+REGRESSION_MEMBERS = [
+    {"name": "lgb", "family": "lightgbm"},
+    {"name": "forest", "family": "random_forest", "params": {"n_estimators": 40}},
+    {"name": "ridge", "family": "ridge"},
+]
 
 
 def trained(tmp_path_factory, dataset: str, task: str, metric: str, members: list[dict] = MEMBERS):
     runs = tmp_path_factory.mktemp("runs")
-    cfg = validate_config({"experiment": {"name": dataset, "runs_dir": str(runs)},
-                           "data": {"train": f"sklearn:{dataset}", "target": "target", "task": task},
-                           "cv": {"n_splits": 4, "seed": 3}, "model": {**FAST_MODEL, "metric": metric},
-                           "ensemble": {"members": members}})
+    cfg = validate_config(
+        {
+            "experiment": {"name": dataset, "runs_dir": str(runs)},
+            "data": {"train": f"sklearn:{dataset}", "target": "target", "task": task},
+            "cv": {"n_splits": 4, "seed": 3},
+            "model": {**FAST_MODEL, "metric": metric},
+            "ensemble": {"members": members},
+        }
+    )
     prep = prepare(cfg)
     results = [train_member(cfg, prep, m) for m in cfg.ensemble.members]
     settings = CombinerSettings(task=task, metric=metric, n_classes=prep.labels.n_classes, num_threads=1)
@@ -72,9 +82,17 @@ def test_soft_vote_of_identical_members_is_that_member(data, request):
     np.testing.assert_array_equal(pair.predict([preds[0]] * 2), preds[0])  # halves and a sum: exact
 
 
-@pytest.mark.parametrize("data, kind, on", [("cancer", "greedy", "proba"), ("cancer", "greedy", "rank"),
-                                            ("cancer", "optimized", "proba"), ("cancer", "optimized", "rank"),
-                                            ("wine", "greedy", "proba"), ("wine", "optimized", "proba")])
+@pytest.mark.parametrize(
+    "data, kind, on",
+    [
+        ("cancer", "greedy", "proba"),
+        ("cancer", "greedy", "rank"),
+        ("cancer", "optimized", "proba"),
+        ("cancer", "optimized", "rank"),
+        ("wine", "greedy", "proba"),
+        ("wine", "optimized", "proba"),
+    ],
+)
 def test_blend_weights_are_non_negative_and_sum_to_one(data, kind, on, request):
     prep, preds, settings = request.getfixturevalue(data)
     settings = CombinerSettings(**{**settings.__dict__, "blend_on": on})
@@ -142,13 +160,16 @@ def test_nested_oof_of_a_row_never_uses_that_rows_label(cancer, kind):
     while the refitted combiner's predictions for the other folds do change."""
     prep, preds, settings = cancer
     if kind == "stack_lightgbm":
-        kind, settings = "stack", CombinerSettings(**{**settings.__dict__, "stack_model": "lightgbm",
-                                                      "stack_lgb_rounds": 30})
+        kind, settings = (
+            "stack",
+            CombinerSettings(**{**settings.__dict__, "stack_model": "lightgbm", "stack_lgb_rounds": 30}),
+        )
     scored = np.ones(len(prep.y), dtype=bool)
 
     def oof_with(y):
         def fit(idx):
             return fit_combiner(kind, ["lgb", "forest", "logistic"], settings, y[idx], [p[idx] for p in preds])
+
         return nested_oof(fit, prep.folds, scored, lambda c, idx: c.predict([p[idx] for p in preds]), 1)
 
     honest = oof_with(prep.y)

@@ -1,5 +1,6 @@
 """`gbpipe ensemble` end to end on real data (adult, california housing, wine): the run folder, honest
 scores that can be recomputed from its files, and `gbpipe predict` reproducing its test predictions."""
+
 from __future__ import annotations
 
 import io
@@ -9,8 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import shared_file
-from ensemble_helpers import ensemble_config, pred_columns, read_scores, run_ensemble
 
 from pipeline.cli import main
 from pipeline.config import load_config
@@ -22,6 +21,8 @@ from pipeline.ensemble.combiners import Combiner
 from pipeline.ensemble.model import load_ensemble
 from pipeline.ensemble.run import ensemble
 from pipeline.ensemble.stack import MetaModel
+from tests.helpers.datasets import shared_file
+from tests.helpers.ensemble import ensemble_config, pred_columns, read_scores, run_ensemble
 
 ADULT = {"split_column": "split", "target": "income", "task": "binary", "positive_label": ">50K"}
 ADULT_MEMBERS = [
@@ -50,7 +51,8 @@ def check_scores_match_files(run: Path) -> dict:
     for name, model in scores["models"].items():
         assert model["oof_score"] == pytest.approx(score(metric, y, pred_columns(oof, f"{name}.", classes)), rel=1e-12)
         assert model["holdout_score"] == pytest.approx(
-            score(metric, y_test, pred_columns(test, f"{name}.", classes)), rel=1e-12)
+            score(metric, y_test, pred_columns(test, f"{name}.", classes)), rel=1e-12
+        )
         low, high = model["oof_ci"]
         assert low <= model["oof_score"] <= high
         gain = model["gain_over_best_member"]
@@ -62,8 +64,11 @@ def check_scores_match_files(run: Path) -> dict:
     sign = 1 if GREATER_IS_BETTER[metric] else -1
     best_score = max(sign * m["oof_score"] for m in scores["models"].values())
     assert sign * scores["models"][scores["best_model"]]["oof_score"] == best_score  # ties: either is right
-    within = [n for n, m in scores["models"].items() if m["within_noise_of_best"]
-              and (m["kind"] == "member" or m["gain_over_best_member"]["gain"] >= 0)]
+    within = [
+        n
+        for n, m in scores["models"].items()
+        if m["within_noise_of_best"] and (m["kind"] == "member" or m["gain_over_best_member"]["gain"] >= 0)
+    ]
     recommended = scores["models"][scores["recommended"]]
     assert scores["recommended"] in within
     assert recommended["complexity"] == min(scores["models"][n]["complexity"] for n in within)
@@ -83,22 +88,31 @@ def predict_reproduces_test_pred(run: Path, rows: pd.DataFrame, tmp_path: Path) 
     predicted = pd.read_parquet(out)
     expected = pd.read_parquet(run / "ensemble" / "test_pred.parquet")
     classes = json.loads((run / "schema.json").read_text())["labels"]["classes"]
-    np.testing.assert_allclose(pred_columns(predicted, "", classes), pred_columns(expected, "", classes),
-                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        pred_columns(predicted, "", classes), pred_columns(expected, "", classes), rtol=1e-10, atol=1e-12
+    )
     if "label_pred" in expected:
         assert predicted["label_pred"].astype(str).tolist() == expected["label_pred"].astype(str).tolist()
 
 
 def test_adult_binary_with_four_families_rank_blending_and_a_stack_on_raw_features(tmp_path, adult_small):
-    config = ensemble_config(tmp_path, "adult", {"train": str(adult_small), **ADULT}, ADULT_MEMBERS,
-                             combiners=ALL_COMBINERS, blend_on="rank", stack_features=["age", "hours-per-week"],
-                             use="stack")
+    config = ensemble_config(
+        tmp_path,
+        "adult",
+        {"train": str(adult_small), **ADULT},
+        ADULT_MEMBERS,
+        combiners=ALL_COMBINERS,
+        blend_on="rank",
+        stack_features=["age", "hours-per-week"],
+        use="stack",
+    )
     run = run_ensemble(config)
     reader = RunReader(run)
     for name in reader.files:
         reader.path(name)  # size and sha256 of every file match the manifest
-    assert {f"members/{m['name']}/models/fold_0{ext}" for m, ext in zip(ADULT_MEMBERS, [".txt", ".txt", ".skops",
-                                                                                        ".skops"])} <= set(reader.files)
+    assert {
+        f"members/{m['name']}/models/fold_0{ext}" for m, ext in zip(ADULT_MEMBERS, [".txt", ".txt", ".skops", ".skops"])
+    } <= set(reader.files)
     scores = check_scores_match_files(run)
     assert scores["selected"] == "stack" and scores["n_compared"] == 4000 and scores["n_holdout"] == 1000
     assert scores["models"]["lgb"]["oof_score"] > 0.88 and scores["models"]["stack"]["oof_score"] > 0.88
@@ -112,31 +126,49 @@ def test_california_housing_regression(tmp_path):
     frame = pd.read_parquet(shared_file("california_housing/housing.parquet")).sample(2500, random_state=1)
     data = tmp_path / "housing.parquet"
     frame.to_parquet(data, index=False)
-    members = [{"name": "lgb", "family": "lightgbm"},
-               {"name": "forest", "family": "random_forest", "params": {"n_estimators": 30}},
-               {"name": "ridge", "family": "ridge"},
-               {"name": "hgb", "family": "hist_gradient_boosting", "params": {"max_iter": 60}}]
-    config = ensemble_config(tmp_path, "housing", {"train": str(data), "test_size": 0.2,
-                                                   "target": "median_house_value", "task": "regression"},
-                             members, combiners=["soft_vote", "greedy", "optimized", "stack"], use="optimized")
+    members = [
+        {"name": "lgb", "family": "lightgbm"},
+        {"name": "forest", "family": "random_forest", "params": {"n_estimators": 30}},
+        {"name": "ridge", "family": "ridge"},
+        {"name": "hgb", "family": "hist_gradient_boosting", "params": {"max_iter": 60}},
+    ]
+    config = ensemble_config(
+        tmp_path,
+        "housing",
+        {"train": str(data), "test_size": 0.2, "target": "median_house_value", "task": "regression"},
+        members,
+        combiners=["soft_vote", "greedy", "optimized", "stack"],
+        use="optimized",
+    )
     run = run_ensemble(config)
     scores = check_scores_match_files(run)
     spread = float(frame["median_house_value"].std())
     assert scores["models"]["lgb"]["oof_score"] < 0.6 * spread  # real signal, not the mean
-    assert scores["models"]["optimized"]["oof_score"] <= min(scores["models"][m]["oof_score"]
-                                                             for m in scores["members"]) * 1.05
+    assert (
+        scores["models"]["optimized"]["oof_score"]
+        <= min(scores["models"][m]["oof_score"] for m in scores["members"]) * 1.05
+    )
     prep = prepare(load_config(config))  # the held-out rows come from the experiment's own split
     predict_reproduces_test_pred(run, prep.tables.test.drop(columns=["median_house_value"]), tmp_path)
 
 
 def test_wine_multiclass_every_model_of_the_run_reproduces_its_test_predictions(tmp_path):
-    members = [{"name": "lgb", "family": "lightgbm", "params": {"min_data_in_leaf": 5, "num_leaves": 7}},
-               {"name": "trees", "family": "extra_trees", "params": {"n_estimators": 40}},
-               {"name": "logistic", "family": "logistic"},
-               {"name": "hgb", "family": "hist_gradient_boosting", "params": {"max_iter": 40}}]
-    config = ensemble_config(tmp_path, "wine", {"train": "sklearn:wine", "test_size": 0.25, "target": "target",
-                                                "task": "multiclass"}, members, cv={"n_splits": 4, "seed": 1},
-                             combiners=ALL_COMBINERS, stack_model="lightgbm", stack_lgb_rounds=40)
+    members = [
+        {"name": "lgb", "family": "lightgbm", "params": {"min_data_in_leaf": 5, "num_leaves": 7}},
+        {"name": "trees", "family": "extra_trees", "params": {"n_estimators": 40}},
+        {"name": "logistic", "family": "logistic"},
+        {"name": "hgb", "family": "hist_gradient_boosting", "params": {"max_iter": 40}},
+    ]
+    config = ensemble_config(
+        tmp_path,
+        "wine",
+        {"train": "sklearn:wine", "test_size": 0.25, "target": "target", "task": "multiclass"},
+        members,
+        cv={"n_splits": 4, "seed": 1},
+        combiners=ALL_COMBINERS,
+        stack_model="lightgbm",
+        stack_lgb_rounds=40,
+    )
     run = run_ensemble(config)
     scores = check_scores_match_files(run)
     assert (run / "ensemble" / "meta_model.txt").is_file()
@@ -148,8 +180,9 @@ def test_wine_multiclass_every_model_of_the_run_reproduces_its_test_predictions(
     for name in scores["members"]:  # each member loaded alone, as `gbpipe predict` would if it were selected
         member_preds[name] = load_ensemble(reader, name).predict(prep.X_test)
     weights = reader.read_json("ensemble/weights.json")
-    meta = MetaModel.from_dict(reader.read_json("ensemble/meta_model.json"),
-                               reader.read_bytes("ensemble/meta_model.txt").decode())
+    meta = MetaModel.from_dict(
+        reader.read_json("ensemble/meta_model.json"), reader.read_bytes("ensemble/meta_model.txt").decode()
+    )
     for name in scores["models"]:
         if name in member_preds:
             pred = member_preds[name]
@@ -162,9 +195,13 @@ def test_wine_multiclass_every_model_of_the_run_reproduces_its_test_predictions(
 
 def test_identical_members_come_from_the_cache_and_their_soft_vote_is_the_member(tmp_path, capsys):
     members = [{"name": "lgb_a", "family": "lightgbm"}, {"name": "lgb_b", "family": "lightgbm"}]
-    config = ensemble_config(tmp_path, "cancer", {"train": "sklearn:breast_cancer", "test_size": 0.25,
-                                                  "target": "target", "task": "binary"}, members,
-                             combiners=["soft_vote"])
+    config = ensemble_config(
+        tmp_path,
+        "cancer",
+        {"train": "sklearn:breast_cancer", "test_size": 0.25, "target": "target", "task": "binary"},
+        members,
+        combiners=["soft_vote"],
+    )
     assert main(["ensemble", "--config", str(config)]) == 0
     log = capsys.readouterr().err
     assert "lgb_a (lightgbm, trained)" in log and "lgb_b (lightgbm, cache)" in log
@@ -175,16 +212,22 @@ def test_identical_members_come_from_the_cache_and_their_soft_vote_is_the_member
     np.testing.assert_array_equal(test["soft_vote.pred"], test["lgb_a.pred"])
     assert main(["ensemble", "--config", str(config), "--run-id", "again"]) == 0
     assert "lgb_a (lightgbm, cache)" in capsys.readouterr().err
-    assert (run.parent / "again" / "members" / "lgb_a" / "oof.parquet").read_bytes() == \
-        (run / "members" / "lgb_a" / "oof.parquet").read_bytes()
+    assert (run.parent / "again" / "members" / "lgb_a" / "oof.parquet").read_bytes() == (
+        run / "members" / "lgb_a" / "oof.parquet"
+    ).read_bytes()
 
 
 def test_an_interrupted_ensemble_resumes_with_the_members_it_finished(tmp_path, monkeypatch):
     import pipeline.ensemble.run as ensemble_module
 
     members = [{"name": "lgb", "family": "lightgbm"}, {"name": "logistic", "family": "logistic"}]
-    config = ensemble_config(tmp_path, "cancer", {"train": "sklearn:breast_cancer", "target": "target",
-                                                  "task": "binary"}, members, combiners=["soft_vote", "stack"])
+    config = ensemble_config(
+        tmp_path,
+        "cancer",
+        {"train": "sklearn:breast_cancer", "target": "target", "task": "binary"},
+        members,
+        combiners=["soft_vote", "stack"],
+    )
     cfg = load_config(config)
     real_train = ensemble_module.train_member
 
@@ -212,9 +255,14 @@ def check_scores_on_oof(run: Path) -> bool:
 
 def test_predict_refuses_an_ensemble_run_whose_member_model_was_altered(tmp_path, capsys):
     members = [{"name": "lgb", "family": "lightgbm"}, {"name": "logistic", "family": "logistic"}]
-    config = ensemble_config(tmp_path, "cancer", {"train": "sklearn:breast_cancer", "test_size": 0.2,
-                                                  "target": "target", "task": "binary"}, members,
-                             combiners=["soft_vote"], use="soft_vote")
+    config = ensemble_config(
+        tmp_path,
+        "cancer",
+        {"train": "sklearn:breast_cancer", "test_size": 0.2, "target": "target", "task": "binary"},
+        members,
+        combiners=["soft_vote"],
+        use="soft_vote",
+    )
     run = run_ensemble(config)
     model = run / "members" / "logistic" / "models" / "fold_1.skops"
     model.write_bytes(model.read_bytes()[:-10])

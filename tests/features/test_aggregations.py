@@ -1,12 +1,13 @@
 """Every aggregation against a plain pandas group-by on a real slice of Online Retail."""
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
-from features_helpers import day_spec, day_table, retail_slice, retail_spec, slice_table
 
 from features.spec import AGGREGATES
+from tests.helpers.retail import day_spec, day_table, retail_slice, retail_spec, slice_table, stacked
 
 CUTOFF = pd.Timestamp("2011-07-01")
 
@@ -16,7 +17,8 @@ def past_lines(months: int | None, cutoff: pd.Timestamp = CUTOFF, end_months: in
     events = retail_slice()
     events = events[events["CustomerID"].notna()].assign(
         total=lambda d: d["Quantity"] * d["UnitPrice"],
-        is_cancel=lambda d: d["InvoiceNo"].str.startswith("C").astype("int8"))
+        is_cancel=lambda d: d["InvoiceNo"].str.startswith("C").astype("int8"),
+    )
     high = cutoff - pd.DateOffset(months=end_months)
     mask = events["InvoiceDate"] < high
     if months is not None:
@@ -36,12 +38,17 @@ def expected(groups: pd.Series, rows: pd.DataFrame, zero_when_empty: bool) -> pd
 
 
 @pytest.mark.parametrize("window", [1, 3, 12, "all"])
-@pytest.mark.parametrize("column,function", [
-    *[("total", f) for f in ("sum", "mean", "max", "min", "std", "skew", "count")],
-    *[("Quantity", f) for f in ("sum", "mean", "max", "min", "std")],
-    *[("UnitPrice", f) for f in ("mean", "max", "min")],
-    ("InvoiceNo", "nunique"), ("StockCode", "nunique"), ("is_cancel", "mean"),
-])
+@pytest.mark.parametrize(
+    "column,function",
+    [
+        *[("total", f) for f in ("sum", "mean", "max", "min", "std", "skew", "count")],
+        *[("Quantity", f) for f in ("sum", "mean", "max", "min", "std")],
+        *[("UnitPrice", f) for f in ("mean", "max", "min")],
+        ("InvoiceNo", "nunique"),
+        ("StockCode", "nunique"),
+        ("is_cancel", "mean"),
+    ],
+)
 def test_aggregation_matches_pandas_groupby(column, function, window):
     rows = rows_at()
     months = None if window == "all" else window
@@ -98,8 +105,7 @@ def test_customers_without_events_in_a_window_get_the_documented_value():
     assert len(quiet) > 20, "the slice should have customers with no line in the month before the cutoff"
     for name in ("total_sum_1m", "total_count_1m", "InvoiceNo_nunique_1m", "active_months_1m", "total_sum_lag1"):
         assert (quiet[name] == 0).all(), name
-    for name in ("total_mean_1m", "total_max_1m", "total_min_1m", "total_std_1m", "total_skew_1m",
-                 "is_cancel_mean_1m"):
+    for name in ("total_mean_1m", "total_max_1m", "total_min_1m", "total_std_1m", "total_skew_1m", "is_cancel_mean_1m"):
         assert quiet[name].isna().all(), name
     no_previous = rows[(rows["total_sum_lag2"] == 0)]
     assert no_previous["total_sum_1m_trend_ratio"].isna().all()
@@ -107,15 +113,21 @@ def test_customers_without_events_in_a_window_get_the_documented_value():
 
 def test_feature_names_are_stable_and_explain_themselves():
     names = retail_spec().feature_names()
-    for name in ("total_sum_3m", "InvoiceNo_nunique_all", "days_since_last", "days_since_first",
-                 "active_months_12m", "is_cancel_mean_6m", "total_sum_lag6", "total_sum_3m_trend_ratio"):
+    for name in (
+        "total_sum_3m",
+        "InvoiceNo_nunique_all",
+        "days_since_last",
+        "days_since_first",
+        "active_months_12m",
+        "is_cancel_mean_6m",
+        "total_sum_lag6",
+        "total_sum_3m_trend_ratio",
+    ):
         assert name in names
     assert list(slice_table().columns) == ["row_key", "CustomerID", "cutoff", *names, "label"]
 
 
 def test_nunique_and_count_ignore_missing_values():
-    from features_helpers import stacked
-
     events = retail_slice().copy()
     some = events.index[events["CustomerID"].notna()][::7]
     events.loc[some, "StockCode"] = None  # every 7th customer line loses its product code
@@ -141,16 +153,23 @@ def day_rows(cutoff: pd.Timestamp = CUTOFF) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("days", [7, 30])
-@pytest.mark.parametrize("column,function", [
-    *[("total", f) for f in ("sum", "mean", "max", "min", "std", "skew", "count")],
-    ("Quantity", "sum"), ("UnitPrice", "mean"), ("InvoiceNo", "nunique"), ("StockCode", "nunique"),
-])
+@pytest.mark.parametrize(
+    "column,function",
+    [
+        *[("total", f) for f in ("sum", "mean", "max", "min", "std", "skew", "count")],
+        ("Quantity", "sum"),
+        ("UnitPrice", "mean"),
+        ("InvoiceNo", "nunique"),
+        ("StockCode", "nunique"),
+    ],
+)
 def test_windows_of_days_match_pandas_groupby(column, function, days):
     rows = day_rows()
     groups = past_days(days).groupby("CustomerID")[column].agg(function)
     want = expected(groups, rows, function in ("sum", "count", "nunique"))
-    np.testing.assert_allclose(rows[f"{column}_{function}_{days}d"].to_numpy(), want.to_numpy(), rtol=1e-7,
-                               atol=1e-9, equal_nan=True)
+    np.testing.assert_allclose(
+        rows[f"{column}_{function}_{days}d"].to_numpy(), want.to_numpy(), rtol=1e-7, atol=1e-9, equal_nan=True
+    )
 
 
 def test_windows_of_days_count_active_days_and_trend_over_days():
@@ -168,7 +187,13 @@ def test_windows_of_days_count_active_days_and_trend_over_days():
 
 def test_window_names_say_days_and_months():
     names = day_spec().feature_names()
-    for name in ("total_sum_7d", "InvoiceNo_nunique_30d", "active_days_30d", "active_months_1m",
-                 "total_sum_14d_trend_ratio", "total_sum_all"):
+    for name in (
+        "total_sum_7d",
+        "InvoiceNo_nunique_30d",
+        "active_days_30d",
+        "active_months_1m",
+        "total_sum_14d_trend_ratio",
+        "total_sum_all",
+    ):
         assert name in names
     assert day_spec().windows == ("7d", "30d", 1, "all")

@@ -1,4 +1,5 @@
 """The forward backtest (cv.backtest): each replayed cutoff is scored by folds trained on its past only."""
+
 from __future__ import annotations
 
 import json
@@ -8,11 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT
-from features_helpers import retail_slice
 from sklearn.metrics import roc_auc_score
-from test_features_bad_input import CONFIG_ERROR, retail_config, write_events
-from test_retail_stage import FAST, only_run
 
 from pipeline.cli import main
 from pipeline.config import load_config
@@ -22,6 +19,8 @@ from pipeline.engine.cv import run_cv
 from pipeline.engine.scoring import cutoff_dates
 from pipeline.engine.spec import train_spec
 from pipeline.train.backtest import backtest, plan_backtest
+from tests.helpers.paths import ROOT
+from tests.helpers.retail import CONFIG_ERROR, FAST, only_run, retail_config, retail_slice, write_events
 
 FAST_SETTINGS = [FAST[i + 1] for i in range(0, len(FAST) - 1, 2) if FAST[i] == "--set"]
 
@@ -58,8 +57,9 @@ def test_rows_after_a_replayed_cutoff_do_not_change_its_forward_score(tmp_path):
 
 def test_a_replay_trains_only_on_rows_whose_label_window_has_ended(tmp_path):
     """With 2-month labels, the rows of the month before a replayed cutoff are not known yet and stay out."""
-    cfg, prep, spec, oof = slice_experiment(tmp_path, "cv.backtest=1", "features.label.months=2",
-                                            "features.cutoffs.last=2011-10-01")
+    cfg, prep, spec, oof = slice_experiment(
+        tmp_path, "cv.backtest=1", "features.label.months=2", "features.cutoffs.last=2011-10-01"
+    )
     (only,) = run_backtest(cfg, prep, spec, oof)
     cutoffs = cutoff_dates(cfg, prep)
     assert only.cutoff == "2011-10-01"
@@ -69,7 +69,7 @@ def test_a_replay_trains_only_on_rows_whose_label_window_has_ended(tmp_path):
 def test_scores_json_and_report_show_each_replay_beside_its_oof_score(tmp_path):
     events = write_events(tmp_path, retail_slice())
     assert main(["train", "--config", str(retail_config(tmp_path, events)), "--set", "cv.backtest=2", *FAST]) == 0
-    run = only_run(tmp_path / "runs" / "retail")
+    run = only_run(tmp_path / "runs" / "retail_1y")
     scores = json.loads((run / "scores.json").read_text())
     replays = scores["backtest"]["cutoffs"]
     assert [r["cutoff"] for r in replays] == ["2011-10-01", "2011-11-01"]
@@ -88,16 +88,21 @@ def test_scores_json_and_report_show_each_replay_beside_its_oof_score(tmp_path):
     assert f"2011-11-01: OOF {replays[1]['oof_score']:.4f}, forward {replays[1]['forward_score']:.4f}" in report
 
 
-@pytest.mark.parametrize("changes,message", [
-    ({"cv.backtest": 3, "features.cutoffs.first": "2011-09-01"},
-     r"cv.backtest = 3, but only 2 of the 3 training cutoffs have earlier cutoffs to train on"),
-    ({"cv.backtest": 20}, r"set cv.backtest to at most 10"),
-])
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        (
+            {"cv.backtest": 3, "features.cutoffs.first": "2011-09-01"},
+            r"cv.backtest = 3, but only 2 of the 3 training cutoffs have earlier cutoffs to train on",
+        ),
+        ({"cv.backtest": 20}, r"set cv.backtest to at most 10"),
+    ],
+)
 def test_a_backtest_longer_than_the_history_fails_before_training(tmp_path, capsys, changes, message):
     events = write_events(tmp_path, retail_slice())
     assert main(["train", "--config", str(retail_config(tmp_path, events, changes)), *FAST]) == CONFIG_ERROR
     assert re.search(message, capsys.readouterr().err)
-    exp_dir = tmp_path / "runs" / "retail"
+    exp_dir = tmp_path / "runs" / "retail_1y"
     assert not [p for p in exp_dir.iterdir() if p.name != "features" and p.name != "folds"]
 
 
@@ -105,7 +110,9 @@ def test_backtest_needs_cutoffs_and_k_fold_folds(tmp_path, capsys):
     adult = str(ROOT / "configs" / "adult.toml")
     assert main(["train", "--config", adult, "--set", "cv.backtest=2", "-q"]) == CONFIG_ERROR
     assert "cv.backtest = 2 replays training cutoffs, which only a [features] experiment has" in capsys.readouterr().err
-    retail = retail_config(tmp_path, write_events(tmp_path, retail_slice()), {"cv.splitter": "time", "cv.time": "cutoff"})
+    retail = retail_config(
+        tmp_path, write_events(tmp_path, retail_slice()), {"cv.splitter": "time", "cv.time": "cutoff"}
+    )
     assert main(["train", "--config", str(retail), "-q"]) == CONFIG_ERROR
     assert "which the 'time' splitter's blocks of cutoffs cannot give; set cv.backtest = 0" in capsys.readouterr().err
 
@@ -113,13 +120,26 @@ def test_backtest_needs_cutoffs_and_k_fold_folds(tmp_path, capsys):
 def test_zoned_cutoffs_replay_the_same_rows(tmp_path):
     """Cutoffs in a time zone (Europe/London) select the same past rows as naive local times."""
     replays = []
-    for name, events in [("naive", retail_slice()),
-                         ("zoned", retail_slice().assign(InvoiceDate=lambda d: d["InvoiceDate"].dt.tz_localize("Europe/London")))]:
+    for name, events in [
+        ("naive", retail_slice()),
+        ("zoned", retail_slice().assign(InvoiceDate=lambda d: d["InvoiceDate"].dt.tz_localize("Europe/London"))),
+    ]:
         folder = tmp_path / name
         folder.mkdir()
-        assert main(["train", "--config", str(retail_config(folder, write_events(folder, events))),
-                     "--set", "cv.backtest=2", *FAST]) == 0
-        scores = json.loads((only_run(folder / "runs" / "retail") / "scores.json").read_text())
+        assert (
+            main(
+                [
+                    "train",
+                    "--config",
+                    str(retail_config(folder, write_events(folder, events))),
+                    "--set",
+                    "cv.backtest=2",
+                    *FAST,
+                ]
+            )
+            == 0
+        )
+        scores = json.loads((only_run(folder / "runs" / "retail_1y") / "scores.json").read_text())
         replays.append([(r["cutoff"], r["n_train"], r["n_rows"]) for r in scores["backtest"]["cutoffs"]])
     assert replays[0] == replays[1] and replays[0][0][0] == "2011-10-01"
 
@@ -150,5 +170,7 @@ def test_a_replay_with_one_class_fails_before_training(tmp_path):
     with pytest.raises(ConfigError, match=r"replay of cutoff 2011-11-01 \(past rows only\): fold 0 .* no 'label' = 1"):
         plan_backtest(cfg, replace(prep, y=no_past_positives))
     no_november_positives = np.where(november, 0, prep.y)
-    with pytest.raises(ConfigError, match=r"the \d+ rows of cutoff 2011-11-01 all have 'label' = 0, so AUC is undefined"):
+    with pytest.raises(
+        ConfigError, match=r"the \d+ rows of cutoff 2011-11-01 all have 'label' = 0, so AUC is undefined"
+    ):
         plan_backtest(cfg, replace(prep, y=no_november_positives))

@@ -1,4 +1,5 @@
 """Cutoffs every N days and label windows of days: weekly scoring of "will the customer spend in the next 14 days"."""
+
 from __future__ import annotations
 
 import json
@@ -6,13 +7,23 @@ import re
 
 import pandas as pd
 import pytest
-from features_helpers import retail_slice, retail_spec, stacked
-from test_features_bad_input import CONFIG_ERROR, retail_config, write_events
-from test_retail_stage import FAST, known_labels_per_fold, only_run
 
-from features.spec import FeaturesSection, Length, label_gap
+from features.experiment_checks import label_gap
+from features.spec import FeaturesSection
+from features.timing import Length
 from features.windows import offset
 from pipeline.cli import main
+from tests.helpers.retail import (
+    CONFIG_ERROR,
+    FAST,
+    known_labels_per_fold,
+    only_run,
+    retail_config,
+    retail_slice,
+    retail_spec,
+    stacked,
+    write_events,
+)
 
 WEEKLY = {"first": "2011-06-06", "every_days": 7, "test": "2011-11-28"}
 
@@ -38,14 +49,17 @@ def test_weekly_cutoffs_and_14_day_labels_match_pandas():
         assert 0 < rows["label"].sum() < len(rows)
 
 
-@pytest.mark.parametrize("label,cutoffs,gap", [
-    ({"months": 2}, {"first": "2011-01-01", "every_months": 1}, 1),
-    ({"days": 28}, {"first": "2011-01-03", "every_days": 7}, 3),
-    ({"days": 7}, {"first": "2011-01-03", "every_days": 7}, 0),
-    ({"months": 1}, {"first": "2011-01-03", "every_days": 7}, 4),  # Jan 3 + 1 month: Jan 10, 17, 24, 31 inside
-    ({"days": 30}, {"first": "2011-01-01", "every_months": 1}, 1),  # Feb 1 + 30 days passes Mar 1
-    ({"days": 28}, {"first": "2011-02-01", "every_months": 1, "last": "2011-02-01", "test": None}, 0),
-])
+@pytest.mark.parametrize(
+    "label,cutoffs,gap",
+    [
+        ({"months": 2}, {"first": "2011-01-01", "every_months": 1}, 1),
+        ({"days": 28}, {"first": "2011-01-03", "every_days": 7}, 3),
+        ({"days": 7}, {"first": "2011-01-03", "every_days": 7}, 0),
+        ({"months": 1}, {"first": "2011-01-03", "every_days": 7}, 4),  # Jan 3 + 1 month: Jan 10, 17, 24, 31 inside
+        ({"days": 30}, {"first": "2011-01-01", "every_months": 1}, 1),  # Feb 1 + 30 days passes Mar 1
+        ({"days": 28}, {"first": "2011-02-01", "every_months": 1, "last": "2011-02-01", "test": None}, 0),
+    ],
+)
 def test_the_label_gap_counts_later_cutoffs_inside_a_label_window(label, cutoffs, gap):
     spec = retail_spec().model_dump()
     spec["cutoffs"] = {"test": "2011-12-01", **cutoffs}
@@ -54,11 +68,22 @@ def test_the_label_gap_counts_later_cutoffs_inside_a_label_window(label, cutoffs
 
 
 def test_time_folds_on_weekly_cutoffs_leave_out_the_weeks_whose_labels_reach_the_validated_ones(tmp_path):
-    changes = {"cv.splitter": "time", "cv.time": "cutoff", "cv.backtest": 0, "features.cutoffs": WEEKLY,
-               "features.label.months": None, "features.label.days": 28, "features.label.above": 200.0}
-    assert main(["train", "--config", str(retail_config(tmp_path, write_events(tmp_path, retail_slice()), changes)),
-                 *FAST]) == 0
-    run = only_run(tmp_path / "runs" / "retail")
+    changes = {
+        "cv.splitter": "time",
+        "cv.time": "cutoff",
+        "cv.backtest": 0,
+        "features.cutoffs": WEEKLY,
+        "features.label.months": None,
+        "features.label.days": 28,
+        "features.label.above": 200.0,
+    }
+    assert (
+        main(
+            ["train", "--config", str(retail_config(tmp_path, write_events(tmp_path, retail_slice()), changes)), *FAST]
+        )
+        == 0
+    )
+    run = only_run(tmp_path / "runs" / "retail_1y")
     scores = json.loads((run / "scores.json").read_text())
     assert scores["time_gap"] == 3  # 28-day labels reach the next three weekly cutoffs
     summary = json.loads((run / "features_summary.json").read_text())
@@ -77,15 +102,35 @@ def test_date_and_timestamp_arithmetic_agree(length):
 
 
 BAD = [
-    ("both spacings", {"features.cutoffs.every_days": 7, "features.cutoffs.every_months": 1},
-     r"features.cutoffs: give every_months or every_days, not both \(got every_months = 1, every_days = 7\)"),
-    ("both label lengths", {"features.label.days": 14},
-     r"features.label: give months or days, not both \(got months = 1, days = 14\)"),
-    ("an empty label window", {"features.label.months": None, "features.label.days": 0}, r"days.*greater than or equal to 1"),
-    ("gap too small for day labels", {"cv.splitter": "time", "cv.time": "cutoff", "cv.backtest": 0, "cv.gap": 1,
-                                      "features.cutoffs": WEEKLY, "features.label.months": None,
-                                      "features.label.days": 28},
-     r"cv.gap = 1 is too small for 28-day labels at cutoffs 7 day\(s\) apart: a fold would train on the 2 cutoff\(s\)"),
+    (
+        "both spacings",
+        {"features.cutoffs.every_days": 7, "features.cutoffs.every_months": 1},
+        r"features.cutoffs: give every_months or every_days, not both \(got every_months = 1, every_days = 7\)",
+    ),
+    (
+        "both label lengths",
+        {"features.label.days": 14},
+        r"features.label: give months or days, not both \(got months = 1, days = 14\)",
+    ),
+    (
+        "an empty label window",
+        {"features.label.months": None, "features.label.days": 0},
+        r"days.*greater than or equal to 1",
+    ),
+    (
+        "gap too small for day labels",
+        {
+            "cv.splitter": "time",
+            "cv.time": "cutoff",
+            "cv.backtest": 0,
+            "cv.gap": 1,
+            "features.cutoffs": WEEKLY,
+            "features.label.months": None,
+            "features.label.days": 28,
+        },
+        r"cv.gap = 1 is too small for 28-day labels at cutoffs 7 day\(s\) apart: "
+        r"a fold would train on the 2 cutoff\(s\)",
+    ),
 ]
 
 
@@ -98,10 +143,16 @@ def test_bad_cadences_fail_clearly_and_write_nothing(tmp_path, capsys, name, cha
 
 
 def test_a_training_label_window_of_days_cut_short_by_the_data_is_refused(tmp_path, capsys):
-    changes = {"features.cutoffs": {"first": "2011-11-07", "every_days": 7, "last": "2011-12-05"},
-               "features.label.months": None, "features.label.days": 7}
+    changes = {
+        "features.cutoffs": {"first": "2011-11-07", "every_days": 7, "last": "2011-12-05"},
+        "features.label.months": None,
+        "features.label.days": 7,
+    }
     events = write_events(tmp_path, retail_slice())
     assert main(["features", "--config", str(retail_config(tmp_path, events, changes)), "-q"]) == 3
-    assert re.search(r"training cutoff 2011-12-05: the data ends at 2011-12-0\d .* of the way through its 7-day label "
-                     r"window", capsys.readouterr().err)
+    assert re.search(
+        r"training cutoff 2011-12-05: the data ends at 2011-12-0\d .* of the way through its 7-day label "
+        r"window",
+        capsys.readouterr().err,
+    )
     assert not (tmp_path / "runs").exists()

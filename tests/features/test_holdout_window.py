@@ -4,22 +4,20 @@ over as many days, and the OOF predictions are scored against them beside the ho
 Online Retail's December 2011 stops on the 9th, so its holdout labels are "spent more than 300 in
 December 1-9", not in the month. Those short labels are a side table of the build, never a feature.
 """
+
 from __future__ import annotations
 
 import json
 
 import pandas as pd
 import pytest
-from features_helpers import retail_slice, retail_spec, short_labels
 from sklearn.metrics import roc_auc_score
-from test_features_bad_input import retail_config, write_events
-from test_retail_stage import FAST
-from test_scoring_cutoff import with_test
 
 from features.build import HOLDOUT_WINDOW_LABEL, build_features
 from pipeline.cli import main
 from pipeline.config import load_config
 from pipeline.data.feature_cache import cached_features
+from tests.helpers.retail import FAST, retail_config, retail_slice, retail_spec, short_labels, with_test, write_events
 
 
 def test_training_rows_get_labels_over_the_days_the_holdout_has():
@@ -53,11 +51,15 @@ def test_the_ensemble_scores_every_model_like_for_like(tmp_path):
     events = retail_slice()
     config = retail_config(tmp_path, write_events(tmp_path, events), {"ensemble.combiners": ["soft_vote", "greedy"]})
     assert main(["ensemble", "--config", str(config), "--set", "cv.backtest=0", *FAST]) == 0
-    (run,) = (tmp_path / "runs" / "retail").glob("*-ensemble")
+    (run,) = (tmp_path / "runs" / "retail_1y").glob("*-ensemble")
     scores = json.loads((run / "ensemble" / "scores.json").read_text())
     oof = pd.read_parquet(run / "ensemble" / "oof.parquet")
-    rows = pd.DataFrame({"CustomerID": oof["row_key"].str.split("@").str[0].astype(float),
-                         "cutoff": pd.to_datetime(oof["row_key"].str.split("@").str[1])})
+    rows = pd.DataFrame(
+        {
+            "CustomerID": oof["row_key"].str.split("@").str[0].astype(float),
+            "cutoff": pd.to_datetime(oof["row_key"].str.split("@").str[1]),
+        }
+    )
     short = short_labels(events, rows, 9)
     assert set(scores["models"]) == {c.removesuffix(".pred") for c in oof.columns if c.endswith(".pred")}
     for name, model in scores["models"].items():

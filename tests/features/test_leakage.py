@@ -1,17 +1,20 @@
 """Point in time: a cutoff's feature rows never see events dated on or after the cutoff, and its
 labels see only the label window."""
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
-from features_helpers import (
+
+from tests.helpers.retail import (
     day_spec,
     day_table,
     retail_slice,
     retail_spec,
     slice_table,
     stacked,
+    tamper_with_future,
     value_spec,
     value_table,
 )
@@ -24,29 +27,13 @@ def rows_of(table: pd.DataFrame, cutoff: pd.Timestamp, columns: list[str]) -> pd
     return rows.set_index("row_key")[columns].sort_index()
 
 
-def tamper_with_future(events: pd.DataFrame, cutoff: pd.Timestamp, rng: np.random.Generator) -> pd.DataFrame:
-    """Change and delete random lines dated on or after the cutoff: amounts, invoices, products, customers
-    (to another customer or a new one), and times (moved, staying on or after the cutoff)."""
-    events = events.copy()
-    future = np.flatnonzero((events["InvoiceDate"] >= cutoff).to_numpy())
-    picked = rng.choice(future, size=min(60, len(future)), replace=False)
-    changed, deleted = picked[:40], picked[40:]
-    customers = events["CustomerID"].dropna().unique()
-    events.loc[changed, "Quantity"] = rng.integers(-50, 500, len(changed))
-    events.loc[changed, "UnitPrice"] = rng.uniform(0, 100, len(changed)).round(2)
-    events.loc[changed[:10], "InvoiceNo"] = [f"C9{k:05d}" for k in range(10)]
-    events.loc[changed[:10], "StockCode"] = "TAMPERED"
-    events.loc[changed[10:20], "CustomerID"] = rng.choice(customers, 10)
-    events.loc[changed[20:25], "CustomerID"] = 99_999.0  # a customer who appears only in the future
-    shift = pd.to_timedelta(rng.integers(0, 72, len(changed[25:])), unit="h")
-    events.loc[changed[25:], "InvoiceDate"] = events.loc[changed[25:], "InvoiceDate"] + shift
-    return events.drop(index=deleted).reset_index(drop=True)
-
-
 # The shipped spec (windows of months), one with windows of days and a trend over 14 days, and one with
 # values as features (first, last and mode of text and numbers).
-SPECS = [*(("months", seed) for seed in range(6)), *(("days", seed) for seed in range(6, 9)),
-         *(("values", seed) for seed in range(9, 12))]
+SPECS = [
+    *(("months", seed) for seed in range(6)),
+    *(("days", seed) for seed in range(6, 9)),
+    *(("values", seed) for seed in range(9, 12)),
+]
 TABLES = {"months": (retail_spec, slice_table), "days": (day_spec, day_table), "values": (value_spec, value_table)}
 
 
@@ -62,11 +49,13 @@ def test_changing_or_deleting_events_on_or_after_a_cutoff_leaves_its_rows_unchan
         assert list(after.index) == list(before.index), f"cutoff {cutoff.date()}: eligible customers changed"
         # Equal up to float rounding: Polars' parallel sums may add in another order (~1e-15 relative);
         # a leak changes values by whole events (the tampered amounts are up to 500 x 100).
-        pd.testing.assert_frame_equal(after, before, check_exact=False, rtol=1e-9, atol=1e-9,
-                                      obj=f"rows at cutoff {cutoff.date()}")
+        pd.testing.assert_frame_equal(
+            after, before, check_exact=False, rtol=1e-9, atol=1e-9, obj=f"rows at cutoff {cutoff.date()}"
+        )
         later = tampered[tampered["cutoff"] > cutoff]
         assert later.empty or not rows_of(later, later["cutoff"].max(), features).equals(
-            rows_of(base, later["cutoff"].max(), features)), "the tampering should change some later cutoff"
+            rows_of(base, later["cutoff"].max(), features)
+        ), "the tampering should change some later cutoff"
 
 
 def test_an_event_just_before_the_cutoff_is_seen_and_one_at_the_cutoff_is_not():
@@ -81,7 +70,8 @@ def test_an_event_just_before_the_cutoff_is_seen_and_one_at_the_cutoff_is_not():
     with_before = stacked(pd.concat([events, just_before], ignore_index=True), spec)
     assert rows_of(with_at, cutoff, ["total_sum_1m"]).loc[f"{int(customer)}@2011-09-01", "total_sum_1m"] == base
     assert rows_of(with_before, cutoff, ["total_sum_1m"]).loc[
-        f"{int(customer)}@2011-09-01", "total_sum_1m"] == pytest.approx(base + 1000)
+        f"{int(customer)}@2011-09-01", "total_sum_1m"
+    ] == pytest.approx(base + 1000)
 
 
 def spend_in(events: pd.DataFrame, start: pd.Timestamp, months: int = 1) -> pd.Series:

@@ -1,4 +1,5 @@
 """Events kept as many files: the 305 original daily CSVs of Online Retail, read as one table."""
+
 from __future__ import annotations
 
 import re
@@ -7,15 +8,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import shared_file
-from features_helpers import retail_events, retail_spec
-from test_features_bad_input import DATA_ERROR, retail_config
 
 from features.build import build_features
 from pipeline.cli import main
 from pipeline.config import load_config
 from pipeline.data.feature_cache import cached_features
 from pipeline.data.parts import read_any
+from tests.helpers.datasets import shared_file
+from tests.helpers.retail import DATA_ERROR, retail_config, retail_events, retail_spec
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +55,17 @@ def test_the_cache_follows_the_parts(by_day, tmp_path):
     folder.mkdir()
     for f in sorted(by_day.glob("2011-1*.csv")):
         (folder / f.name).write_bytes(f.read_bytes())
-    config = load_config(retail_config(tmp_path, folder, {"features.cutoffs.first": "2011-11-01",
-                                                          "features.cutoffs.test": None,
-                                                          "features.cutoffs.last": "2011-11-01"}))
+    config = load_config(
+        retail_config(
+            tmp_path,
+            folder,
+            {
+                "features.cutoffs.first": "2011-11-01",
+                "features.cutoffs.test": None,
+                "features.cutoffs.last": "2011-11-01",
+            },
+        )
+    )
     first, again = cached_features(config), cached_features(config)
     assert again.reused and again.folder == first.folder
     (folder / "2011-10-03.csv").unlink()  # a part removed: another table, another cache folder
@@ -81,19 +89,32 @@ def bad_parts(by_day: Path, tmp_path: Path, kind: str) -> str:
     return str(folder / "nothing-*.csv") if kind == "no match" else str(folder)
 
 
-BAD = [("other columns", r"part \S*2011-11-03.csv has other columns than the first part 2011-11-01.csv: it lacks "
-                         r"\['Country'\]"),
-       ("mixed types", r"the parts of \S*bad mix file types \['.csv', '.parquet'\]"),
-       ("no match", r"nothing-\*.csv holds no table parts"),
-       ("wrong delimiter", r"the CSV parts of \S*bad has one column 'InvoiceNo;StockCode;Quantity;.*'; the delimiter "
-                           r"looks wrong \(expected ','\)")]
+BAD = [
+    (
+        "other columns",
+        r"part \S*2011-11-03.csv has other columns than the first part 2011-11-01.csv: it lacks "
+        r"\['Country'\]",
+    ),
+    ("mixed types", r"the parts of \S*bad mix file types \['.csv', '.parquet'\]"),
+    ("no match", r"nothing-\*.csv holds no table parts"),
+    (
+        "wrong delimiter",
+        r"the CSV parts of \S*bad has one column 'InvoiceNo;StockCode;Quantity;.*'; the delimiter "
+        r"looks wrong \(expected ','\)",
+    ),
+]
 
 
 @pytest.mark.parametrize("kind,message", BAD, ids=[b[0] for b in BAD])
 def test_bad_parts_fail_clearly_and_write_nothing(by_day, tmp_path, capsys, kind, message):
     events = bad_parts(by_day, tmp_path, kind)
-    changes = {"features.cutoffs.first": "2011-11-02", "features.cutoffs.last": "2011-11-02",
-               "features.cutoffs.test": None, "features.label.days": 1, "features.label.months": None}
+    changes = {
+        "features.cutoffs.first": "2011-11-02",
+        "features.cutoffs.last": "2011-11-02",
+        "features.cutoffs.test": None,
+        "features.label.days": 1,
+        "features.label.months": None,
+    }
     assert main(["features", "--config", str(retail_config(tmp_path, Path(events), changes)), "-q"]) == DATA_ERROR
     assert re.search(message, capsys.readouterr().err), kind
     assert not (tmp_path / "runs").exists()

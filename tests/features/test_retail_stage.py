@@ -1,30 +1,35 @@
 """The features stage in the pipeline: cache, summary, Online Retail II names, and `gbpipe train` on retail."""
+
 from __future__ import annotations
 
 import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, shared_file
-from features_helpers import RETAIL, day_spec, retail_events, retail_slice, retail_spec, short_labels, stacked
 from sklearn.metrics import roc_auc_score
-from test_features_bad_input import retail_config, write_events
 
 from pipeline.cli import main
 from pipeline.config import load_config
 from pipeline.data.feature_cache import cached_features
-
-FAST = ["--set", "model.num_threads=1", "--set", "model.num_boost_round=150", "--set", "model.early_stopping_rounds=20",
-        "--set", "model.params.learning_rate=0.1", "--set", "cv.n_splits=3", "-q"]
-
-
-def only_run(exp_dir: Path) -> Path:
-    runs = [p for p in exp_dir.iterdir() if p.is_dir() and (p / "scores.json").is_file()]
-    assert len(runs) == 1
-    return runs[0]
+from tests.helpers.datasets import shared_file
+from tests.helpers.paths import ROOT
+from tests.helpers.retail import (
+    FAST,
+    RETAIL,
+    day_spec,
+    known_labels_per_fold,
+    only_run,
+    retail_config,
+    retail_events,
+    retail_slice,
+    retail_spec,
+    short_labels,
+    stacked,
+    two_year_slice,
+    write_events,
+)
 
 
 def test_train_on_retail_builds_features_and_scores_the_december_holdout(tmp_path, capsys):
@@ -32,7 +37,7 @@ def test_train_on_retail_builds_features_and_scores_the_december_holdout(tmp_pat
     config = retail_config(tmp_path, shared_file(RETAIL))
     args = ["train", "--config", str(config), "--set", "features.cutoffs.first=2011-08-01", *FAST]
     assert main(args) == 0
-    run = only_run(tmp_path / "runs" / "retail")
+    run = only_run(tmp_path / "runs" / "retail_1y")
     scores = json.loads((run / "scores.json").read_text())
     assert scores["splitter"] == "stratified_group"
     assert scores["n_holdout"] == 4331  # the README's December 2011 customers
@@ -49,11 +54,17 @@ def test_train_on_retail_builds_features_and_scores_the_december_holdout(tmp_pat
     test_pred = pd.read_parquet(run / "test_pred.parquet")
     assert test_pred["row_key"].str.endswith("@2011-12-01").all()
     oof = pd.read_parquet(run / "oof.parquet")  # the per-cutoff OOF AUC, recomputed from the run's own rows
-    recomputed = {c: roc_auc_score(g["target"], g["pred"]) for c, g in oof.groupby(oof["row_key"].str.split("@").str[1])}
+    recomputed = {
+        c: roc_auc_score(g["target"], g["pred"]) for c, g in oof.groupby(oof["row_key"].str.split("@").str[1])
+    }
     assert scores["oof_score_by_cutoff"] == pytest.approx(recomputed, abs=1e-12)
     like_for_like = scores["oof_at_holdout_window"]  # the OOF rows against December's 9 days, recomputed
-    rows = pd.DataFrame({"CustomerID": oof["row_key"].str.split("@").str[0].astype(float),
-                         "cutoff": pd.to_datetime(oof["row_key"].str.split("@").str[1])})
+    rows = pd.DataFrame(
+        {
+            "CustomerID": oof["row_key"].str.split("@").str[0].astype(float),
+            "cutoff": pd.to_datetime(oof["row_key"].str.split("@").str[1]),
+        }
+    )
     short = short_labels(retail_events(), rows, 9)
     assert like_for_like["days"] == 9
     assert like_for_like["oof_score"] == pytest.approx(roc_auc_score(short, oof["pred"]), abs=1e-12)
@@ -65,12 +76,24 @@ def test_train_on_retail_builds_features_and_scores_the_december_holdout(tmp_pat
     assert "**Like for like**: scored against labels over the first 9 days" in report
     assert f"the OOF auc is {like_for_like['oof_score']:.4f}" in report and f"{by_cutoff['2011-10-01']:.4f}" in report
     assert "The holdout's label window is cut short" in report and "Forward backtest" in report
-    (cache,) = (tmp_path / "runs" / "retail" / "features").iterdir()
+    (cache,) = (tmp_path / "runs" / "retail_1y" / "features").iterdir()
     assert {p.name for p in cache.iterdir()} == {"features.parquet", "summary.json", "manifest.json"}
     capsys.readouterr()
     rows = tmp_path / "predict_input.parquet"  # what `make run` predicts: December's rows, label dropped
-    assert main(["features", "--config", str(config), "--set", "features.cutoffs.first=2011-08-01",
-                 "--test-rows", str(rows)]) == 0
+    assert (
+        main(
+            [
+                "features",
+                "--config",
+                str(config),
+                "--set",
+                "features.cutoffs.first=2011-08-01",
+                "--test-rows",
+                str(rows),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr()
     assert out.out.strip() == str(cache) and "reusing" in out.err
     assert len(pd.read_parquet(rows)) == 4331 and "label" not in pd.read_parquet(rows).columns
@@ -80,12 +103,50 @@ def test_train_on_retail_builds_features_and_scores_the_december_holdout(tmp_pat
     assert np.allclose(predicted["pred"], test_pred["pred"], rtol=1e-12)
 
 
+def test_the_shipped_two_year_config_trains_and_reports_the_season(tmp_path, capsys):
+    """configs/retail.toml as `make run` ships it, on every line of 250 customers of the two years: 23
+    training cutoffs with year-ago features, the December 2011 holdout, the backtest, and the report's
+    sentence on how the model sees the season."""
+    config = retail_config(tmp_path, write_events(tmp_path, two_year_slice()), config="retail")
+    assert main(["train", "--config", str(config), *FAST]) == 0
+    run = only_run(tmp_path / "runs" / "retail")
+    scores = json.loads((run / "scores.json").read_text())
+    summary = json.loads((run / "features_summary.json").read_text())
+    assert len(summary["train_cutoffs"]) == 23 and summary["train_cutoffs"][0] == "2010-01-01"
+    assert len(scores["oof_score_by_cutoff"]) >= 20 and "holdout_score" in scores
+    assert [r["cutoff"] for r in scores["backtest"]["cutoffs"]] == ["2011-09-01", "2011-10-01", "2011-11-01"]
+    oof = pd.read_parquet(run / "oof.parquet")
+    assert scores["oof_score"] == pytest.approx(roc_auc_score(oof["target"], oof["pred"]), abs=1e-12)
+    schema = json.loads((run / "schema.json").read_text())
+    assert {"total_sum_next1m_year_ago", "total_sum_3m_year_ago_yoy_ratio", "total_sum_lag12"} <= set(
+        schema["features"]["columns"]
+    )
+    assert main(["report", "--run", str(run), "-q"]) == 0
+    report = (run / "report" / "report.md").read_text()
+    december = summary["rows_per_cutoff"]["2010-12-01"]
+    assert (
+        f"**The season**: 2010-12-01, the test cutoff one year earlier, is a training cutoff with a full label "
+        f"window ({december:,} rows" in report.replace("\n", " ")
+    )
+    assert "features.year_ago: total (sum)" in report
+
+
 def test_the_time_splitter_cuts_by_cutoff(tmp_path):
     config = retail_config(tmp_path, write_events(tmp_path, retail_slice()))
-    args = ["train", "--config", str(config), "--set", "cv.splitter=time", "--set", "cv.time=cutoff",
-            "--set", "cv.backtest=0", *FAST]
+    args = [
+        "train",
+        "--config",
+        str(config),
+        "--set",
+        "cv.splitter=time",
+        "--set",
+        "cv.time=cutoff",
+        "--set",
+        "cv.backtest=0",
+        *FAST,
+    ]
     assert main(args) == 0
-    run = only_run(tmp_path / "runs" / "retail")
+    run = only_run(tmp_path / "runs" / "retail_1y")
     scores = json.loads((run / "scores.json").read_text())
     assert scores["splitter"] == "time" and "holdout_score" in scores
     folds = pd.read_parquet(run / "folds.parquet")
@@ -97,36 +158,31 @@ def test_the_time_splitter_cuts_by_cutoff(tmp_path):
 
 def test_time_folds_leave_out_the_cutoffs_whose_labels_reach_the_validated_ones(tmp_path):
     """2-month labels: each time fold trains only on cutoffs whose label window ended by its first validated one."""
-    changes = {"cv.splitter": "time", "cv.time": "cutoff", "cv.backtest": 0, "features.label.months": 2,
-               "features.cutoffs.last": "2011-09-01"}
-    assert main(["train", "--config", str(retail_config(tmp_path, write_events(tmp_path, retail_slice()), changes)),
-                 *FAST]) == 0
-    run = only_run(tmp_path / "runs" / "retail")
+    changes = {
+        "cv.splitter": "time",
+        "cv.time": "cutoff",
+        "cv.backtest": 0,
+        "features.label.months": 2,
+        "features.cutoffs.last": "2011-09-01",
+    }
+    assert (
+        main(
+            ["train", "--config", str(retail_config(tmp_path, write_events(tmp_path, retail_slice()), changes)), *FAST]
+        )
+        == 0
+    )
+    run = only_run(tmp_path / "runs" / "retail_1y")
     scores = json.loads((run / "scores.json").read_text())
     assert scores["time_gap"] == 1 and "gap 1" in (run / "report.md").read_text()
     for first_validated, known in known_labels_per_fold(run, scores, pd.DateOffset(months=2)):
         assert (known.max() + pd.DateOffset(months=1)) < first_validated  # one cutoff left out
 
 
-def known_labels_per_fold(run: Path, scores: dict, label: pd.DateOffset) -> list[tuple[pd.Timestamp, pd.Series]]:
-    """Each time fold's first validated cutoff and the cutoffs of the rows whose labels were known then; checks that
-    the fold trained on exactly those rows (counted from the row keys, not from the folds code)."""
-    folds = pd.read_parquet(run / "folds.parquet")
-    cutoffs = pd.to_datetime(folds["row_key"].str.split("@").str[1])
-    checked = []
-    for fold in scores["folds"]:
-        first_validated = cutoffs[folds["fold"] == fold["fold"]].min()
-        known = cutoffs + label <= first_validated
-        assert fold["n_train"] == int(known.sum()) > 0
-        checked.append((first_validated, cutoffs[known]))
-    return checked
-
-
 def test_a_regression_label_trains_a_regressor(tmp_path):
     changes = {"data.task": "regression", "cv.splitter": "group", "model.metric": "rmse", "features.label.above": None}
     config = retail_config(tmp_path, write_events(tmp_path, retail_slice()), changes)
     assert main(["train", "--config", str(config), *FAST]) == 0
-    scores = json.loads((only_run(tmp_path / "runs" / "retail") / "scores.json").read_text())
+    scores = json.loads((only_run(tmp_path / "runs" / "retail_1y") / "scores.json").read_text())
     assert scores["metric"] == "rmse" and np.isfinite(scores["holdout_score"])
 
 
@@ -169,7 +225,7 @@ def test_a_test_cutoff_inside_the_data_has_a_complete_label_window(tmp_path):
     changes = {"features.cutoffs.test": "2011-11-01"}
     config = retail_config(tmp_path, write_events(tmp_path, retail_slice()), changes)
     assert main(["train", "--config", str(config), *FAST]) == 0
-    run = only_run(tmp_path / "runs" / "retail")
+    run = only_run(tmp_path / "runs" / "retail_1y")
     scores = json.loads((run / "scores.json").read_text())
     assert scores["holdout_label_window"]["coverage"] == 1.0 and scores["holdout_label_window"]["complete"]
     assert main(["report", "--run", str(run), "-q"]) == 0
@@ -181,10 +237,14 @@ def test_online_retail_ii_names_give_the_same_table():
     from features.build import build_features
 
     built = build_features(renamed, retail_spec(), "label")
-    assert built.summary["renamed_columns"] == {"Invoice": "InvoiceNo", "Price": "UnitPrice",
-                                                "Customer ID": "CustomerID"}
-    pd.testing.assert_frame_equal(pd.concat([built.train, built.test], ignore_index=True),
-                                  stacked(retail_slice(), retail_spec()), rtol=1e-9)
+    assert built.summary["renamed_columns"] == {
+        "Invoice": "InvoiceNo",
+        "Price": "UnitPrice",
+        "Customer ID": "CustomerID",
+    }
+    pd.testing.assert_frame_equal(
+        pd.concat([built.train, built.test], ignore_index=True), stacked(retail_slice(), retail_spec()), rtol=1e-9
+    )
 
 
 @pytest.mark.parametrize("windows", ["months", "days"])
@@ -221,11 +281,13 @@ def test_polars_allocator_returns_freed_pages_unless_the_user_chose(given, expec
     env = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
     if given is not None:
         env["_RJEM_MALLOC_CONF"] = given
-    code = ("import os; from pipeline.cli import main; main(['runs', '--help']); import polars; "
-            "print(os.environ['_RJEM_MALLOC_CONF'])")
+    code = (
+        "import os; from pipeline.cli import main; main(['runs', '--help']); import polars; "
+        "print(os.environ['_RJEM_MALLOC_CONF'])"
+    )
     done = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
     value = done.stdout.strip().splitlines()[-1]
-    assert value.split(",")[-len(expected.split(",")):] == expected.split(",")
+    assert value.split(",")[-len(expected.split(",")) :] == expected.split(",")
     assert ("dirty_decay_ms:0" in value) == (given is None)
 
 
@@ -233,7 +295,7 @@ def test_features_prints_its_summary_unless_quiet(tmp_path, capsys):
     config = retail_config(tmp_path, write_events(tmp_path, retail_slice()))
     assert main(["features", "--config", str(config)]) == 0
     err = capsys.readouterr().err
-    (cache,) = (tmp_path / "runs" / "retail" / "features").iterdir()
+    (cache,) = (tmp_path / "runs" / "retail_1y" / "features").iterdir()
     summary = json.loads((cache / "summary.json").read_text())
     for day, rows in summary["rows_per_cutoff"].items():
         role = "test" if day == "2011-12-01" else "train"

@@ -4,6 +4,7 @@ The real use of a point-in-time model is scoring "as of now": the rows at the da
 future nobody knows yet. Their labels are null (not 0), the training rows are those of an ordinary
 build, the run reports no holdout score, and `gbpipe predict` on the rows reproduces test_pred.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,22 +13,23 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from features_helpers import retail_slice, retail_spec
-from test_features_bad_input import DATA_ERROR, retail_config, write_events
-from test_retail_stage import FAST, only_run
 
 from features.build import build_features
-from features.spec import FeaturesSection
 from pipeline.cli import main
 from pipeline.config import load_config
 from pipeline.data.feature_cache import cached_features
+from tests.helpers.retail import (
+    DATA_ERROR,
+    FAST,
+    only_run,
+    retail_config,
+    retail_slice,
+    retail_spec,
+    with_test,
+    write_events,
+)
 
 SCORING = "2011-12-10"  # the slice's last event is on 2011-12-09 at 12:20
-
-
-def with_test(spec: FeaturesSection, test: str) -> FeaturesSection:
-    cutoffs = {**spec.cutoffs.model_dump(), "test": test}
-    return FeaturesSection.model_validate({**spec.model_dump(), "cutoffs": cutoffs})
 
 
 def test_scoring_rows_have_null_labels_and_past_only_features():
@@ -70,8 +72,15 @@ def test_time_folds_get_the_same_gap_when_the_test_cutoff_is_the_end(tmp_path):
     events = write_events(tmp_path, retail_slice())
     gaps = {}
     for test in ("end", SCORING):
-        changes = {"features.cutoffs.test": test, "features.label.months": 2, "cv.splitter": "time",
-                   "cv.time": "cutoff", "cv.group": None, "cv.backtest": 0, "cv.n_splits": 3}
+        changes = {
+            "features.cutoffs.test": test,
+            "features.label.months": 2,
+            "cv.splitter": "time",
+            "cv.time": "cutoff",
+            "cv.group": None,
+            "cv.backtest": 0,
+            "cv.n_splits": 3,
+        }
         (tmp_path / test).mkdir()
         gaps[test] = load_config(retail_config(tmp_path / test, events, changes)).time_gap
     assert gaps["end"] == gaps[SCORING] == 1
@@ -92,7 +101,7 @@ def test_train_scores_without_a_holdout_and_predict_reproduces_the_scoring_rows(
     config = retail_config(tmp_path, write_events(tmp_path, retail_slice()), {"features.cutoffs.test": SCORING})
     assert main(["train", "--config", str(config), "--set", "cv.backtest=0", *FAST[:-1]]) == 0
     assert "a scoring cutoff, its rows get predictions and no label" in capsys.readouterr().err
-    run = only_run(tmp_path / "runs" / "retail")
+    run = only_run(tmp_path / "runs" / "retail_1y")
     scores = json.loads((run / "scores.json").read_text())
     assert "holdout_score" not in scores and scores["scoring_cutoff"] == SCORING
     test_pred = pd.read_parquet(run / "test_pred.parquet")
@@ -102,7 +111,7 @@ def test_train_scores_without_a_holdout_and_predict_reproduces_the_scoring_rows(
     report = (run / "report" / "report.md").read_text()
     assert re.search(rf"\*\*Scoring cutoff\*\*: the {len(test_pred):,} test rows are at {SCORING}", report)
     assert main(["ensemble", "--config", str(config), "--set", "cv.backtest=0", *FAST]) == 0
-    (ensemble,) = (tmp_path / "runs" / "retail").glob("*-ensemble")
+    (ensemble,) = (tmp_path / "runs" / "retail_1y").glob("*-ensemble")
     ensemble_scores = json.loads((ensemble / "ensemble" / "scores.json").read_text())
     assert ensemble_scores["n_test"] == len(test_pred) and "holdout_score" not in ensemble_scores
     rows = tmp_path / "scoring_rows.parquet"
@@ -113,8 +122,9 @@ def test_train_scores_without_a_holdout_and_predict_reproduces_the_scoring_rows(
     assert np.allclose(predicted["pred"], test_pred["pred"], rtol=1e-12)
     # data.keep carries who and when into the predictions, for the ensemble's selected model too
     assert (predicted["CustomerID"].astype(str) + "@" + predicted["cutoff"].str[:10] == predicted["row_key"]).all()
-    assert main(["predict", "--run", str(ensemble), "--input", str(rows), "--output", str(tmp_path / "e.csv"),
-                 "-q"]) == 0
+    assert (
+        main(["predict", "--run", str(ensemble), "--input", str(rows), "--output", str(tmp_path / "e.csv"), "-q"]) == 0
+    )
     assert pd.read_csv(tmp_path / "e.csv").columns[:3].tolist() == ["row_key", "CustomerID", "cutoff"]
 
 
@@ -127,8 +137,11 @@ def test_a_scoring_cutoff_must_follow_the_data_closely(tmp_path, capsys, test, c
     config = retail_config(tmp_path, write_events(tmp_path, retail_slice()), {"features.cutoffs.test": test})
     assert main(["features", "--config", str(config), "-q"]) == code
     if code:
-        assert re.search(rf"test cutoff {test} is \d+ days after the data's last event .* set "
-                         r"features.cutoffs.test to 2011-12-12 or earlier", capsys.readouterr().err)
+        assert re.search(
+            rf"test cutoff {test} is \d+ days after the data's last event .* set "
+            r"features.cutoffs.test to 2011-12-12 or earlier",
+            capsys.readouterr().err,
+        )
         assert not (tmp_path / "runs").exists()
 
 
@@ -144,11 +157,24 @@ def test_a_run_validated_on_the_holdout_scores_the_data_end_like_one_trained_for
         assert main(["train", "--config", str(configs[name]), "--set", "cv.backtest=0", *FAST]) == 0
     holdout = configs["holdout"]
     rows = tmp_path / "rows.parquet"
-    assert main(["features", "--config", str(holdout), "--set", f"features.cutoffs.test={SCORING}",
-                 "--test-rows", str(rows), "-q"]) == 0
-    run = only_run(tmp_path / "holdout" / "runs" / "retail")
+    assert (
+        main(
+            [
+                "features",
+                "--config",
+                str(holdout),
+                "--set",
+                f"features.cutoffs.test={SCORING}",
+                "--test-rows",
+                str(rows),
+                "-q",
+            ]
+        )
+        == 0
+    )
+    run = only_run(tmp_path / "holdout" / "runs" / "retail_1y")
     assert main(["predict", "--run", str(run), "--input", str(rows), "--output", str(tmp_path / "p.csv"), "-q"]) == 0
-    expected = pd.read_parquet(only_run(tmp_path / "scoring" / "runs" / "retail") / "test_pred.parquet")
+    expected = pd.read_parquet(only_run(tmp_path / "scoring" / "runs" / "retail_1y") / "test_pred.parquet")
     predicted = pd.read_csv(tmp_path / "p.csv")
     assert predicted["row_key"].tolist() == expected["row_key"].tolist()
     assert np.allclose(predicted["pred"], expected["pred"], rtol=1e-12, atol=0)

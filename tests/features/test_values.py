@@ -1,5 +1,6 @@
 """Values as features (first, last and mode of text and number columns) and the recency of marked events,
 against plain pandas on real data."""
+
 from __future__ import annotations
 
 import json
@@ -7,13 +8,21 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from features_helpers import retail_slice, retail_spec, stacked, value_spec, value_table
-from test_features_bad_input import retail_config, write_events
-from test_retail_stage import FAST, only_run
 
 from pipeline.cli import main
 from pipeline.config import load_config
 from pipeline.data.feature_cache import cached_features
+from tests.helpers.retail import (
+    FAST,
+    only_run,
+    retail_config,
+    retail_slice,
+    retail_spec,
+    stacked,
+    value_spec,
+    value_table,
+    write_events,
+)
 
 CUTOFFS = [pd.Timestamp("2011-07-01"), pd.Timestamp("2011-11-01")]
 
@@ -47,8 +56,12 @@ def rows_at(table: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
     return table[table["cutoff"] == cutoff].set_index("CustomerID")
 
 
-CASES = [*(("total", f) for f in ("first", "last", "mode")), ("Country", "mode"), ("Country", "last"),
-         *(("StockCode", f) for f in ("first", "last", "mode"))]
+CASES = [
+    *(("total", f) for f in ("first", "last", "mode")),
+    ("Country", "mode"),
+    ("Country", "last"),
+    *(("StockCode", f) for f in ("first", "last", "mode")),
+]
 
 
 @pytest.mark.parametrize("cutoff", CUTOFFS, ids=[str(c.date()) for c in CUTOFFS])
@@ -86,14 +99,16 @@ def test_first_and_last_skip_missing_values():
 
 
 def test_a_text_value_trains_as_a_category_and_predicts_the_same(tmp_path):
-    changes = {"features.aggregations.Country": ["mode", "last"],
-               "features.aggregations.StockCode": ["nunique", "last"]}
+    changes = {
+        "features.aggregations.Country": ["mode", "last"],
+        "features.aggregations.StockCode": ["nunique", "last"],
+    }
     config = retail_config(tmp_path, write_events(tmp_path, retail_slice()), changes)
     first, again = cached_features(load_config(config)), cached_features(load_config(config))
     assert again.reused
     pd.testing.assert_frame_equal(again.table.train, first.table.train)
     assert main(["train", "--config", str(config), "--set", "cv.backtest=0", *FAST]) == 0
-    run = only_run(tmp_path / "runs" / "retail")
+    run = only_run(tmp_path / "runs" / "retail_1y")
     kinds = json.loads((run / "schema.json").read_text())["features"]["kinds"]
     assert {kinds[n] for n in ("Country_mode_all", "Country_last_3m", "StockCode_last_1m")} == {"categorical"}
     rows = tmp_path / "rows.parquet"
@@ -113,12 +128,19 @@ def test_recency_of_cancellations_matches_pandas(cutoff):
         want = ((cutoff - moment) / day).reindex(rows.index.astype("float64"))  # no cancellation: missing
         np.testing.assert_allclose(rows[f"days_since_{name}_is_cancel"], want, rtol=1e-12, equal_nan=True)
     assert rows["days_since_last_is_cancel"].notna().sum() > 20 and rows["days_since_last_is_cancel"].isna().any()
-    assert (rows["days_since_last_is_cancel"].dropna() >= rows.loc[rows["days_since_last_is_cancel"].notna(),
-                                                                   "days_since_last"]).all()
+    assert (
+        rows["days_since_last_is_cancel"].dropna()
+        >= rows.loc[rows["days_since_last_is_cancel"].notna(), "days_since_last"]
+    ).all()
 
 
 def test_value_names_follow_the_pattern():
     names = value_spec().feature_names()
-    for name in ("Country_mode_all", "Country_last_30d", "StockCode_first_3m", "total_mode_1m",
-                 "days_since_last_is_cancel"):
+    for name in (
+        "Country_mode_all",
+        "Country_last_30d",
+        "StockCode_first_3m",
+        "total_mode_1m",
+        "days_since_last_is_cancel",
+    ):
         assert name in names

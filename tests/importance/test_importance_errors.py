@@ -1,4 +1,5 @@
 """Bad input to importance, select and train --features: clear errors, exit codes, nothing written."""
+
 from __future__ import annotations
 
 import json
@@ -6,10 +7,11 @@ import shutil
 
 import pandas as pd
 import pytest
-from importance_helpers import NOISE, noisy_config, train_run
 
 from pipeline.cli import main
 from pipeline.core.run_folder import RunWriter
+from tests.helpers.importance import NOISE, noisy_config
+from tests.helpers.runs import train_run
 
 
 @pytest.fixture(scope="module")
@@ -64,13 +66,16 @@ def test_data_changed_since_the_run(tmp_path, capsys):
     assert not (run / "importance").exists()
 
 
-@pytest.mark.parametrize("setting, code, message", [
-    ('importance.groups={bad=["age", "no_such_column"]}', 3, "importance.groups.bad names 1 columns that are not"),
-    ('importance.group_patterns={none="^zzz"}', 3, "matches no feature column"),
-    ('importance.group_patterns={broken="(age"}', 2, "is not a valid regex"),
-    ("importance.n_repeats=0", 2, "importance.n_repeats"),
-    ("data.train=/elsewhere.parquet", 2, "only importance.* settings"),
-])
+@pytest.mark.parametrize(
+    "setting, code, message",
+    [
+        ('importance.groups={bad=["age", "no_such_column"]}', 3, "importance.groups.bad names 1 columns that are not"),
+        ('importance.group_patterns={none="^zzz"}', 3, "matches no feature column"),
+        ('importance.group_patterns={broken="(age"}', 2, "is not a valid regex"),
+        ("importance.n_repeats=0", 2, "importance.n_repeats"),
+        ("data.train=/elsewhere.parquet", 2, "only importance.* settings"),
+    ],
+)
 def test_bad_importance_settings(small_run, capsys, setting, code, message):
     _, run = small_run
     assert main(["importance", "--run", str(run), "-q", "--set", setting]) == code
@@ -78,13 +83,16 @@ def test_bad_importance_settings(small_run, capsys, setting, code, message):
     assert not (run / "importance").exists()
 
 
-@pytest.mark.parametrize("content, code, message", [
-    ('{"features": ["age", "no_such_column", "other_missing"]}', 3, "data.features names 2 columns not in"),
-    ('["age", "age"]', 3, "names 1 columns twice"),
-    ('{"features": []}', 2, "must list feature names"),
-    ('{"features": ', 2, "is not valid JSON"),
-    (None, 2, "not found"),
-])
+@pytest.mark.parametrize(
+    "content, code, message",
+    [
+        ('{"features": ["age", "no_such_column", "other_missing"]}', 3, "data.features names 2 columns not in"),
+        ('["age", "age"]', 3, "names 1 columns twice"),
+        ('{"features": []}', 2, "must list feature names"),
+        ('{"features": ', 2, "is not valid JSON"),
+        (None, 2, "not found"),
+    ],
+)
 def test_bad_feature_lists_for_train(small_run, tmp_path, capsys, content, code, message):
     config, _ = small_run
     path = tmp_path / "features.json"
@@ -112,5 +120,5 @@ def test_select_refuses_an_existing_id_and_bad_settings(small_run, capsys):
     existing.mkdir(parents=True)
     assert main(["select", "--config", str(config), "-q", "--select-id", "taken"]) == 2
     assert "already exists" in capsys.readouterr().err
-    assert main(["select", "--config", str(config), "-q", "--set", "select.wrapper=\"magic\""]) == 2
+    assert main(["select", "--config", str(config), "-q", "--set", 'select.wrapper="magic"']) == 2
     assert "select.wrapper" in capsys.readouterr().err

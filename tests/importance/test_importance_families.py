@@ -1,23 +1,19 @@
 """A [features] experiment's importance also shuffles each feature family (window, source column, lags,
 recency) together: the spec knows what each feature is built from."""
+
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "features"))
-from features_helpers import retail_slice, retail_spec  # noqa: E402
-from test_features_bad_input import retail_config, write_events  # noqa: E402
-from test_retail_stage import FAST, only_run  # noqa: E402
-
-from pipeline.cli import main  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
-from pipeline.config.sections import ImportanceSection  # noqa: E402
-from pipeline.importance.run import feature_groups  # noqa: E402
+from pipeline.cli import main
+from pipeline.config import load_config
+from pipeline.config.sections import ImportanceSection
+from pipeline.importance.run import feature_groups
+from tests.helpers.retail import FAST, only_run, retail_config, retail_slice, retail_spec, write_events
 
 FAST_IMPORTANCE = ["--set", "importance.n_repeats=1", "--set", "importance.null_repeats=0"]
 
@@ -27,13 +23,14 @@ def retail_run(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("families")
     config = retail_config(base, write_events(base, retail_slice()), {"cv.backtest": 0})
     assert main(["train", "--config", str(config), *FAST]) == 0
-    return only_run(base / "runs" / "retail")
+    return only_run(base / "runs" / "retail_1y")
 
 
 def test_families_follow_the_spec():
     families = retail_spec().feature_families()
-    assert families["window 3m"] == tuple(n for n in retail_spec().feature_names()
-                                          if n.endswith("_3m") or "_3m_trend_" in n)
+    assert families["window 3m"] == tuple(
+        n for n in retail_spec().feature_names() if n.endswith("_3m") or "_3m_trend_" in n
+    )
     assert families["column total"] == tuple(n for n in retail_spec().feature_names() if n.startswith("total_"))
     assert families["lags"] == tuple(f"total_sum_lag{k}" for k in range(1, 7))
     assert families["recency"] == ("days_since_first", "days_since_last")

@@ -1,4 +1,5 @@
 """`gbpipe importance` end to end on adult with seeded noise columns."""
+
 from __future__ import annotations
 
 import contextlib
@@ -7,16 +8,29 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
-from importance_helpers import INFORMATIVE, NOISE, aggregated, noisy_config, read_json, train_run
 from sklearn.inspection import permutation_importance
-from test_permutation_core import BoosterEstimator, metric_scorer
 
 from pipeline.cli import main
 from pipeline.core.run_folder import RunReader
 from pipeline.importance.run import fold_seed, load_run_data
+from tests.helpers.importance import (
+    INFORMATIVE,
+    NOISE,
+    BoosterEstimator,
+    aggregated,
+    metric_scorer,
+    noisy_config,
+    read_json,
+)
+from tests.helpers.runs import train_run
 
-SETTINGS = {"n_repeats": 5, "seed": 3, "null_repeats": 3, "null_num_boost_round": 60,
-            "group_patterns": {"capital": "^capital-"}}
+SETTINGS = {
+    "n_repeats": 5,
+    "seed": 3,
+    "null_repeats": 3,
+    "null_num_boost_round": 60,
+    "group_patterns": {"capital": "^capital-"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +76,13 @@ def test_null_importance_separates_real_features_from_noise(noisy_run):
 def test_files_rows_and_manifest(noisy_run):
     reader = RunReader(noisy_run)  # verifies every sha256
     names = {n for n, e in reader.files.items() if e["stage"] == "importance"}
-    assert {"importance/importance.parquet", "importance/summary.json", "importance/permutation.png",
-            "importance/gain.png", "importance/permutation_group.png"} <= names
+    assert {
+        "importance/importance.parquet",
+        "importance/summary.json",
+        "importance/permutation.png",
+        "importance/gain.png",
+        "importance/permutation_group.png",
+    } <= names
     assert reader.read_bytes("importance/permutation.png")[:8] == b"\x89PNG\r\n\x1a\n"
     table = read_table(noisy_run)
     per_fold = table[(table["kind"] == "permutation") & (table["fold"] >= 0)]
@@ -85,9 +104,14 @@ def test_per_fold_values_equal_sklearn(noisy_run):
     columns = list(data.prep.schema.columns)
     for (cv_repeat, fold), booster in zip(data.prep.folds.pairs(), data.fitted.boosters):
         _, valid = data.prep.folds.split(cv_repeat, fold)
-        theirs = permutation_importance(BoosterEstimator(booster, "binary"), data.prep.X[valid], data.prep.y[valid],
-                                        scoring=metric_scorer("auc"), n_repeats=SETTINGS["n_repeats"],
-                                        random_state=fold_seed(SETTINGS["seed"], cv_repeat, fold))
+        theirs = permutation_importance(
+            BoosterEstimator(booster, "binary"),
+            data.prep.X[valid],
+            data.prep.y[valid],
+            scoring=metric_scorer("auc"),
+            n_repeats=SETTINGS["n_repeats"],
+            random_state=fold_seed(SETTINGS["seed"], cv_repeat, fold),
+        )
         ours = table[(table["kind"] == "permutation") & (table["fold"] == fold)]
         ours = ours.pivot(index="feature", columns="repeat", values="value").loc[columns].to_numpy()
         assert np.allclose(ours, theirs.importances, rtol=0, atol=1e-12)

@@ -1,41 +1,26 @@
 """The fast permutation engine against scikit-learn and against brute force, on real data."""
+
 from __future__ import annotations
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import shared_file, write_config
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import roc_auc_score
 
 from pipeline.config import load_config
-from pipeline.core.metrics import GREATER_IS_BETTER, score
+from pipeline.core.metrics import score
 from pipeline.data.prepare import prepare
 from pipeline.engine.cv import run_cv
 from pipeline.engine.spec import train_spec
 from pipeline.importance.permutation import permutation_drops, permutation_indices, plan_group, predict_rows, rank_auc
 from pipeline.importance.treepaths import read_model
+from tests.helpers.configs import write_config
+from tests.helpers.datasets import shared_file
+from tests.helpers.importance import BoosterEstimator, metric_scorer
 
 FAST = {"num_boost_round": 120, "early_stopping_rounds": 15, "num_threads": 1}
-
-
-class BoosterEstimator:
-    """The smallest estimator scikit-learn's permutation_importance accepts: fit and predict."""
-
-    def __init__(self, booster: lgb.Booster, task: str):
-        self.booster, self.task = booster, task
-
-    def fit(self, X, y):
-        return self
-
-    def predict(self, X):
-        return predict_rows(self.booster, X, self.task, 1)
-
-
-def metric_scorer(metric: str):
-    sign = 1.0 if GREATER_IS_BETTER[metric] else -1.0
-    return lambda est, X, y: sign * score(metric, y, est.predict(X))
 
 
 def housing_frame(tmp_path, zeros: bool) -> str:
@@ -53,18 +38,26 @@ def housing_frame(tmp_path, zeros: bool) -> str:
 
 CASES = {
     "regression_nan_category": lambda tmp: (
-        {"train": housing_frame(tmp, False), "target": "median_house_value", "task": "regression"}, {}),
+        {"train": housing_frame(tmp, False), "target": "median_house_value", "task": "regression"},
+        {},
+    ),
     "regression_zero_as_missing": lambda tmp: (
         {"train": housing_frame(tmp, True), "target": "median_house_value", "task": "regression"},
-        {"zero_as_missing": True}),
+        {"zero_as_missing": True},
+    ),
     "multiclass_logloss": lambda tmp: ({"train": "sklearn:wine", "target": "target", "task": "multiclass"}, {}),
 }
 
 
 def fold_model(tmp_path, case: str):
     data, params = CASES[case](tmp_path)
-    config = write_config(tmp_path, case, data=data, cv={"n_splits": 3, "seed": 1},
-                          model={**FAST, "params": {"learning_rate": 0.1, "num_leaves": 15, **params}})
+    config = write_config(
+        tmp_path,
+        case,
+        data=data,
+        cv={"n_splits": 3, "seed": 1},
+        model={**FAST, "params": {"learning_rate": 0.1, "num_leaves": 15, **params}},
+    )
     cfg = load_config(config)
     prep = prepare(cfg)
     result = run_cv(prep.X, prep.y, prep.folds, train_spec(cfg, prep))
@@ -78,8 +71,14 @@ def test_values_equal_sklearn_permutation_importance(tmp_path, case):
     cfg, prep, booster, Xv, yv = fold_model(tmp_path, case)
     groups = [[j] for j in range(Xv.shape[1])]
     ours = permutation_drops(booster, Xv, yv, prep.labels.task, cfg.metric, groups, n_repeats=4, seed=3)
-    theirs = permutation_importance(BoosterEstimator(booster, prep.labels.task), Xv, yv,
-                                    scoring=metric_scorer(cfg.metric), n_repeats=4, random_state=3)
+    theirs = permutation_importance(
+        BoosterEstimator(booster, prep.labels.task),
+        Xv,
+        yv,
+        scoring=metric_scorer(cfg.metric),
+        n_repeats=4,
+        random_state=3,
+    )
     assert ours.drops.shape == theirs.importances.shape
     # Same permutations, same model, same metric: equal up to float rounding of the metric.
     assert np.allclose(ours.drops, theirs.importances, rtol=0, atol=1e-9 * max(1.0, abs(ours.baseline_score)))

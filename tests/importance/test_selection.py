@@ -1,10 +1,13 @@
 """`gbpipe select`: filters, wrapper, nesting honesty, and `gbpipe train --features`."""
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from conftest import write_config
-from importance_helpers import (
+
+from pipeline.core.run_folder import RunReader
+from tests.helpers.configs import write_config
+from tests.helpers.importance import (
     ADULT_DATA,
     FAST_MODEL,
     INFORMATIVE,
@@ -13,10 +16,8 @@ from importance_helpers import (
     noisy_config,
     read_json,
     run_select,
-    train_run,
 )
-
-from pipeline.core.run_folder import RunReader
+from tests.helpers.runs import train_run
 
 
 def test_noise_is_dropped_informative_kept_and_train_uses_the_list(tmp_path):
@@ -46,9 +47,16 @@ def test_shuffled_target_nested_is_chance_level_while_naive_is_optimistic(tmp_pa
     """Adult with its target shuffled and 150 noise columns: nothing can be learned. A wrapper that
     keeps every feature with positive permutation importance overfits its own CV; nested inside the
     outer folds it scores chance, while selecting on all rows and cross-validating looks good."""
-    config = noisy_config(tmp_path, "shuffled", n_rows=1000, n_noise=150, shuffle_target=True,
-                          cv={"n_splits": 3, "seed": 0}, model={**FAST_MODEL, "early_stopping_rounds": 50},
-                          select={"keep_rule": "mean", "n_repeats": 2, "max_rounds": 4, "seed": 10})
+    config = noisy_config(
+        tmp_path,
+        "shuffled",
+        n_rows=1000,
+        n_noise=150,
+        shuffle_target=True,
+        cv={"n_splits": 3, "seed": 0},
+        model={**FAST_MODEL, "early_stopping_rounds": 50},
+        select={"keep_rule": "mean", "n_repeats": 2, "max_rounds": 4, "seed": 10},
+    )
     doc = read_json(run_select(config) / "selection.json")
     assert abs(doc["nested_oof_score"] - 0.5) < 0.05
     assert doc["naive_oof_score"] > 0.56
@@ -68,9 +76,14 @@ def test_filters_and_embedded_top_k(tmp_path):
     frame["hours_scaled"] = frame["hours-per-week"] * 2.0 + rng.normal(0, 0.01, len(frame))  # correlated
     path = tmp_path / "filters.parquet"
     frame.to_parquet(path)
-    config = write_config(tmp_path, "filters", data={"train": str(path), **ADULT_DATA}, cv={"n_splits": 3, "seed": 0},
-                          model=FAST_MODEL, select={"wrapper": "none", "top_k": 6, "max_dominant": 0.99,
-                                                    "max_missing": 0.9, "max_correlation": 0.95})
+    config = write_config(
+        tmp_path,
+        "filters",
+        data={"train": str(path), **ADULT_DATA},
+        cv={"n_splits": 3, "seed": 0},
+        model=FAST_MODEL,
+        select={"wrapper": "none", "top_k": 6, "max_dominant": 0.99, "max_missing": 0.9, "max_correlation": 0.95},
+    )
     doc = read_json(run_select(config) / "selection.json")
     dropped = doc["final"]["dropped"]
     assert dropped["duplicate"] == ["age_copy"]

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (fixtures are imported from harness; pytest injects them by parameter name)
 """Config and paths: bad keys, types and ranges exit 2 naming the key and value; no path in a config
 leads outside the project unnoticed; nothing overwrites an existing run; no manifest entry or
 LATEST pointer leads outside its run folder (exit 4).
@@ -7,25 +6,34 @@ The path rule (pipeline/paths.py): relative paths in a config are resolved again
 root (the working directory), symlinks included, and must stay inside it; absolute paths are
 explicit and taken as given.
 """
+
 from __future__ import annotations
 
 import json
 import os
 
 import pytest
-from harness import EXPERIMENT, assert_message, baseline_runs, cli, project  # noqa: F401
 
 from pipeline.core.artifacts import manifest_bytes
+from tests.helpers.reliability import EXPERIMENT, assert_message, cli
 
 
-@pytest.mark.parametrize("cv, model, patterns", [
-    ({"n_fold": 5}, {}, [r"unknown key 'cv\.n_fold'; did you mean 'cv\.n_splits'\?"]),
-    ({}, {"num_boost_rounds": 30}, [r"unknown key 'model\.num_boost_rounds'; did you mean 'model\.num_boost_round'\?"]),
-    ({"n_splits": "five"}, {}, [r"cv\.n_splits: Input should be a valid integer.*\(got 'five'\)"]),
-    ({"n_splits": 1}, {}, [r"cv\.n_splits: Input should be greater than or equal to 2 \(got 1\)"]),
-    ({}, {"num_threads": -2}, [r"model\.num_threads: Input should be greater than or equal to 0 \(got -2\)"]),
-    ({}, {"metric": "rmse"}, [r"model\.metric 'rmse' is not available for task 'binary'"]),
-], ids=["unknown-key", "unknown-key-model", "wrong-type", "out-of-range", "negative-threads", "metric-for-task"])
+@pytest.mark.parametrize(
+    "cv, model, patterns",
+    [
+        ({"n_fold": 5}, {}, [r"unknown key 'cv\.n_fold'; did you mean 'cv\.n_splits'\?"]),
+        (
+            {},
+            {"num_boost_rounds": 30},
+            [r"unknown key 'model\.num_boost_rounds'; did you mean 'model\.num_boost_round'\?"],
+        ),
+        ({"n_splits": "five"}, {}, [r"cv\.n_splits: Input should be a valid integer.*\(got 'five'\)"]),
+        ({"n_splits": 1}, {}, [r"cv\.n_splits: Input should be greater than or equal to 2 \(got 1\)"]),
+        ({}, {"num_threads": -2}, [r"model\.num_threads: Input should be greater than or equal to 0 \(got -2\)"]),
+        ({}, {"metric": "rmse"}, [r"model\.metric 'rmse' is not available for task 'binary'"]),
+    ],
+    ids=["unknown-key", "unknown-key-model", "wrong-type", "out-of-range", "negative-threads", "metric-for-task"],
+)
 def test_bad_config_exits_2_naming_key_and_value(project, capsys, cv, model, patterns):
     code, err = cli(capsys, "train", "--config", project.config(cv=cv, model=model), "-q")
     assert code == 2
@@ -45,8 +53,11 @@ def test_relative_runs_dir_escaping_with_dotdot_exits_2(project, capsys):
     config = project.config()
     code, err = cli(capsys, "train", "--config", config, "--set", f"experiment.runs_dir=../{outside.name}")
     assert code == 2
-    assert_message(err, rf"experiment\.runs_dir = '\.\./{outside.name}' leads outside the project root \S+ "
-                        r"\(via '\.\.'; it resolves to .*\); relative paths must stay inside the project")
+    assert_message(
+        err,
+        rf"experiment\.runs_dir = '\.\./{outside.name}' leads outside the project root \S+ "
+        r"\(via '\.\.'; it resolves to .*\); relative paths must stay inside the project",
+    )
     assert not outside.exists()
     project.assert_untouched()
 
@@ -56,8 +67,11 @@ def test_relative_runs_dir_escaping_through_a_symlink_exits_2(project, capsys, t
     os.symlink(elsewhere, project.root / "linked_runs")
     code, err = cli(capsys, "train", "--config", project.config(), "--set", "experiment.runs_dir=linked_runs")
     assert code == 2
-    assert_message(err, r"experiment\.runs_dir = 'linked_runs' leads outside the project root \S+ \(via a symlink; "
-                        rf"it resolves to {elsewhere}\)")
+    assert_message(
+        err,
+        r"experiment\.runs_dir = 'linked_runs' leads outside the project root \S+ \(via a symlink; "
+        rf"it resolves to {elsewhere}\)",
+    )
     assert list(elsewhere.iterdir()) == []
     project.assert_untouched()
 
@@ -75,15 +89,33 @@ def test_paths_inside_the_project_and_absolute_paths_are_accepted(project, capsy
     (project.root / "data").mkdir()
     os.symlink(project.data["train"], project.root / "data" / "train.parquet")
     data = {**project.data, "train": "data/train.parquet"}  # relative, inside
-    code, err = cli(capsys, "train", "--config", project.config(data), "-q", "--run-id", "inside",
-                    "--set", "experiment.runs_dir=runs")
+    code, err = cli(
+        capsys,
+        "train",
+        "--config",
+        project.config(data),
+        "-q",
+        "--run-id",
+        "inside",
+        "--set",
+        "experiment.runs_dir=runs",
+    )
     assert code == 2  # the symlink leads to the session's data folder, outside this project
     assert_message(err, r"data\.train = 'data/train\.parquet' leads outside the project root .*via a symlink")
     os.unlink(project.root / "data" / "train.parquet")
     os.symlink("../train_copy.parquet", project.root / "data" / "train.parquet")
     (project.root / "train_copy.parquet").write_bytes(open(project.data["train"], "rb").read())
-    code, err = cli(capsys, "train", "--config", project.config(data), "-q", "--run-id", "inside",
-                    "--set", "experiment.runs_dir=runs")
+    code, err = cli(
+        capsys,
+        "train",
+        "--config",
+        project.config(data),
+        "-q",
+        "--run-id",
+        "inside",
+        "--set",
+        "experiment.runs_dir=runs",
+    )
     assert code == 0, err
     assert (project.exp_dir / "inside" / "manifest.json").is_file()
     project.assert_baseline_intact()
@@ -125,8 +157,9 @@ def _predict(capsys, project, run) -> tuple[int, str]:
     import pandas as pd
 
     pd.read_parquet(project.data["test"]).drop(columns="income").to_csv(project.root / "new.csv", index=False)
-    return cli(capsys, "predict", "--run", run, "--input", project.root / "new.csv",
-               "--output", project.root / "out.csv")
+    return cli(
+        capsys, "predict", "--run", run, "--input", project.root / "new.csv", "--output", project.root / "out.csv"
+    )
 
 
 def test_manifest_entry_pointing_outside_the_run_exits_4(project, capsys):

@@ -1,10 +1,10 @@
-# ruff: noqa: F811  (fixtures are imported from harness; pytest injects them by parameter name)
 """Bad training data: exit 3, a message naming the file, column and count, and nothing written.
 
 Every case runs next to a published run of the same experiment, which must stay byte-identical;
 the whole runs folder must be unchanged (no new run, no unfinished run folder, no folds cache, no
 temp file).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from harness import adult_data, adult_rows, assert_message, baseline_runs, cli, project, sklearn_frame  # noqa: F401
+
+from tests.helpers.reliability import adult_data, adult_rows, assert_message, cli, sklearn_frame
 
 Case = Callable[[Path], tuple[dict, dict]]  # writes files in tmp_path, returns (data, cv) config sections
 
@@ -156,31 +157,72 @@ def fold_with_one_validation_class(tmp):
 CASES: list[tuple[str, Case, list[str]]] = [
     ("target-missing", target_missing, [r"target column 'income' not found in \S*train\.parquet"]),
     ("target-nan", target_nan, [r"target column 'income' in \S*train\.parquet has 9 missing values of 1200"]),
-    ("target-inf-regression", target_inf_regression,
-     [r"target column 'hours-per-week' in \S*train\.parquet has 4 infinite values"]),
+    (
+        "target-inf-regression",
+        target_inf_regression,
+        [r"target column 'hours-per-week' in \S*train\.parquet has 4 infinite values"],
+    ),
     ("target-inf-binary", target_inf_binary, [r"target column 'income' in \S*train\.parquet has 3 infinite values"]),
-    ("single-class", single_class, [r"target column 'income' in \S*train\.parquet has a single class '<=50K' \(\d+ rows\)"]),
-    ("rare-class-below-n-splits", rare_class,
-     [r"target column 'target' in \S*train\.parquet has 1 classes with fewer rows than cv\.n_splits=3 \(2: 2 rows\)"]),
-    ("duplicate-column-names", duplicate_column_names,
-     [r"\S*train\.csv has duplicate column names: \['age', 'sex'\] \(2 repeats\)"]),
+    (
+        "single-class",
+        single_class,
+        [r"target column 'income' in \S*train\.parquet has a single class '<=50K' \(\d+ rows\)"],
+    ),
+    (
+        "rare-class-below-n-splits",
+        rare_class,
+        [
+            r"target column 'target' in \S*train\.parquet has 1 classes with fewer rows than cv\.n_splits=3 "
+            r"\(2: 2 rows\)"
+        ],
+    ),
+    (
+        "duplicate-column-names",
+        duplicate_column_names,
+        [r"\S*train\.csv has duplicate column names: \['age', 'sex'\] \(2 repeats\)"],
+    ),
     ("empty-file", empty_file, [r"\S*train\.csv is empty \(0 bytes\)"]),
     ("header-only-csv", header_only_csv, [r"\S*train\.csv has a header but 0 rows"]),
     ("header-only-parquet", header_only_parquet, [r"\S*train\.parquet has a header but 0 rows"]),
     ("not-utf8", not_utf8, [r"\S*train\.csv is not UTF-8 \(byte \d+"]),
-    ("wrong-delimiter", wrong_delimiter, [r"\S*train\.csv has one column 'age;workclass;.*the delimiter looks wrong "
-                                          r"\(expected ','\); set data\.csv_sep"]),
+    (
+        "wrong-delimiter",
+        wrong_delimiter,
+        [
+            r"\S*train\.csv has one column 'age;workclass;.*the delimiter looks wrong "
+            r"\(expected ','\); set data\.csv_sep"
+        ],
+    ),
     ("duplicate-ids", duplicate_ids, [r"id column 'pid' in \S*train\.parquet has 5 duplicated values"]),
     ("missing-ids", missing_ids, [r"id column 'pid' in \S*train\.parquet has 3 missing values"]),
-    ("nan-group-keys", nan_group_keys, [r"cv\.group column 'household' of the training table has 6 missing values of 1200"]),
-    ("time-not-dates", time_not_dates, [r"cv\.time column 'when': 2 values of 1200 are not dates or numbers "
-                                        r"\(e\.g\. \['yesterday', 'soon'\]\)"]),
-    ("time-mixed-naive-aware", time_mixed_naive_and_aware,
-     [r"cv\.time column 'when': 1190 values carry a time zone and 10 do not"]),
-    ("fold-training-part-lacks-a-class", fold_without_positive_training_rows,
-     [r"fold \d \(group split\): its \d+ training rows have no 'income' = '>50K' rows"]),
-    ("fold-validation-single-class-auc", fold_with_one_validation_class,
-     [r"fold \d \(group split\): its \d+ validation rows all have 'income' = '<=50K', so AUC is undefined"]),
+    (
+        "nan-group-keys",
+        nan_group_keys,
+        [r"cv\.group column 'household' of the training table has 6 missing values of 1200"],
+    ),
+    (
+        "time-not-dates",
+        time_not_dates,
+        [
+            r"cv\.time column 'when': 2 values of 1200 are not dates or numbers "
+            r"\(e\.g\. \['yesterday', 'soon'\]\)"
+        ],
+    ),
+    (
+        "time-mixed-naive-aware",
+        time_mixed_naive_and_aware,
+        [r"cv\.time column 'when': 1190 values carry a time zone and 10 do not"],
+    ),
+    (
+        "fold-training-part-lacks-a-class",
+        fold_without_positive_training_rows,
+        [r"fold \d \(group split\): its \d+ training rows have no 'income' = '>50K' rows"],
+    ),
+    (
+        "fold-validation-single-class-auc",
+        fold_with_one_validation_class,
+        [r"fold \d \(group split\): its \d+ validation rows all have 'income' = '<=50K', so AUC is undefined"],
+    ),
 ]
 
 

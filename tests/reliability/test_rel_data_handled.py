@@ -1,7 +1,7 @@
-# ruff: noqa: F811  (fixtures are imported from harness; pytest injects them by parameter name)
 """Awkward but valid training data: gbpipe trains, says what it did (column and count), and the
 predictions mean what they claim. The earlier run of the experiment stays byte-identical.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,18 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from harness import (  # noqa: F401
-    adult_data,
-    adult_rows,
-    assert_message,
-    baseline_runs,
-    cli,
-    project,
-    sklearn_frame,
-)
 
 from pipeline.core.metrics import score
 from pipeline.predict import load_run
+from tests.helpers.reliability import adult_data, adult_rows, assert_message, cli, sklearn_frame
 
 
 def train_ok(project, capsys, data: dict, cv: dict | None = None, run_id: str = "r1") -> tuple[Path, str]:
@@ -32,7 +24,9 @@ def train_ok(project, capsys, data: dict, cv: dict | None = None, run_id: str = 
     return project.exp_dir / run_id, err
 
 
-def predict_ok(capsys, run: Path, frame: pd.DataFrame, tmp: Path, name: str = "new.parquet") -> tuple[pd.DataFrame, str]:
+def predict_ok(
+    capsys, run: Path, frame: pd.DataFrame, tmp: Path, name: str = "new.parquet"
+) -> tuple[pd.DataFrame, str]:
     path = tmp / name
     frame.to_parquet(path, index=False) if name.endswith(".parquet") else frame.to_csv(path, index=False)
     out = tmp / f"pred_{Path(name).stem}.parquet"
@@ -54,8 +48,11 @@ def test_class_missing_from_a_folds_training_part_keeps_probability_columns_alig
     iris.to_parquet(project.root / "iris.parquet", index=False)
     data = {"train": str(project.root / "iris.parquet"), "target": "target", "task": "multiclass"}
     run, err = train_ok(project, capsys, data, {"splitter": "group", "group": "plot"})
-    assert_message(err, r"fold (\d) \(group split\): 1 classes of 'target' are not in its \d+ training rows: "
-                        r"\['virginica'\]; that fold's models give them probabilities near zero")
+    assert_message(
+        err,
+        r"fold (\d) \(group split\): 1 classes of 'target' are not in its \d+ training rows: "
+        r"\['virginica'\]; that fold's models give them probabilities near zero",
+    )
     oof = pd.read_parquet(run / "oof.parquet")
     columns = ["pred_setosa", "pred_versicolor", "pred_virginica"]
     assert [c for c in oof.columns if c.startswith("pred_")] == columns
@@ -68,13 +65,20 @@ def test_class_missing_from_a_folds_training_part_keeps_probability_columns_alig
     assert [c for c in pred.columns if c.startswith("pred_")] == columns
 
 
-@pytest.mark.parametrize("labels, positive", [({"<=50K": 1, ">50K": 2}, None), ({"<=50K": "rest", ">50K": "high"}, "high")],
-                         ids=["labels-1-2", "labels-strings"])
+@pytest.mark.parametrize(
+    "labels, positive",
+    [({"<=50K": 1, ">50K": 2}, None), ({"<=50K": "rest", ">50K": "high"}, "high")],
+    ids=["labels-1-2", "labels-strings"],
+)
 def test_binary_labels_come_back_in_their_own_values(project, capsys, labels, positive):
     train, test = adult_rows()
     train["income"], test["income"] = train["income"].map(labels), test["income"].map(labels)
-    data = {"train": str(write_pair(project.root, train, test)[0]), "test": str(project.root / "test.parquet"),
-            "target": "income", "task": "binary"}
+    data = {
+        "train": str(write_pair(project.root, train, test)[0]),
+        "test": str(project.root / "test.parquet"),
+        "target": "income",
+        "task": "binary",
+    }
     if positive is not None:
         data["positive_label"] = positive
     run, _ = train_ok(project, capsys, data)
@@ -92,8 +96,9 @@ def test_multiclass_ids_that_are_not_0_to_k_minus_1(project, capsys):
     wine = sklearn_frame("wine")
     wine["target"] = wine["target"].map({0: 0, 1: 3, 2: 7})
     wine.to_parquet(project.root / "wine.parquet", index=False)
-    run, _ = train_ok(project, capsys, {"train": str(project.root / "wine.parquet"), "target": "target",
-                                        "task": "multiclass"})
+    run, _ = train_ok(
+        project, capsys, {"train": str(project.root / "wine.parquet"), "target": "target", "task": "multiclass"}
+    )
     oof = pd.read_parquet(run / "oof.parquet")
     assert [c for c in oof.columns if c.startswith("pred_")] == ["pred_0", "pred_3", "pred_7"]
     assert set(oof["label_pred"]) <= {0, 3, 7} and (oof["label_pred"] == oof["target"]).mean() > 0.85
@@ -108,8 +113,11 @@ def test_all_nan_and_constant_columns_are_named_and_change_nothing(project, caps
     extra = {"empty": np.nan, "flat": 1.0}
     dull = write_pair(project.root, train.assign(**extra), test.assign(**extra), "_dull")
     run_dull, err = train_ok(project, capsys, adult_data(*dull), run_id="dull")
-    assert_message(err, r"2 feature columns carry no information and are never split on: all missing \['empty'\], "
-                        r"constant \['flat'\]")
+    assert_message(
+        err,
+        r"2 feature columns carry no information and are never split on: all missing \['empty'\], "
+        r"constant \['flat'\]",
+    )
     for name in ("oof.parquet", "test_pred.parquet"):
         a, b = pd.read_parquet(run_plain / name), pd.read_parquet(run_dull / name)
         assert a.equals(b), name
@@ -127,8 +135,11 @@ def test_infinities_are_missing_values_in_training_and_in_predict(project, capsy
     with_inf[1].loc[rows_te, "capital-gain"] = np.inf
     run_nan, _ = train_ok(project, capsys, adult_data(*write_pair(project.root, *with_nan, "_nan")), run_id="nan")
     run_inf, err = train_ok(project, capsys, adult_data(*write_pair(project.root, *with_inf, "_inf")), run_id="inf")
-    assert_message(err, r"train_inf\.parquet: infinite values treated as missing: \{'capital-gain': 25\}",
-                   r"test_inf\.parquet: infinite values treated as missing: \{'capital-gain': 10\}")
+    assert_message(
+        err,
+        r"train_inf\.parquet: infinite values treated as missing: \{'capital-gain': 25\}",
+        r"test_inf\.parquet: infinite values treated as missing: \{'capital-gain': 10\}",
+    )
     for name in ("oof.parquet", "test_pred.parquet"):
         assert (run_nan / name).read_bytes() == (run_inf / name).read_bytes(), name
     by_inf, err = predict_ok(capsys, run_inf, with_inf[1].drop(columns="income"), project.root, "inf.parquet")
@@ -139,10 +150,16 @@ def test_infinities_are_missing_values_in_training_and_in_predict(project, capsy
 
 def test_names_with_json_characters_and_spaces(project, capsys):
     train, test = adult_rows()
-    names = {"age": "age [years]", "workclass": "work class", "education": '{"edu": 1}',
-             "capital-gain": "gain:usd,net", "hours-per-week": "work_class"}  # 'work class' and 'work_class' clash
-    run, _ = train_ok(project, capsys, adult_data(*write_pair(project.root, train.rename(columns=names),
-                                                               test.rename(columns=names))))
+    names = {
+        "age": "age [years]",
+        "workclass": "work class",
+        "education": '{"edu": 1}',
+        "capital-gain": "gain:usd,net",
+        "hours-per-week": "work_class",
+    }  # 'work class' and 'work_class' clash
+    run, _ = train_ok(
+        project, capsys, adult_data(*write_pair(project.root, train.rename(columns=names), test.rename(columns=names)))
+    )
     schema = json.loads((run / "schema.json").read_text())
     assert set(names.values()) <= set(schema["features"]["columns"])
     model_names = schema["model_names"]
@@ -186,7 +203,9 @@ def test_object_columns_become_categories_that_predict_from_text_matches(project
     run, _ = train_ok(project, capsys, adult_data(project.root / "unused.parquet"))
     schema = json.loads((run / "schema.json").read_text())["features"]
     assert schema["kinds"]["code"] == "categorical" and set(schema["categories"]["code"]) == {
-        *map(str, range(7)), *(f"c{i}" for i in range(5))}
+        *map(str, range(7)),
+        *(f"c{i}" for i in range(5)),
+    }
     pred, err = predict_ok(capsys, run, test.drop(columns="income"), project.root, "new.csv")  # text read back
     assert "'code'" not in err  # every code value read back as text matches the vocabulary
     assert np.array_equal(pred["pred"], pd.read_parquet(run / "test_pred.parquet")["pred"])
@@ -210,10 +229,12 @@ def test_nullable_dtypes_with_pd_na_train_like_plain_missing_values(project, cap
         out.loc[blank, "occupation"] = None
         return out
 
-    run_na, _ = train_ok(project, capsys, adult_data(*write_pair(project.root, nullable(train), nullable(test), "_na")),
-                         run_id="na")
-    run_plain, _ = train_ok(project, capsys, adult_data(*write_pair(project.root, plain(train), plain(test), "_pl")),
-                            run_id="plain")
+    run_na, _ = train_ok(
+        project, capsys, adult_data(*write_pair(project.root, nullable(train), nullable(test), "_na")), run_id="na"
+    )
+    run_plain, _ = train_ok(
+        project, capsys, adult_data(*write_pair(project.root, plain(train), plain(test), "_pl")), run_id="plain"
+    )
     assert pd.read_parquet(project.root / "train_na.parquet")["age"].dtype == "Int64"  # really nullable on disk
     for name in ("oof.parquet", "test_pred.parquet"):
         assert pd.read_parquet(run_na / name).equals(pd.read_parquet(run_plain / name)), name
@@ -225,10 +246,13 @@ def test_id_like_columns_text_excluded_integer_warned(project, capsys):
         frame["customer_code"] = [f"C-{i:06d}" for i in range(len(frame))]
         frame["serial"] = np.arange(len(frame)) * 3 + 1000
     run, err = train_ok(project, capsys, adult_data(*write_pair(project.root, train, test)))
-    assert_message(err, r"1 text columns of \S*train\.parquet hold a distinct value on each of its 1200 rows and "
-                        r"are excluded as identifiers: \['customer_code'\]",
-                   r"1 integer columns of \S*train\.parquet hold a distinct value on each of its 1200 rows and look "
-                   r"like ids, but are kept as features: \['serial'\]")
+    assert_message(
+        err,
+        r"1 text columns of \S*train\.parquet hold a distinct value on each of its 1200 rows and "
+        r"are excluded as identifiers: \['customer_code'\]",
+        r"1 integer columns of \S*train\.parquet hold a distinct value on each of its 1200 rows and look "
+        r"like ids, but are kept as features: \['serial'\]",
+    )
     columns = json.loads((run / "schema.json").read_text())["features"]["columns"]
     assert "customer_code" not in columns and "serial" in columns
 
@@ -240,8 +264,12 @@ def test_mixed_timezone_dates_order_the_time_split_in_utc(project, capsys):
     zones = [timezone(timedelta(hours=int(h))) for h in rng.choice([-8, 0, 9], len(train))]
     train["when"] = [t.tz_convert(zone).isoformat() for t, zone in zip(instants, zones)]  # e.g. ...T07:20:00-08:00
     assert not pd.Series(train["when"]).sort_values().index.equals(pd.Series(instants).sort_values().index)
-    run, _ = train_ok(project, capsys, adult_data(*write_pair(project.root, train, train.head(5))),
-                      {"splitter": "time", "time": "when", "n_splits": 3})
+    run, _ = train_ok(
+        project,
+        capsys,
+        adult_data(*write_pair(project.root, train, train.head(5))),
+        {"splitter": "time", "time": "when", "n_splits": 3},
+    )
     folds = pd.read_parquet(run / "folds.parquet")["fold"].to_numpy()
     utc = pd.Series(instants).to_numpy()
     for k in range(3):
@@ -263,8 +291,11 @@ def test_ids_shared_by_train_and_test_are_counted(project, capsys):
     train["pid"] = [f"p{i:05d}" for i in range(len(train))]
     test["pid"] = [f"p{i + 1183:05d}" for i in range(len(test))]  # p01183..p01199 are also training ids
     run, err = train_ok(project, capsys, adult_data(*write_pair(project.root, train, test), id="pid"))
-    assert_message(err, r"id column 'pid': 17 ids of \S*test\.parquet are also in \S*train\.parquet "
-                        r"\(e\.g\. \['p01183'")
+    assert_message(
+        err,
+        r"id column 'pid': 17 ids of \S*test\.parquet are also in \S*train\.parquet "
+        r"\(e\.g\. \['p01183'",
+    )
     assert pd.read_parquet(run / "test_pred.parquet")["pid"].tolist() == test["pid"].tolist()
 
 
@@ -275,8 +306,11 @@ def test_test_entities_unseen_in_training_are_counted_and_treated_as_missing(pro
     unseen = {c: int((~test[c].isin(train[c]) & test[c].notna()).sum()) for c in ("native-country", "workclass")}
     assert unseen["native-country"] >= 12 and unseen["workclass"] == 5
     run, err = train_ok(project, capsys, adult_data(*write_pair(project.root, train, test)))
-    assert_message(err, r"test\.parquet: categories not seen in training, treated as missing: "
-                        rf"\{{'workclass': 5, 'native-country': {unseen['native-country']}\}}")
+    assert_message(
+        err,
+        r"test\.parquet: categories not seen in training, treated as missing: "
+        rf"\{{'workclass': 5, 'native-country': {unseen['native-country']}\}}",
+    )
     blanked = test.drop(columns="income").copy()
     for col in unseen:
         blanked.loc[~blanked[col].isin(train[col]), col] = None

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (fixtures are imported from harness; pytest injects them by parameter name)
 """Faults: kills, interrupts, full disks, damaged files and foreign library versions.
 
 Training runs in a child process (`python <driver> train ...`, the same `pipeline.cli.main` as
@@ -8,6 +7,7 @@ fold). After `gbpipe train --resume`, the run must equal an uninterrupted one by
 
 Tuning killed mid-trial and resumed is covered by the tuning stage's own tests (tests/tune/).
 """
+
 from __future__ import annotations
 
 import errno
@@ -21,30 +21,27 @@ from pathlib import Path
 import lightgbm as lgb
 import pandas as pd
 import pytest
-from harness import (
-    EXPERIMENT,
-    assert_message,
-    baseline_runs,  # noqa: F401
-    cli,
-    project,  # noqa: F401
-    python,
-    temp_files,
-    write_config,
-)
 
 from pipeline.core.artifacts import ArtifactWriteError, atomic_write_bytes, manifest_bytes
 from pipeline.core.errors import ArtifactError
 from pipeline.core.run_folder import RunReader, check_versions
 from pipeline.predict import load_run
+from tests.helpers.reliability import EXPERIMENT, assert_message, cli, python, temp_files, write_rel_config
 
 N_SPLITS = 4
-COMPARED = ["folds.parquet", "oof.parquet", "test_pred.parquet", "importance.parquet", "schema.json",
-            *(f"models/fold_{k}.txt" for k in range(N_SPLITS))]
+COMPARED = [
+    "folds.parquet",
+    "oof.parquet",
+    "test_pred.parquet",
+    "importance.parquet",
+    "schema.json",
+    *(f"models/fold_{k}.txt" for k in range(N_SPLITS)),
+]
 
-DRIVER = '''
+DRIVER = """
 import os, signal, sys, time
 import lightgbm
-import pipeline.train as train_module
+import pipeline.train.run as train_module
 from pipeline.cli import main
 
 fault, arg = os.environ["GBPIPE_FAULT"].split(":", 1)
@@ -70,14 +67,14 @@ def train_with_fault(params, train_set, *args, callbacks=None, **kwargs):
 train_module.save_fold = save_then_die
 lightgbm.train = train_with_fault
 sys.exit(main(sys.argv[1:]))
-'''
+"""
 
 
 @pytest.fixture(scope="session")
 def reference(tmp_path_factory, baseline_runs) -> Path:
     """An uninterrupted run with the config the fault tests use."""
     base = tmp_path_factory.mktemp("reference")
-    config = write_config(base / "exp.toml", base / "runs", baseline_runs[2], {"n_splits": N_SPLITS})
+    config = write_rel_config(base / "exp.toml", base / "runs", baseline_runs[2], {"n_splits": N_SPLITS})
     from pipeline.cli import main
 
     assert main(["train", "--config", str(config), "-q", "--run-id", "ref"]) == 0
@@ -92,9 +89,15 @@ def start(project, fault: str, *argv: str) -> subprocess.Popen:
     driver = project.root / "driver.py"
     driver.write_text(DRIVER)
     env = {**os.environ, "GBPIPE_FAULT": fault}
-    return subprocess.Popen([python(), str(driver), "train", "--config", str(fault_config(project)), *argv],
-                            cwd=project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    return subprocess.Popen(
+        [python(), str(driver), "train", "--config", str(fault_config(project)), *argv],
+        cwd=project.root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
@@ -107,12 +110,19 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
 
 def assert_same_as(run: Path, reference: Path) -> None:
     for name in COMPARED:
-        assert (run / name).read_bytes() == (reference / name).read_bytes(), f"{name} differs from the uninterrupted run"
+        assert (run / name).read_bytes() == (reference / name).read_bytes(), (
+            f"{name} differs from the uninterrupted run"
+        )
 
 
 def stamps(folder: Path, folds: range) -> dict[str, tuple[int, int]]:
-    return {f"models/fold_{k}.txt": ((folder / f"models/fold_{k}.txt").stat().st_ino,
-                                     (folder / f"models/fold_{k}.txt").stat().st_mtime_ns) for k in folds}
+    return {
+        f"models/fold_{k}.txt": (
+            (folder / f"models/fold_{k}.txt").stat().st_ino,
+            (folder / f"models/fold_{k}.txt").stat().st_mtime_ns,
+        )
+        for k in folds
+    }
 
 
 def resume_and_check(project, capsys, reference: Path, staging: Path, done: int) -> Path:
@@ -129,8 +139,11 @@ def resume_and_check(project, capsys, reference: Path, staging: Path, done: int)
     return run
 
 
-@pytest.mark.parametrize("fault, done", [("kill-after-fold:1", 2), ("kill-in-fold:2", 2)],
-                         ids=["sigkill-between-folds", "sigkill-inside-a-fold"])
+@pytest.mark.parametrize(
+    "fault, done",
+    [("kill-after-fold:1", 2), ("kill-in-fold:2", 2)],
+    ids=["sigkill-between-folds", "sigkill-inside-a-fold"],
+)
 def test_sigkill_then_resume_redoes_only_unfinished_folds(project, capsys, reference, fault, done):
     proc = start(project, fault, "--run-id", "victim")
     _, stderr = proc.communicate(timeout=120)
@@ -185,8 +198,11 @@ def test_resume_refuses_changed_data(project, capsys, monkeypatch, tmp_path):
     changed.to_parquet(data_file, index=False)
     code, err = cli(capsys, "train", "--config", config, "--run-id", "victim", "--resume", "-q")
     assert code == 3
-    assert_message(err, r"--resume: the data changed since \S*victim\.partial was started \(fingerprint \w{12} then, "
-                        r"\w{12} now\)")
+    assert_message(
+        err,
+        r"--resume: the data changed since \S*victim\.partial was started \(fingerprint \w{12} then, "
+        r"\w{12} now\)",
+    )
     assert not (project.exp_dir / "victim").exists()
 
 
@@ -237,7 +253,7 @@ def test_enospc_during_predict_keeps_the_previous_output(project, capsys, monkey
 
 
 def _flip(data: bytes, at: int) -> bytes:
-    return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1:]
+    return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1 :]
 
 
 DAMAGE = {
@@ -254,8 +270,16 @@ def test_damaged_run_file_is_reported_by_name(project, capsys, name, damage):
     with pytest.raises(ArtifactError, match=rf"{name} does not match its manifest entry .*truncated or altered"):
         RunReader(project.baseline).read_bytes(name)
     if name.startswith("models/"):
-        code, err = cli(capsys, "predict", "--run", project.baseline, "--input", project.data["test"],
-                        "--output", project.root / "out.csv")
+        code, err = cli(
+            capsys,
+            "predict",
+            "--run",
+            project.baseline,
+            "--input",
+            project.data["test"],
+            "--output",
+            project.root / "out.csv",
+        )
         assert code == 4
         assert_message(err, rf"{name} does not match its manifest entry")
         assert not (project.root / "out.csv").exists()
@@ -269,13 +293,25 @@ def test_damaged_manifest_is_reported_by_name(project, capsys, where):
         damaged = data[: len(data) // 2]
     else:
         text = data.decode()
-        anchor = {"config_hash": '"config_hash": "', "size": '"size": ', "versions": '"lightgbm": "',
-                  "sha256": '"sha256": "'}[where]
+        anchor = {
+            "config_hash": '"config_hash": "',
+            "size": '"size": ',
+            "versions": '"lightgbm": "',
+            "sha256": '"sha256": "',
+        }[where]
         damaged = _flip(data, text.index(anchor) + len(anchor) + 1)  # still valid JSON, one value changed
         json.loads(damaged)
     manifest.write_bytes(damaged)
-    code, err = cli(capsys, "predict", "--run", project.baseline, "--input", project.data["test"],
-                    "--output", project.root / "out.csv")
+    code, err = cli(
+        capsys,
+        "predict",
+        "--run",
+        project.baseline,
+        "--input",
+        project.data["test"],
+        "--output",
+        project.root / "out.csv",
+    )
     assert code == 4
     assert_message(err, r"\S*manifest\.json (is corrupt|was altered after it was written)")
     assert not (project.root / "out.csv").exists()
@@ -291,8 +327,11 @@ def test_run_from_another_major_version_is_refused_unless_allowed(project, capsy
     argv = ["predict", "--run", project.baseline, "--input", project.data["test"], "--output", project.root / "o.csv"]
     code, err = cli(capsys, *argv)
     assert code == 4
-    assert_message(err, rf"manifest\.json was made with {library} {foreign} but {installed} is installed; major "
-                        r"versions differ.*--allow-version-mismatch")
+    assert_message(
+        err,
+        rf"manifest\.json was made with {library} {foreign} but {installed} is installed; major "
+        r"versions differ.*--allow-version-mismatch",
+    )
     assert not (project.root / "o.csv").exists()
     code, err = cli(capsys, *argv, "--allow-version-mismatch")
     assert code == 0, err

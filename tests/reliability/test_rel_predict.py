@@ -2,6 +2,7 @@
 refused with exit 3 and no output written (an earlier output file stays as it was). The run is
 read-only: it is byte-identical after every test.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -10,7 +11,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from harness import adult_data, adult_rows, assert_message, cli, temp_files, tree_hashes, write_config
+
+from tests.helpers.reliability import (
+    adult_data,
+    adult_rows,
+    assert_message,
+    cli,
+    temp_files,
+    tree_hashes,
+    write_rel_config,
+)
 
 OLD_OUTPUT = b"pid,pred\nkeep,0.5\n"
 
@@ -25,7 +35,7 @@ def fitted(tmp_path_factory) -> tuple[Path, pd.DataFrame, pd.DataFrame]:
     train.to_parquet(base / "train.parquet", index=False)
     test.to_parquet(base / "test.parquet", index=False)
     data = adult_data(base / "train.parquet", base / "test.parquet", id="pid", categorical=["education-num"])
-    config = write_config(base / "exp.toml", base / "runs", data)
+    config = write_rel_config(base / "exp.toml", base / "runs", data)
     assert cli_plain(["train", "--config", str(config), "-q", "--run-id", "p1"]) == 0
     run = base / "runs" / "rel" / "p1"
     return run, test.drop(columns="income"), pd.read_parquet(run / "test_pred.parquet")
@@ -47,8 +57,9 @@ def run(fitted, tmp_path, monkeypatch):
     assert not temp_files(tmp_path) and not temp_files(fitted[0].parent)
 
 
-def predict(capsys, run: Path, frame: pd.DataFrame | bytes, tmp: Path, name: str = "new.csv",
-            *extra: str) -> tuple[int, str, Path]:
+def predict(
+    capsys, run: Path, frame: pd.DataFrame | bytes, tmp: Path, name: str = "new.csv", *extra: str
+) -> tuple[int, str, Path]:
     path, out = tmp / name, tmp / "out.csv"
     if isinstance(frame, bytes):
         path.write_bytes(frame)
@@ -99,8 +110,11 @@ def test_numeric_column_arriving_as_text_is_cast_and_counted(run, fitted, capsys
     drifted = test.astype({"age": str, "hours-per-week": str})
     code, err, out = predict(capsys, run, drifted, tmp_path, "new.parquet")
     assert code == 0
-    assert_message(err, r"new\.parquet: numeric columns that arrived as text were cast to numbers, values per "
-                        r"column: \{'age': 400, 'hours-per-week': 400\}")
+    assert_message(
+        err,
+        r"new\.parquet: numeric columns that arrived as text were cast to numbers, values per "
+        r"column: \{'age': 400, 'hours-per-week': 400\}",
+    )
     same_as_test_pred(out, test_pred)
 
 
@@ -109,7 +123,9 @@ def test_numeric_column_with_words_is_refused_with_a_count(run, fitted, capsys, 
     drifted.loc[drifted.index[:6], "age"] = "unknown"
     code, err, out = predict(capsys, run, drifted, tmp_path, "new.parquet")
     assert code == 3
-    assert_message(err, r"column 'age' in \S*new\.parquet should be numeric but 6 values are not \(e\.g\. \['unknown'\]\)")
+    assert_message(
+        err, r"column 'age' in \S*new\.parquet should be numeric but 6 values are not \(e\.g\. \['unknown'\]\)"
+    )
     assert not out.exists()
 
 
@@ -130,15 +146,22 @@ def test_unseen_categories_are_counted(run, fitted, capsys, tmp_path):
     test.loc[test.index[:9], "workclass"] = "Moon-base"
     code, err, _ = predict(capsys, run, test, tmp_path)
     assert code == 0
-    assert_message(err, r"categories not seen in training \(treated as missing\), rows per column: "
-                        r"\{'workclass': 9")
+    assert_message(
+        err,
+        r"categories not seen in training \(treated as missing\), rows per column: "
+        r"\{'workclass': 9",
+    )
 
 
-@pytest.mark.parametrize("content, name, match", [
-    (b"", "new.csv", r"input file \S*new\.csv is empty \(0 bytes\)"),
-    (None, "new.csv", r"\S*new\.csv has no rows to predict \(0 data rows\)"),
-    (None, "new.parquet", r"\S*new\.parquet has no rows to predict \(0 data rows\)"),
-], ids=["zero-bytes", "header-only-csv", "zero-row-parquet"])
+@pytest.mark.parametrize(
+    "content, name, match",
+    [
+        (b"", "new.csv", r"input file \S*new\.csv is empty \(0 bytes\)"),
+        (None, "new.csv", r"\S*new\.csv has no rows to predict \(0 data rows\)"),
+        (None, "new.parquet", r"\S*new\.parquet has no rows to predict \(0 data rows\)"),
+    ],
+    ids=["zero-bytes", "header-only-csv", "zero-row-parquet"],
+)
 def test_empty_input_exits_3_and_keeps_the_earlier_output(run, fitted, capsys, tmp_path, content, name, match):
     (tmp_path / "out.csv").write_bytes(OLD_OUTPUT)
     code, err, out = predict(capsys, run, fitted[1].head(0) if content is None else content, tmp_path, name)
@@ -147,12 +170,21 @@ def test_empty_input_exits_3_and_keeps_the_earlier_output(run, fitted, capsys, t
     assert out.read_bytes() == OLD_OUTPUT
 
 
-@pytest.mark.parametrize("damage, match", [
-    (lambda f: f.drop(columns="pid"), r"\S*new\.csv lacks the id column 'pid'"),
-    (lambda f: f.assign(pid=f["pid"].where(f.index % 50 != 7)), r"id column 'pid' in \S*new\.csv has 8 missing values"),
-    (lambda f: f.assign(pid=f["pid"].where(f.index % 100 != 3, "p050000")),
-     r"id column 'pid' in \S*new\.csv has 4 duplicated values"),
-], ids=["id-missing", "id-blank", "id-duplicated"])
+@pytest.mark.parametrize(
+    "damage, match",
+    [
+        (lambda f: f.drop(columns="pid"), r"\S*new\.csv lacks the id column 'pid'"),
+        (
+            lambda f: f.assign(pid=f["pid"].where(f.index % 50 != 7)),
+            r"id column 'pid' in \S*new\.csv has 8 missing values",
+        ),
+        (
+            lambda f: f.assign(pid=f["pid"].where(f.index % 100 != 3, "p050000")),
+            r"id column 'pid' in \S*new\.csv has 4 duplicated values",
+        ),
+    ],
+    ids=["id-missing", "id-blank", "id-duplicated"],
+)
 def test_bad_ids_exit_3_and_write_nothing(run, fitted, capsys, tmp_path, damage, match):
     code, err, out = predict(capsys, run, damage(fitted[1]), tmp_path)
     assert code == 3
@@ -181,7 +213,9 @@ def test_output_inside_a_run_folder_is_refused(run, fitted, capsys, tmp_path):
     for target in (run / "oof.parquet", run / "models" / "extra.csv", run / "preds.csv"):
         code, err = cli(capsys, "predict", "--run", run, "--input", tmp_path / "new.csv", "--output", target)
         assert code == 2
-        assert_message(err, rf"--output \S*{target.name} is inside the run folder \S*{run.name}; runs are never modified")
+        assert_message(
+            err, rf"--output \S*{target.name} is inside the run folder \S*{run.name}; runs are never modified"
+        )
 
 
 def test_interrupted_predict_writes_nothing(run, fitted, capsys, tmp_path, monkeypatch):

@@ -8,15 +8,18 @@ config.toml, schema.json and report.md also record model.num_threads, so they di
 thread count does; the model files themselves leave it out (LightGBM with deterministic=True and
 force_col_wise=True grows the same trees on any number of threads).
 """
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 import pytest
-from harness import ROOT, adult_data, adult_rows, shared_file, write_config
 
 from pipeline.cli import main
+from tests.helpers.datasets import shared_file
+from tests.helpers.paths import ROOT
+from tests.helpers.reliability import adult_data, adult_rows, write_rel_config
 
 TIMED = {"scores.json", "report.md", "manifest.json"}
 
@@ -59,8 +62,9 @@ def _adult_config(tmp_path: Path, n_train: int = 1200) -> Path:
     train, test = adult_rows(n_train, 400)
     train.to_parquet(tmp_path / "train.parquet", index=False)
     test.to_parquet(tmp_path / "test.parquet", index=False)
-    return write_config(tmp_path / "exp.toml", tmp_path / "runs",
-                        adult_data(tmp_path / "train.parquet", tmp_path / "test.parquet"))
+    return write_rel_config(
+        tmp_path / "exp.toml", tmp_path / "runs", adult_data(tmp_path / "train.parquet", tmp_path / "test.parquet")
+    )
 
 
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
@@ -69,12 +73,23 @@ def test_repeated_runs_are_byte_identical(tmp_path, task):
         config = _adult_config(tmp_path)
     else:
         name = "wine" if task == "multiclass" else "diabetes"
-        config = write_config(tmp_path / "exp.toml", tmp_path / "runs",
-                              {"train": f"sklearn:{name}", "target": "target", "task": task, "test_size": 0.25})
+        config = write_rel_config(
+            tmp_path / "exp.toml",
+            tmp_path / "runs",
+            {"train": f"sklearn:{name}", "target": "target", "task": task, "test_size": 0.25},
+        )
     first, second = train(config, "first"), train(config, "second")
     compared = assert_identical_runs(first, second)
-    assert {"folds.parquet", "oof.parquet", "test_pred.parquet", "importance.parquet", "schema.json",
-            "config.toml", "models/fold_0.txt", "models/fold_2.txt"} <= set(compared)
+    assert {
+        "folds.parquet",
+        "oof.parquet",
+        "test_pred.parquet",
+        "importance.parquet",
+        "schema.json",
+        "config.toml",
+        "models/fold_0.txt",
+        "models/fold_2.txt",
+    } <= set(compared)
 
 
 def test_thread_count_does_not_change_artifacts(tmp_path):
@@ -82,15 +97,23 @@ def test_thread_count_does_not_change_artifacts(tmp_path):
     one = train(config, "one_thread", "model.num_threads=1")
     two = train(config, "two_threads", "model.num_threads=2")
     compared = assert_identical_runs(one, two, skip={"config.toml", "schema.json"})
-    assert {"folds.parquet", "oof.parquet", "test_pred.parquet", "importance.parquet",
-            "models/fold_0.txt", "models/fold_1.txt", "models/fold_2.txt"} <= set(compared)
+    assert {
+        "folds.parquet",
+        "oof.parquet",
+        "test_pred.parquet",
+        "importance.parquet",
+        "models/fold_0.txt",
+        "models/fold_1.txt",
+        "models/fold_2.txt",
+    } <= set(compared)
     for name in ("config.toml", "schema.json"):  # these record the setting itself, and nothing else differs
-        a, b = ([line for line in (run / name).read_text().splitlines() if "num_threads" not in line]
-                for run in (one, two))
+        a, b = (
+            [line for line in (run / name).read_text().splitlines() if "num_threads" not in line] for run in (one, two)
+        )
         assert a == b, name
 
 
-RETAIL = ROOT / "configs" / "retail.toml"
+RETAIL = ROOT / "configs" / "retail_1y.toml"  # one year: the faster flagship config
 
 
 def test_retail_pipeline_twice_gives_identical_hashes(tmp_path, monkeypatch):
@@ -101,17 +124,45 @@ def test_retail_pipeline_twice_gives_identical_hashes(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     runs_dir = tmp_path / "runs"
     events = shared_file("online_retail/online_retail.parquet")  # data/raw, else ../shared/data
-    argv = ["train", "--config", str(RETAIL), "-q", "--set", f"experiment.runs_dir={runs_dir}",
-            "--set", f"features.events={json.dumps(str(events))}",
-            "--set", "model.num_threads=1", "--set", "model.num_boost_round=60", "--set", "model.early_stopping_rounds=10"]
+    argv = [
+        "train",
+        "--config",
+        str(RETAIL),
+        "-q",
+        "--set",
+        f"experiment.runs_dir={runs_dir}",
+        "--set",
+        f"features.events={json.dumps(str(events))}",
+        "--set",
+        "model.num_threads=1",
+        "--set",
+        "model.num_boost_round=60",
+        "--set",
+        "model.early_stopping_rounds=10",
+    ]
     assert main([*argv, "--run-id", "first"]) == 0
-    exp_dir = runs_dir / "retail"
+    exp_dir = runs_dir / "retail_1y"
     (exp_dir / "features").rename(tmp_path / "first_features")
     (exp_dir / "folds").rename(tmp_path / "first_folds")
     assert main([*argv, "--run-id", "second"]) == 0
     for run in ("first", "second"):  # permutation and gain importance, kept cheap (no null-importance refits)
-        assert main(["importance", "--run", str(exp_dir / run), "-q", "--set", "importance.n_repeats=2",
-                     "--set", "importance.null_repeats=0", "--set", "importance.n_jobs=1"]) == 0
+        assert (
+            main(
+                [
+                    "importance",
+                    "--run",
+                    str(exp_dir / run),
+                    "-q",
+                    "--set",
+                    "importance.n_repeats=2",
+                    "--set",
+                    "importance.null_repeats=0",
+                    "--set",
+                    "importance.n_jobs=1",
+                ]
+            )
+            == 0
+        )
     assert_identical_runs(exp_dir / "first", exp_dir / "second")
     for cache, first in (("features", tmp_path / "first_features"), ("folds", tmp_path / "first_folds")):
         again = exp_dir / cache
@@ -121,6 +172,8 @@ def test_retail_pipeline_twice_gives_identical_hashes(tmp_path, monkeypatch):
             if name.endswith("manifest.json"):
                 continue  # hashes summary.json, whose build time differs
             if name.endswith(".json"):
-                assert untimed(json.loads((first / name).read_text())) == untimed(json.loads((again / name).read_text()))
+                assert untimed(json.loads((first / name).read_text())) == untimed(
+                    json.loads((again / name).read_text())
+                )
             else:
                 assert (first / name).read_bytes() == (again / name).read_bytes(), f"{cache}/{name} differs"

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (fixtures are imported from harness; pytest injects them by parameter name)
 """Untrusted files: gbpipe never unpickles anything.
 
 Models are LightGBM text, tables parquet, metadata JSON/TOML. A static scan of the packages finds
@@ -6,6 +5,7 @@ no pickle-family loader, and skops (the ensemble stage's format for scikit-learn
 ever loaded with an explicit list of trusted types. At run time, loading and predicting with a run
 works with every unpickler disabled.
 """
+
 from __future__ import annotations
 
 import ast
@@ -13,13 +13,27 @@ import pickle
 from pathlib import Path
 
 import pandas as pd
-from harness import ROOT, baseline_runs, cli, project  # noqa: F401
+
+from tests.helpers.paths import ROOT
+from tests.helpers.reliability import cli
 
 PACKAGES = ["pipeline", "features"]
 PICKLE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "shelve", "marshal"}
 PICKLE_CALLS = {"read_pickle", "to_pickle"}  # pandas
-TEXT_SUFFIXES = {".txt", ".json", ".parquet", ".toml", ".md", ".html", ".png", ".svg", ".csv", ".journal", ".log",
-                 ".skops"}
+TEXT_SUFFIXES = {
+    ".txt",
+    ".json",
+    ".parquet",
+    ".toml",
+    ".md",
+    ".html",
+    ".png",
+    ".svg",
+    ".csv",
+    ".journal",
+    ".log",
+    ".skops",
+}
 
 
 def unsafe_loads(source: str, filename: str = "<source>") -> list[str]:
@@ -59,9 +73,16 @@ def package_files() -> list[Path]:
 
 def test_the_scan_catches_every_unpickling_pattern():
     """The scanner itself must fail on each pattern, or the package scan below could never fail."""
-    snippets = ["import pickle\npickle.load(f)", "from joblib import load", "import cloudpickle",
-                "df = pd.read_pickle(path)", "np.load(p, allow_pickle=True)", "torch.load(p)",
-                "import skops.io as sio\nsio.load(p, trusted=True)", "skops.io.load(p)"]
+    snippets = [
+        "import pickle\npickle.load(f)",
+        "from joblib import load",
+        "import cloudpickle",
+        "df = pd.read_pickle(path)",
+        "np.load(p, allow_pickle=True)",
+        "torch.load(p)",
+        "import skops.io as sio\nsio.load(p, trusted=True)",
+        "skops.io.load(p)",
+    ]
     for snippet in snippets:
         assert unsafe_loads(snippet), snippet
     safe = ["np.load(p)", "sio.load(p, trusted=TRUSTED_TYPES)", "lgb.Booster(model_str=text)", "json.loads(t)"]
@@ -88,8 +109,15 @@ def test_loading_and_predicting_work_with_every_unpickler_disabled(project, caps
     for attr in ("load", "loads", "Unpickler"):
         monkeypatch.setattr(pickle, attr, refuse)
     pd.read_parquet(project.data["test"]).drop(columns="income").to_parquet(project.root / "new.parquet")
-    code, err = cli(capsys, "predict", "--run", project.baseline, "--input", project.root / "new.parquet",
-                    "--output", project.root / "out.parquet")
+    code, err = cli(
+        capsys,
+        "predict",
+        "--run",
+        project.baseline,
+        "--input",
+        project.root / "new.parquet",
+        "--output",
+        project.root / "out.parquet",
+    )
     assert code == 0, err
     assert len(pd.read_parquet(project.root / "out.parquet")) == 400
-

@@ -1,4 +1,5 @@
 """`from pipeline import ...`: the stages as functions over config objects, what the CLI calls."""
+
 from __future__ import annotations
 
 import importlib
@@ -7,16 +8,19 @@ import subprocess
 import sys
 import types
 
-from conftest import write_config
-
 import pipeline
+from tests.helpers.configs import write_config
 
 
 def test_stage_functions_over_a_config(tmp_path):
     from pipeline import OOFLGBMClassifier, load_config, load_run, prepare_data, run_train, write_report
 
-    config = write_config(tmp_path, "wine", data={"train": "sklearn:wine", "target": "target", "task": "multiclass"},
-                          model={"params": {"num_leaves": 7, "min_data_in_leaf": 5, "learning_rate": 0.1}})
+    config = write_config(
+        tmp_path,
+        "wine",
+        data={"train": "sklearn:wine", "target": "target", "task": "multiclass"},
+        model={"params": {"num_leaves": 7, "min_data_in_leaf": 5, "learning_rate": 0.1}},
+    )
     cfg = load_config(config)
     prepared = prepare_data(cfg)
     assert prepared.X.shape == (178, 13)

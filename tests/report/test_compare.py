@@ -1,4 +1,5 @@
 """`gbpipe report --compare` and `gbpipe runs` on two real adult runs (num_leaves 31 vs 7)."""
+
 from __future__ import annotations
 
 import json
@@ -6,13 +7,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from report_runs import adult_runs, copy_run, wine_run
 
 from pipeline.cli import main
 from pipeline.core.bootstrap import paired_bootstrap
 from pipeline.core.errors import ArtifactError
 from pipeline.core.metrics import score
 from pipeline.report.compare import compare_runs
+from tests.helpers.report_runs import adult_runs, copy_run, wine_run
 
 
 def scores_of(run):
@@ -94,12 +95,15 @@ def test_runs_lists_headline_numbers(tmp_path_factory, capsys):
     assert capsys.readouterr().out == out
 
 
-@pytest.mark.parametrize("make_args, code, message", [
-    (lambda a, w, t: ["report", "--compare", str(a)], 2, "at least two runs"),
-    (lambda a, w, t: ["report", "--compare", str(a), str(a)], 2, "the same run twice"),
-    (lambda a, w, t: ["report", "--compare", str(a), str(w)], 2, "same task and metric"),
-    (lambda a, w, t: ["runs", "--experiment-dir", str(t / "nope")], 2, "not found"),
-])
+@pytest.mark.parametrize(
+    "make_args, code, message",
+    [
+        (lambda a, w, t: ["report", "--compare", str(a)], 2, "at least two runs"),
+        (lambda a, w, t: ["report", "--compare", str(a), str(a)], 2, "the same run twice"),
+        (lambda a, w, t: ["report", "--compare", str(a), str(w)], 2, "same task and metric"),
+        (lambda a, w, t: ["runs", "--experiment-dir", str(t / "nope")], 2, "not found"),
+    ],
+)
 def test_compare_and_runs_errors(make_args, code, message, tmp_path, tmp_path_factory, capsys):
     args = make_args(adult_runs(tmp_path_factory)[0], wine_run(tmp_path_factory), tmp_path)
     assert main(args) == code

@@ -1,13 +1,14 @@
 """`gbpipe report --run DIR --mlflow FOLDER`: params, scores and report files logged to a local
 MLflow tracking folder and read back. Skipped when the optional mlflow extra is not installed."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
-from report_runs import adult_runs, copy_run
 
 from pipeline.cli import main
+from tests.helpers.report_runs import adult_runs, copy_run
 
 mlflow = pytest.importorskip("mlflow", reason="the mlflow extra (mlflow-skinny) is not installed")
 

@@ -4,6 +4,7 @@ nothing is fetched from the network, and every image decodes to a non-zero size.
 The page's own check script writes its findings into #render-check on load; --dump-dom prints the DOM
 after load. Skipped without Chromium, except when GBPIPE_REQUIRE_SERVICES=1 (CI), where it fails.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,10 +12,11 @@ import re
 from pathlib import Path
 
 import pytest
-from report_runs import adult_runs, chromium, copy_run, housing_run, render, staged_adult, wine_run
 
 from pipeline.cli import main
 from pipeline.report.page import Section, Text, to_html
+from tests.helpers.chromium import chromium, render
+from tests.helpers.report_runs import adult_runs, copy_run, housing_run, staged_adult, wine_run
 
 MARKER = re.compile(r'<span id="render-check"([^>]*)>')
 
@@ -54,10 +56,17 @@ def test_compare_renders_in_chromium(tmp_path, tmp_path_factory):
 def test_the_check_catches_a_broken_page(tmp_path):
     """The same check fails on a page with a broken image, a blocked external image and a script error."""
     chromium()
-    page = to_html("broken", {"cards": [{"label": "score", "value": "1", "detail": ""}], "lines": []},
-                   [Section("s", "S").add(Text("text"))], "subtitle")
-    page = page.replace("<main>", '<main><img src="data:image/png;base64,AAAA"><img src="http://example.com/x.png">'
-                        "<script>undefinedFunction();</script>")
+    page = to_html(
+        "broken",
+        {"cards": [{"label": "score", "value": "1", "detail": ""}], "lines": []},
+        [Section("s", "S").add(Text("text"))],
+        "subtitle",
+    )
+    page = page.replace(
+        "<main>",
+        '<main><img src="data:image/png;base64,AAAA"><img src="http://example.com/x.png">'
+        "<script>undefinedFunction();</script>",
+    )
     broken = tmp_path / "broken.html"
     broken.write_text(page)
     result = render(broken, tmp_path / "profile")

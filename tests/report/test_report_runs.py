@@ -1,5 +1,6 @@
 """`gbpipe report --run` on real runs (adult binary, california_housing regression, wine multiclass):
 the files it writes, that its numbers are the run's numbers, and the sections each task gets."""
+
 from __future__ import annotations
 
 import hashlib
@@ -10,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from report_runs import adult_runs, copy_run, housing_run, wine_run
 
 from pipeline.cli import main
 from pipeline.core.metrics import score
 from pipeline.core.run_folder import RunReader
+from tests.helpers.report_runs import adult_runs, copy_run, housing_run, wine_run
 
 REPORT_FILES = ("report.html", "report.json", "report/report.md")
 
@@ -45,8 +46,9 @@ def test_binary_report_files_numbers_and_sections(tmp_path, tmp_path_factory, ca
     assert head["ci_low"] < head["score"] < head["ci_high"] and head["ci_high"] - head["ci_low"] < 0.1
     assert doc["section_order"] == ["overview", "data", "cv", "classification", "holdout", "importance", "provenance"]
     sections = doc["sections"]
-    assert sections["classification"]["facts"]["ROC AUC (OOF)"] == pytest.approx(scores["oof_metrics"]["auc"],
-                                                                                 abs=1e-12)
+    assert sections["classification"]["facts"]["ROC AUC (OOF)"] == pytest.approx(
+        scores["oof_metrics"]["auc"], abs=1e-12
+    )
     folds = sections["cv"]["tables"]["folds"]["rows"]
     assert [r[6] for r in folds] == scores["fold_scores"] and [r[5] for r in folds] == scores["best_iterations"]
     assert sum(r[3] for r in folds) == scores["n_rows"] == 3000
@@ -81,8 +83,9 @@ def test_report_again_replaces_its_own_files_only(tmp_path, tmp_path_factory):
     before = json.loads((run / "manifest.json").read_text())["files"]
     write_report(run)
     after = json.loads((run / "manifest.json").read_text())["files"]
-    assert {k: v for k, v in after.items() if v["stage"] != "report"} == \
-        {k: v for k, v in before.items() if v["stage"] != "report"}
+    assert {k: v for k, v in after.items() if v["stage"] != "report"} == {
+        k: v for k, v in before.items() if v["stage"] != "report"
+    }
     RunReader(run)  # every hash still verifies
     for name in after:
         RunReader(run).path(name)
@@ -102,7 +105,8 @@ def test_regression_report(tmp_path, tmp_path_factory):
     oof = pd.read_parquet(run / "oof.parquet")
     assert ranges[-1][2] > ranges[0][2]  # ranges go up the target
     assert np.average([r[5] for r in ranges], weights=[r[1] for r in ranges]) == pytest.approx(
-        score("mae", oof["target"].to_numpy(), oof["pred"].to_numpy()), rel=1e-9)
+        score("mae", oof["target"].to_numpy(), oof["pred"].to_numpy()), rel=1e-9
+    )
     missing = {r[0]: r[1] for r in doc["sections"]["data"]["tables"]["missing"]["rows"]}
     assert set(missing) == {"total_bedrooms"} and 0 < missing["total_bedrooms"] < 0.05
     schema = json.loads((run / "schema.json").read_text())
@@ -126,17 +130,21 @@ def test_multiclass_report(tmp_path, tmp_path_factory):
     assert "holdout" in doc["sections"] and doc["headline"]["holdout_score"] == scores["holdout_score"]
 
 
-@pytest.mark.parametrize("args, code, message", [
-    (["--run", "{missing}"], 2, "does not exist"),
-    (["--run", "{unfinished}"], 4, "manifest.json is missing"),
-    (["--run", "{run}", "--n-boot", "10"], 2, "--n-boot must be at least 100"),
-    (["--run", "{run}", "--output", "{tmp}"], 2, "--output goes with --compare"),
-    (["--compare", "{run}"], 2, "at least two runs"),
-])
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["--run", "{missing}"], 2, "does not exist"),
+        (["--run", "{unfinished}"], 4, "manifest.json is missing"),
+        (["--run", "{run}", "--n-boot", "10"], 2, "--n-boot must be at least 100"),
+        (["--run", "{run}", "--output", "{tmp}"], 2, "--output goes with --compare"),
+        (["--compare", "{run}"], 2, "at least two runs"),
+    ],
+)
 def test_report_errors(tmp_path, tmp_path_factory, capsys, args, code, message):
     run = adult_runs(tmp_path_factory)[0]
     (tmp_path / "unfinished").mkdir()
-    filled = [a.format(missing=tmp_path / "nope", unfinished=tmp_path / "unfinished", run=run, tmp=tmp_path)
-              for a in args]
+    filled = [
+        a.format(missing=tmp_path / "nope", unfinished=tmp_path / "unfinished", run=run, tmp=tmp_path) for a in args
+    ]
     assert main(["report", *filled, "-q"]) == code
     assert message in capsys.readouterr().err

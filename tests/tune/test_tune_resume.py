@@ -1,5 +1,6 @@
 """Interrupted, resumed and shared studies: kill -9 mid-trial, SIGTERM, concurrent processes on one
 journal file, --workers, and several "machines" on one PostgreSQL database."""
+
 from __future__ import annotations
 
 import json
@@ -10,14 +11,20 @@ from collections import Counter
 
 import optuna
 from optuna.trial import TrialState
-from tune_helpers import journal_trials, postgres_url, run_cli, study_dir, tune_config, wait_for_running_trial
 
 from pipeline.cli import main
 from pipeline.tune.study import EXCLUDED_ATTR, REASON_ATTR, WORKER_ATTR
+from tests.helpers.tune import journal_trials, postgres_url, run_cli, study_dir, tune_config, wait_for_running_trial
 
 # Trials of about a second, so a signal sent once a trial has finished its first fold lands mid-trial.
-SLOW = ("--set", "model.num_boost_round=120", "--set", "model.early_stopping_rounds=120",
-        "--set", "model.params.learning_rate=0.05")
+SLOW = (
+    "--set",
+    "model.num_boost_round=120",
+    "--set",
+    "model.early_stopping_rounds=120",
+    "--set",
+    "model.params.learning_rate=0.05",
+)
 
 
 def check_shared_study(trials, n_trials: int) -> Counter:
@@ -51,8 +58,14 @@ def test_kill_9_mid_trial_then_resume_ends_with_exactly_n_trials(tmp_path, adult
     assert dead.state == TrialState.FAIL and dead.user_attrs[EXCLUDED_ATTR]
     assert "gone (killed or crashed)" in dead.user_attrs[REASON_ATTR]
     summary = json.loads((study_dir(config) / "tune.json").read_text())
-    assert summary["counts"] == {"complete": 4, "pruned": 0, "failed": 0, "failed_excluded": 1, "running": 0,
-                                 "waiting": 0}
+    assert summary["counts"] == {
+        "complete": 4,
+        "pruned": 0,
+        "failed": 0,
+        "failed_excluded": 1,
+        "running": 0,
+        "waiting": 0,
+    }
 
 
 def test_sigterm_marks_the_running_trial_failed_and_exits_130(tmp_path, adult):
@@ -95,8 +108,7 @@ def test_three_machines_on_one_postgresql_database(tmp_path, adult):
     url = postgres_url()
     name = f"test-{uuid.uuid4().hex[:8]}"
     config = tune_config(tmp_path, adult)
-    procs = [run_cli(config, "--storage", url, "--study-name", name, "--n-trials", "12", "--resume")
-             for _ in range(3)]
+    procs = [run_cli(config, "--storage", url, "--study-name", name, "--n-trials", "12", "--resume") for _ in range(3)]
     try:
         ran = 0
         for proc in procs:

@@ -1,5 +1,6 @@
 """`gbpipe tune` end to end on real adult rows: outputs, the default first trial, train --params,
 reproducibility, failing trials, the fingerprint check, the lower final learning rate, bad input."""
+
 from __future__ import annotations
 
 import json
@@ -10,13 +11,13 @@ import optuna
 import pandas as pd
 import pytest
 from optuna.trial import TrialState
-from tune_helpers import journal_trials, study_dir, tune_config
 
 from pipeline.cli import main
 from pipeline.core.run_folder import RunReader
 from pipeline.tune.evaluator import Evaluation
-from pipeline.tune.run import TrialPlan, run_one
 from pipeline.tune.study import REASON_ATTR, this_worker
+from pipeline.tune.trials import TrialPlan, run_one
+from tests.helpers.tune import journal_trials, study_dir, tune_config
 
 
 def tune_cli(config, *args: str) -> int:
@@ -41,8 +42,14 @@ def tuned(tmp_path_factory, adult):
 def test_outputs_are_complete_and_verified_by_the_manifest(tuned):
     folder = study_dir(tuned)
     reader = RunReader(folder)
-    assert set(reader.files) == {"best_params.json", "trials.parquet", "tune.json", "plots/optimization_history.png",
-                                 "plots/param_importances.png", "plots/slice.png"}
+    assert set(reader.files) == {
+        "best_params.json",
+        "trials.parquet",
+        "tune.json",
+        "plots/optimization_history.png",
+        "plots/param_importances.png",
+        "plots/slice.png",
+    }
     for name in reader.files:
         data = reader.read_bytes(name)
         assert data[:8] == b"\x89PNG\r\n\x1a\n" if name.endswith(".png") else len(data) > 100
@@ -118,13 +125,19 @@ def test_a_nan_score_is_recorded_as_fail_with_its_reason():
     assert frozen.state == TrialState.FAIL and "returned nan" in frozen.user_attrs[REASON_ATTR]
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    (["--set", "tune.search_space.num_leaves.high=64"], r"search_space changed: num_leaves: int 2..256 -> int 2..64"),
-    (["--set", "model.metric='logloss'"], r"metric changed: auc -> logloss"),
-    (["--set", "cv.n_splits=4"], r"folds changed: .*n_splits: 3 -> 4"),
-    (["--set", "data.test_size=0.1"], r"data changed: .*rows: 2000 -> 1800"),
-    (["--set", "tune.learning_rate=0.05"], r"training changed: fixed: \{'learning_rate': 0.2\} -> "),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            ["--set", "tune.search_space.num_leaves.high=64"],
+            r"search_space changed: num_leaves: int 2..256 -> int 2..64",
+        ),
+        (["--set", "model.metric='logloss'"], r"metric changed: auc -> logloss"),
+        (["--set", "cv.n_splits=4"], r"folds changed: .*n_splits: 3 -> 4"),
+        (["--set", "data.test_size=0.1"], r"data changed: .*rows: 2000 -> 1800"),
+        (["--set", "tune.learning_rate=0.05"], r"training changed: fixed: \{'learning_rate': 0.2\} -> "),
+    ],
+)
 def test_resuming_a_changed_study_is_refused_saying_what_changed(tuned, capsys, change, message):
     journal = study_dir(tuned) / "study.journal"
     before = journal.read_bytes()
@@ -157,12 +170,15 @@ def test_final_learning_rate_rescores_the_best_trial(tmp_path, adult):
     assert best["params"]["learning_rate"] == (0.1 if final["used"] else 0.2)
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--workers", "100000"], r"--workers 100000 is more than the \d+ cores available"),
-    (["--n-trials", "0"], r"--n-trials and --workers must be at least 1"),
-    (["--resume", "--new-study"], r"--resume and --new-study contradict each other"),
-    (["--storage", "postgresql+psycopg2://nobody:secret@127.0.0.1:1/none"], r"cannot open the database"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--workers", "100000"], r"--workers 100000 is more than the \d+ cores available"),
+        (["--n-trials", "0"], r"--n-trials and --workers must be at least 1"),
+        (["--resume", "--new-study"], r"--resume and --new-study contradict each other"),
+        (["--storage", "postgresql+psycopg2://nobody:secret@127.0.0.1:1/none"], r"cannot open the database"),
+    ],
+)
 def test_bad_command_line_is_refused(tmp_path, adult, capsys, args, message):
     config = tune_config(tmp_path, adult)
     assert tune_cli(config, *args) == 2

@@ -1,4 +1,5 @@
 """The tuning search space from the config: defaults, overrides, fixed values, the first trial, bad input."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,9 +11,11 @@ from pipeline.tune.space import DEFAULT_SPACE, build_space
 
 
 def config(tune: dict | None = None, params: dict | None = None):
-    raw = {"experiment": {"name": "x"}, "data": {"train": "sklearn:breast_cancer", "target": "target",
-                                                 "task": "binary"},
-           "model": {"params": params or {"learning_rate": 0.05}}}
+    raw = {
+        "experiment": {"name": "x"},
+        "data": {"train": "sklearn:breast_cancer", "target": "target", "task": "binary"},
+        "model": {"params": params or {"learning_rate": 0.05}},
+    }
     if tune is not None:
         raw["tune"] = tune
     return validate_config(raw)
@@ -35,11 +38,20 @@ def test_default_space_is_the_seeds_and_the_first_trial_is_the_current_parameter
 
 
 def test_overrides_fixed_values_extra_parameters_and_learning_rate():
-    space = build_space(config({
-        "learning_rate": 0.1,
-        "search_space": {"num_leaves": {"high": 64, "log": True}, "max_depth": {"low": 3, "high": 12},
-                         "boosting": {"choices": ["gbdt", "dart"]}, "min_gain_to_split": {"low": 0, "high": 1.5}},
-        "fixed": {"bagging_freq": 1, "reg_alpha": 0.5}}))
+    space = build_space(
+        config(
+            {
+                "learning_rate": 0.1,
+                "search_space": {
+                    "num_leaves": {"high": 64, "log": True},
+                    "max_depth": {"low": 3, "high": 12},
+                    "boosting": {"choices": ["gbdt", "dart"]},
+                    "min_gain_to_split": {"low": 0, "high": 1.5},
+                },
+                "fixed": {"bagging_freq": 1, "reg_alpha": 0.5},
+            }
+        )
+    )
     assert space.distributions["num_leaves"] == IntDistribution(2, 64, log=True)
     assert space.distributions["max_depth"] == IntDistribution(3, 12)
     assert space.distributions["boosting"] == CategoricalDistribution(["gbdt", "dart"])
@@ -57,7 +69,9 @@ def test_default_ranges_widen_to_hold_the_current_values_but_overrides_do_not():
     assert space.distributions["max_bin"] == IntDistribution(63, 255, step=32)  # still on the 32-step grid
     assert space.default_trial["min_data_in_leaf"] == 50 and space.default_trial["max_bin"] == 63
     assert space.default_trial["bagging_freq"] == 0 == space.distributions["bagging_freq"].low  # bagging stays off
-    assert any(n.startswith("min_data_in_leaf: range widened from int 10..40 to int 10..50") for n in space.default_notes)
+    assert any(
+        n.startswith("min_data_in_leaf: range widened from int 10..40 to int 10..50") for n in space.default_notes
+    )
     narrowed = build_space(config({"search_space": {"min_data_in_leaf": {"high": 30}}}, params=params))
     assert narrowed.distributions["min_data_in_leaf"] == IntDistribution(10, 30)
     assert narrowed.default_trial["min_data_in_leaf"] == 30  # the user's range is kept; the value moves
@@ -68,28 +82,43 @@ def test_only_the_given_parameters_without_the_default_space():
     assert list(space.distributions) == ["num_leaves"] and space.default_trial == {"num_leaves": 16}
 
 
-@pytest.mark.parametrize(("tune", "message"), [
-    ({"search_space": {"num_leaves": {"low": 300}}}, r"num_leaves: low must be below high \(got low=300, high=256\)"),
-    ({"search_space": {"lambda_l1": {"low": 0}}}, r"lambda_l1: a log scale needs low > 0"),
-    ({"search_space": {"num_leaves": {"low": 2.5}}}, r"num_leaves is an int parameter"),
-    ({"search_space": {"max_bin": {"high": 300}}}, r"max_bin: high - low \(173\) must be a multiple of step \(32\)"),
-    ({"search_space": {"max_depth": {"low": 3}}}, r"tune.search_space.max_depth needs low and high \(or choices\)"),
-    ({"search_space": {"learning_rate": {"low": 0.01, "high": 0.3}}}, r"\['learning_rate'\], which tuning never sets"),
-    ({"fixed": {"num_threads": 4}}, r"\['num_threads'\], which tuning never sets"),
-    ({"default_space": False}, r"the tune search space is empty"),
-])
+@pytest.mark.parametrize(
+    ("tune", "message"),
+    [
+        (
+            {"search_space": {"num_leaves": {"low": 300}}},
+            r"num_leaves: low must be below high \(got low=300, high=256\)",
+        ),
+        ({"search_space": {"lambda_l1": {"low": 0}}}, r"lambda_l1: a log scale needs low > 0"),
+        ({"search_space": {"num_leaves": {"low": 2.5}}}, r"num_leaves is an int parameter"),
+        (
+            {"search_space": {"max_bin": {"high": 300}}},
+            r"max_bin: high - low \(173\) must be a multiple of step \(32\)",
+        ),
+        ({"search_space": {"max_depth": {"low": 3}}}, r"tune.search_space.max_depth needs low and high \(or choices\)"),
+        (
+            {"search_space": {"learning_rate": {"low": 0.01, "high": 0.3}}},
+            r"\['learning_rate'\], which tuning never sets",
+        ),
+        ({"fixed": {"num_threads": 4}}, r"\['num_threads'\], which tuning never sets"),
+        ({"default_space": False}, r"the tune search space is empty"),
+    ],
+)
 def test_bad_search_space_is_refused_with_the_fix(tune, message):
     with pytest.raises(ConfigError, match=message):
         build_space(config(tune))
 
 
-@pytest.mark.parametrize(("tune", "message"), [
-    ({"n_trials": 0}, r"tune.n_trials: Input should be greater than or equal to 1"),
-    ({"pruner": "hyperband"}, r"tune.pruner: Input should be 'median', 'halving' or 'none'"),
-    ({"search_space": {"num_leaves": {"choices": [8, 16], "low": 2}}}, r"give either choices or a numeric range"),
-    ({"n_trails": 5}, r"unknown key 'tune.n_trails'"),
-    ({"study_name": "../x"}, r"tune.study_name: String should match pattern"),
-])
+@pytest.mark.parametrize(
+    ("tune", "message"),
+    [
+        ({"n_trials": 0}, r"tune.n_trials: Input should be greater than or equal to 1"),
+        ({"pruner": "hyperband"}, r"tune.pruner: Input should be 'median', 'halving' or 'none'"),
+        ({"search_space": {"num_leaves": {"choices": [8, 16], "low": 2}}}, r"give either choices or a numeric range"),
+        ({"n_trails": 5}, r"unknown key 'tune.n_trails'"),
+        ({"study_name": "../x"}, r"tune.study_name: String should match pattern"),
+    ],
+)
 def test_bad_tune_section_is_refused_by_the_config(tune, message):
     with pytest.raises(ConfigError, match=message):
         config(tune)

@@ -1,20 +1,31 @@
-"""Helpers of the importance and selection tests: adult slices with seeded noise columns, fast configs."""
+"""Helpers of the importance and selection tests: adult slices with seeded noise columns, fast configs,
+the CLI's train and select, and a minimal estimator for scikit-learn's permutation_importance."""
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from conftest import shared_file, write_config
 
 from pipeline.cli import main
+from pipeline.core.metrics import GREATER_IS_BETTER, score
+from pipeline.importance.permutation import predict_rows
+from tests.helpers.configs import write_config
+from tests.helpers.datasets import shared_file
+from tests.helpers.runs import experiment_name, latest
 
 NOISE = [f"noise_{i}" for i in range(5)]
 # Features every adult model of these tests relies on (the selection tests expect them kept).
 INFORMATIVE = ["age", "capital-gain", "education-num", "occupation", "hours-per-week"]
-FAST_MODEL = {"num_boost_round": 300, "early_stopping_rounds": 20, "num_threads": 1,
-              "params": {"learning_rate": 0.1, "num_leaves": 15}}
+FAST_MODEL = {
+    "num_boost_round": 300,
+    "early_stopping_rounds": 20,
+    "num_threads": 1,
+    "params": {"learning_rate": 0.1, "num_leaves": 15},
+}
 ADULT_DATA = {"target": "income", "task": "binary", "positive_label": ">50K"}
 
 
@@ -32,34 +43,19 @@ def adult_with_noise(path: Path, n_rows: int, n_noise: int, shuffle_target: bool
     return path
 
 
-def noisy_config(tmp_path: Path, name: str, n_rows: int = 6000, n_noise: int = 5, shuffle_target: bool = False,
-                 **sections) -> Path:
+def noisy_config(
+    tmp_path: Path, name: str, n_rows: int = 6000, n_noise: int = 5, shuffle_target: bool = False, **sections
+) -> Path:
     """A fast 3-fold experiment on adult with noise columns, runs under tmp_path/runs."""
     data_path = adult_with_noise(tmp_path / f"{name}.parquet", n_rows, n_noise, shuffle_target)
     sections = {"cv": {"n_splits": 3, "seed": 0}, "model": FAST_MODEL, **sections}
     return write_config(tmp_path, name, data={"train": str(data_path), **ADULT_DATA}, **sections)
 
 
-def train_run(config: Path, *extra: str) -> Path:
-    """`gbpipe train` through the CLI; returns the published run folder."""
-    assert main(["train", "--config", str(config), "-q", *extra]) == 0
-    return latest(config.parent / "runs" / _experiment(config))
-
-
 def run_select(config: Path, *extra: str) -> Path:
     """`gbpipe select` through the CLI; returns the selection folder."""
     assert main(["select", "--config", str(config), "-q", *extra]) == 0
-    return latest(config.parent / "runs" / _experiment(config) / "select")
-
-
-def latest(folder: Path) -> Path:
-    return folder / (folder / "LATEST").read_text().strip()
-
-
-def _experiment(config: Path) -> str:
-    import tomllib
-
-    return tomllib.loads(config.read_text())["experiment"]["name"]
+    return latest(config.parent / "runs" / experiment_name(config) / "select")
 
 
 def read_json(path: Path) -> dict:
@@ -69,3 +65,21 @@ def read_json(path: Path) -> dict:
 def aggregated(table: pd.DataFrame, kind: str) -> pd.DataFrame:
     """fold = -1 rows of one kind, indexed by feature."""
     return table[(table["kind"] == kind) & (table["fold"] == -1)].set_index("feature")
+
+
+class BoosterEstimator:
+    """The smallest estimator scikit-learn's permutation_importance accepts: fit and predict."""
+
+    def __init__(self, booster: lgb.Booster, task: str):
+        self.booster, self.task = booster, task
+
+    def fit(self, X, y):
+        return self
+
+    def predict(self, X):
+        return predict_rows(self.booster, X, self.task, 1)
+
+
+def metric_scorer(metric: str):
+    sign = 1.0 if GREATER_IS_BETTER[metric] else -1.0
+    return lambda est, X, y: sign * score(metric, y, est.predict(X))

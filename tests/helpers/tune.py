@@ -1,4 +1,6 @@
-"""Shared helpers of the tuning tests: a small real adult slice, its config, the CLI, the study's trials."""
+"""Helpers of the tuning tests: a small real adult slice, its config, the CLI in a subprocess, the study's trials,
+and the PostgreSQL test database."""
+
 from __future__ import annotations
 
 import os
@@ -10,25 +12,31 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-from conftest import ROOT, write_config
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
+from tests.helpers.configs import write_config
+from tests.helpers.paths import ROOT
+
 POSTGRES_ENV = "GBPIPE_TEST_POSTGRES_URL"
 
 
-def tune_config(tmp_path: Path, adult: pd.DataFrame, rows: int = 2000, name: str = "adult_tune",
-                params: dict | None = None, **tune) -> Path:
+def tune_config(
+    tmp_path: Path, adult: pd.DataFrame, rows: int = 2000, name: str = "adult_tune", params: dict | None = None, **tune
+) -> Path:
     """A fast adult experiment: `rows` real training rows, 3 folds, few rounds, one thread, no plots."""
     csv = tmp_path / f"{name}.csv"
     if not csv.exists():
         adult[adult["split"] == "train"].sample(rows, random_state=1).drop(columns="split").to_csv(csv, index=False)
-    return write_config(tmp_path, name, data={"train": str(csv), "target": "income", "task": "binary",
-                                              "positive_label": ">50K"},
-                        cv={"n_splits": 3}, model={"num_boost_round": 50, "early_stopping_rounds": 10,
-                                                   "params": params or {"learning_rate": 0.2}},
-                        tune={"plots": False, "n_startup_trials": 3, **tune})
+    return write_config(
+        tmp_path,
+        name,
+        data={"train": str(csv), "target": "income", "task": "binary", "positive_label": ">50K"},
+        cv={"n_splits": 3},
+        model={"num_boost_round": 50, "early_stopping_rounds": 10, "params": params or {"learning_rate": 0.2}},
+        tune={"plots": False, "n_startup_trials": 3, **tune},
+    )
 
 
 def study_dir(config: Path, study: str = "default") -> Path:
@@ -40,8 +48,14 @@ def cli_command(config: Path, *args: str) -> list[str]:
 
 
 def run_cli(config: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(cli_command(config, *args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return subprocess.Popen(
+        cli_command(config, *args),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
 
 def journal_trials(journal: Path, study: str = "default") -> list[FrozenTrial]:
@@ -49,23 +63,30 @@ def journal_trials(journal: Path, study: str = "default") -> list[FrozenTrial]:
     return optuna.load_study(study_name=study, storage=storage).get_trials()
 
 
-def wait_for_running_trial(proc: subprocess.Popen, journal: Path, min_complete: int = 1, min_folds: int = 0,
-                           limit: float = 120.0) -> int:
+def wait_for_running_trial(
+    proc: subprocess.Popen, journal: Path, min_complete: int = 1, min_folds: int = 0, limit: float = 120.0
+) -> int:
     """Poll the journal until a trial runs (tagged by its worker, `min_folds` folds done) after
     `min_complete` trials completed; returns its number."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"the tuning process ended (code {proc.returncode}) before it could be stopped: "
-                        f"{proc.stderr.read()}")
+            pytest.fail(
+                f"the tuning process ended (code {proc.returncode}) before it could be stopped: {proc.stderr.read()}"
+            )
         if journal.exists():
             try:
                 trials = journal_trials(journal)
             except (KeyError, ValueError):  # the study is not created yet
                 trials = []
             done = sum(t.state == TrialState.COMPLETE for t in trials)
-            running = [t.number for t in trials if t.state == TrialState.RUNNING and "gbpipe_worker" in t.user_attrs
-                       and len(t.intermediate_values) >= min_folds]
+            running = [
+                t.number
+                for t in trials
+                if t.state == TrialState.RUNNING
+                and "gbpipe_worker" in t.user_attrs
+                and len(t.intermediate_values) >= min_folds
+            ]
             if done >= min_complete and running:
                 return running[0]
         time.sleep(0.02)

@@ -1,39 +1,30 @@
-"""Shared pieces of the reliability tests: small real data, configs, a published baseline run, and
-the checks every case makes (exit code, message, nothing half-written, earlier runs untouched).
+"""Shared pieces of the reliability tests: small real data, configs of experiment `rel`, and the checks every
+case makes (exit code, message, nothing half-written, earlier runs untouched). The fixtures that publish
+the baseline run and copy it into each test are in tests/reliability/conftest.py."""
 
-Kept out of a conftest.py on purpose: tests/conftest.py is imported as `conftest` by other test
-modules, and a second conftest.py would replace it in sys.modules.
-"""
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import shutil
 import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
-import pytest
 import tomli_w
 
 from pipeline.cli import main
+from tests.helpers.datasets import shared_file
 
-ROOT = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("GBPIPE_DATA_DIR", ROOT.parent / "shared" / "data"))
 EXPERIMENT = "rel"
-FAST_MODEL = {"num_boost_round": 30, "early_stopping_rounds": 5, "num_threads": 1,
-              "params": {"learning_rate": 0.2, "num_leaves": 15}}
+FAST_MODEL = {
+    "num_boost_round": 30,
+    "early_stopping_rounds": 5,
+    "num_threads": 1,
+    "params": {"learning_rate": 0.2, "num_leaves": 15},
+}
 TARGET = "income"
-
-
-def shared_file(relative: str) -> Path:
-    for base in (ROOT / "data" / "raw", SHARED):
-        if (base / relative).is_file():
-            return base / relative
-    pytest.fail(f"dataset {relative} not found under data/raw or {SHARED}; run `make data`")
 
 
 @lru_cache(maxsize=1)
@@ -55,10 +46,16 @@ def sklearn_frame(name: str) -> pd.DataFrame:
     return getattr(datasets, f"load_{name}")(as_frame=True).frame
 
 
-def write_config(path: Path, runs_dir: Path, data: dict, cv: dict | None = None, model: dict | None = None,
-                 name: str = EXPERIMENT) -> Path:
-    config = {"experiment": {"name": name, "runs_dir": str(runs_dir)}, "data": data,
-              "cv": {"n_splits": 3, "seed": 7, **(cv or {})}, "model": {**FAST_MODEL, **(model or {})}}
+def write_rel_config(
+    path: Path, runs_dir: Path, data: dict, cv: dict | None = None, model: dict | None = None, name: str = EXPERIMENT
+) -> Path:
+    """An experiment TOML at `path` (3 folds, few rounds, one thread) with its runs under `runs_dir`."""
+    config = {
+        "experiment": {"name": name, "runs_dir": str(runs_dir)},
+        "data": data,
+        "cv": {"n_splits": 3, "seed": 7, **(cv or {})},
+        "model": {**FAST_MODEL, **(model or {})},
+    }
     path.write_text(tomli_w.dumps(config))
     return path
 
@@ -75,8 +72,11 @@ def tree_hashes(root: Path) -> dict[str, str]:
     root = Path(root)
     if not root.exists():
         return {}
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def temp_files(root: Path) -> list[Path]:
@@ -113,9 +113,10 @@ class Project:
     def exp_dir(self) -> Path:
         return self.runs_dir / EXPERIMENT
 
-    def config(self, data: dict | None = None, cv: dict | None = None, model: dict | None = None,
-               file: str = "exp.toml") -> Path:
-        return write_config(self.root / file, self.runs_dir, data if data is not None else self.data, cv, model)
+    def config(
+        self, data: dict | None = None, cv: dict | None = None, model: dict | None = None, file: str = "exp.toml"
+    ) -> Path:
+        return write_rel_config(self.root / file, self.runs_dir, data if data is not None else self.data, cv, model)
 
     def assert_untouched(self) -> None:
         """Failure case: not one file under runs/ was added, changed or removed, and no temp file anywhere."""
@@ -130,30 +131,6 @@ class Project:
         assert not temp_files(self.root), temp_files(self.root)
         if not unfinished_ok:
             assert not list(self.exp_dir.glob("*.partial")), "an unfinished run folder was left behind"
-
-
-@pytest.fixture(scope="session")
-def baseline_runs(tmp_path_factory) -> tuple[Path, Path, dict]:
-    """One published run of experiment `rel` on real adult rows, trained once per session."""
-    base = tmp_path_factory.mktemp("baseline")
-    train, test = adult_rows()
-    train.to_parquet(base / "train.parquet", index=False)
-    test.to_parquet(base / "test.parquet", index=False)
-    data = adult_data(base / "train.parquet", base / "test.parquet")
-    config = write_config(base / "exp.toml", base / "runs", data)
-    assert main(["train", "--config", str(config), "-q", "--run-id", "baseline"]) == 0
-    return base / "runs", base / "runs" / EXPERIMENT / "baseline", data
-
-
-@pytest.fixture
-def project(tmp_path, baseline_runs, monkeypatch) -> Project:
-    """A fresh copy of the baseline runs folder under tmp_path (the working directory for the test)."""
-    runs, baseline, data = baseline_runs
-    shutil.copytree(runs, tmp_path / "runs", symlinks=True)
-    monkeypatch.chdir(tmp_path)
-    proj = Project(tmp_path, tmp_path / "runs", tmp_path / "runs" / EXPERIMENT / baseline.name, data)
-    proj.before = tree_hashes(proj.runs_dir)
-    return proj
 
 
 def python() -> str:

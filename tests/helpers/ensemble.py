@@ -1,4 +1,5 @@
 """Helpers of the ensemble tests: fast configs on real data, and reading an ensemble run back."""
+
 from __future__ import annotations
 
 import json
@@ -6,20 +7,37 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from conftest import write_config
 
 from pipeline.cli import main
+from tests.helpers.configs import write_config
 
-FAST_MODEL = {"num_boost_round": 150, "early_stopping_rounds": 20, "num_threads": 1,
-              "params": {"learning_rate": 0.1, "num_leaves": 15}}
+FAST_MODEL = {
+    "num_boost_round": 150,
+    "early_stopping_rounds": 20,
+    "num_threads": 1,
+    "params": {"learning_rate": 0.1, "num_leaves": 15},
+}
 
 
-def ensemble_config(tmp_path: Path, name: str, data: dict, members: list[dict], cv: dict | None = None,
-                    model: dict | None = None, **ensemble) -> Path:
+def ensemble_config(
+    tmp_path: Path,
+    name: str,
+    data: dict,
+    members: list[dict],
+    cv: dict | None = None,
+    model: dict | None = None,
+    **ensemble,
+) -> Path:
     """An experiment TOML in tmp_path with an [ensemble] section and fast settings (one thread)."""
     section = {"members": members, "bootstrap_n": 200, **ensemble}
-    return write_config(tmp_path, name, data=data, cv=cv or {"n_splits": 3, "seed": 7},
-                        model={**FAST_MODEL, **(model or {})}, ensemble=section)
+    return write_config(
+        tmp_path,
+        name,
+        data=data,
+        cv=cv or {"n_splits": 3, "seed": 7},
+        model={**FAST_MODEL, **(model or {})},
+        ensemble=section,
+    )
 
 
 def run_ensemble(config: Path, *extra: str) -> Path:
@@ -31,7 +49,9 @@ def run_ensemble(config: Path, *extra: str) -> Path:
 
 def newest_ensemble_run(exp_dir: Path) -> Path:
     """Ensemble runs do not move LATEST (it names the newest training run): the newest published one."""
-    runs = [p.parent.parent for p in exp_dir.glob("*/ensemble/scores.json") if (p.parent.parent / "manifest.json").is_file()]
+    runs = [
+        p.parent.parent for p in exp_dir.glob("*/ensemble/scores.json") if (p.parent.parent / "manifest.json").is_file()
+    ]
     return max(runs, key=lambda p: (p / "manifest.json").stat().st_mtime)
 
 

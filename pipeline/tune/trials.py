@@ -1,0 +1,121 @@
+"""Running trials against a study, in this process or in a worker: the spec every trial starts from,
+each trial's parameters sampled and scored (pruned on the running OOF score), until the study's budget
+of finished trials or the deadline is reached.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import TrialState
+
+from pipeline.config import Config
+from pipeline.data.prepare import Prepared
+from pipeline.engine.spec import TrainSpec, resolve_params, train_spec
+
+from .evaluator import Evaluator, TrialPruned
+from .space import SearchSpace, aliases
+from .study import (
+    REASON_ATTR,
+    Worker,
+    budget_of,
+    exclude_trial,
+    fail_dead_trials,
+    heartbeat,
+    is_surplus,
+)
+
+
+def base_spec(cfg: Config, prep: Prepared, space: SearchSpace, threads: int) -> TrainSpec:
+    """The training spec every trial starts from: model.params without the searched ones, the fixed
+    tuning parameters (learning rate included), and the worker's thread count."""
+    tuned = {a for name in [*space.distributions, *space.fixed] for a in aliases(name)}
+    model_params = {k: v for k, v in cfg.model.params.items() if k not in tuned}
+    spec = train_spec(cfg, prep)
+    params = resolve_params(
+        cfg.data.task,
+        cfg.metric,
+        {**model_params, **space.fixed, "feature_pre_filter": False},
+        spec.num_class,
+        cfg.cv.seed,
+        threads,
+    )
+    return replace(spec, params=params)
+
+
+# ---- running trials ----
+@dataclass(frozen=True)
+class TrialPlan:
+    """What a worker needs to run trials against a shared study."""
+
+    evaluator: Evaluator
+    space: SearchSpace
+    n_trials: int
+    deadline: float | None  # wall-clock time after which no trial starts
+
+
+def run_trials(plan: TrialPlan, study: optuna.Study, me: Worker, on_done: Callable[[], None] = lambda: None) -> int:
+    """Run trials until the study holds n_trials finished ones (or the deadline); returns how many ran here."""
+    ran = 0
+    while plan.deadline is None or time.time() < plan.deadline:
+        fail_dead_trials(study, me)
+        if budget_of(study.get_trials(deepcopy=False)).claimed >= plan.n_trials:
+            break
+        trial = None
+        try:
+            trial = study.ask(fixed_distributions=plan.space.distributions)
+            if is_surplus(study, trial.number, plan.n_trials):
+                exclude_trial(
+                    study,
+                    trial._trial_id,
+                    "surplus: other workers had already claimed the last trials of the budget; nothing was run",
+                )
+                break
+            run_one(plan, study, trial, me)
+        except KeyboardInterrupt:  # no-op when the trial had already finished
+            if trial is not None:
+                exclude_trial(study, trial._trial_id, "interrupted (Ctrl-C or SIGTERM) before it finished")
+            raise
+        on_done()
+        ran += 1
+    return ran
+
+
+def run_one(plan: TrialPlan, study: optuna.Study, trial: optuna.Trial, me: Worker) -> None:
+    """Evaluate one trial and record it: COMPLETE, PRUNED, or FAIL with its reason."""
+
+    def report(step: int, running: float) -> bool:
+        trial.report(running, step)
+        return trial.should_prune()
+
+    state, evaluation, reason = TrialState.COMPLETE, None, None
+    with heartbeat(study, trial._trial_id, me):
+        try:
+            evaluation = plan.evaluator.evaluate(plan.space.trial_params(trial.params), report)
+        except TrialPruned as pruned:
+            state, evaluation = TrialState.PRUNED, pruned.evaluation
+        except Exception as exc:  # any error of one trial is recorded; the study goes on
+            state, reason = TrialState.FAIL, f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    if evaluation is not None and state == TrialState.COMPLETE and not math.isfinite(evaluation.value):
+        state, reason = TrialState.FAIL, f"the objective returned {evaluation.value} (not a finite score)"
+    try:
+        if evaluation is not None:
+            trial.set_user_attr("fold_scores", list(evaluation.fold_scores))
+            trial.set_user_attr("best_iterations", list(evaluation.best_iterations))
+            trial.set_user_attr("seconds", evaluation.seconds)
+        if reason:
+            trial.set_user_attr(REASON_ATTR, reason)
+        study.tell(
+            trial, evaluation.value if state == TrialState.COMPLETE else None, state=state, skip_if_finished=True
+        )
+    except UpdateFinishedTrialError:  # another worker took it for dead (no heartbeat): its record stands
+        print(
+            f"warning: trial {trial.number} was marked FAIL by another worker while it ran; its result is dropped",
+            file=sys.stderr,
+        )
