@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Runs inside a child process whose sys.path starts with the checkout under test; knows both layouts.
 TRIAL_CODE = r"""
 import json, sys, time
+sys.path.insert(0, sys.argv.pop(1))  # the checkout under test, ahead of the working folder
 try:
     from pipeline.data.prepare import prepare
     from pipeline.tune.evaluator import Evaluator
@@ -59,6 +60,7 @@ print(json.dumps({"seconds": seconds, "oof_score": value}))
 STAGE_MODULES = {"new": ("pipeline.train.run", "pipeline.tune.run"), "old": ("pipeline.train", "pipeline.tune")}
 IMPORT_CODE = r"""
 import importlib, json, sys, time
+sys.path.insert(0, sys.argv.pop(1))
 names = sys.argv[1:]
 start = time.perf_counter()
 for name in names:
@@ -69,10 +71,11 @@ print(json.dumps({"seconds": time.perf_counter() - start, "modules": len(sys.mod
 
 
 def run_child(checkout: Path, code: str, args: list[str]) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(checkout)}
-    done = subprocess.run(
-        [sys.executable, "-c", code, *args], cwd=ROOT, env=env, capture_output=True, text=True, check=True
-    )
+    """Run `code` in a fresh interpreter from this project's folder (its data and caches) with `checkout`'s
+    packages first on the path."""
+    done = subprocess.run([sys.executable, "-c", code, str(checkout), *args], cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{checkout} {args}: exit {done.returncode}\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
