@@ -4,7 +4,7 @@ best iteration) and prediction tables (id, one column per class or a value, and 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import lightgbm as lgb
 import numpy as np
@@ -13,6 +13,7 @@ import pandas as pd
 from pipeline.core.metrics import to_labels
 
 if TYPE_CHECKING:
+    from pipeline.config import Config
     from pipeline.data.prepare import Prepared
 
 
@@ -44,3 +45,17 @@ def prediction_frame(pred: np.ndarray, prep: Prepared, ids: pd.Series) -> pd.Dat
         labels[valid] = prep.labels.decode(to_labels(pred[valid]))
         frame["label_pred"] = labels
     return frame
+
+
+def schema_document(cfg: Config, prep: Prepared) -> dict[str, Any]:
+    """schema.json's common part: what `gbpipe predict` needs to turn a table into X and predictions into
+    labels. Training adds its parameters and the data's fingerprint, an ensemble its kind."""
+    return {
+        "task": cfg.data.task,
+        "metric": cfg.metric,
+        "target": cfg.data.target,
+        "id": prep.id_name,
+        "features": prep.schema.to_dict(),
+        "model_names": prep.schema.model_names,
+        "labels": prep.labels.to_dict(),
+    }

@@ -23,6 +23,7 @@ from pipeline.core.errors import ConfigError
 from pipeline.core.progress import QUIET, Progress
 from pipeline.core.run_folder import RunWriter, new_run_id
 from pipeline.data.prepare import Prepared, prepare
+from pipeline.engine import outputs
 
 from .combiner_settings import CombinerSettings
 from .combiners import FITTED_ON_LABELS, Combiner, fit_combiner, nested_oof, rank_grid
@@ -151,17 +152,8 @@ def stack_columns(cfg: Config, prep: Prepared) -> tuple[int, ...]:
 
 
 def schema_document(cfg: Config, prep: Prepared) -> dict:
-    """What `gbpipe predict` needs to turn a table into X and predictions into labels."""
-    return {
-        "task": cfg.data.task,
-        "metric": cfg.metric,
-        "target": cfg.data.target,
-        "id": prep.id_name,
-        "features": prep.schema.to_dict(),
-        "model_names": prep.schema.model_names,
-        "labels": prep.labels.to_dict(),
-        "kind": "ensemble",
-    }
+    """What `gbpipe predict` needs, marked as an ensemble's."""
+    return {**outputs.schema_document(cfg, prep), "kind": "ensemble"}
 
 
 def obtain_members(

@@ -20,6 +20,7 @@ from pipeline.core.metrics import GREATER_IS_BETTER, all_metrics
 from pipeline.core.progress import QUIET, Progress
 from pipeline.core.run_folder import RunWriter, check_new_run, new_run_id
 from pipeline.data.prepare import Prepared, prepare
+from pipeline.engine import outputs
 from pipeline.engine.cv import CVResult, run_cv
 from pipeline.engine.fold import FoldResult
 from pipeline.engine.outputs import model_name, model_text, prediction_frame
@@ -134,17 +135,7 @@ def load_checkpoint(writer: RunWriter, prep: Prepared) -> dict[tuple[int, int], 
 
 
 def schema_document(cfg: Config, prep: Prepared, spec: TrainSpec) -> dict[str, Any]:
-    return {
-        "task": cfg.data.task,
-        "metric": cfg.metric,
-        "target": cfg.data.target,
-        "id": prep.id_name,
-        "features": prep.schema.to_dict(),
-        "model_names": prep.schema.model_names,
-        "labels": prep.labels.to_dict(),
-        "params": spec.params,
-        "data_fingerprint": prep.data_fingerprint,
-    }
+    return {**outputs.schema_document(cfg, prep), "params": spec.params, "data_fingerprint": prep.data_fingerprint}
 
 
 def write_results(
