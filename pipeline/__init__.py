@@ -11,11 +11,11 @@ The Python API is what the CLI calls: stages are functions over a validated conf
 Names are imported on first use, so `import pipeline` stays cheap (no LightGBM, scikit-learn or
 matplotlib until a stage is used). The packages follow the workflow, each importing only those
 below it: core < (features) < config < data < engine < train, tune, importance, ensemble < report;
-cli.py and predict.py sit on top.
+cli/ and predict.py sit on top.
 """
 
-from pipeline._version import __version__ as __version__
 from pipeline.core.lazy import attach
+from pipeline.core.version import __version__ as __version__
 
 # Stage functions get `run_` names so they never shadow the stage packages (`pipeline.train` is a package).
 __getattr__, __dir__, __all__ = attach(

@@ -31,8 +31,8 @@ LAYERS = {
     "pipeline.report": {"pipeline.core", "pipeline.config", "pipeline.data"},
     "pipeline.predict": {"pipeline.core", "pipeline.config", "pipeline.data", "pipeline.engine", "pipeline.ensemble"},
 }
-ALWAYS = {"pipeline", "pipeline._version"}  # the facade and the version, which any `pipeline.x` import runs
-TOP = {"pipeline.cli", "pipeline.commands", "pipeline.__main__"}  # the command line, above every package
+ALWAYS = {"pipeline"}  # the facade, which any `pipeline.x` import runs
+TOP = {"pipeline.cli", "pipeline.__main__"}  # the command line, above every package
 
 
 def modules() -> dict[str, Path]:

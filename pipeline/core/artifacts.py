@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from .errors import ArtifactError, ConfigError
+from .version import __version__
 
 MANIFEST = "manifest.json"
 PARTIAL_SUFFIX = ".partial"
@@ -162,8 +163,6 @@ def library_versions() -> dict[str, str]:
     import numpy
     import pyarrow
     import sklearn
-
-    from pipeline._version import __version__
 
     return {
         "gbpipe": __version__,

@@ -12,6 +12,7 @@ their date ranges, the overlap, and the sha256 of the inputs and of the table, s
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -73,17 +74,18 @@ def _describe(name: str, frame: pd.DataFrame, used: int) -> dict[str, Any]:
             "to": f"{frame['InvoiceDate'].max():%Y-%m-%d %H:%M}", "lines": len(frame), "lines_used": used}  # fmt: skip
 
 
-def two_year_files(dest: Path) -> dict[str, bytes] | None:
-    """The two-year table and its sources.json, built from the two files under `dest`; None when either
-    file is missing (each year alone still works)."""
-    first, second = Path(dest) / FIRST_YEAR, Path(dest) / SECOND_YEAR
-    if not (first.is_file() and second.is_file()):
+def two_year_files(dest: Path) -> tuple[dict[str, bytes], dict[str, Any]] | None:
+    """The two-year table and its sources.json, built from the two files under `dest`, with the summary;
+    None when either file is missing (each year alone still works)."""
+    paths = [Path(dest) / FIRST_YEAR, Path(dest) / SECOND_YEAR]
+    if not all(path.is_file() for path in paths):
         return None
-    table, summary = join_years(pd.read_parquet(first), pd.read_parquet(second), (FIRST_YEAR, SECOND_YEAR))
+    first, second = (path.read_bytes() for path in paths)  # read once: parsed and hashed from the same bytes
+    table, summary = join_years(pd.read_parquet(io.BytesIO(first)), pd.read_parquet(io.BytesIO(second)),
+                                (FIRST_YEAR, SECOND_YEAR))  # fmt: skip
     data = parquet_bytes(table)
-    summary["sha256"] = {FIRST_YEAR: sha256_hex(first.read_bytes()), SECOND_YEAR: sha256_hex(second.read_bytes()),
-                         TWO_YEARS: sha256_hex(data)}  # fmt: skip
-    return {TWO_YEARS: data, SOURCES: json_bytes(summary)}
+    summary["sha256"] = {FIRST_YEAR: sha256_hex(first), SECOND_YEAR: sha256_hex(second), TWO_YEARS: sha256_hex(data)}
+    return {TWO_YEARS: data, SOURCES: json_bytes(summary)}, summary
 
 
 def is_current(dest: Path) -> bool:

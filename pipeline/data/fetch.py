@@ -13,7 +13,6 @@ overwritten. New files are written atomically and made read-only.
 from __future__ import annotations
 
 import io
-import json
 import os
 import tempfile
 import time
@@ -86,12 +85,13 @@ def assemble_two_years(dest: Path, progress: Progress = QUIET) -> dict[str, str]
             f"{stale[0]} was not built from the files now in {dest} (or was altered): gbpipe never modifies "
             f"data/raw, so delete {stale[0].parent} yourself and rerun `gbpipe data` to rebuild it"
         )
-    files = two_year_files(dest)
-    if files is None:
+    built = two_year_files(dest)
+    if built is None:
         return {}
+    files, summary = built
     for name, data in files.items():
         install(dest / name, data)
-    for line in summary_lines(json.loads(files[SOURCES])):
+    for line in summary_lines(summary):
         progress.say(line)
     return {TWO_YEARS: "assembled"}
 

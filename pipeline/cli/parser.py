@@ -11,10 +11,9 @@ import sys
 import warnings
 from pathlib import Path
 
+import pipeline.cli.commands as commands
 from features import configure_polars_allocator
 from pipeline.core.errors import EXIT_INTERRUPTED, GbpipeError
-
-from . import commands
 
 
 def _config_args(parser: argparse.ArgumentParser) -> None:

@@ -1,5 +1,5 @@
 """What each `gbpipe` subcommand does once its arguments are parsed: load and check the config at the edge,
-then call the stage. The parser and the exit codes are cli.py's.
+then call the stage. The parser and the exit codes are parser.py's.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .predict import predict_file
+    from pipeline.predict import predict_file
 
     if args.chunk_size < 1:
         raise ConfigError(f"--chunk-size must be at least 1, got {args.chunk_size}")
