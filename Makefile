@@ -14,7 +14,7 @@ INPUT  ?= runs/$(EXP)/predict_input.parquet
 OUTPUT ?= predictions/$(EXP).csv
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data features tune train predict score importance select ensemble report runs run bench test lint clean
+.PHONY: help setup data features tune train predict score importance drift select ensemble report runs run bench test lint clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -43,6 +43,9 @@ train: data ## K-fold OOF LightGBM on $(EXP) (with tuned params when tune ran); 
 importance: ## permutation (per fold, with CI), gain/split and null importance of the latest run of $(EXP)
 	$(GBPIPE) importance --run $(RUN) $(Q)
 
+drift: ## the latest run of $(EXP) against its test rows: PSI/KL/KS per feature, adversarial AUC, cutoffs
+	$(GBPIPE) drift --run $(RUN) --replace $(Q)
+
 select: data ## feature selection inside the folds (nested vs naive OOF) -> runs/$(EXP)/select/<id>/
 	$(GBPIPE) select --config $(CONFIG) $(Q)
 
@@ -62,9 +65,9 @@ score: ## score every entity as of AT (default end: the day after the data's las
 	$(GBPIPE) features --config $(CONFIG) --set features.cutoffs.test=$(AT) --test-rows runs/$(EXP)/score_input_$(AT).parquet $(Q)
 	$(GBPIPE) predict --run $(RUN) --input runs/$(EXP)/score_input_$(AT).parquet --output predictions/$(EXP)_$(AT).csv $(Q)
 
-run: data ## the main job: retail features, tuning, training, importance, selection, ensemble, report, predictions
+run: data ## the main job: retail features, tuning, training, importance, selection, ensemble, drift, report, predictions
 	$(MAKE) --no-print-directory features tune train importance select ensemble EXP=$(EXP) Q=$(Q)
-	$(MAKE) --no-print-directory predict report EXP=$(EXP) Q=$(Q)
+	$(MAKE) --no-print-directory predict drift report EXP=$(EXP) Q=$(Q)
 
 bench: setup ## every benchmark in bench/ (each prints one JSON line last), one at a time under a lock; takes a while
 	@for script in bench/bench_*.py; do echo "== $$script"; flock /tmp/gbpipe-bench.lock $(PY) $$script || exit 1; done

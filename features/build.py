@@ -29,6 +29,7 @@ from .aggregations import (
     window_names,
     year_ago_spans,
 )
+from .data_end import decide_end, report_late
 from .events import Events, prepare_events
 from .labels import describe, label_expr, label_job, shortened
 from .spec import FeaturesSection, check_unique
@@ -73,20 +74,26 @@ def build_features(
         check_unique(spec.output_names(target), "features")
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    prepared = prepare_events(events, spec, source)
+    decided = decide_end(prepare_events(events, spec, source), spec, source)
+    prepared, end_ns = decided.events, decided.end_ns
+    report_late(decided.late, spec.entity, source, progress)
     try:
-        cutoffs = spec.cutoffs.resolve(as_stamp(prepared.last_ns, prepared.tz).date())
+        cutoffs = spec.cutoffs.resolve(as_stamp(end_ns, prepared.tz).date())
     except ValueError as exc:
         raise DataError(str(exc)) from None
     sched = schedule(cutoffs, spec.label.window, prepared.tz)
-    check_range(sched, prepared.first_ns, prepared.last_ns, spec.label.window, prepared.tz)
+    check_range(sched, prepared.first_ns, end_ns, spec.label.window, prepared.tz)
     progress.say(
         f"features: {prepared.frame.height} events of {prepared.frame[spec.entity].n_unique()} entities, "
         f"{len(sched.all)} cutoffs, {len(spec.feature_names())} features"
     )
-    window = test_label_window(sched.test, prepared, spec.label.window) if sched.test is not None else None
+    window = None
+    if sched.test is not None:
+        window = test_label_window(sched.test, end_ns, prepared.tz, spec.label.window)
     table = compute(prepared, spec, sched, target, window)
     summary = summarize(table, prepared, spec, sched, target, source, window)
+    if decided.late is not None:
+        summary["events_after_label_windows"] = decided.late.summary()
     # Rows are sorted by cutoff and the test cutoff is the last one, so the test rows are the tail:
     # zero-copy slices go to pandas instead of a full copy split into two more.
     n_train = table.height - summary["rows_per_cutoff"].get(summary["test_cutoff"], 0)
@@ -280,23 +287,24 @@ def summarize(
     return summary
 
 
-def test_label_window(test: pd.Timestamp, prepared: Events, label: Length) -> dict[str, Any]:
+def test_label_window(test: pd.Timestamp, end_ns: int, tz: str | None, label: Length) -> dict[str, Any]:
     """How much of the test cutoff's label window the data covers: a holdout whose window is cut short by
     the data's end (Online Retail's December stops on the 9th) scores another question than the training
     labels ask, which the report says beside the holdout score. Then `training_label_days` is the whole
-    days it covers, over which the training rows are labelled too, to score them like for like."""
+    days it covers, over which the training rows are labelled too, to score them like for like.
+    `end_ns` is the data's end as data_end.py decides it, not the last event: a stray one must not hide this."""
     end = test + offset(label)
-    covered = label_coverage(test, prepared.last_ns, label)
+    covered = label_coverage(test, end_ns, label)
     window = {
         "start": str(test),
         "end": str(end),
-        "data_ends": str(as_stamp(prepared.last_ns, prepared.tz)),
+        "data_ends": str(as_stamp(end_ns, tz)),
         "coverage": round(covered, 4),
-        "complete": label_window_complete(test, prepared.last_ns, label),
-        "labels_known": labels_known(test, prepared.last_ns),
+        "complete": label_window_complete(test, end_ns, label),
+        "labels_known": labels_known(test, end_ns),
     }
     if window["labels_known"] and not window["complete"]:
-        window["training_label_days"] = max(1, math.ceil((prepared.last_ns - test.as_unit("ns").value) / NS_PER_DAY))
+        window["training_label_days"] = max(1, math.ceil((end_ns - test.as_unit("ns").value) / NS_PER_DAY))
     return window
 
 

@@ -35,6 +35,9 @@ _TOKEN = re.compile(
 KEYWORDS = {"and", "or", "not", "starts", "ends", "with", "contains", "is", "missing"}
 FUNCTIONS = ("abs", "log1p")
 COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
+# Bounds that keep parsing and compiling (both recursive) far from Python's recursion limit.
+MAX_TOKENS = 500
+MAX_DEPTH = 40
 
 
 class ExpressionError(ValueError):
@@ -76,7 +79,21 @@ class _Parser:
     """Recursive descent, one method per precedence level (lowest first)."""
 
     def __init__(self, text: str):
-        self.text, self.tokens, self.i = text, tokenize(text), 0
+        self.text, self.tokens, self.i, self.depth = text, tokenize(text), 0, 0
+        if len(self.tokens) > MAX_TOKENS:
+            raise ExpressionError(
+                f"expression of {len(self.tokens) - 1} tokens is longer than the {MAX_TOKENS - 1} allowed: "
+                f"{self.text[:60]!r}...; derive it in steps (one derived column can use another)"
+            )
+
+    def nested(self, parse_inner) -> Node:
+        """Parse a nested part (parentheses, a function's argument, `not`, unary minus) within MAX_DEPTH."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            self.fail(f"nesting deeper than {MAX_DEPTH} levels (parentheses, not, unary minus)")
+        node = parse_inner()
+        self.depth -= 1
+        return node
 
     def peek(self) -> Token:
         return self.tokens[self.i]
@@ -96,7 +113,8 @@ class _Parser:
     def fail(self, what: str):
         token = self.peek()
         found = repr(token.text) if token.kind != "end" else "the end"
-        raise ExpressionError(f"{what} at position {token.pos} of {self.text!r}, found {found}")
+        shown = self.text if len(self.text) <= 80 else self.text[:77] + "..."
+        raise ExpressionError(f"{what} at position {token.pos} of {shown!r}, found {found}")
 
     def parse(self) -> Node:
         node = self.or_()
@@ -118,7 +136,7 @@ class _Parser:
 
     def not_(self) -> Node:
         if self.accept("not"):
-            return Node("not", (self.not_(),))
+            return Node("not", (self.nested(self.not_),))
         return self.comparison()
 
     def comparison(self) -> Node:
@@ -157,7 +175,7 @@ class _Parser:
 
     def unary(self) -> Node:
         if self.accept("-"):
-            return Node("neg", (self.unary(),))
+            return Node("neg", (self.nested(self.unary),))
         return self.atom()
 
     def atom(self) -> Node:
@@ -179,12 +197,12 @@ class _Parser:
                         f"{self.text!r}; available: {', '.join(FUNCTIONS)}"
                     )
                 self.take("(")
-                arg = self.or_()
+                arg = self.nested(self.or_)
                 self.take(")")
                 return Node(token.text, (arg,))
             return Node("col", value=token.text)
         if self.accept("("):
-            node = self.or_()
+            node = self.nested(self.or_)
             self.take(")")
             return node
         self.fail("expected a number, a text, a column or '('")

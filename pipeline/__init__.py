@@ -10,7 +10,7 @@ The Python API is what the CLI calls: stages are functions over a validated conf
 
 Names are imported on first use, so `import pipeline` stays cheap (no LightGBM, scikit-learn or
 matplotlib until a stage is used). The packages follow the workflow, each importing only those
-below it: core < (features) < config < data < engine < train, tune, importance, ensemble < report;
+below it: core < (features) < config < data < engine < train, tune, importance, ensemble, drift < report;
 cli/ and predict.py sit on top.
 """
 
@@ -32,6 +32,7 @@ __getattr__, __dir__, __all__ = attach(
         "run_importance": ".importance.run",
         "run_select": ".importance.selection",
         "run_ensemble": ".ensemble.run:ensemble",
+        "run_drift": ".drift.run",
         "TrainSpec": ".engine.spec",
         "run_cv": ".engine.cv",
         "predict_file": ".predict",

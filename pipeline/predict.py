@@ -1,4 +1,5 @@
-"""`gbpipe predict`: apply a run's fold models to new rows, in chunks, by column name."""
+"""`gbpipe predict`: apply a run's fold models to new rows, in chunks, by column name; the rows are counted in
+the run's drift reference bins on the way, and a warning names the features that drift (pipeline/drift/monitor.py)."""
 
 from __future__ import annotations
 
@@ -16,13 +17,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.config import ROW_ID
-from pipeline.core.artifacts import MANIFEST, PARTIAL_SUFFIX, SHARED_MODE, ArtifactWriteError, fsync_dir, write_error
+from pipeline.core import names
+from pipeline.core.artifacts import SHARED_MODE, ArtifactWriteError, fsync_dir, write_error
 from pipeline.core.errors import ConfigError, DataError
 from pipeline.core.metrics import to_labels
 from pipeline.core.progress import QUIET, Progress
-from pipeline.core.run_folder import RunReader
-from pipeline.data.read import csv_header
+from pipeline.core.run_folder import RunReader, resolve_run_dir
+from pipeline.data.read import csv_header, unreadable_parquet
 from pipeline.data.schema import ConversionReport, flat_column_names, to_matrix
+from pipeline.drift.monitor import DriftCheck, DriftMonitor
 from pipeline.engine.fitted import FittedRun, load_fold_models
 from pipeline.ensemble.model import load_ensemble
 
@@ -30,7 +33,10 @@ from pipeline.ensemble.model import load_ensemble
 def load_run(run_dir: Path, allow_version_mismatch: bool = False) -> FittedRun:
     """Load and verify (sha256) a run's models and schema: a training run's fold models, or an ensemble
     run's selected model behind the same interface."""
-    reader = RunReader(run_dir, allow_version_mismatch)
+    return _load(RunReader(run_dir, allow_version_mismatch))
+
+
+def _load(reader: RunReader) -> FittedRun:
     if reader.has("ensemble/weights.json"):
         return load_ensemble(reader)
     return load_fold_models(reader)
@@ -40,6 +46,7 @@ def load_run(run_dir: Path, allow_version_mismatch: bool = False) -> FittedRun:
 class PredictSummary:
     rows: int = 0
     conversion: ConversionReport = field(default_factory=ConversionReport)
+    drift: DriftCheck | None = None  # None: the run saved no drift reference, or its check is off
 
 
 def predict_file(
@@ -52,15 +59,18 @@ def predict_file(
 ) -> PredictSummary:
     """Predict every row of a CSV or parquet file and write id + predictions (CSV or parquet)."""
     input_path, output_path = Path(input_path), Path(output_path)
-    check_output_path(output_path, input_path)
-    run = load_run(run_dir, allow_version_mismatch)
+    check_output_path(output_path, input_path, run_dir)
+    reader = RunReader(run_dir, allow_version_mismatch)
+    run = _load(reader)
+    monitor = DriftMonitor.for_run(reader, run.schema)
+    observe = monitor.observe if monitor is not None else None
     summary = PredictSummary()
     with _atomic_table_writer(output_path) as write:
         ledger = IdLedger(input_path, lambda: (c[run.id_name] for c in read_chunks(input_path, chunk_size)))
         for chunk in read_chunks(input_path, chunk_size):
             if chunk.empty:
                 continue
-            frame = predict_frame(run, chunk, str(input_path), summary.conversion, offset=summary.rows)
+            frame = predict_frame(run, chunk, str(input_path), summary.conversion, summary.rows, observe)
             if run.id_name in chunk.columns:  # (row positions made up by predict are unique anyway)
                 ledger.add(frame[run.id_name])
             write(frame)
@@ -71,34 +81,49 @@ def predict_file(
             raise DataError(f"{input_path} has no rows to predict (0 data rows); give a file with rows")
         ledger.check(run.id_name)
     _warn(summary, input_path)
+    if monitor is not None:
+        summary.drift = monitor.check()
+        message = monitor.warning(input_path)
+        if message is not None:
+            warnings.warn(message, stacklevel=2)
     return summary
 
 
-def check_output_path(output_path: Path, input_path: Path) -> None:
-    """Predictions never go into a run folder (published runs are immutable) nor over their input."""
-    folder = output_path.resolve().parent
-    for parent in (folder, *folder.parents):
-        if (parent / MANIFEST).is_file() or parent.name.endswith(PARTIAL_SUFFIX):
-            raise ConfigError(
-                f"--output {output_path} is inside the run folder {parent}; runs are never "
-                "modified. Write the predictions elsewhere, e.g. predictions/out.parquet"
-            )
+def check_output_path(output_path: Path, input_path: Path, run_dir: Path) -> None:
+    """Predictions never go into a run or experiment folder (published runs are immutable; the folder
+    holds LATEST and caches) nor over their input."""
+    names.check_output_path(output_path, "--output", (resolve_run_dir(Path(run_dir)).parent,))
     if output_path.exists() and input_path.exists() and output_path.resolve() == input_path.resolve():
         raise ConfigError(f"--output {output_path} is the --input file; write the predictions to another file")
 
 
 def predict_frame(
-    run: FittedRun, frame: pd.DataFrame, source: str, report: ConversionReport, offset: int = 0
+    run: FittedRun,
+    frame: pd.DataFrame,
+    source: str,
+    report: ConversionReport,
+    offset: int = 0,
+    observe: Callable[[np.ndarray, ConversionReport], None] | None = None,
 ) -> pd.DataFrame:
-    """Predictions for one frame: id, `pred` or `pred_<class>`, and `label_pred` for classifiers."""
-    if run.id_name == ROW_ID:
+    """Predictions for one frame: id, `pred` or `pred_<class>`, and `label_pred` for classifiers. `observe`
+    sees the frame's model matrix and conversion report (the drift check counts them) and must not change them."""
+    if run.id_is_position:
+        if ROW_ID in frame.columns:
+            raise DataError(
+                f"{source} has a column {ROW_ID!r}, but the run was trained without data.id, so its predictions "
+                f"number rows by position in a column of that name and would not match yours; retrain with "
+                f"data.id = {ROW_ID!r} to key predictions by it, or rename the column"
+            )
         ids = pd.Series(np.arange(offset, offset + len(frame)), name=ROW_ID)
     elif run.id_name not in frame.columns:
         raise DataError(f"{source} lacks the id column {run.id_name!r}; the run was trained with it")
     else:
         ids = frame[run.id_name].reset_index(drop=True)
     chunk_report = ConversionReport()
-    pred = run.predict(to_matrix(run.schema, flat_column_names(frame, source), source, chunk_report))
+    X = to_matrix(run.schema, flat_column_names(frame, source), source, chunk_report)
+    pred = run.predict(X)
+    if observe is not None:
+        observe(X, chunk_report)
     for counts, chunk_counts in (
         (report.unseen_categories, chunk_report.unseen_categories),
         (report.infinite_to_nan, chunk_report.infinite_to_nan),
@@ -181,9 +206,13 @@ def read_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
     if path.suffix.lower() in (".parquet", ".pq"):
         # pre_buffer=False: by default pyarrow buffers every column chunk of the file up front, so
         # memory would grow with the file, not with chunk_size.
-        parquet = pq.ParquetFile(path, pre_buffer=False)
-        for batch in parquet.iter_batches(batch_size=chunk_size):
-            yield batch.to_pandas()
+        try:
+            parquet = pq.ParquetFile(path, pre_buffer=False)
+            batches = parquet.iter_batches(batch_size=chunk_size)
+            for batch in batches:
+                yield batch.to_pandas()
+        except (pa.ArrowException, OSError) as exc:
+            raise unreadable_parquet(path, exc) from None
         return
     if path.stat().st_size == 0:
         raise DataError(f"input file {path} is empty (0 bytes)")

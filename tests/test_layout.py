@@ -28,8 +28,16 @@ LAYERS = {
     "pipeline.tune": {"pipeline.core", "pipeline.config", "pipeline.data", "pipeline.engine"},
     "pipeline.importance": {"pipeline.core", "pipeline.config", "pipeline.data", "pipeline.engine"},
     "pipeline.ensemble": {"pipeline.core", "pipeline.config", "pipeline.data", "pipeline.engine"},
+    "pipeline.drift": {"pipeline.core", "pipeline.config", "pipeline.data", "pipeline.engine"},
     "pipeline.report": {"pipeline.core", "pipeline.config", "pipeline.data"},
-    "pipeline.predict": {"pipeline.core", "pipeline.config", "pipeline.data", "pipeline.engine", "pipeline.ensemble"},
+    "pipeline.predict": {
+        "pipeline.core",
+        "pipeline.config",
+        "pipeline.data",
+        "pipeline.engine",
+        "pipeline.ensemble",
+        "pipeline.drift",
+    },
 }
 ALWAYS = {"pipeline"}  # the facade, which any `pipeline.x` import runs
 TOP = {"pipeline.cli", "pipeline.__main__"}  # the command line, above every package

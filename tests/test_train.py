@@ -76,6 +76,7 @@ def test_same_config_and_seed_give_identical_files(adult_config, tmp_path):
         "importance.parquet",
         "config.toml",
         "schema.json",
+        "drift_reference.json",
     ):
         assert sha256_file(first / name) == sha256_file(second / name), name
 

@@ -45,6 +45,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.overrides = [*args.overrides, *feature_overrides(args.features, args.config, args.overrides)]
     cfg = load(args)
     params = read_params_file(args.params) if args.params else None
+    if params is not None:
+        from pipeline.config.lightgbm_params import check_more_params
+
+        check_more_params(
+            params, f"{{key}} in --params file {args.params}", cfg.data.task, cfg.metric, cfg.model.params
+        )
     run_dir = train(cfg, args.run_id, args.resume, progress_of(args), params)
     print(run_dir)
     return 0
@@ -126,6 +132,13 @@ def cmd_importance(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_drift(args: argparse.Namespace) -> int:
+    from pipeline.drift.run import run_drift
+
+    print(run_drift(args.run, args.input, args.overrides, progress_of(args), args.replace) / "drift")
+    return 0
+
+
 def cmd_select(args: argparse.Namespace) -> int:
     from pipeline.importance.selection import run_select
 
@@ -155,6 +168,10 @@ def cmd_features(args: argparse.Namespace) -> int:
     from pipeline.data.feature_cache import cached_features, summary_lines
 
     cfg, progress = load(args), progress_of(args)
+    if args.test_rows is not None:  # refused before the build, not after it
+        from pipeline.core.names import check_output_path
+
+        check_output_path(args.test_rows, "--test-rows", (Path(cfg.experiment.runs_dir) / cfg.experiment.name,))
     if cfg.features is None:  # not an error, so `make features train` works for every experiment
         progress.say(
             f"{args.config} has no [features] section: its tables are read as they are; "

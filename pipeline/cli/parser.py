@@ -1,6 +1,7 @@
 """The `gbpipe` command line: one subcommand per stage.
 
-Exit codes: 0 ok, 2 usage or config, 3 data validation, 4 artifact integrity, 130 interrupted.
+Exit codes: 0 ok, 1 a gbpipe bug (the traceback with --debug), 2 usage or config, 3 data validation, 4 artifact
+integrity, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pipeline.cli.commands as commands
 from features import configure_polars_allocator
-from pipeline.core.errors import EXIT_INTERRUPTED, GbpipeError
+from pipeline.core.errors import EXIT_BUG, EXIT_INTERRUPTED, GbpipeError
 
 
 def _config_args(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +30,18 @@ def _config_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _section_overrides(parser: argparse.ArgumentParser, section: str, example: str) -> None:
+    """--set for a stage that works on a finished run: only its own section may change."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar=f"{section}.KEY=VALUE",
+        help=f"override a {section} setting, e.g. --set {section}.{example} (repeatable)",
+    )
+
+
 def _common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="print no progress")
 
@@ -37,7 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gbpipe", description="Gradient-boosting pipeline with honest OOF scores.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help_text, add_args, _) in COMMANDS.items():
-        add_args(sub.add_parser(name, help=help_text, description=help_text))
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        add_args(command)
+        command.add_argument(
+            "--debug", action="store_true", help="on an unexpected error, show Python's traceback (for a bug report)"
+        )
     return parser
 
 
@@ -56,7 +73,9 @@ def _add_data(p: argparse.ArgumentParser) -> None:
 # ---- train ----
 def _add_train(p: argparse.ArgumentParser) -> None:
     _config_args(p)
-    p.add_argument("--run-id", default=None, help="name of the run folder (default: UTC time + config hash)")
+    p.add_argument(
+        "--run-id", default=None, help="name of the run folder (default: UTC time, config hash and a random part)"
+    )
     p.add_argument("--resume", action="store_true", help="continue an unfinished run, training only missing folds")
     p.add_argument(
         "--params",
@@ -92,7 +111,9 @@ def _add_predict(p: argparse.ArgumentParser) -> None:
 def _add_ensemble(p: argparse.ArgumentParser) -> None:
     _config_args(p)
     p.add_argument(
-        "--run-id", default=None, help="name of the run folder (default: UTC time + config hash + -ensemble)"
+        "--run-id",
+        default=None,
+        help="name of the run folder (default: UTC time, config hash, a random part and -ensemble)",
     )
     p.add_argument("--resume", action="store_true", help="continue an unfinished ensemble run, reusing its members")
     p.add_argument("--no-cache", action="store_true", help="retrain every member instead of reusing cached ones")
@@ -131,8 +152,9 @@ def _add_tune(p: argparse.ArgumentParser) -> None:
         "--storage",
         default=None,
         metavar="URL",
-        help="SQLAlchemy URL of the study database, e.g. postgresql+psycopg2://user:pw@host/db for "
-        "several machines (each runs `gbpipe tune --storage URL --resume`); default: the journal file "
+        help="SQLAlchemy URL of the study database, e.g. postgresql+psycopg2://user@host/db for "
+        "several machines (each runs `gbpipe tune --storage URL --resume`), the password in PGPASSWORD or "
+        "~/.pgpass, never in the URL (one given there is redacted); default: the journal file "
         "runs/<experiment>/tune/<study>/study.journal",
     )
     p.add_argument(
@@ -206,22 +228,32 @@ def _add_runs(p: argparse.ArgumentParser) -> None:
 # ---- importance ----
 def _add_importance(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, type=Path, help="run folder (or experiment folder: its latest run)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="importance.KEY=VALUE",
-        help="override an importance setting, e.g. --set importance.n_repeats=10 (repeatable)",
-    )
+    _section_overrides(p, "importance", "n_repeats=10")
     p.add_argument("--replace", action="store_true", help="recompute and replace the run's earlier importance files")
+    _common_args(p)
+
+
+# ---- drift ----
+def _add_drift(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", required=True, type=Path, help="run folder (or experiment folder: its latest run)")
+    p.add_argument(
+        "--input",
+        type=Path,
+        default=None,
+        help="CSV or parquet file of the new rows (columns by name, as predict reads them); default: the "
+        "experiment's own test rows",
+    )
+    _section_overrides(p, "drift", "sample_rows=50000")
+    p.add_argument("--replace", action="store_true", help="recompute and replace the run's earlier drift files")
     _common_args(p)
 
 
 # ---- select ----
 def _add_select(p: argparse.ArgumentParser) -> None:
     _config_args(p)
-    p.add_argument("--select-id", default=None, help="name of the output folder (default: UTC time + config hash)")
+    p.add_argument(
+        "--select-id", default=None, help="name of the output folder (default: UTC time, config hash and a random part)"
+    )
     _common_args(p)
 
 
@@ -269,6 +301,12 @@ COMMANDS = {
         _add_importance,
         commands.cmd_importance,
     ),
+    "drift": (
+        "new rows against a run's training rows: PSI, KL and KS per feature, adversarial validation, drift over "
+        "cutoffs; writes drift/ into the run",
+        _add_drift,
+        commands.cmd_drift,
+    ),
     "select": (
         "feature selection inside the folds: nested OOF score beside the naive one; writes selected_features.json",
         _add_select,
@@ -304,5 +342,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: no partial file was written; finished folds are kept for --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug of gbpipe's, not the user's: no traceback unless asked for
+        if args.debug:
+            raise
+        print(
+            f"error: unexpected {type(exc).__name__}: {exc}. This is a gbpipe bug, not a problem with your input; "
+            "nothing was published. Rerun with --debug for the traceback and report it",
+            file=sys.stderr,
+        )
+        return EXIT_BUG
     finally:
         signal.signal(signal.SIGTERM, previous)

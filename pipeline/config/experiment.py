@@ -20,13 +20,22 @@ from features.spec import FeaturesSection
 from pipeline.core.errors import ConfigError
 from pipeline.core.metrics import DEFAULT_METRIC, METRICS
 
-from .sections import EnsembleSection, ImportanceSection, Section, SelectSection, TuneSection
+from .lightgbm_params import check_config as check_lightgbm_params
+from .sections import (
+    DriftSection,
+    EnsembleSection,
+    ImportanceSection,
+    PlainName,
+    Section,
+    SelectSection,
+    TuneSection,
+)
 
 Task = Literal["binary", "multiclass", "regression"]
 
 
 class ExperimentSection(Section):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: PlainName
     runs_dir: str = "runs"
     description: str = ""
 
@@ -123,6 +132,7 @@ class Config(Section):
     tune: TuneSection | None = None
     importance: ImportanceSection | None = None
     select: SelectSection | None = None
+    drift: DriftSection | None = None  # `gbpipe drift` and predict's drift check; defaults when absent
     features: FeaturesSection | None = None  # point-in-time features built from an event table (issue 4)
 
     @model_validator(mode="after")
@@ -172,6 +182,12 @@ class Config(Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _lightgbm_params(self) -> Config:
+        """Names, values and objective of every LightGBM params of the config (lightgbm_params.py)."""
+        check_lightgbm_params(self.data.task, self.metric, self.model.params, self.ensemble, self.tune)
+        return self
+
     @property
     def metric(self) -> str:
         """The metric used for early stopping and for comparing runs."""
@@ -215,6 +231,12 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file {path} not found; list the experiments with `ls configs/`") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror}); give the path of a TOML file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     for item in overrides:

@@ -1,4 +1,4 @@
-"""Settings of the stages that follow training: ensemble, tune, importance, select.
+"""Settings of the stages that follow training: ensemble, tune, importance, select, drift.
 
 Split from config.py to keep each module to one job; `Config` holds one of each (pipeline/config.py).
 """
@@ -6,9 +6,22 @@ Split from config.py to keep each module to one job; `Config` holds one of each 
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from pipeline.core.names import name_problem
+
+
+def _plain_name(name: str) -> str:
+    problem = name_problem(name)
+    if problem is not None:
+        raise ValueError(problem)
+    return name
+
+
+# Every config value that becomes a folder or file name (experiment, study, member) is one of these.
+PlainName = Annotated[str, AfterValidator(_plain_name)]
 
 
 class Section(BaseModel):
@@ -23,7 +36,7 @@ COMBINERS = ("hard_vote", "soft_vote", "greedy", "optimized", "stack")
 class EnsembleMember(Section):
     """One ensemble member: a model family trained on the experiment's saved folds."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: PlainName
     family: Literal[
         "lightgbm", "hist_gradient_boosting", "extra_trees", "random_forest", "logistic", "ridge", "xgboost", "catboost"
     ]
@@ -110,7 +123,7 @@ class TuneSection(Section):
     default_space: bool = True  # start from the built-in search space (false: only search_space below)
     search_space: dict[str, SearchParam] = Field(default_factory=dict)
     fixed: dict[str, Any] = Field(default_factory=dict)  # parameters held fixed (removed from the space)
-    study_name: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]+$")
+    study_name: PlainName = "default"
     workers: int = Field(default=1, ge=1)
     plots: bool = True
 
@@ -168,3 +181,32 @@ class SelectSection(Section):
     num_boost_round: int | None = Field(default=None, ge=1)  # cap for selection fits; default model's
     confidence: float = Field(default=0.9, gt=0.5, lt=1.0)  # of the "ci" keep rule (t over inner folds)
     seed: int = 0
+
+
+class DriftSection(Section):
+    """`gbpipe drift` and predict's drift check: new rows against the training rows, per feature (PSI, KL, KS on
+    the training run's own bins) and as a whole (adversarial validation)."""
+
+    # Population stability index bands of credit-scorecard monitoring: below 0.1 no significant shift, 0.1 to
+    # 0.25 a moderate one to watch, above 0.25 a major one to act on (N. Siddiqi, "Credit Risk Scorecards",
+    # Wiley 2006; the industry rule of thumb since).
+    psi_moderate: float = Field(default=0.1, gt=0.0)
+    psi_major: float = Field(default=0.25, gt=0.0)
+    n_bins: int = Field(default=10, ge=2, le=100)  # quantile bins of a numeric feature (fewer when values tie)
+    sample_rows: int = Field(default=20_000, ge=100)  # adversarial validation: at most this many rows per side
+    n_splits: int = Field(default=5, ge=2, le=20)  # adversarial validation's stratified folds
+    warn_on_predict: bool = True  # `gbpipe predict` counts the bins of its rows and warns past `warn_level`
+    warn_level: Literal["moderate", "major"] = "moderate"
+    # Fewer predicted rows are not checked: a small batch's shares are mostly sampling noise, which PSI counts as
+    # drift (about (bins - 1) / rows for rows drawn from the training rows themselves, more for sparse categories).
+    min_predict_rows: int = Field(default=1000, ge=1)
+    seed: int = 0  # adversarial sampling, folds, model and shuffles
+
+    @model_validator(mode="after")
+    def _bands(self) -> DriftSection:
+        if self.psi_major <= self.psi_moderate:
+            raise ValueError(
+                f"drift.psi_major ({self.psi_major}) must be above drift.psi_moderate ({self.psi_moderate}); "
+                "the defaults are 0.25 and 0.1"
+            )
+        return self

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import ArtifactError, ConfigError
+from .errors import ArtifactError
 from .version import __version__
 
 MANIFEST = "manifest.json"
@@ -125,16 +125,6 @@ def check_manifest_hash(manifest: dict[str, Any], where: Path) -> None:
             f"{where} was altered after it was written (its {SELF_HASH} does not match its "
             "content): the run cannot be trusted; retrain it"
         )
-
-
-def check_run_name(name: str, what: str = "run id") -> str:
-    """A run folder name must be a plain name: no path separators, not '.' or '..'."""
-    if not name or name in (".", "..") or "/" in name or "\\" in name or name.startswith("."):
-        raise ConfigError(
-            f"{what} {name!r} is not a plain folder name; use letters, digits, '-', '_' and '.', "
-            "without '/' and not starting with '.'"
-        )
-    return name
 
 
 def inside(path: Path, root: Path) -> bool:

@@ -28,3 +28,4 @@ class ArtifactError(GbpipeError):
 
 
 EXIT_INTERRUPTED = 130
+EXIT_BUG = 1  # an unexpected exception: a defect of gbpipe, never the user's input

@@ -108,12 +108,10 @@ def lgb_metric(task: str, metric: str) -> tuple[str, Callable | None]:
     if builtin is not None:
         return builtin, None
 
-    def feval(raw_pred: np.ndarray, data) -> tuple[str, float, bool]:
-        pred = raw_pred
-        if task == "multiclass":
-            pred = softmax_from_raw(raw_pred.reshape(len(data.get_label()), -1))
-        elif task == "binary":
-            pred = 1.0 / (1.0 + np.exp(-raw_pred))
-        return metric, score(metric, data.get_label().astype(int), pred), GREATER_IS_BETTER[metric]
+    def feval(pred: np.ndarray, data) -> tuple[str, float, bool]:
+        # With a built-in objective LightGBM hands a feval what predict() returns: probabilities, one column
+        # per class for multiclass; raw margins only come with a custom objective, which gbpipe never sets.
+        y = data.get_label()
+        return metric, score(metric, y if task == "regression" else y.astype(int), pred), GREATER_IS_BETTER[metric]
 
     return "None", feval

@@ -4,8 +4,9 @@ A folder is built under a staging name and renamed to its final name only when c
 manifest.json listing every file's sha256, so a finished folder is never half-written and an existing
 one is never overwritten. Runs, selections, tuning studies, feature caches and ensemble members are
 all such folders. Runs and selections stage in `<id>.partial/` (a run resumes from there) and move the
-experiment's LATEST pointer; cache entries stage in a private folder per process, and when two
-processes build the same entry the first rename wins (both copies are identical).
+experiment's LATEST pointer; while one is written, its writer holds an flock on `.<id>.lock` beside it, so
+a second writer (`--resume` while the first still runs) is refused. Cache entries stage in a private folder
+per process, and when two processes build the same entry the first rename wins (both copies are identical).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,6 @@ from .artifacts import (
     PARTIAL_SUFFIX,
     atomic_write_bytes,
     check_manifest_hash,
-    check_run_name,
     fsync_dir,
     inside,
     json_bytes,
@@ -38,12 +40,15 @@ from .artifacts import (
     write_error,
 )
 from .errors import ArtifactError, ConfigError
+from .names import check_name
+from .run_lock import RunLock, busy_error, lock_holder
 
 
 def new_run_id(config_hash: str, kind: str = "") -> str:
-    """A new folder id: UTC time to the second, the config's hash, and the kind of run (e.g. `ensemble`)."""
+    """A new folder id: UTC time to the second (ids sort by start), the config's hash, 6 random hex digits
+    (two runs of one config started in the same second must not share a folder), the kind (`ensemble`)."""
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{config_hash[:6]}" + (f"-{kind}" if kind else "")
+    return f"{stamp}-{config_hash[:6]}-{secrets.token_hex(3)}" + (f"-{kind}" if kind else "")
 
 
 def publish_files(
@@ -63,6 +68,7 @@ def publish_files(
     except BaseException:
         if shared:
             writer.discard()
+        writer.release()
         raise
 
 
@@ -71,9 +77,18 @@ def staging_dir(final_dir: Path) -> Path:
 
 
 def check_new_run(final_dir: Path, resume: bool = False) -> None:
-    """Refuse to write over an existing run, or to start over an unfinished one without --resume."""
+    """Refuse to write over an existing run, over one another process is writing, or to start over an
+    unfinished one without --resume. A check before the data is loaded; RunWriter checks again under the lock."""
     final_dir = Path(final_dir)
-    check_run_name(final_dir.name)
+    check_name(final_dir.name, "run folder name")
+    holder = lock_holder(final_dir)
+    if holder is not None:
+        raise busy_error(final_dir, holder)
+    check_folders(final_dir, resume)
+
+
+def check_folders(final_dir: Path, resume: bool) -> None:
+    """The folder rules of check_new_run, without the lock probe (RunWriter holds the lock when it calls this)."""
     staging = staging_dir(final_dir)
     if final_dir.exists():
         raise ConfigError(
@@ -87,6 +102,25 @@ def check_new_run(final_dir: Path, resume: bool = False) -> None:
         )
 
 
+def resumable_run(exp_dir: Path, what: str = "run", accept: Callable[[Path], bool] | None = None) -> Path:
+    """For --resume without --run-id: the newest unfinished run (passing `accept`) no process is writing."""
+    staged = sorted(p for p in Path(exp_dir).glob(f"*{PARTIAL_SUFFIX}") if accept is None or accept(p))
+    busy = []
+    for staging in reversed(staged):
+        final_dir = staging.with_name(staging.name.removesuffix(PARTIAL_SUFFIX))
+        holder = lock_holder(final_dir)
+        if holder is None:
+            return final_dir
+        busy.append(f"{final_dir.name} ({holder})")
+    if busy:
+        raise ConfigError(
+            f"--resume: every unfinished {what} in {exp_dir} is being written by another process: "
+            + "; ".join(busy)
+            + "; wait for them to finish, or start a new one without --resume"
+        )
+    raise ConfigError(f"--resume: no unfinished {what} in {exp_dir}; start a new one without --resume")
+
+
 class RunWriter:
     """Writes the files of one stage folder into its staging folder, then publishes it atomically.
 
@@ -97,18 +131,38 @@ class RunWriter:
     def __init__(self, final_dir: Path, resume: bool = False, shared: bool = False):
         self.final_dir = Path(final_dir)
         self.shared = shared
+        self.lock = None if shared else RunLock(self.final_dir)
         if shared:
             self.staging = self.final_dir.with_name(f".{self.final_dir.name}.{os.getpid()}{PARTIAL_SUFFIX}")
             shutil.rmtree(self.staging, ignore_errors=True)
         else:
             self.staging = staging_dir(self.final_dir)
-            check_new_run(self.final_dir, resume)
+            check_name(self.final_dir.name, "run folder name")
         try:
+            self.final_dir.parent.mkdir(parents=True, exist_ok=True)
+            if self.lock is not None:
+                self.lock.acquire()
+                check_folders(self.final_dir, resume)  # again under the lock: another writer may have published
             self.staging.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise write_error(self.staging, exc) from exc
+            self.release()
+            raise write_error(Path(exc.filename or self.staging), exc) from exc
+        except BaseException:
+            self.release()
+            raise
         if resume:
             remove_temp_files(self.staging)  # a kill during an atomic write leaves its temp file behind
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
+    def release(self) -> None:
+        """Let another process write this run (a failed run, resumed later); publish and discard release too."""
+        if self.lock is not None:
+            self.lock.release()
 
     def path(self, name: str) -> Path:
         return self.staging / name
@@ -145,6 +199,7 @@ class RunWriter:
     def discard(self) -> None:
         """Remove the staging folder (a shared entry that will not be published)."""
         shutil.rmtree(self.staging, ignore_errors=True)
+        self.release()
 
     def publish(self, extra: dict[str, Any], stage: str = "train", update_latest: bool = True) -> Path:
         """Write manifest.json over every file, rename the staging folder, point LATEST at it.
@@ -169,6 +224,7 @@ class RunWriter:
         fsync_dir(self.final_dir.parent)
         if update_latest:
             atomic_write_bytes(self.final_dir.parent / LATEST, (self.final_dir.name + "\n").encode())
+        self.release()
         return self.final_dir
 
 
@@ -255,7 +311,7 @@ def resolve_run_dir(path: Path) -> Path:
         return path
     name = (path / LATEST).read_text().strip()
     try:
-        check_run_name(name)
+        check_name(name, LATEST)
     except ConfigError:
         raise ArtifactError(
             f"{path / LATEST} names {name!r}, which is not a run folder of {path}; "

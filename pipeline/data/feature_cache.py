@@ -27,7 +27,7 @@ from pipeline.core.run_folder import RunReader, publish_files
 from .parts import is_parted, parts_fingerprint, read_any
 from .tables import Tables
 
-FORMAT_VERSION = 3  # bump when the builder's output changes for the same spec and data
+FORMAT_VERSION = 4  # bump when the builder's output changes for the same spec and data
 TABLE, SUMMARY = "features.parquet", "summary.json"
 
 

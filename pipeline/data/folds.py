@@ -92,6 +92,11 @@ def make_folds(
             raise DataError("cv.n_repeats > 1 makes no sense with the time splitter: its folds are fixed by time")
         block, rank = _time_folds(times, n_splits, gap)
         return Folds(block[None, :], splitter, rank, gap)
+    if n < n_splits:
+        raise DataError(
+            f"the training table has {n} rows, fewer than cv.n_splits = {n_splits}: every fold needs at least "
+            "one validation row; lower cv.n_splits or give more rows"
+        )
     _check_groups(splitter, groups, n_splits)
     assignments = np.full((n_repeats, n), NOT_VALIDATED, dtype="int64")
     for r in range(n_repeats):

@@ -21,7 +21,16 @@ from pipeline.core.errors import DataError
 from pipeline.core.progress import QUIET, Progress
 
 from .folds import Folds, make_folds
-from .schema import ConversionReport, FeatureSchema, flat_column_names, infer_schema, select_features, to_matrix
+from .schema import (
+    ConversionReport,
+    FeatureSchema,
+    drop_nested_columns,
+    flat_column_names,
+    infer_schema,
+    numeric_text_columns,
+    select_features,
+    to_matrix,
+)
 from .tables import LabelEncoding, Tables, check_target, fingerprint, fit_labels, load_tables
 
 
@@ -60,13 +69,17 @@ def prepare(cfg: Config, progress: Progress = QUIET, tables: Tables | None = Non
     """Load, check and convert the experiment's data; compute or reuse its folds."""
     tables = tables if tables is not None else experiment_tables(cfg, progress)
     tables = text_column_names(tables)
-    train, test = tables.train, tables.test
+    train = drop_nested_columns(tables.train, cfg, tables.train_name)
+    test = None if tables.test is None else drop_nested_columns(tables.test, cfg, tables.test_name)
+    if train is not tables.train or test is not tables.test:
+        tables = replace(tables, train=train, test=test)
     check_target(train, cfg, tables.train_name)
     labels = fit_labels(train[cfg.data.target], cfg)
     y = labels.encode(train[cfg.data.target], tables.train_name)
+    ids = row_ids(train, cfg, tables.train_name)
     columns = select_features(train, cfg, tables.train_name)
     schema = infer_schema(train, columns, cfg)
-    ids = row_ids(train, cfg, tables.train_name)
+    warn_numeric_text(train, schema, cfg, tables.train_name)
     report = ConversionReport()
     X = to_matrix(schema, train, tables.train_name, report)
     warn_conversion(report, tables.train_name)
@@ -94,6 +107,12 @@ def row_ids(frame: pd.DataFrame, cfg: Config, source: str) -> pd.Series:
     """The id column (checked unique), or the row position named `row_id`."""
     name = cfg.data.id
     if name is None:
+        if ROW_ID in frame.columns:
+            raise DataError(
+                f"{source} has a column {ROW_ID!r}, the name gbpipe gives row positions when data.id is not set: "
+                f"it would be trained on as a feature and replaced by positions in the predictions. Set "
+                f"data.id = {ROW_ID!r} to key rows by it (its values must be unique), or rename the column"
+            )
         return pd.Series(np.arange(len(frame)), name=ROW_ID)
     if name not in frame.columns:
         raise DataError(f"id column {name!r} not found in {source}; columns are: {', '.join(map(str, frame.columns))}")
@@ -117,6 +136,16 @@ def text_column_names(tables: Tables) -> Tables:
     if train is tables.train and test is tables.test:
         return tables
     return replace(tables, train=train, test=test)
+
+
+def warn_numeric_text(train: pd.DataFrame, schema: FeatureSchema, cfg: Config, source: str) -> None:
+    """A numeric column with a few odd cells is read as text and would silently become a categorical feature."""
+    for col, what in numeric_text_columns(train, schema, cfg.data.categorical or ()).items():
+        warnings.warn(
+            f"{source}: column {col!r} is read as text and used as a categorical feature, though {what}. "
+            f"Fix those values to use it as a number, or list it in data.categorical to keep it categorical",
+            stacklevel=2,
+        )
 
 
 def warn_conversion(report: ConversionReport, source: str) -> None:

@@ -45,9 +45,20 @@ def read_parquet_file(path: Path) -> pd.DataFrame:
     """
     import pyarrow as pa
 
-    frame = pd.read_parquet(path, pre_buffer=False)
+    try:
+        frame = pd.read_parquet(path, pre_buffer=False)
+    except (pa.ArrowException, OSError) as exc:
+        raise unreadable_parquet(path, exc) from None
     pa.default_memory_pool().release_unused()
     return frame
+
+
+def unreadable_parquet(path: Path, exc: Exception) -> DataError:
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return DataError(
+        f"data file {path} is not a readable parquet file ({reason}); check that it was written completely, "
+        "or save the table again (e.g. DataFrame.to_parquet)"
+    )
 
 
 def _read_csv(path: Path, sep: str) -> pd.DataFrame:

@@ -114,6 +114,38 @@ def id_like_columns(frame: pd.DataFrame, columns: list[str]) -> tuple[list[str],
     return text, integer
 
 
+def nested_columns(frame: pd.DataFrame) -> list[str]:
+    """Columns holding lists, arrays, structs or maps (parquet's nested types): no model can split on them."""
+    nested = []
+    for col in frame.columns:
+        if frame[col].dtype == object:
+            first = frame[col].dropna().head(1)
+            if len(first) and isinstance(first.iloc[0], list | tuple | dict | set | np.ndarray):
+                nested.append(col)
+    return nested
+
+
+def drop_nested_columns(frame: pd.DataFrame, cfg: Config, source: str) -> pd.DataFrame:
+    """The frame without its nested columns (warned about); DataError when the config needs one of them."""
+    nested = nested_columns(frame)
+    if not nested:
+        return frame
+    data = cfg.data
+    needed = {data.target, data.id, cfg.cv.group, cfg.cv.time, *data.keep, *(data.features or ())} - {None}
+    used = [c for c in nested if c in needed]
+    if used:
+        raise DataError(
+            f"{source}: columns {used} hold lists or structs (nested parquet types), which cannot be a target, "
+            "an id, a group, a kept column or a feature; flatten them into plain columns first"
+        )
+    warnings.warn(
+        f"{source}: columns {nested} hold lists or structs (nested parquet types) and are not used as features; "
+        "flatten them into plain columns if they matter",
+        stacklevel=2,
+    )
+    return frame.drop(columns=nested)
+
+
 def select_features(frame: pd.DataFrame, cfg: Config, source: str) -> list[str]:
     """The feature columns: data.features if given, else every column but target, id, group and exclusions."""
     data = cfg.data
@@ -185,6 +217,33 @@ def infer_schema(frame: pd.DataFrame, columns: list[str], cfg: Config) -> Featur
         else:
             kinds[col] = "numeric"
     return FeatureSchema(tuple(columns), kinds, categories, cfg.data.id, rare, cfg.data.keep)
+
+
+_THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?")
+
+
+def numeric_text_columns(frame: pd.DataFrame, schema: FeatureSchema, listed: tuple[str, ...]) -> dict[str, str]:
+    """Inferred categorical columns whose values are mostly numbers (some written as '1,234', some not numbers
+    at all, e.g. a stray date): what each holds, for a warning. A column listed in data.categorical is meant."""
+    found = {}
+    for col in schema.columns:
+        if schema.kinds[col] != "categorical" or col in listed:
+            continue
+        counts = _as_text(frame[col]).value_counts()
+        values = counts.index.to_series()
+        plain = pd.to_numeric(values, errors="coerce").notna().to_numpy()
+        grouped = values.str.fullmatch(_THOUSANDS).to_numpy(dtype=bool)
+        n_plain, n_grouped, total = int(counts[plain].sum()), int(counts[grouped].sum()), int(counts.sum())
+        n_other = total - n_plain - n_grouped
+        if not total or n_plain + n_grouped < total / 2 or (n_other == 0 and n_grouped == 0):
+            continue
+        parts = [f"{n_plain + n_grouped} of {total} values are numbers"]
+        if n_grouped:
+            parts.append(f"{n_grouped} written with thousands separators (e.g. {values[grouped][:3].tolist()})")
+        if n_other:
+            parts.append(f"{n_other} are not numbers (e.g. {values[~(plain | grouped)][:3].tolist()})")
+        found[col] = "; ".join(parts)
+    return found
 
 
 def _as_text(series: pd.Series) -> pd.Series:

@@ -14,6 +14,7 @@ from pipeline.data.schema import FeatureSchema
 from pipeline.data.tables import LabelEncoding
 
 from .fold import predict as predict_booster
+from .outputs import id_is_position
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class FittedRun:
     labels: LabelEncoding
     id_name: str
     task: str
+    id_is_position: bool = False
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Mean over the fold models, in the order training averaged them."""
@@ -45,6 +47,7 @@ def load_fold_models(reader: RunReader) -> FittedRun:
         LabelEncoding.from_dict(doc["labels"]),
         doc["id"],
         doc["task"],
+        id_is_position(doc),
     )
 
 

@@ -10,6 +10,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from pipeline.config import ROW_ID
 from pipeline.core.metrics import to_labels
 
 if TYPE_CHECKING:
@@ -55,7 +56,14 @@ def schema_document(cfg: Config, prep: Prepared) -> dict[str, Any]:
         "metric": cfg.metric,
         "target": cfg.data.target,
         "id": prep.id_name,
+        "id_source": "position" if cfg.data.id is None else "column",
         "features": prep.schema.to_dict(),
         "model_names": prep.schema.model_names,
         "labels": prep.labels.to_dict(),
     }
+
+
+def id_is_position(doc: dict[str, Any]) -> bool:
+    """Whether a run numbers rows by position (no data.id) rather than reading an id column; runs written
+    before schema.json said so used positions exactly when the id was named row_id."""
+    return doc.get("id_source", "position" if doc["id"] == ROW_ID else "column") == "position"

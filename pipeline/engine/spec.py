@@ -8,13 +8,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Config
-from pipeline.core.metrics import lgb_metric
+from pipeline.config.lightgbm_params import task_params
 
 if TYPE_CHECKING:
     from pipeline.data.prepare import Prepared
-
-DEFAULT_PARAMS = {"learning_rate": 0.05, "num_leaves": 31, "verbose": -1, "deterministic": True, "force_col_wise": True}
-OBJECTIVE = {"binary": "binary", "multiclass": "multiclass", "regression": "regression"}
 
 
 def available_cores() -> int:
@@ -45,15 +42,9 @@ class TrainSpec:
 def resolve_params(
     task: str, metric: str, params: dict[str, Any], num_class: int, seed: int, num_threads: int
 ) -> dict[str, Any]:
-    """LightGBM parameters: defaults, then the user's, then what the task fixes."""
-    lgb_name, _ = lgb_metric(task, metric)
-    resolved = {**DEFAULT_PARAMS, "objective": OBJECTIVE[task], "seed": seed, **params}
-    resolved["metric"] = lgb_name
+    """LightGBM parameters: defaults, then the user's, then what the task fixes, on at most the cores we have."""
+    resolved = task_params(task, metric, params, num_class, seed)
     resolved["num_threads"] = min(num_threads or available_cores(), available_cores())
-    if "force_row_wise" in params:
-        resolved.pop("force_col_wise", None)
-    if task == "multiclass":
-        resolved["num_class"] = num_class
     return resolved
 
 

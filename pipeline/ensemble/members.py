@@ -17,6 +17,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from pipeline.config import Config, read_params_file
+from pipeline.config.lightgbm_params import check_more_params
 from pipeline.config.sections import EnsembleMember
 from pipeline.core.errors import ArtifactError, ConfigError
 from pipeline.core.metrics import score
@@ -74,6 +75,9 @@ def check_member(cfg: Config, member: EnsembleMember) -> None:
         raise ConfigError(f"member {member.name!r}: family 'logistic' is a classifier; use 'ridge' for regression")
     if member.family == "ridge" and task != "regression":
         raise ConfigError(f"member {member.name!r}: family 'ridge' is for regression; use 'logistic' for {task}")
+    if member.family == "lightgbm" and member.params_file:  # inline params were checked with the config
+        where = f"{{key}} in member {member.name!r}'s params_file {member.params_file}"
+        check_more_params(params, where, cfg.data.task, cfg.metric, cfg.model.params)
     if member.family in OPTIONAL_FAMILIES:
         require(member.family, member.name)
     if member.family in SKLEARN_FAMILIES:

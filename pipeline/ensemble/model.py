@@ -12,6 +12,7 @@ from pipeline.core.errors import ArtifactError
 from pipeline.core.run_folder import RunReader
 from pipeline.data.schema import FeatureSchema
 from pipeline.data.tables import LabelEncoding
+from pipeline.engine.outputs import id_is_position
 
 from .combiners import Combiner
 from .members import FittedMember, load_fitted_member
@@ -31,6 +32,7 @@ class FittedEnsemble:
     id_name: str
     task: str
     selected: str
+    id_is_position: bool = False
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Each member's mean over its fold models, then the combiner: as the run's test_pred was made."""
@@ -59,7 +61,14 @@ def load_ensemble(reader: RunReader, model: str | None = None) -> FittedEnsemble
         names = list(combiner.members)
     members = tuple(_load_member(reader, name, doc["task"], labels.n_classes) for name in names)
     return FittedEnsemble(
-        members, combiner, FeatureSchema.from_dict(doc["features"]), labels, doc["id"], doc["task"], selected
+        members,
+        combiner,
+        FeatureSchema.from_dict(doc["features"]),
+        labels,
+        doc["id"],
+        doc["task"],
+        selected,
+        id_is_position(doc),
     )
 
 

@@ -18,10 +18,10 @@ import pandas as pd
 
 from pipeline.config import Config, dump_config_toml
 from pipeline.config.sections import EnsembleSection
-from pipeline.core.artifacts import PARTIAL_SUFFIX
 from pipeline.core.errors import ConfigError
+from pipeline.core.names import check_run_id
 from pipeline.core.progress import QUIET, Progress
-from pipeline.core.run_folder import RunWriter, new_run_id
+from pipeline.core.run_folder import RunWriter, new_run_id, resumable_run
 from pipeline.data.prepare import Prepared, prepare
 from pipeline.engine import outputs
 
@@ -53,35 +53,36 @@ def ensemble(
     run_dir = ensemble_run_dir(cfg, run_id, resume)
     prep = prepare(cfg, progress)
     check_plan(cfg, prep)  # before the run folder exists: a config error leaves nothing behind
-    writer = RunWriter(run_dir, resume=resume)
-    config_text = dump_config_toml(cfg)
-    if resume and writer.exists("config.toml") and writer.path("config.toml").read_text() != config_text:
-        raise ConfigError(
-            f"--resume: the config differs from the one {writer.staging} was started with; "
-            "resume with the same config, or start a new run"
+    with RunWriter(run_dir, resume=resume) as writer:  # a failed run lets go of its lock for --resume
+        config_text = dump_config_toml(cfg)
+        if resume and writer.exists("config.toml") and writer.path("config.toml").read_text() != config_text:
+            raise ConfigError(
+                f"--resume: the config differs from the one {writer.staging} was started with; "
+                "resume with the same config, or start a new run"
+            )
+        writer.write_text("config.toml", config_text)
+        writer.write_json(
+            PLAN,
+            {"members": [m.model_dump(mode="json") for m in section.members], "combiners": list(section.combiners)},
         )
-    writer.write_text("config.toml", config_text)
-    writer.write_json(
-        PLAN, {"members": [m.model_dump(mode="json") for m in section.members], "combiners": list(section.combiners)}
-    )
-    writer.write_json("schema.json", schema_document(cfg, prep))
-    writer.write_parquet("folds.parquet", prep.folds.to_frame(prep.ids))
-    results = obtain_members(cfg, prep, writer, resume, use_cache and section.cache, progress)
-    candidates = results_as_candidates(results) + combine(cfg, prep, results, progress)
-    progress.say(f"comparing {len(candidates)} models with {section.bootstrap_n} paired bootstrap resamples")
-    scores = compare(cfg, prep, candidates)
-    write_ensemble(writer, cfg, prep, candidates, scores, time.perf_counter() - started)
-    run_dir = writer.publish(
-        {
-            "experiment": cfg.experiment.name,
-            "run_id": writer.final_dir.name,
-            "kind": "ensemble",
-            "config_hash": cfg.hash(),
-            "data_fingerprint": prep.data_fingerprint,
-        },
-        stage="ensemble",
-        update_latest=False,
-    )
+        writer.write_json("schema.json", schema_document(cfg, prep))
+        writer.write_parquet("folds.parquet", prep.folds.to_frame(prep.ids))
+        results = obtain_members(cfg, prep, writer, resume, use_cache and section.cache, progress)
+        candidates = results_as_candidates(results) + combine(cfg, prep, results, progress)
+        progress.say(f"comparing {len(candidates)} models with {section.bootstrap_n} paired bootstrap resamples")
+        scores = compare(cfg, prep, candidates)
+        write_ensemble(writer, cfg, prep, candidates, scores, time.perf_counter() - started)
+        run_dir = writer.publish(
+            {
+                "experiment": cfg.experiment.name,
+                "run_id": writer.final_dir.name,
+                "kind": "ensemble",
+                "config_hash": cfg.hash(),
+                "data_fingerprint": prep.data_fingerprint,
+            },
+            stage="ensemble",
+            update_latest=False,
+        )
     best = scores["models"][scores["selected"]]
     progress.say(
         f"recommended: {scores['recommended']}; selected {scores['selected']} with OOF {cfg.metric} "
@@ -101,13 +102,12 @@ def require_section(cfg: Config) -> EnsembleSection:
 
 
 def ensemble_run_dir(cfg: Config, run_id: str | None, resume: bool) -> Path:
-    """The run folder to write; with --resume and no id, the newest unfinished ensemble run."""
+    """The run folder to write; with --resume and no id, the newest unfinished ensemble run no process is writing."""
     exp_dir = Path(cfg.experiment.runs_dir) / cfg.experiment.name
+    if run_id is not None:
+        check_run_id(run_id, "--run-id")
     if run_id is None and resume:
-        partial = sorted(p for p in exp_dir.glob(f"*{PARTIAL_SUFFIX}") if (p / PLAN).is_file())
-        if not partial:
-            raise ConfigError(f"--resume: no unfinished ensemble run in {exp_dir}; start one without --resume")
-        return partial[-1].with_name(partial[-1].name.removesuffix(PARTIAL_SUFFIX))
+        return resumable_run(exp_dir, "ensemble run", accept=lambda staging: (staging / PLAN).is_file())
     return exp_dir / (run_id or new_run_id(cfg.hash(), "ensemble"))
 
 

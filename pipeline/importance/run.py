@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,34 +17,21 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from pipeline.config import Config, load_config
+from pipeline.config import Config
 from pipeline.config.sections import ImportanceSection
 from pipeline.core.artifacts import json_bytes, parquet_bytes
 from pipeline.core.errors import ArtifactError, ConfigError, DataError
 from pipeline.core.metrics import GREATER_IS_BETTER
 from pipeline.core.progress import QUIET, Progress
 from pipeline.core.run_folder import RunReader, add_files
-from pipeline.data.folds import Folds
-from pipeline.data.prepare import Prepared, prepare
 from pipeline.engine.cv import run_cv
-from pipeline.engine.fitted import FittedRun, load_fold_models
+from pipeline.engine.run_data import RunData, load_run_data
 from pipeline.engine.spec import available_cores, train_spec
 
 from .permutation import permutation_drops
 
 STAGE = "importance"
 COLUMNS = ["kind", "feature", "cv_repeat", "fold", "repeat", "value", "std", "ci_low", "ci_high", "p_value", "n"]
-
-
-@dataclass(frozen=True)
-class RunData:
-    """A run's fold models with the experiment data rebuilt and checked against the run."""
-
-    cfg: Config
-    prep: Prepared
-    fitted: FittedRun
-    reader: RunReader
-    params: dict[str, Any]
 
 
 def run_importance(
@@ -76,50 +63,6 @@ def run_importance(
     out = add_files(data.reader.dir, STAGE, files, replace=replace_files)
     progress.say(f"importance written to {out / 'importance'}")
     return out
-
-
-def load_run_data(run_dir: Path, overrides: list[str] | tuple[str, ...] = (), progress: Progress = QUIET) -> RunData:
-    """Open a run, rebuild its experiment's data and check that it is the data the run saw."""
-    reader = RunReader(Path(run_dir))
-    if not any(n.startswith("models/") and n.endswith(".txt") for n in reader.files):
-        raise ArtifactError(
-            f"{reader.dir} has no fold models (models/fold_<k>.txt in its manifest); importance "
-            "needs a training run made by `gbpipe train`"
-        )
-    cfg = load_config(reader.path("config.toml"), overrides)
-    prep = prepare(cfg, progress)
-    saved_fp = reader.manifest.get("data_fingerprint")
-    if saved_fp != prep.data_fingerprint:
-        raise DataError(
-            f"the data of experiment {cfg.experiment.name!r} changed since run {reader.dir} was trained "
-            f"(fingerprint {str(saved_fp)[:12]} in its manifest, {prep.data_fingerprint[:12]} now); "
-            "retrain the run on the current data, or restore the data it was trained on"
-        )
-    schema = reader.read_json("schema.json")
-    if list(schema["features"]["columns"]) != list(prep.schema.columns):
-        raise ArtifactError(
-            f"{reader.dir}/schema.json lists other feature columns than the experiment now gives; retrain the run"
-        )
-    _check_folds(reader, prep.folds)
-    fitted = load_fold_models(reader)
-    if len(fitted.boosters) != len(prep.folds.pairs()):
-        raise ArtifactError(
-            f"{reader.dir} has {len(fitted.boosters)} fold models but the experiment has "
-            f"{len(prep.folds.pairs())} folds; retrain the run"
-        )
-    return RunData(cfg, prep, fitted, reader, dict(schema.get("params", {})))
-
-
-def _check_folds(reader: RunReader, folds: Folds) -> None:
-    saved = reader.read_parquet("folds.parquet")
-    saved_folds = Folds.from_frame(saved, folds.splitter)
-    if saved_folds.assignments.shape != folds.assignments.shape or not np.array_equal(
-        saved_folds.assignments, folds.assignments
-    ):
-        raise ArtifactError(
-            f"{reader.dir}/folds.parquet differs from the experiment's folds now; the validation "
-            "rows of each model cannot be rebuilt. Retrain the run"
-        )
 
 
 def feature_groups(settings: ImportanceSection, columns: list[str], cfg: Config) -> list[tuple[str, list[int]]]:

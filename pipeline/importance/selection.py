@@ -20,9 +20,10 @@ import numpy as np
 
 from pipeline.config import Config
 from pipeline.config.sections import SelectSection
-from pipeline.core.artifacts import check_run_name, json_bytes
+from pipeline.core.artifacts import json_bytes
 from pipeline.core.errors import ConfigError, DataError
 from pipeline.core.metrics import GREATER_IS_BETTER
+from pipeline.core.names import check_run_id
 from pipeline.core.progress import QUIET, Progress
 from pipeline.core.run_folder import new_run_id, publish_files, staging_dir
 from pipeline.data.prepare import Prepared, prepare
@@ -39,7 +40,7 @@ STAGE = "select"
 def run_select(cfg: Config, select_id: str | None = None, progress: Progress = QUIET) -> Path:
     """Nested selection, naive selection and the all-features baseline; returns the output folder."""
     started = time.perf_counter()
-    name = check_run_name(select_id, "--select-id") if select_id else new_run_id(cfg.hash())
+    name = check_run_id(select_id, "--select-id") if select_id else new_run_id(cfg.hash())
     out_dir = Path(cfg.experiment.runs_dir) / cfg.experiment.name / STAGE / name
     if out_dir.exists():
         raise ConfigError(

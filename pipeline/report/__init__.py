@@ -1,5 +1,5 @@
 """`gbpipe report`, `runs` and `report --compare`: a run read as a whole (runview), the report and its
-sections (build, sections, data_section, importance_section, stage_sections, stage_files,
+sections (build, sections, data_section, drift_section, importance_section, stage_sections, stage_files,
 evaluation), the page model rendered as HTML, JSON and Markdown (page), plots (plots), comparisons of
 runs (compare), an experiment's list of runs (run_list) and MLflow logging (tracking)."""
 

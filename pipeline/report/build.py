@@ -19,6 +19,7 @@ from pipeline.data.prepare import experiment_tables, text_column_names
 from pipeline.data.tables import Tables, fingerprint
 
 from .data_section import data_section
+from .drift_section import drift_section
 from .evaluation import binary_section, holdout_section, multiclass_section, regression_section
 from .importance_section import importance_section, selection_score
 from .page import Figure, Section, to_html, to_json, to_markdown
@@ -78,7 +79,8 @@ def build_report(run_dir: Path, progress: Progress = QUIET, n_boot: int = N_BOOT
                 forward=is_forward(view),
             )
         )
-    sections += [s for s in (importance_section(view), tuning_section(view), ensemble_section(view)) if s is not None]
+    stage_sections = (drift_section(view), importance_section(view), tuning_section(view), ensemble_section(view))
+    sections += [s for s in stage_sections if s is not None]
     sections.append(provenance_section(view))
     title = f"{view.experiment} · {view.task} · {view.metric}"
     subtitle = f"run {view.run_id} · report generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"

@@ -16,6 +16,7 @@ from pipeline.core.artifacts import atomic_write_bytes, json_bytes
 from pipeline.core.errors import ArtifactError, ConfigError
 from pipeline.core.intervals import BOOT_SEED, N_BOOT, Interval, PairedDifference, paired_difference, score_interval
 from pipeline.core.metrics import GREATER_IS_BETTER, score
+from pipeline.core.names import check_output_path
 
 from . import plots
 from .page import Figure, Section, Table, Text, to_html, to_json, to_markdown
@@ -296,6 +297,8 @@ def write_comparison(comp: Comparison, output: Path | None = None) -> Path:
     if output is None:
         key = hashlib.sha256("\n".join(sorted(str(e.run_dir) for e in comp.entries)).encode()).hexdigest()[:12]
         output = comp.entries[0].run_dir.parent / "compare" / key
+    else:
+        check_output_path(Path(output), "--output", tuple({e.run_dir.parent for e in comp.entries}))
     output = Path(output)
     headline, sections = comparison_sections(comp)
     title = f"compare · {', '.join(comp.experiments)} · {comp.metric}"

@@ -14,11 +14,13 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import Config, dump_config_toml
-from pipeline.core.artifacts import PARTIAL_SUFFIX, check_run_name
+from pipeline.config.sections import DriftSection
 from pipeline.core.errors import ConfigError, DataError
 from pipeline.core.metrics import GREATER_IS_BETTER, all_metrics
+from pipeline.core.names import check_run_id
 from pipeline.core.progress import QUIET, Progress
-from pipeline.core.run_folder import RunWriter, check_new_run, new_run_id
+from pipeline.core.run_folder import RunWriter, check_new_run, new_run_id, resumable_run
+from pipeline.data.feature_bins import REFERENCE_FILE, fit_reference
 from pipeline.data.prepare import Prepared, prepare
 from pipeline.engine import outputs
 from pipeline.engine.cv import CVResult, run_cv
@@ -32,16 +34,12 @@ from .summary import render_markdown
 
 
 def run_dir_for(cfg: Config, run_id: str | None, resume: bool) -> Path:
-    """The run folder to write; with --resume and no id, the newest unfinished run."""
-    check_run_name(cfg.experiment.name, "experiment.name")
+    """The run folder to write; with --resume and no id, the newest unfinished run no process is writing."""
     if run_id is not None:
-        check_run_name(run_id, "--run-id")
+        check_run_id(run_id, "--run-id")
     exp_dir = Path(cfg.experiment.runs_dir) / cfg.experiment.name
     if run_id is None and resume:
-        partial = sorted(exp_dir.glob(f"*{PARTIAL_SUFFIX}"))
-        if not partial:
-            raise ConfigError(f"--resume: no unfinished run in {exp_dir}; start a new one without --resume")
-        return partial[-1].with_name(partial[-1].name.removesuffix(PARTIAL_SUFFIX))
+        return resumable_run(exp_dir)
     return exp_dir / (run_id or new_run_id(cfg.hash()))
 
 
@@ -58,41 +56,42 @@ def train(
     check_new_run(final_dir, resume)  # refuse an existing run before spending time on the data
     prep = prepare(cfg, progress)  # bad input fails here, before anything of the run is written
     replays = plan_backtest(cfg, prep)  # a backtest that cannot run fails here too, before training
-    writer = RunWriter(final_dir, resume=resume)
-    config_text = dump_config_toml(cfg)
-    if resume:
-        check_resumable(writer, config_text, prep)
-    writer.write_text("config.toml", config_text)
-    spec = train_spec(cfg, prep, params)
-    writer.write_json("schema.json", schema_document(cfg, prep, spec))
-    writer.write_parquet("folds.parquet", prep.folds.to_frame(prep.ids))
-    total = len(prep.folds.pairs())
-    progress.restart()
+    with RunWriter(final_dir, resume=resume) as writer:  # a failed run lets go of its lock for --resume
+        config_text = dump_config_toml(cfg)
+        if resume:
+            check_resumable(writer, config_text, prep)
+        writer.write_text("config.toml", config_text)
+        spec = train_spec(cfg, prep, params)
+        writer.write_json("schema.json", schema_document(cfg, prep, spec))
+        writer.write_parquet("folds.parquet", prep.folds.to_frame(prep.ids))
+        writer.write_json(REFERENCE_FILE, drift_reference(cfg, prep))
+        total = len(prep.folds.pairs())
+        progress.restart()
 
-    def on_fold_done(result: FoldResult, booster: lgb.Booster) -> None:
-        save_fold(writer, result, booster)
-        progress.step(
-            "fold",
-            result.fold + 1 + result.repeat * prep.folds.n_splits,
-            total,
-            f"best_iteration {result.best_iteration}  {cfg.metric} {result.score:.5f}  {result.seconds:.1f}s",
+        def on_fold_done(result: FoldResult, booster: lgb.Booster) -> None:
+            save_fold(writer, result, booster)
+            progress.step(
+                "fold",
+                result.fold + 1 + result.repeat * prep.folds.n_splits,
+                total,
+                f"best_iteration {result.best_iteration}  {cfg.metric} {result.score:.5f}  {result.seconds:.1f}s",
+            )
+
+        completed = load_checkpoint(writer, prep) if resume else {}
+        if completed:
+            progress.say(f"resume: {len(completed)} of {total} folds already done, training the rest")
+        result = run_cv(prep.X, prep.y, prep.folds, spec, prep.X_test, completed, on_fold_done)
+        progress.restart()
+        replayed = backtest(cfg, prep, spec, result.oof_pred, replays, progress)
+        scores = write_results(writer, cfg, prep, spec, result, time.perf_counter() - started, replayed)
+        run_dir = writer.publish(
+            {
+                "experiment": cfg.experiment.name,
+                "run_id": writer.final_dir.name,
+                "config_hash": cfg.hash(),
+                "data_fingerprint": prep.data_fingerprint,
+            }
         )
-
-    completed = load_checkpoint(writer, prep) if resume else {}
-    if completed:
-        progress.say(f"resume: {len(completed)} of {total} folds already done, training the rest")
-    result = run_cv(prep.X, prep.y, prep.folds, spec, prep.X_test, completed, on_fold_done)
-    progress.restart()
-    replayed = backtest(cfg, prep, spec, result.oof_pred, replays, progress)
-    scores = write_results(writer, cfg, prep, spec, result, time.perf_counter() - started, replayed)
-    run_dir = writer.publish(
-        {
-            "experiment": cfg.experiment.name,
-            "run_id": writer.final_dir.name,
-            "config_hash": cfg.hash(),
-            "data_fingerprint": prep.data_fingerprint,
-        }
-    )
     holdout = f", holdout {scores['holdout_score']:.5f}" if "holdout_score" in scores else ""
     progress.say(f"{cfg.metric} OOF {result.oof_score:.5f}{holdout}; run written to {run_dir}")
     return run_dir
@@ -113,6 +112,12 @@ def check_resumable(writer: RunWriter, config_text: str, prep: Prepared) -> None
                 f"{started_with[:12]} then, {prep.data_fingerprint[:12]} now); its finished folds "
                 "were trained on other rows. Start a new run without --resume"
             )
+
+
+def drift_reference(cfg: Config, prep: Prepared) -> dict[str, Any]:
+    """The training rows' bins and counts per feature: what `gbpipe drift` and predict's drift check count new
+    rows in, saved with the run because the training rows may be gone by the time new ones arrive."""
+    return fit_reference(prep.X, prep.schema, (cfg.drift or DriftSection()).n_bins).to_dict()
 
 
 def save_fold(writer: RunWriter, result: FoldResult, booster: lgb.Booster) -> None:

@@ -1,7 +1,7 @@
 """`gbpipe tune`: Optuna TPE search on the OOF score (run, options), trials run here or in spawned
 workers on one study (trials, workers), one parameter set scored on every fold (evaluator), the
-search space (space), the study and its storages, journal file or database (study), and the study
-folder's outputs (output)."""
+search space (space), the study (study), where it is stored, journal file or database, with storage URLs
+redacted (storage), and the study folder's outputs (output)."""
 
 from pipeline.core.lazy import attach
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pipeline.config import Config
 from pipeline.core.errors import ConfigError
+from pipeline.core.names import check_name
 
 from .space import tune_section
 
@@ -47,7 +48,7 @@ def tune_options(
         storage,
         resume,
         new_study,
-        given(study_name, tune.study_name),
+        tune.study_name if study_name is None else check_name(study_name, "--study-name"),
     )
     if options.n_trials < 1 or options.workers < 1 or (options.timeout is not None and options.timeout <= 0):
         raise ConfigError(

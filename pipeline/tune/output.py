@@ -28,6 +28,7 @@ from pipeline.core.progress import Progress
 from pipeline.core.run_folder import update_in_place
 
 from .space import SearchSpace, tune_section
+from .storage import redact
 from .study import EXCLUDED_ATTR, FINGERPRINT_ATTR, REASON_ATTR, WORKER_ATTR, budget_of, counts_toward_budget
 
 OUTPUT_FILES = (
@@ -264,6 +265,7 @@ def write_outputs(
     stats: dict[str, Any],
 ) -> dict[str, Any]:
     """Write every output file atomically, then the manifest; returns the summary (tune.json)."""
+    where = redact(where)  # a file must never hold a credential, whichever caller built `where`
     with output_lock(study_dir):
         trials = study.get_trials(deepcopy=False)
         best = best_trial(trials, cfg.metric)

@@ -26,17 +26,8 @@ from .evaluator import Evaluator
 from .options import TuneOptions, tune_dir
 from .output import ROLE_ATTR, ProgressReporter, write_outputs
 from .space import SearchSpace, aliases, build_space, tune_section
-from .study import (
-    JOURNAL_FILE,
-    TrialSeededTPE,
-    budget_of,
-    fail_dead_trials,
-    make_pruner,
-    open_storage,
-    open_study,
-    redact,
-    this_worker,
-)
+from .storage import JOURNAL_FILE, check_storage_url, open_storage, redact
+from .study import TrialSeededTPE, budget_of, fail_dead_trials, make_pruner, open_study, this_worker
 from .trials import TrialPlan, base_spec, run_trials
 from .workers import run_parallel
 
@@ -86,6 +77,7 @@ def fingerprint(cfg: Config, prep: Prepared, space: SearchSpace) -> dict[str, An
 def tune(cfg: Config, options: TuneOptions, progress: Progress = QUIET) -> Path:
     """Run (or continue) the experiment's study and write its results; returns the study folder."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    check_storage_url(options.storage)  # before the data is loaded
     started = time.time()
     threads = threads_per_worker(cfg, options.workers)
     prep = prepare(cfg, progress)
@@ -137,11 +129,7 @@ def start_study(
 ) -> tuple[optuna.Study, str]:
     """Create or resume the study (fingerprint checked), fail dead workers' trials, queue the default trial."""
     tune_cfg = tune_section(cfg)
-    where = (
-        redact(options.storage)
-        if options.storage and "://" in options.storage
-        else str(options.storage or study_dir / JOURNAL_FILE)
-    )
+    where = redact(options.storage) if options.storage else str(study_dir / JOURNAL_FILE)  # shown and stored
     direction = "maximize" if GREATER_IS_BETTER[cfg.metric] else "minimize"
     study, created = open_study(
         open_storage(options.storage, study_dir),

@@ -21,9 +21,9 @@ from optuna.distributions import (
 )
 
 from pipeline.config import Config
+from pipeline.config.lightgbm_params import DEFAULT_PARAMS
 from pipeline.config.sections import SearchParam, TuneSection
 from pipeline.core.errors import ConfigError
-from pipeline.engine.spec import DEFAULT_PARAMS
 
 # max_bin moves in steps of 32 (127..255 holds LightGBM's default 255), so the data is binned at
 # most five times per study instead of once per trial.

@@ -1,4 +1,5 @@
-"""The Optuna study behind `gbpipe tune`: storage, fingerprint, budget, dead workers, sampler, pruner.
+"""The Optuna study behind `gbpipe tune`: fingerprint, budget, dead workers, sampler, pruner (its storage:
+storage.py).
 
 Several processes (one machine: the journal file; several machines: one PostgreSQL database) share
 one study. Each trial records which worker runs it and a heartbeat, so a trial left RUNNING by a
@@ -9,7 +10,6 @@ trial numbers, so no trial is lost or run twice.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import socket
@@ -23,14 +23,12 @@ from typing import Any
 import optuna
 from optuna.exceptions import DuplicatedStudyError, UpdateFinishedTrialError
 from optuna.samplers import BaseSampler, TPESampler
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.config.sections import TuneSection
 from pipeline.core.errors import ConfigError
 
-JOURNAL_FILE = "study.journal"
 FINGERPRINT_ATTR = "gbpipe_fingerprint"
 WORKER_ATTR = "gbpipe_worker"
 HEARTBEAT_ATTR = "gbpipe_heartbeat"
@@ -38,65 +36,6 @@ EXCLUDED_ATTR = "gbpipe_excluded"  # a FAIL that does not count toward the budge
 REASON_ATTR = "fail_reason"
 HEARTBEAT_SECONDS = 15.0
 STALE_SECONDS = 120.0  # a trial on another machine with no heartbeat for this long is dead
-
-
-def open_storage(storage: str | None, study_dir: Path) -> BaseStorage:
-    """The journal file in the study folder by default; a SQLAlchemy URL or another journal path if given."""
-    if storage is None or "://" not in storage:
-        path = Path(storage) if storage else study_dir / JOURNAL_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path), lock_obj=FlockLock(path)))
-    from sqlalchemy.exc import IntegrityError, ProgrammingError
-
-    for attempt in range(6):
-        try:
-            return RDBStorage(storage, engine_kwargs={"pool_pre_ping": True})
-        except (IntegrityError, ProgrammingError) as exc:
-            # Workers started together on an empty database race to create Optuna's tables; the losers
-            # retry once the winner is done.
-            error = exc
-            time.sleep(0.5 * (attempt + 1))
-        except Exception as exc:  # SQLAlchemy and drivers raise many kinds; all mean "cannot use it"
-            error = exc
-            break
-    raise ConfigError(
-        f"--storage {redact(storage)}: cannot open the database ({type(error).__name__}: "
-        f"{str(error).splitlines()[0]}); check the URL, the server and the driver "
-        "(postgresql+psycopg2://user:password@host:5432/db)"
-    ) from None
-
-
-class FlockLock:
-    """The journal's write lock as an flock on `<journal>.flock`.
-
-    The kernel drops it when its process dies, so a worker killed while appending (kill -9) cannot
-    leave a stale lock behind (Optuna's own lock files are only broken after a 30 s grace period).
-    """
-
-    def __init__(self, journal: Path):
-        self.path = Path(str(journal) + ".flock")
-        self._handle = None
-
-    def acquire(self) -> bool:
-        handle = open(self.path, "a")  # held until release()
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        self._handle = handle
-        return True
-
-    def release(self) -> None:
-        handle, self._handle = self._handle, None
-        if handle is not None:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            handle.close()
-
-
-def redact(url: str) -> str:
-    """A storage URL without its password, for messages and summaries."""
-    head, sep, tail = url.partition("://")
-    if not sep or "@" not in tail:
-        return url
-    creds, _, host = tail.rpartition("@")
-    return f"{head}://{creds.split(':')[0]}:***@{host}"
 
 
 # ---- the study and its fingerprint ----
@@ -303,7 +242,7 @@ def claims_slot(trial: FrozenTrial) -> bool:
 
 @dataclass(frozen=True)
 class Budget:
-    """How far the study is: finished trials count toward n_trials; running and queued ones claim a slot."""
+    """How far the study is: finished trials count toward n_trials; running ones hold a slot."""
 
     complete: int
     pruned: int
@@ -317,8 +256,10 @@ class Budget:
         return self.complete + self.pruned + self.failed
 
     @property
-    def claimed(self) -> int:
-        return self.finished + self.running + self.waiting
+    def taken(self) -> int:
+        """Slots finished or being run. Queued (WAITING) trials are not counted: the next ask() runs them,
+        so the default trial queued by the first call runs even when the budget is a single trial."""
+        return self.finished + self.running
 
 
 def budget_of(trials: list[FrozenTrial]) -> Budget:

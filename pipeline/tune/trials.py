@@ -65,7 +65,7 @@ def run_trials(plan: TrialPlan, study: optuna.Study, me: Worker, on_done: Callab
     ran = 0
     while plan.deadline is None or time.time() < plan.deadline:
         fail_dead_trials(study, me)
-        if budget_of(study.get_trials(deepcopy=False)).claimed >= plan.n_trials:
+        if budget_of(study.get_trials(deepcopy=False)).taken >= plan.n_trials:
             break
         trial = None
         try:

@@ -20,12 +20,8 @@ from .evaluator import Evaluator
 from .options import TuneOptions
 from .output import ProgressReporter
 from .space import build_space, tune_section
-from .study import (
-    TrialSeededTPE,
-    make_pruner,
-    open_storage,
-    this_worker,
-)
+from .storage import open_storage
+from .study import TrialSeededTPE, make_pruner, this_worker
 from .trials import TrialPlan, base_spec, run_trials
 
 

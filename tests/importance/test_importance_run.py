@@ -12,7 +12,8 @@ from sklearn.inspection import permutation_importance
 
 from pipeline.cli import main
 from pipeline.core.run_folder import RunReader
-from pipeline.importance.run import fold_seed, load_run_data
+from pipeline.engine.run_data import load_run_data
+from pipeline.importance.run import fold_seed
 from tests.helpers.importance import (
     INFORMATIVE,
     NOISE,

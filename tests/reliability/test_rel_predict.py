@@ -214,7 +214,7 @@ def test_output_inside_a_run_folder_is_refused(run, fitted, capsys, tmp_path):
         code, err = cli(capsys, "predict", "--run", run, "--input", tmp_path / "new.csv", "--output", target)
         assert code == 2
         assert_message(
-            err, rf"--output \S*{target.name} is inside the run folder \S*{run.name}; runs are never modified"
+            err, rf"--output \S*{target.name} is inside the stage folder \S*{run.name}, whose files gbpipe wrote"
         )
 
 

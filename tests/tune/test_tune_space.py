@@ -116,7 +116,7 @@ def test_bad_search_space_is_refused_with_the_fix(tune, message):
         ({"pruner": "hyperband"}, r"tune.pruner: Input should be 'median', 'halving' or 'none'"),
         ({"search_space": {"num_leaves": {"choices": [8, 16], "low": 2}}}, r"give either choices or a numeric range"),
         ({"n_trails": 5}, r"unknown key 'tune.n_trails'"),
-        ({"study_name": "../x"}, r"tune.study_name: String should match pattern"),
+        ({"study_name": "../x"}, r"tune.study_name: must be a plain name"),
     ],
 )
 def test_bad_tune_section_is_refused_by_the_config(tune, message):
