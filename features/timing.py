@@ -20,7 +20,8 @@ LabelAggregate = Literal["sum", "count", "nunique", "mean", "max", "min"]
 
 
 class SpecSection(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # nan/inf are no setting: refused here, once for every float key (TOML cannot even write them back).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Length(SpecSection):

@@ -27,7 +27,8 @@ PlainName = Annotated[str, AfterValidator(_plain_name)]
 class Section(BaseModel):
     """Base of every config section: frozen, unknown keys rejected."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # nan/inf are no setting: refused here, once for every float key (TOML cannot even write them back).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 COMBINERS = ("hard_vote", "soft_vote", "greedy", "optimized", "stack")

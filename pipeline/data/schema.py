@@ -229,8 +229,9 @@ def numeric_text_columns(frame: pd.DataFrame, schema: FeatureSchema, listed: tup
     for col in schema.columns:
         if schema.kinds[col] != "categorical" or col in listed:
             continue
-        counts = _as_text(frame[col]).value_counts()
-        values = counts.index.to_series()
+        # Inferred categoricals are text already: hashed counts, not _as_text's per-value formatting again.
+        counts = frame[col].value_counts()
+        values = counts.index.astype(str).to_series()
         plain = pd.to_numeric(values, errors="coerce").notna().to_numpy()
         grouped = values.str.fullmatch(_THOUSANDS).to_numpy(dtype=bool)
         n_plain, n_grouped, total = int(counts[plain].sum()), int(counts[grouped].sum()), int(counts.sum())

@@ -16,15 +16,13 @@ import numpy as np
 from pipeline.config import Config
 from pipeline.config.sections import EnsembleMember
 from pipeline.core.errors import ConfigError
-from pipeline.core.metrics import score
 from pipeline.core.progress import Progress
 from pipeline.data.prepare import Prepared
 from pipeline.engine.fold import inner_split
-from pipeline.engine.oof import OOFAccumulator
 from pipeline.engine.outputs import model_name
 from pipeline.engine.spec import TrainSpec, available_cores
 
-from .result import MemberResult
+from .result import MemberFolds
 
 XGB_EVAL = {
     ("binary", "auc"): "auc",
@@ -58,10 +56,9 @@ def require(family: str, member_name: str) -> None:
 def train_extra(cfg: Config, prep: Prepared, member: EnsembleMember, params: dict[str, Any], progress: Progress):
     """Train an XGBoost or CatBoost member on every fold; returns a MemberResult."""
     task, n_classes = cfg.data.task, prep.labels.n_classes
-    oof = OOFAccumulator(len(prep.y), task, n_classes)
-    fold_scores, best_iterations, test_preds, files = [], [], [], {}
     pairs = prep.folds.pairs()
-    for done, (repeat, fold) in enumerate(pairs, start=1):
+    folds = MemberFolds(member.name, cfg.metric, prep.y, task, n_classes, len(pairs))
+    for repeat, fold in pairs:
         train_idx, valid_idx = prep.folds.split(repeat, fold)
         fit_idx, stop_idx = train_idx, valid_idx
         if cfg.model.early_stopping == "inner":
@@ -72,25 +69,12 @@ def train_extra(cfg: Config, prep: Prepared, member: EnsembleMember, params: dic
         fit = _fit_xgboost if member.family == "xgboost" else _fit_catboost
         model, best = fit(cfg, prep, member, params, fit_idx, stop_idx)
         valid_pred = predict_extra(member.family, model, prep.X[valid_idx], task, n_classes)
-        if prep.X_test is not None:
-            test_preds.append(predict_extra(member.family, model, prep.X_test, task, n_classes))
-        oof.add(valid_idx, valid_pred)
-        fold_scores.append(score(cfg.metric, prep.y[valid_idx], valid_pred))
-        best_iterations.append(best)
-        files[model_name(repeat, fold).removesuffix(".txt") + _SUFFIX[member.family]] = save_extra(member.family, model)
-        progress.step(f"  {member.name} fold", done, len(pairs), f"{cfg.metric} {fold_scores[-1]:.5f}")
-    return MemberResult(
-        member.name,
-        member.family,
-        oof.mean(),
-        oof.score(cfg.metric, prep.y),
-        tuple(fold_scores),
-        np.mean(test_preds, axis=0) if test_preds else None,
-        0.0,
-        dict(params),
-        files,
-        tuple(best_iterations),
-    )
+        test_pred = (
+            predict_extra(member.family, model, prep.X_test, task, n_classes) if prep.X_test is not None else None
+        )
+        name = model_name(repeat, fold).removesuffix(".txt") + _SUFFIX[member.family]
+        folds.add(valid_idx, valid_pred, test_pred, (name, save_extra(member.family, model)), progress, best)
+    return folds.result(member.family, dict(params))
 
 
 _SUFFIX = {"xgboost": ".json", "catboost": ".cbm"}

@@ -20,17 +20,15 @@ from pipeline.config import Config, read_params_file
 from pipeline.config.lightgbm_params import check_more_params
 from pipeline.config.sections import EnsembleMember
 from pipeline.core.errors import ArtifactError, ConfigError
-from pipeline.core.metrics import score
 from pipeline.core.progress import QUIET, Progress
 from pipeline.data.prepare import Prepared
 from pipeline.engine.cv import run_cv
 from pipeline.engine.fold import FoldResult
-from pipeline.engine.oof import OOFAccumulator
 from pipeline.engine.outputs import model_name
 from pipeline.engine.spec import available_cores, train_spec
 
 from .extra_families import load_extra, predict_extra, require, train_extra
-from .result import MemberResult
+from .result import MemberFolds, MemberResult
 
 SKLEARN_FAMILIES = ("hist_gradient_boosting", "extra_trees", "random_forest", "logistic", "ridge")
 OPTIONAL_FAMILIES = ("xgboost", "catboost")
@@ -144,31 +142,17 @@ def _train_sklearn(cfg: Config, prep: Prepared, member: EnsembleMember, progress
     task, n_classes = cfg.data.task, prep.labels.n_classes
     threads = min(cfg.model.num_threads or available_cores(), available_cores())
     template = build_pipeline(member.family, member_params(member), task, prep, cfg.cv.seed, threads)
-    oof = OOFAccumulator(len(prep.y), task, n_classes)
-    fold_scores, test_preds, files = [], [], {}
     pairs = prep.folds.pairs()
-    for done, (repeat, fold) in enumerate(pairs, start=1):
+    folds = MemberFolds(member.name, cfg.metric, prep.y, task, n_classes, len(pairs))
+    for repeat, fold in pairs:
         train_idx, valid_idx = prep.folds.split(repeat, fold)
         with threadpool_limits(limits=threads):
             model = clone(template).fit(prep.X[train_idx], prep.y[train_idx])
             valid_pred = predict_sklearn(model, prep.X[valid_idx], task, n_classes)
-            if prep.X_test is not None:
-                test_preds.append(predict_sklearn(model, prep.X_test, task, n_classes))
-        oof.add(valid_idx, valid_pred)
-        fold_scores.append(score(cfg.metric, prep.y[valid_idx], valid_pred))
-        files[model_name(repeat, fold).removesuffix(".txt") + ".skops"] = sio.dumps(model)
-        progress.step(f"  {member.name} fold", done, len(pairs), f"{cfg.metric} {fold_scores[-1]:.5f}")
-    return MemberResult(
-        member.name,
-        member.family,
-        oof.mean(),
-        oof.score(cfg.metric, prep.y),
-        tuple(fold_scores),
-        np.mean(test_preds, axis=0) if test_preds else None,
-        0.0,
-        json_safe(template.named_steps["model"].get_params()),
-        files,
-    )
+            test_pred = predict_sklearn(model, prep.X_test, task, n_classes) if prep.X_test is not None else None
+        name = model_name(repeat, fold).removesuffix(".txt") + ".skops"
+        folds.add(valid_idx, valid_pred, test_pred, (name, sio.dumps(model)), progress)
+    return folds.result(member.family, json_safe(template.named_steps["model"].get_params()))
 
 
 def _estimator_class(family: str, task: str):

@@ -110,6 +110,7 @@ CASES: dict[str, tuple[int, Case]] = {
     "override-removes-required": (2, lambda p: _train(p, "--set", "experiment.name=")),
     "huge-integer": (2, lambda p: _train(p, "--set", "cv.n_splits=1e400")),
     "learning-rate-nan": (2, lambda p: _train(p, "--set", "model.params.learning_rate=nan")),
+    "threshold-infinite": (2, lambda p: _train(p, "--set", "drift.psi_major=inf")),
     "num-leaves-1": (2, lambda p: _train(p, "--set", "model.params.num_leaves=1")),
     # derived-column expressions
     "expression-valid": (0, lambda p: _features_config(p, "abs(-(q * 2)) / 2")),  # the cases below fail on theirs
