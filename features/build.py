@@ -22,7 +22,6 @@ from pipeline.core.progress import QUIET, Progress
 from .aggregations import (
     CUTOFF_INDEX,
     NS_PER_DAY,
-    Job,
     derived_features,
     plan,
     restore_values,
@@ -31,6 +30,7 @@ from .aggregations import (
 )
 from .data_end import decide_end, report_late
 from .events import Events, prepare_events
+from .group_bys import GroupBys
 from .labels import describe, label_expr, label_job, shortened
 from .spec import FeaturesSection, check_unique
 from .timing import Length
@@ -44,7 +44,6 @@ from .windows import (
     labels_known,
     offset,
     schedule,
-    slice_rows,
 )
 
 CUTOFF_NS = "__cutoff_ns"
@@ -147,22 +146,23 @@ def compute(
     # The in-memory engine: the streaming one adds partial sums in a varying order, so many values
     # differ in their last bits from run to run. In-memory, only plain-sum group-bys still may
     # (relative differences ~1e-15); the cache makes every model of an experiment see one table.
+    group_bys = GroupBys(prepared, jobs, sched, spec.entity)
     rows = (
-        job_frame(prepared, jobs[0], sched, spec.entity)
+        group_bys.frame(0)
         .sort([CUTOFF_INDEX, spec.entity])
         .with_columns([out.fill() for out in jobs[0].outputs])
         .collect(engine="in-memory")
     )
     row_keys = rows.select(keys).lazy()
-    beside = [
-        row_keys.join(job_frame(prepared, job, sched, spec.entity), on=keys, how="left", maintain_order="left").select(
-            [out.fill() for out in job.outputs]
-        )
-        for job in jobs[1:]
-    ]
-    # One span at a time: run together, the spans' group-by tables would peak at once (bench/README.md,
-    # Features, has the measurement).
-    table = pl.concat([rows, *(frame.collect(engine="in-memory") for frame in beside)], how="horizontal").lazy()
+    # One span at a time (a generator): run together, the spans' group-by tables would peak at once
+    # (bench/README.md, Features, has the measurement).
+    beside = (
+        row_keys.join(group_bys.frame(j), on=keys, how="left", maintain_order="left")
+        .select([out.fill() for out in job.outputs])
+        .collect(engine="in-memory")
+        for j, job in enumerate(jobs[1:], start=1)
+    )
+    table = pl.concat([rows, *beside], how="horizontal").lazy()
     values = restore_values(jobs, prepared.vocabularies)
     table = table.with_columns(values) if values else table
     stamps, ns = cutoff_series(sched)
@@ -220,22 +220,6 @@ def split_to_pandas(table: pl.DataFrame, n_train: int, with_test: bool) -> tuple
             test[name] = column.slice(n_train).to_pandas()
         del column
     return pd.DataFrame(train, copy=False), pd.DataFrame(test, copy=False) if with_test else None
-
-
-def job_frame(prepared: Events, job: Job, sched: Schedule, entity: str) -> pl.LazyFrame:
-    """The job's aggregations at every cutoff, stacked: a group-by over each cutoff's slice."""
-    events = prepared.frame.lazy()
-    aggs = [out.expr for out in job.outputs]
-    parts = []
-    for index, cutoff in enumerate(sched.all):
-        lo, hi = slice_rows(prepared.sorted_ns, cutoff, job.span)
-        parts.append(
-            events.slice(lo, hi - lo)
-            .group_by(entity)
-            .agg(aggs)
-            .with_columns(pl.lit(index, dtype=pl.Int32).alias(CUTOFF_INDEX))
-        )
-    return pl.concat(parts, how="vertical")
 
 
 def cutoff_series(sched: Schedule) -> tuple[pl.Series, pl.Series]:

@@ -9,7 +9,9 @@ training fold (the honest, nested score) and once on all rows (the naive score, 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import lightgbm as lgb
@@ -41,14 +43,31 @@ class SelectContext:
 
 @dataclass(frozen=True)
 class InnerFit:
-    """Inner-CV fit on a column subset: OOF score, mean gain and per-fold permutation drops."""
+    """Inner-CV fit on a column subset: OOF score and mean gain; the per-fold permutation drops and the
+    null wrapper's p-values are computed the first time the wrapper asks for them. Most fits are only
+    compared on their score (a refused wrapper step, the last accepted one), so their permutations
+    would be work thrown away; each fold's shuffles are seeded by the fold, so when they run does not
+    change them."""
 
     columns: tuple[int, ...]
     score: float
     score_se: float  # standard error of the mean inner fold score (the automatic tolerance)
     gain: np.ndarray  # (n_columns,) mean over inner folds
-    drops: np.ndarray  # (n_columns, inner folds, repeats)
-    null_p: np.ndarray | None = None  # null wrapper: empirical p-value of each column's gain
+    importance: Callable[[], tuple[np.ndarray, np.ndarray | None]] = field(repr=False, compare=False)
+
+    @cached_property
+    def _measured(self) -> tuple[np.ndarray, np.ndarray | None]:
+        return self.importance()
+
+    @property
+    def drops(self) -> np.ndarray:
+        """(n_columns, inner folds, repeats) drops of the inner OOF score when a column is permuted."""
+        return self._measured[0]
+
+    @property
+    def null_p(self) -> np.ndarray | None:
+        """Null wrapper: empirical p-value of each column's gain (None for the other wrappers)."""
+        return self._measured[1]
 
 
 @dataclass(frozen=True)
@@ -252,12 +271,25 @@ def subset_spec(spec: TrainSpec, columns: tuple[int, ...]) -> TrainSpec:
 
 
 def inner_fit(Xr: np.ndarray, yr: np.ndarray, columns: tuple[int, ...], folds: Folds, ctx: SelectContext) -> InnerFit:
-    """Inner CV on the rows with these columns; permutation drops on each inner validation fold."""
+    """Inner CV on the rows with these columns; permutation drops on each inner validation fold on demand."""
     columns = tuple(columns)
     Xs = np.ascontiguousarray(Xr[:, columns])
     spec = subset_spec(ctx.spec, columns)
     result = run_cv(Xs, yr, folds, spec)
-    s = ctx.settings
+    gain = result.importance.groupby("feature", sort=False)["gain"].mean().to_numpy(dtype="float64")
+    fold_scores = np.asarray(result.fold_scores)
+    score_se = float(fold_scores.std(ddof=1) / math.sqrt(len(fold_scores))) if len(fold_scores) > 1 else 0.0
+
+    def importance() -> tuple[np.ndarray, np.ndarray | None]:
+        s = ctx.settings
+        null_p = null_p_values(Xs, yr, folds, spec, result, gain, s) if s.wrapper == "null" else None
+        return _permutation_drops(Xs, yr, folds, spec, result, s), null_p
+
+    return InnerFit(columns, result.oof_score, score_se, gain, importance)
+
+
+def _permutation_drops(Xs: np.ndarray, yr: np.ndarray, folds: Folds, spec: TrainSpec, result, s: SelectSection):
+    """(columns, inner folds, repeats): each inner fold model's drops on its own validation rows."""
     drops = []
     for (r, k), booster, fold in zip(folds.pairs(), result.models, result.folds):
         _, valid = folds.split(r, k)
@@ -268,17 +300,13 @@ def inner_fit(Xr: np.ndarray, yr: np.ndarray, columns: tuple[int, ...], folds: F
             yr[valid],
             spec.task,
             spec.metric,
-            [[j] for j in range(len(columns))],
+            [[j] for j in range(Xs.shape[1])],
             s.n_repeats,
             s.seed + k,
             int(spec.params.get("num_threads", 1)),
         )
         drops.append(perm.drops)
-    gain = result.importance.groupby("feature", sort=False)["gain"].mean().to_numpy(dtype="float64")
-    null_p = null_p_values(Xs, yr, folds, spec, result, gain, s) if s.wrapper == "null" else None
-    fold_scores = np.asarray(result.fold_scores)
-    score_se = float(fold_scores.std(ddof=1) / math.sqrt(len(fold_scores))) if len(fold_scores) > 1 else 0.0
-    return InnerFit(columns, result.oof_score, score_se, gain, np.stack(drops, axis=1), null_p)
+    return np.stack(drops, axis=1)
 
 
 def null_p_values(Xs, yr, folds: Folds, spec: TrainSpec, result, gain: np.ndarray, s: SelectSection) -> np.ndarray:

@@ -92,3 +92,27 @@ def test_filters_and_embedded_top_k(tmp_path):
     assert len({"hours-per-week", "hours_scaled"} & set(dropped["correlated"])) == 1
     assert doc["final"]["n_features"] == 6 and len(dropped["embedded"]) == 20 - 4 - 1 - 6
     assert all(f["n_features"] == 6 for f in doc["folds"])
+
+
+def test_permutations_run_only_for_the_fits_the_wrapper_reads(tmp_path, monkeypatch):
+    """One wrapper round reads the weak columns of one fit per procedure: that fit's inner folds are the only
+    ones permuted. The filters' fit, the correlation refit's predecessor and the wrapper's own fits are compared
+    on their scores alone (before, every inner fit permuted every column)."""
+    import pipeline.importance.selectors as selectors
+
+    calls = []
+    real = selectors.permutation_drops
+
+    def counted(*args, **kwargs):
+        calls.append(args[1].shape)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(selectors, "permutation_drops", counted)
+    config = noisy_config(tmp_path, "lazy", n_rows=3000, select={"inner_splits": 2, "max_rounds": 1})
+    doc = read_json(run_select(config) / "selection.json")
+    n_outer, n_inner, n_naive = 3, 2, 3  # nested: 2 inner folds in each of 3 outer folds; naive: the 3 folds
+    assert len(calls) == n_outer * n_inner + n_naive
+    assert all(len(f["rounds"]) >= 2 for f in doc["folds"])  # more fits than permuted ones
+    calls.clear()
+    run_select(noisy_config(tmp_path, "no_wrapper", n_rows=3000, select={"wrapper": "none"}))
+    assert calls == []
