@@ -8,17 +8,18 @@ CONFIG ?= configs/$(EXP).toml
 RUN    ?= runs/$(EXP)
 Q      ?=
 TRIALS ?= 10
+BUDGET ?= 10m
 AT     ?= end
 PARAMS ?= runs/$(EXP)/tune/default/best_params.json
 INPUT  ?= runs/$(EXP)/predict_input.parquet
 OUTPUT ?= predictions/$(EXP).csv
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data features tune train predict score importance drift select ensemble report runs run bench test lint clean
+.PHONY: help setup data features tune train predict score importance drift select ensemble auto report runs run bench test lint clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  variables: EXP=$(EXP) (configs/<EXP>.toml), Q=-q (quiet), TRIALS=$(TRIALS)"
+	@echo "  variables: EXP=$(EXP) (configs/<EXP>.toml), Q=-q (quiet), TRIALS=$(TRIALS), BUDGET=$(BUDGET)"
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +52,9 @@ select: data ## feature selection inside the folds (nested vs naive OOF) -> runs
 
 ensemble: data ## model families on the shared folds + voting, blending, stacking with honest intervals
 	$(GBPIPE) ensemble --config $(CONFIG) $(Q)
+
+auto: data ## the whole search within BUDGET (default 10m): default LightGBM, tuning, portfolio, combiners -> runs/$(EXP)/<run_id>-auto/
+	$(GBPIPE) auto --config $(CONFIG) --time-budget $(BUDGET) $(Q)
 
 report: ## report.html/.json/.md of the latest run of $(EXP); prints the headline numbers and the path
 	$(GBPIPE) report --run $(RUN) $(Q)

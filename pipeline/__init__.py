@@ -11,7 +11,7 @@ The Python API is what the CLI calls: stages are functions over a validated conf
 Names are imported on first use, so `import pipeline` stays cheap (no LightGBM, scikit-learn or
 matplotlib until a stage is used). The packages follow the workflow, each importing only those
 below it: core < (features) < config < data < engine < train, tune, importance, ensemble, drift < report;
-cli/ and predict.py sit on top.
+auto/ (over tune and ensemble), cli/ and predict.py sit on top, and only cli/ imports auto/.
 """
 
 from pipeline.core.lazy import attach

@@ -29,6 +29,14 @@ LAYERS = {
     "pipeline.importance": {"pipeline.core", "pipeline.config", "pipeline.data", "pipeline.engine"},
     "pipeline.ensemble": {"pipeline.core", "pipeline.config", "pipeline.data", "pipeline.engine"},
     "pipeline.drift": {"pipeline.core", "pipeline.config", "pipeline.data", "pipeline.engine"},
+    "pipeline.auto": {
+        "pipeline.core",
+        "pipeline.config",
+        "pipeline.data",
+        "pipeline.engine",
+        "pipeline.tune",
+        "pipeline.ensemble",
+    },
     "pipeline.report": {"pipeline.core", "pipeline.config", "pipeline.data"},
     "pipeline.predict": {
         "pipeline.core",

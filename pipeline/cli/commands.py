@@ -5,22 +5,24 @@ then call the stage. The parser and the exit codes are parser.py's.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.config import Config, load_config, read_params_file
-from pipeline.core.errors import ConfigError
+from pipeline.core.budget import Clock, parse_duration
+from pipeline.core.errors import EXIT_INTERRUPTED, ConfigError
 from pipeline.core.progress import Progress
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
-def load(args: argparse.Namespace) -> Config:
+def load(args: argparse.Namespace, name_from_file: bool = False) -> Config:
     """The validated config; its relative paths must stay inside the project (see pipeline.paths)."""
     from pipeline.config.paths import check_config_paths
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, args.overrides, name_from_file)
     check_config_paths(cfg)
     return cfg
 
@@ -68,11 +70,43 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def budget_clock(args: argparse.Namespace) -> Clock:
+    """The clock of --time-budget, started now: the imports and the data are part of the budget."""
+    return Clock.start(None if args.time_budget is None else parse_duration(args.time_budget))
+
+
 def cmd_ensemble(args: argparse.Namespace) -> int:
+    clock = budget_clock(args)
     from pipeline.ensemble.run import ensemble
 
-    run_dir = ensemble(load(args), args.run_id, args.resume, progress_of(args), use_cache=not args.no_cache)
+    run_dir = ensemble(load(args), args.run_id, args.resume, progress_of(args), not args.no_cache, clock)
     print(run_dir)
+    return 0
+
+
+def cmd_auto(args: argparse.Namespace) -> int:
+    clock = budget_clock(args)
+    from pipeline.auto.portfolio import load_portfolio
+    from pipeline.auto.run import AutoOptions, auto
+
+    if args.time_budget is None and args.max_trials is None:
+        raise ConfigError(
+            "gbpipe auto needs a budget: --time-budget (e.g. 10m), --max-trials N (reproducible), or both"
+        )
+    if args.max_trials is not None and args.max_trials < 0:
+        raise ConfigError(f"--max-trials must be 0 or more, got {args.max_trials}")
+    cfg, loaded = load(args, name_from_file=True), load_portfolio(args.portfolio)
+    options = AutoOptions(clock.budget, args.max_trials, args.run_id, args.resume)
+    result = auto(cfg, loaded, options, clock, progress_of(args))
+    print(result.run_dir)
+    if result.interrupted:
+        print(
+            f"interrupted: the best complete model so far ({result.selected}) is published in {result.run_dir}, "
+            f"ready for predict and report; continue with `gbpipe auto --config {args.config} --resume` and a "
+            "time budget",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     return 0
 
 

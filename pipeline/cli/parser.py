@@ -117,6 +117,54 @@ def _add_ensemble(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--resume", action="store_true", help="continue an unfinished ensemble run, reusing its members")
     p.add_argument("--no-cache", action="store_true", help="retrain every member instead of reusing cached ones")
+    _time_budget(
+        p,
+        "wall-clock budget of the whole run, data loading and the comparison included: a member or combiner "
+        "starts only when its estimated time (from the members trained so far) and the comparison after it fit "
+        "what is left; those that do not are skipped and listed in ensemble/scores.json. The first member, and "
+        "the model ensemble.use names, always run",
+    )
+    _common_args(p)
+
+
+def _time_budget(p: argparse.ArgumentParser, help_text: str) -> None:
+    p.add_argument("--time-budget", default=None, metavar="DURATION", help=help_text)
+
+
+# ---- auto ----
+def _add_auto(p: argparse.ArgumentParser) -> None:
+    _config_args(p)
+    _time_budget(
+        p,
+        "wall-clock budget, e.g. 90, 90s, 10m or 1h, data loading and the final predictions included: after the "
+        "default LightGBM (which always runs) each step starts only when its estimated time fits what is left. "
+        "A time budget is NOT reproducible: which steps fit depends on the machine and its load",
+    )
+    p.add_argument(
+        "--max-trials",
+        type=int,
+        default=None,
+        metavar="N",
+        help="tuning trials after the default model, earlier calls' included (default: the portfolio's "
+        "max_trials, within the time budget). Without --time-budget the whole search is reproducible: the same "
+        "config, seed and N give the same models",
+    )
+    p.add_argument(
+        "--portfolio",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="TOML file of the members and settings to try (default: the built-in portfolio; docs/auto.md)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the newest auto run (or the one --run-id names): a killed one in its own folder, a "
+        "finished or interrupted one as a new run that continues its study and reuses its members",
+    )
+    p.add_argument(
+        "--run-id", default=None, help="name of the run folder (default: UTC time, config hash, random part, -auto)"
+    )
     _common_args(p)
 
 
@@ -137,8 +185,9 @@ def _add_tune(p: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="SECONDS",
-        help="start no new trial after this many seconds (the running one finishes). Timeouts are NOT "
-        "reproducible: how many trials fit depends on the machine and its load",
+        help="time budget from the start, data loading included: no trial starts whose estimated duration "
+        "(the mean of the study's trials so far) exceeds the time left; the running one finishes. Timeouts are "
+        "NOT reproducible: how many trials fit depends on the machine and its load",
     )
     p.add_argument(
         "--workers",
@@ -289,6 +338,12 @@ COMMANDS = {
         "train ensemble members on the shared folds and combine them (voting, blending, stacking)",
         _add_ensemble,
         commands.cmd_ensemble,
+    ),
+    "auto": (
+        "the best model a time budget allows: default LightGBM, tuning trials, a portfolio of members and "
+        "combiners, each step only if it fits the time left; writes an ensemble run",
+        _add_auto,
+        commands.cmd_auto,
     ),
     "report": (
         "HTML/JSON/Markdown report of a run (--run), or a leaderboard of runs (--compare)",

@@ -19,6 +19,7 @@ from features.experiment_checks import check_experiment, label_gap
 from features.spec import FeaturesSection
 from pipeline.core.errors import ConfigError
 from pipeline.core.metrics import DEFAULT_METRIC, METRICS
+from pipeline.core.names import check_name
 
 from .lightgbm_params import check_config as check_lightgbm_params
 from .sections import (
@@ -224,8 +225,9 @@ class Config(Section):
         return hashlib.sha256(text.encode()).hexdigest()
 
 
-def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Read a TOML experiment file, apply `key.path=value` overrides and validate."""
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), name_from_file: bool = False) -> Config:
+    """Read a TOML experiment file, apply `key.path=value` overrides and validate. With `name_from_file`, a file
+    without experiment.name (`gbpipe auto` needs only [data]) is named after the file's stem."""
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -241,6 +243,10 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     for item in overrides:
         apply_override(raw, item)
+    experiment = raw.get("experiment")
+    if name_from_file and (experiment is None or (isinstance(experiment, dict) and "name" not in experiment)):
+        key = f"experiment.name (taken from the file name {path.name}, as [experiment] gives none)"
+        raw["experiment"] = {**(experiment or {}), "name": check_name(path.stem, key)}
     return validate_config(raw, source=str(path))
 
 
@@ -249,8 +255,13 @@ def validate_config(raw: dict[str, Any], source: str = "<config>") -> Config:
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        lines = [_describe(err) for err in exc.errors()]
-        raise ConfigError(f"invalid config {source}:\n  " + "\n  ".join(lines)) from None
+        raise ConfigError(f"invalid config {source}:\n  " + "\n  ".join(validation_problems(exc))) from None
+
+
+def validation_problems(exc: ValidationError, root: type[BaseModel] | None = None) -> list[str]:
+    """One readable line per pydantic error (key, rule, value; the nearest key for an unknown one), for a
+    document validated by `root` (default: the experiment config)."""
+    return [_describe(err, root or Config) for err in exc.errors()]
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
@@ -298,10 +309,10 @@ def dump_config_toml(config: Config) -> str:
     return tomli_w.dumps(config.to_dict())
 
 
-def _describe(err: dict[str, Any]) -> str:
+def _describe(err: dict[str, Any], root: type[BaseModel]) -> str:
     loc = ".".join(str(p) for p in err["loc"])
     if err["type"] == "extra_forbidden":
-        hint = _nearest_key(err["loc"])
+        hint = _nearest_key(err["loc"], root)
         return f"unknown key {loc!r}" + (f"; did you mean {hint!r}?" if hint else "")
     if err["type"] == "missing":
         return f"missing required key {loc!r}"
@@ -329,9 +340,11 @@ ALIASES = {
 }
 
 
-def _nearest_key(loc: tuple[Any, ...]) -> str | None:
-    model: type[BaseModel] = Config
+def _nearest_key(loc: tuple[Any, ...], root: type[BaseModel]) -> str | None:
+    model = root
     for part in loc[:-1]:
+        if isinstance(part, int):  # an item of a list of sections (`members[2]`): the same model
+            continue
         field = model.model_fields.get(str(part))
         annotation = getattr(field, "annotation", None)
         # Optional sections (`tune: TuneSection | None`) suggest from the section inside the union.

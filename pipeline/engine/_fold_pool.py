@@ -32,7 +32,7 @@ import numpy as np
 from pipeline.core.metrics import lgb_metric
 from pipeline.data.folds import Folds
 
-from .fold import FoldOutput, early_stopper, fold_datasets, predict, score_fold
+from .fold import FoldOutput, check_deadline, early_stopper, fold_datasets, predict, score_fold
 from .spec import TrainSpec
 
 
@@ -78,6 +78,7 @@ class FoldTask:
         self.booster.update()
         evaluations = self.booster.eval_valid(self.feval)
         self.iteration += 1
+        check_deadline(self.spec.deadline, self.iteration)
         if self.stopper is not None:
             env = lgb.callback.CallbackEnv(
                 model=self.booster,

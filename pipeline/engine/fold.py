@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 import lightgbm as lgb
 import numpy as np
 
+from pipeline.core.budget import TimeUp
 from pipeline.core.metrics import lgb_metric, score, softmax_from_raw
 from pipeline.data.folds import Folds
 
@@ -93,6 +94,8 @@ def train_fold(
     train_set, valid_set, n_fit = fold_datasets(full, y, train_idx, valid_idx, spec, repeat, fold)
     _, feval = lgb_metric(spec.task, spec.metric)
     callbacks = [early_stopper(spec)] if spec.early_stopping_rounds else []
+    if spec.deadline is not None:
+        callbacks.append(deadline_stopper(spec.deadline))
     booster = lgb.train(
         spec.params,
         train_set,
@@ -124,6 +127,20 @@ def fold_datasets(
 
 def early_stopper(spec: TrainSpec) -> Callable:
     return lgb.early_stopping(spec.early_stopping_rounds, first_metric_only=True, verbose=False)
+
+
+def deadline_stopper(deadline: float) -> Callable:
+    """A callback that abandons the fold (TimeUp) once a round ends past `deadline`."""
+
+    def check(env: lgb.callback.CallbackEnv) -> None:
+        check_deadline(deadline, env.iteration + 1)
+
+    return check
+
+
+def check_deadline(deadline: float | None, rounds: int) -> None:
+    if deadline is not None and time.time() > deadline:
+        raise TimeUp(f"a fold passed the time budget's deadline after {rounds} rounds and was abandoned")
 
 
 def score_fold(

@@ -37,6 +37,7 @@ class TrainSpec:
     categorical: tuple[int, ...] = ()
     seed: int = 42
     fold_workers: int = 1  # folds training at once: 1 one after another, 0 auto (see fold_workers)
+    deadline: float | None = None  # time.time() past which a fold stops with TimeUp: a time budget's hard stop
 
 
 def resolve_params(

@@ -15,6 +15,7 @@ import numpy as np
 
 from pipeline.config import Config
 from pipeline.config.sections import EnsembleMember
+from pipeline.core.budget import Clock
 from pipeline.core.errors import ConfigError
 from pipeline.core.progress import Progress
 from pipeline.data.prepare import Prepared
@@ -53,11 +54,18 @@ def require(family: str, member_name: str) -> None:
         ) from None
 
 
-def train_extra(cfg: Config, prep: Prepared, member: EnsembleMember, params: dict[str, Any], progress: Progress):
-    """Train an XGBoost or CatBoost member on every fold; returns a MemberResult."""
+def train_extra(
+    cfg: Config,
+    prep: Prepared,
+    member: EnsembleMember,
+    params: dict[str, Any],
+    progress: Progress,
+    stop: Clock | None = None,
+):
+    """Train an XGBoost or CatBoost member on every fold; returns a MemberResult (`stop` may stop it between folds)."""
     task, n_classes = cfg.data.task, prep.labels.n_classes
     pairs = prep.folds.pairs()
-    folds = MemberFolds(member.name, cfg.metric, prep.y, task, n_classes, len(pairs))
+    folds = MemberFolds(member.name, cfg.metric, prep.y, task, n_classes, len(pairs), stop)
     for repeat, fold in pairs:
         train_idx, valid_idx = prep.folds.split(repeat, fold)
         fit_idx, stop_idx = train_idx, valid_idx

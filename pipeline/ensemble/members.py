@@ -19,10 +19,11 @@ from threadpoolctl import threadpool_limits
 from pipeline.config import Config, read_params_file
 from pipeline.config.lightgbm_params import check_more_params
 from pipeline.config.sections import EnsembleMember
+from pipeline.core.budget import Clock
 from pipeline.core.errors import ArtifactError, ConfigError
 from pipeline.core.progress import QUIET, Progress
 from pipeline.data.prepare import Prepared
-from pipeline.engine.cv import run_cv
+from pipeline.engine.cv import fold_workers, run_cv
 from pipeline.engine.fold import FoldResult
 from pipeline.engine.outputs import model_name
 from pipeline.engine.spec import available_cores, train_spec
@@ -79,35 +80,61 @@ def check_member(cfg: Config, member: EnsembleMember) -> None:
     if member.family in OPTIONAL_FAMILIES:
         require(member.family, member.name)
     if member.family in SKLEARN_FAMILIES:
-        unknown = sorted(set(params) - set(_estimator_class(member.family, task)().get_params()))
-        if unknown:
-            valid = sorted(_estimator_class(member.family, task)().get_params())
-            raise ConfigError(
-                f"member {member.name!r}: unknown {member.family} parameters {unknown}; valid ones are {valid}"
-            )
+        _check_sklearn_params(member, params, task)
 
 
-def train_member(cfg: Config, prep: Prepared, member: EnsembleMember, progress: Progress = QUIET) -> MemberResult:
-    """Train one member on every fold of the experiment's saved folds."""
+def _check_sklearn_params(member: EnsembleMember, params: dict[str, Any], task: str) -> None:
+    """Names against the estimator's parameters, values against scikit-learn's own constraints."""
+    cls = _estimator_class(member.family, task)
+    unknown = sorted(set(params) - set(cls().get_params()))
+    if unknown:
+        valid = sorted(cls().get_params())
+        raise ConfigError(
+            f"member {member.name!r}: unknown {member.family} parameters {unknown}; valid ones are {valid}"
+        )
+    estimator = cls(**{**SKLEARN_DEFAULTS[member.family], **params})
+    validate = getattr(estimator, "_validate_params", None)  # scikit-learn's check at fit time, made now
+    try:
+        if validate is not None:
+            validate()
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"member {member.name!r}: {exc} Set params.{_culprit(str(exc), params)} to a value of that kind"
+        ) from None
+
+
+def _culprit(message: str, params: dict[str, Any]) -> str:
+    return next((key for key in params if f"'{key}'" in message), "<the parameter named above>")
+
+
+def train_member(
+    cfg: Config, prep: Prepared, member: EnsembleMember, progress: Progress = QUIET, stop: Clock | None = None
+) -> MemberResult:
+    """Train one member on every fold of the experiment's saved folds. With `stop`, it raises TimeUp between two
+    folds when at its pace it cannot end by the deadline, and LightGBM within a fold once the deadline passes."""
     check_member(cfg, member)
     started = time.perf_counter()
     if member.family == "lightgbm":
-        result = _train_lightgbm(cfg, prep, member, progress)
+        result = _train_lightgbm(cfg, prep, member, progress, stop)
     elif member.family in OPTIONAL_FAMILIES:
-        result = train_extra(cfg, prep, member, member_params(member), progress)
+        result = train_extra(cfg, prep, member, member_params(member), progress, stop)
     else:
-        result = _train_sklearn(cfg, prep, member, progress)
+        result = _train_sklearn(cfg, prep, member, progress, stop)
     return replace(result, seconds=time.perf_counter() - started)
 
 
-def _train_lightgbm(cfg: Config, prep: Prepared, member: EnsembleMember, progress: Progress) -> MemberResult:
+def _train_lightgbm(
+    cfg: Config, prep: Prepared, member: EnsembleMember, progress: Progress, stop: Clock | None
+) -> MemberResult:
     spec = train_spec(cfg, prep, member_params(member))
     rounds = member.num_boost_round or cfg.model.num_boost_round
     stopping = cfg.model.early_stopping_rounds
     if _is_dart(spec.params):
         stopping = None  # LightGBM ignores early stopping with dart; saying so avoids its warning
-    spec = replace(spec, num_boost_round=rounds, early_stopping_rounds=stopping)
-    total = len(prep.folds.pairs())
+    deadline = None if stop is None else stop.deadline
+    spec = replace(spec, num_boost_round=rounds, early_stopping_rounds=stopping, deadline=deadline)
+    total, started = len(prep.folds.pairs()), time.time()
+    side_by_side = fold_workers(spec, total)  # folds finish in batches: the pace is known once one batch is in
     files: dict[str, bytes] = {}
 
     def on_fold_done(result: FoldResult, booster) -> None:
@@ -115,6 +142,8 @@ def _train_lightgbm(cfg: Config, prep: Prepared, member: EnsembleMember, progres
             num_iteration=result.best_iteration
         ).encode()
         progress.step(f"  {member.name} fold", len(files), total, f"{cfg.metric} {result.score:.5f}")
+        if stop is not None and len(files) >= side_by_side:
+            stop.pace(f"member {member.name}", started, len(files), total)
 
     result = run_cv(prep.X, prep.y, prep.folds, spec, prep.X_test, on_fold_done=on_fold_done)
     return MemberResult(
@@ -135,7 +164,9 @@ def _is_dart(params: dict[str, Any]) -> bool:
     return any(str(params.get(alias)) == "dart" for alias in ("boosting", "boosting_type", "boost"))
 
 
-def _train_sklearn(cfg: Config, prep: Prepared, member: EnsembleMember, progress: Progress) -> MemberResult:
+def _train_sklearn(
+    cfg: Config, prep: Prepared, member: EnsembleMember, progress: Progress, stop: Clock | None
+) -> MemberResult:
     import skops.io as sio
     from sklearn.base import clone
 
@@ -143,7 +174,7 @@ def _train_sklearn(cfg: Config, prep: Prepared, member: EnsembleMember, progress
     threads = min(cfg.model.num_threads or available_cores(), available_cores())
     template = build_pipeline(member.family, member_params(member), task, prep, cfg.cv.seed, threads)
     pairs = prep.folds.pairs()
-    folds = MemberFolds(member.name, cfg.metric, prep.y, task, n_classes, len(pairs))
+    folds = MemberFolds(member.name, cfg.metric, prep.y, task, n_classes, len(pairs), stop)
     for repeat, fold in pairs:
         train_idx, valid_idx = prep.folds.split(repeat, fold)
         with threadpool_limits(limits=threads):

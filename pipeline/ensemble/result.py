@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from pipeline.core.budget import Clock
 from pipeline.core.metrics import score
 from pipeline.core.progress import Progress
 from pipeline.engine.oof import OOFAccumulator
@@ -32,8 +34,18 @@ class MemberFolds:
     """What a member's own fold loop collects (families trained outside the engine's run_cv), turned into its
     MemberResult once every fold is in."""
 
-    def __init__(self, name: str, metric: str, y: np.ndarray, task: str, n_classes: int, n_folds: int):
+    def __init__(
+        self,
+        name: str,
+        metric: str,
+        y: np.ndarray,
+        task: str,
+        n_classes: int,
+        n_folds: int,
+        stop: Clock | None = None,
+    ):
         self.name, self.metric, self.y, self.n_folds = name, metric, y, n_folds
+        self.stop, self.started = stop, time.time()
         self.oof = OOFAccumulator(len(y), task, n_classes)
         self.fold_scores: list[float] = []
         self.test_preds: list[np.ndarray] = []
@@ -60,6 +72,8 @@ class MemberFolds:
         progress.step(
             f"  {self.name} fold", len(self.fold_scores), self.n_folds, f"{self.metric} {self.fold_scores[-1]:.5f}"
         )
+        if self.stop is not None:  # may stop the member here, between two folds
+            self.stop.pace(f"member {self.name}", self.started, len(self.fold_scores), self.n_folds)
 
     def result(self, family: str, params: dict[str, Any]) -> MemberResult:
         return MemberResult(

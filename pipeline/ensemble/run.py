@@ -8,16 +8,14 @@ oof.parquet, test_pred.parquet, scores.json, report.md) and manifest.json.
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from pipeline.config import Config, dump_config_toml
 from pipeline.config.sections import EnsembleSection
+from pipeline.core.budget import Clock
 from pipeline.core.errors import ConfigError
 from pipeline.core.names import check_run_id
 from pipeline.core.progress import QUIET, Progress
@@ -25,52 +23,41 @@ from pipeline.core.run_folder import RunWriter, new_run_id, resumable_run
 from pipeline.data.prepare import Prepared, prepare
 from pipeline.engine import outputs
 
-from .combiner_settings import CombinerSettings
-from .combiners import FITTED_ON_LABELS, Combiner, fit_combiner, nested_oof, rank_grid
-from .members import check_member, train_member
+from .budget import EnsembleBudget, member_cost
+from .members import check_member
 from .result import MemberResult
 from .scores import Candidate, compare, render_markdown
-from .store import (
-    MEMBER_DOC,
-    cache_key,
-    member_files,
-    oof_frame,
-    read_cached,
-    result_from_files,
-    test_frame,
-    write_cached,
-)
+from .steps import MemberStep, combine, obtain_member, results_as_candidates
+from .store import oof_frame, test_frame
 
 PLAN = "ensemble/plan.json"  # written first: marks an unfinished run as an ensemble run for --resume
 
 
 def ensemble(
-    cfg: Config, run_id: str | None = None, resume: bool = False, progress: Progress = QUIET, use_cache: bool = True
+    cfg: Config,
+    run_id: str | None = None,
+    resume: bool = False,
+    progress: Progress = QUIET,
+    use_cache: bool = True,
+    clock: Clock | None = None,
 ) -> Path:
-    """Train missing members, fit the combiners, compare everything, and publish the run; returns its path."""
+    """Train missing members, fit the combiners, compare everything, and publish the run; returns its path.
+    With a `clock` that has a deadline, members and combiners that would not end in time are skipped and
+    recorded in ensemble/scores.json (the first member, and the model ensemble.use names, always run)."""
     section = require_section(cfg)
     started = time.perf_counter()
     run_dir = ensemble_run_dir(cfg, run_id, resume)
     prep = prepare(cfg, progress)
     check_plan(cfg, prep)  # before the run folder exists: a config error leaves nothing behind
     with RunWriter(run_dir, resume=resume) as writer:  # a failed run lets go of its lock for --resume
-        config_text = dump_config_toml(cfg)
-        if resume and writer.exists("config.toml") and writer.path("config.toml").read_text() != config_text:
-            raise ConfigError(
-                f"--resume: the config differs from the one {writer.staging} was started with; "
-                "resume with the same config, or start a new run"
-            )
-        writer.write_text("config.toml", config_text)
-        writer.write_json(
-            PLAN,
-            {"members": [m.model_dump(mode="json") for m in section.members], "combiners": list(section.combiners)},
-        )
-        writer.write_json("schema.json", schema_document(cfg, prep))
-        writer.write_parquet("folds.parquet", prep.folds.to_frame(prep.ids))
-        results = obtain_members(cfg, prep, writer, resume, use_cache and section.cache, progress)
-        candidates = results_as_candidates(results) + combine(cfg, prep, results, progress)
+        start_run(writer, cfg, prep, resume)
+        budget = EnsembleBudget(clock or Clock.start())
+        results = obtain_members(cfg, prep, writer, resume, use_cache and section.cache, progress, budget)
+        candidates = results_as_candidates(results) + combine(cfg, prep, results, progress, budget)
         progress.say(f"comparing {len(candidates)} models with {section.bootstrap_n} paired bootstrap resamples")
         scores = compare(cfg, prep, candidates)
+        if budget.active:
+            scores["budget"] = budget.document()
         write_ensemble(writer, cfg, prep, candidates, scores, time.perf_counter() - started)
         run_dir = writer.publish(
             {
@@ -89,6 +76,23 @@ def ensemble(
         f"{best['oof_score']:.5f}; run written to {run_dir}"
     )
     return run_dir
+
+
+def start_run(writer: RunWriter, cfg: Config, prep: Prepared, resume: bool) -> None:
+    """The config (the same as an unfinished run's, on --resume), the plan, the schema and the folds."""
+    section, config_text = require_section(cfg), dump_config_toml(cfg)
+    if resume and writer.exists("config.toml") and writer.path("config.toml").read_text() != config_text:
+        raise ConfigError(
+            f"--resume: the config differs from the one {writer.staging} was started with; "
+            "resume with the same config, or start a new run"
+        )
+    writer.write_text("config.toml", config_text)
+    writer.write_json(
+        PLAN,
+        {"members": [m.model_dump(mode="json") for m in section.members], "combiners": list(section.combiners)},
+    )
+    writer.write_json("schema.json", schema_document(cfg, prep))
+    writer.write_parquet("folds.parquet", prep.folds.to_frame(prep.ids))
 
 
 def require_section(cfg: Config) -> EnsembleSection:
@@ -157,151 +161,34 @@ def schema_document(cfg: Config, prep: Prepared) -> dict:
 
 
 def obtain_members(
-    cfg: Config, prep: Prepared, writer: RunWriter, resume: bool, use_cache: bool, progress: Progress
+    cfg: Config,
+    prep: Prepared,
+    writer: RunWriter,
+    resume: bool,
+    use_cache: bool,
+    progress: Progress,
+    budget: EnsembleBudget,
 ) -> list[MemberResult]:
-    """Each member from this unfinished run (--resume), else the member cache, else trained now."""
-    members = require_section(cfg).members
-    results = []
-    for done, member in enumerate(members, start=1):
-        key = cache_key(cfg, prep, member)
-        folder = f"members/{member.name}/"
-        result, source = (_staged(writer, folder, key, prep) if resume else None), "resumed"
-        if result is None and use_cache:
-            result, source = read_cached(cfg, prep, key), "cache"
+    """Each member that fits the budget, from this unfinished run (--resume), else the member cache, else
+    trained now. The first member and the one ensemble.use names are always obtained."""
+    section = require_section(cfg)
+    costs = {m.name: member_cost(m, cfg.model.params) for m in section.members}
+    results: list[MemberResult] = []
+    for done, member in enumerate(section.members, start=1):
+        mandatory = not results or member.name == section.use
+        step = MemberStep(resume, use_cache, costs[member.name], mandatory, len(results) + 1)
+        result, source = obtain_member(cfg, prep, writer, member, step, budget, progress)
         if result is None:
-            progress.say(f"member {member.name} ({member.family}): training on {len(prep.folds.pairs())} folds")
-            folds_progress = Progress(quiet=progress.quiet, stream=progress.stream)  # its own clock and ETA
-            result, source = train_member(cfg, prep, member, folds_progress), "trained"
-        if source != "resumed":
-            files = member_files(cfg, prep, member, result, key)
-            for name, data in files.items():
-                writer.write_bytes(folder + name, data)
-            if use_cache and source == "trained":
-                write_cached(cfg, key, files, writer.path(folder))
+            progress.step("member", done, len(section.members), f"{member.name} {source}: {budget.skipped[-1].reason}")
+            continue
         progress.step(
             "member",
             done,
-            len(members),
+            len(section.members),
             f"{member.name} ({member.family}, {source}) OOF {cfg.metric} {result.oof_score:.5f}",
         )
         results.append(result)
     return results
-
-
-def _staged(writer: RunWriter, folder: str, key: str, prep: Prepared) -> MemberResult | None:
-    """A member this unfinished run already finished (member.json is written last), if its key still matches."""
-    if not writer.exists(folder + MEMBER_DOC):
-        return None
-    if json.loads(writer.path(folder + MEMBER_DOC).read_text()).get("cache_key") != key:
-        return None
-    return result_from_files(lambda name: writer.path(folder + name).read_bytes(), prep)
-
-
-def results_as_candidates(results: list[MemberResult]) -> list[Candidate]:
-    return [
-        Candidate(
-            r.name,
-            "member",
-            r.oof_pred,
-            r.test_pred,
-            "oof (each fold's model predicts its validation rows)",
-            family=r.family,
-        )
-        for r in results
-    ]
-
-
-def combiner_settings(cfg: Config, prep: Prepared) -> CombinerSettings:
-    section = require_section(cfg)
-    weights = None
-    if section.vote_weights:
-        weights = tuple(float(section.vote_weights.get(m.name, 0.0)) for m in section.members)
-    return CombinerSettings(
-        task=cfg.data.task,
-        metric=cfg.metric,
-        n_classes=prep.labels.n_classes,
-        vote_weights=weights,
-        blend_on=section.blend_on,
-        greedy_iterations=section.greedy_iterations,
-        stack_model=section.stack_model,
-        stack_regularization=section.stack_regularization,
-        stack_lgb_rounds=section.stack_lgb_rounds,
-        raw_columns=stack_columns(cfg, prep),
-        seed=cfg.cv.seed,
-        num_threads=cfg.model.num_threads,
-    )
-
-
-@dataclass(frozen=True)
-class MemberPredictions:
-    """The members' OOF and test predictions with the stack's raw features, row-aligned."""
-
-    names: tuple[str, ...]
-    oof: tuple[np.ndarray, ...]
-    test: tuple[np.ndarray, ...] | None
-    raw: np.ndarray | None
-    raw_test: np.ndarray | None
-
-    def rows(self, idx: np.ndarray) -> tuple[list[np.ndarray], np.ndarray | None]:
-        return [p[idx] for p in self.oof], (self.raw[idx] if self.raw is not None else None)
-
-
-def combine(cfg: Config, prep: Prepared, results: list[MemberResult], progress: Progress = QUIET) -> list[Candidate]:
-    """Fit every configured combiner on the members' OOF predictions; honest OOF for those fitted on labels."""
-    section, settings = require_section(cfg), combiner_settings(cfg, prep)
-    raw_idx = list(settings.raw_columns)
-    has_test = all(r.test_pred is not None for r in results)
-    preds = MemberPredictions(
-        tuple(r.name for r in results),
-        tuple(r.oof_pred for r in results),
-        tuple(r.test_pred for r in results) if has_test else None,
-        prep.X[:, raw_idx] if raw_idx else None,
-        prep.X_test[:, raw_idx] if raw_idx and has_test else None,
-    )
-    finite = [np.isfinite(p).all(axis=1) if p.ndim == 2 else np.isfinite(p) for p in preds.oof]
-    scored = prep.folds.validated() & np.logical_and.reduce(finite)
-    grids = tuple(rank_grid(p[scored]) for p in preds.oof) if section.blend_on == "rank" else ()
-    candidates = []
-    for done, kind in enumerate(section.combiners, start=1):
-        candidates.append(fit_candidate(kind, settings, prep, preds, scored, grids))
-        progress.step("combiner", done, len(section.combiners), kind)
-    return candidates
-
-
-def fit_candidate(
-    kind: str, settings: CombinerSettings, prep: Prepared, preds: MemberPredictions, scored: np.ndarray, grids: tuple
-) -> Candidate:
-    """One combiner: fitted on all scored OOF rows (its test predictions and saved weights), and, when it
-    learns from labels, refitted per fold so its reported OOF never saw the rows it predicts."""
-
-    def fit(idx: np.ndarray) -> Combiner:
-        member_preds, raw = preds.rows(idx)
-        return fit_combiner(kind, preds.names, settings, prep.y[idx], member_preds, raw, grids)
-
-    def predict_rows(combiner: Combiner, idx: np.ndarray) -> np.ndarray:
-        member_preds, raw = preds.rows(idx)
-        return combiner.predict(member_preds, raw)
-
-    width = settings.n_classes if settings.task == "multiclass" else 1
-    scored_idx = np.flatnonzero(scored)
-    full = fit(scored_idx)
-    in_sample = np.full((len(scored), width) if width > 1 else len(scored), np.nan)
-    in_sample[scored_idx] = predict_rows(full, scored_idx)
-    test_pred = full.predict(list(preds.test), preds.raw_test) if preds.test is not None else None
-    if kind not in FITTED_ON_LABELS:
-        return Candidate(
-            kind, kind, in_sample, test_pred, "oof (fixed weights, nothing fitted on labels)", combiner=full
-        )
-    honest = nested_oof(fit, prep.folds, scored, predict_rows, width)
-    return Candidate(
-        kind,
-        kind,
-        honest,
-        test_pred,
-        "nested oof (refitted on the other folds' OOF rows for each fold of the experiment's folds)",
-        in_sample_oof=in_sample,
-        combiner=full,
-    )
 
 
 def write_ensemble(

@@ -184,7 +184,38 @@ def ensemble_section(view: RunView) -> Section | None:
             ),
         )
     section.add(*weights_blocks(source.json("ensemble/weights.json")))
+    section.add(*budget_blocks(doc.get("budget"), source.json("auto/steps.json")))
     return section
+
+
+def budget_blocks(budget: Any, steps: Any) -> list[Any]:
+    """A time budget's facts (whether the result depended on the clock, what was skipped for time) and, for a
+    `gbpipe auto` run, its steps."""
+    if not isinstance(budget, dict):
+        return []
+    skipped = [s for s in budget.get("skipped") or [] if isinstance(s, dict)]
+    blocks: list[Any] = [
+        Facts(
+            {
+                "time budget (s)": budget.get("time_budget_seconds"),
+                "trial budget": budget.get("max_trials"),
+                "search": budget.get("reproducibility")
+                or ("depended on the clock" if budget.get("clock_dependent") else "reproducible"),
+                "interrupted": budget.get("interrupted"),
+                "skipped for time": ", ".join(str(s.get("name")) for s in skipped) or "nothing",
+            }
+        )
+    ]
+    rows = [
+        [s.get("step"), s.get("kind"), s.get("name"), s.get("status"), s.get("estimate_seconds"), s.get("seconds")]
+        + [s.get("elapsed_seconds"), s.get("left_seconds"), s.get("detail")]
+        for s in (steps or {}).get("steps", [])
+        if isinstance(s, dict)
+    ]
+    if rows:
+        columns = ["step", "kind", "name", "status", "estimate (s)", "took (s)", "elapsed (s)", "left (s)", "detail"]
+        blocks.append(Table("auto_steps", columns, rows, "gbpipe auto's steps, in order, with the clock"))
+    return blocks
 
 
 def ensemble_rows(models: dict[str, Any]) -> list[list[Any]]:

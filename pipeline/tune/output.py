@@ -181,7 +181,14 @@ def summary_document(
             "running": budget.running,
             "waiting": budget.waiting,
         },
-        "best": None if best is None else {"trial": best.number, "value": best.value, "params": best.params},
+        "best": None
+        if best is None
+        else {
+            "trial": best.number,
+            "value": best.value,
+            "params": best.params,
+            "seconds": best.user_attrs.get("seconds"),
+        },
         "default_trial": {
             "trial": getattr(default, "number", None),
             "params": space.default_trial,

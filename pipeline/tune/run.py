@@ -8,7 +8,7 @@ resumed and shared by several processes and machines.
 from __future__ import annotations
 
 import hashlib
-import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +16,14 @@ import optuna
 from optuna.trial import TrialState
 
 from pipeline.config import Config
+from pipeline.core.budget import Clock
 from pipeline.core.errors import ConfigError
 from pipeline.core.metrics import GREATER_IS_BETTER, is_better
 from pipeline.core.progress import QUIET, Progress
 from pipeline.data.prepare import Prepared, prepare
 from pipeline.engine.spec import available_cores
 
-from .evaluator import Evaluator
+from .evaluator import Evaluation, Evaluator
 from .options import TuneOptions, tune_dir
 from .output import ROLE_ATTR, ProgressReporter, write_outputs
 from .space import SearchSpace, aliases, build_space, tune_section
@@ -78,37 +79,11 @@ def tune(cfg: Config, options: TuneOptions, progress: Progress = QUIET) -> Path:
     """Run (or continue) the experiment's study and write its results; returns the study folder."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     check_storage_url(options.storage)  # before the data is loaded
-    started = time.time()
-    threads = threads_per_worker(cfg, options.workers)
+    clock = Clock.start(options.timeout)
+    threads_per_worker(cfg, options.workers)  # refused before the data is loaded
     prep = prepare(cfg, progress)
-    space = build_space(cfg)
+    summary = search(cfg, options, prep, clock, progress)
     study_dir = tune_dir(cfg, options.study_name)
-    study, where = start_study(cfg, options, prep, space, study_dir, progress)
-    progress.say(
-        f"study {options.study_name!r} in {where}: {budget_of(study.get_trials()).finished} of "
-        f"{options.n_trials} trials done; {options.workers} worker(s) x {threads} thread(s); search space: "
-        + ", ".join(f"{k} {v}" for k, v in space.describe().items())
-    )
-    deadline = started + options.timeout if options.timeout else None
-    reporter = ProgressReporter(study, options.n_trials, cfg.metric, progress)
-    evaluator = Evaluator(prep, base_spec(cfg, prep, space, threads))
-    if options.workers == 1:
-        ran = run_trials(TrialPlan(evaluator, space, options.n_trials, deadline), study, this_worker(), reporter.update)
-        progress.say(f"this process ran {ran} trial(s)")
-    else:
-        run_parallel(cfg, options, study_dir, deadline, threads, study, reporter)
-    final = final_retrain(
-        study, cfg, space, Evaluator(prep, base_spec(cfg, prep, space, threads_per_worker(cfg, 1))), progress
-    )
-    in_process = options.workers == 1  # spawned workers keep their own Dataset caches
-    stats = {
-        "datasets_built": evaluator.datasets_built if in_process else None,
-        "datasets_reused": evaluator.datasets_reused if in_process else None,
-        "workers": options.workers,
-        "threads_per_worker": threads,
-        "seconds": time.time() - started,
-    }
-    summary = write_outputs(study_dir, study, cfg, space, options, where, final, stats)
     if summary["best"] is None:
         raise ConfigError(
             f"no trial of study {options.study_name!r} completed ({summary['counts']}); first "
@@ -124,10 +99,66 @@ def tune(cfg: Config, options: TuneOptions, progress: Progress = QUIET) -> Path:
     return study_dir
 
 
+def search(
+    cfg: Config,
+    options: TuneOptions,
+    prep: Prepared,
+    clock: Clock,
+    progress: Progress = QUIET,
+    first: Evaluation | None = None,
+    hard_stop: Clock | None = None,
+) -> dict[str, Any]:
+    """Trials on prepared data until the study holds options.n_trials finished ones or the next one would not
+    end by the clock's deadline; then the outputs are written. `first` is the default parameters' result when
+    the caller already has it (it becomes the study's first trial instead of being trained again); a running
+    trial that cannot end by `hard_stop`'s deadline is stopped. Returns the summary (tune.json)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    threads = threads_per_worker(cfg, options.workers)
+    space = build_space(cfg)
+    study_dir = tune_dir(cfg, options.study_name)
+    study, where = start_study(cfg, options, prep, space, study_dir, progress, first)
+    progress.say(
+        f"study {options.study_name!r} in {where}: {budget_of(study.get_trials()).finished} of "
+        f"{options.n_trials} trials done; {options.workers} worker(s) x {threads} thread(s); search space: "
+        + ", ".join(f"{k} {v}" for k, v in space.describe().items())
+    )
+    reporter = ProgressReporter(study, options.n_trials, cfg.metric, progress)
+    deadline = None if hard_stop is None else hard_stop.deadline  # a fold past it is abandoned, not finished
+    evaluator = Evaluator(prep, replace(base_spec(cfg, prep, space, threads), deadline=deadline))
+    done = None
+    if options.workers == 1:
+        plan = TrialPlan(evaluator, space, options.n_trials, clock, hard_stop)
+        done = run_trials(plan, study, this_worker(), reporter.update)
+        progress.say(f"this process ran {done.ran} trial(s)" + (f"; no more: {done.stopped}" if done.stopped else ""))
+    else:
+        run_parallel(cfg, options, study_dir, clock, threads, study, reporter)
+    final = final_retrain(
+        study, cfg, space, Evaluator(prep, base_spec(cfg, prep, space, threads_per_worker(cfg, 1))), progress
+    )
+    in_process = options.workers == 1  # spawned workers keep their own Dataset caches
+    stats = {
+        "datasets_built": evaluator.datasets_built if in_process else None,
+        "datasets_reused": evaluator.datasets_reused if in_process else None,
+        "workers": options.workers,
+        "threads_per_worker": threads,
+        "ran_here": None if done is None else done.ran,
+        "stopped": None if done is None else done.stopped,
+        "seconds": clock.elapsed(),
+    }
+    return write_outputs(study_dir, study, cfg, space, options, where, final, stats)
+
+
 def start_study(
-    cfg: Config, options: TuneOptions, prep: Prepared, space: SearchSpace, study_dir: Path, progress: Progress
+    cfg: Config,
+    options: TuneOptions,
+    prep: Prepared,
+    space: SearchSpace,
+    study_dir: Path,
+    progress: Progress,
+    first: Evaluation | None = None,
 ) -> tuple[optuna.Study, str]:
-    """Create or resume the study (fingerprint checked), fail dead workers' trials, queue the default trial."""
+    """Create or resume the study (fingerprint checked), fail dead workers' trials, queue the default trial (or
+    record `first`, its result already known)."""
     tune_cfg = tune_section(cfg)
     where = redact(options.storage) if options.storage else str(study_dir / JOURNAL_FILE)  # shown and stored
     direction = "maximize" if GREATER_IS_BETTER[cfg.metric] else "minimize"
@@ -144,9 +175,26 @@ def start_study(
     )
     for number in fail_dead_trials(study, this_worker()):
         progress.say(f"trial {number} was left RUNNING by a worker that is gone: marked FAIL, not counted")
-    if created:  # the first trial: the current parameters, so tuning never ends worse than not tuning
+    if created and first is not None:
+        study.add_trial(default_trial(space, first))
+    elif created:  # the first trial: the current parameters, so tuning never ends worse than not tuning
         study.enqueue_trial(space.default_trial, user_attrs={ROLE_ATTR: "defaults"})
     return study, where
+
+
+def default_trial(space: SearchSpace, result: Evaluation) -> optuna.trial.FrozenTrial:
+    """The default parameters' trial, from a result obtained outside the study (the same model, trained once)."""
+    return optuna.trial.create_trial(
+        params=space.default_trial,
+        distributions={name: space.distributions[name] for name in space.default_trial},
+        value=result.value,
+        user_attrs={
+            ROLE_ATTR: "defaults",
+            "fold_scores": list(result.fold_scores),
+            "best_iterations": list(result.best_iterations),
+            "seconds": result.seconds,
+        },
+    )
 
 
 def final_retrain(

@@ -1,11 +1,13 @@
 """Running trials against a study, in this process or in a worker: the spec every trial starts from,
 each trial's parameters sampled and scored (pruned on the running OOF score), until the study's budget
-of finished trials or the deadline is reached.
+of finished trials is reached or the next trial would not end in time (pipeline/core/budget.py's rule: a
+trial starts only when the mean duration of the study's trials so far fits the time left).
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -16,6 +18,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from pipeline.config import Config
+from pipeline.core.budget import Clock, TimeUp
 from pipeline.data.prepare import Prepared
 from pipeline.engine.spec import TrainSpec, resolve_params, train_spec
 
@@ -25,6 +28,7 @@ from .study import (
     REASON_ATTR,
     Worker,
     budget_of,
+    counts_toward_budget,
     exclude_trial,
     fail_dead_trials,
     heartbeat,
@@ -57,16 +61,53 @@ class TrialPlan:
     evaluator: Evaluator
     space: SearchSpace
     n_trials: int
-    deadline: float | None  # wall-clock time after which no trial starts
+    clock: Clock | None = None  # a trial starts only when its estimated duration fits this clock
+    hard_stop: Clock | None = None  # a running trial that cannot end by this clock's deadline is stopped
 
 
-def run_trials(plan: TrialPlan, study: optuna.Study, me: Worker, on_done: Callable[[], None] = lambda: None) -> int:
-    """Run trials until the study holds n_trials finished ones (or the deadline); returns how many ran here."""
+@dataclass(frozen=True)
+class TrialsRun:
+    """How many trials this process ran, and why it stopped early (None: the trial budget was reached)."""
+
+    ran: int
+    stopped: str | None = None
+
+
+def trial_estimate(trials: list[optuna.trial.FrozenTrial], n_folds: int) -> float | None:
+    """The next trial's duration: the mean over the study's counted trials of their time for every fold (a
+    pruned trial's time per fold done, times the folds); None before any trial has a recorded time."""
+    durations = [
+        float(t.user_attrs["seconds"]) * n_folds / max(1, len(t.user_attrs.get("fold_scores") or ()) or n_folds)
+        for t in trials
+        if counts_toward_budget(t) and t.user_attrs.get("seconds") is not None
+    ]
+    return statistics.fmean(durations) if durations else None
+
+
+def out_of_time(plan: TrialPlan, study: optuna.Study) -> str | None:
+    """Why the next trial must not start (the clock), or None when it may."""
+    if plan.clock is None or plan.clock.deadline is None:
+        return None
+    estimate = trial_estimate(study.get_trials(deepcopy=False), len(plan.evaluator.prep.folds.pairs()))
+    if plan.clock.fits(estimate):
+        return None
+    if estimate is None:
+        return "the time budget had run out"
+    return f"the next trial's estimated {estimate:.1f}s exceeded the {plan.clock.left():.1f}s left"
+
+
+def run_trials(
+    plan: TrialPlan, study: optuna.Study, me: Worker, on_done: Callable[[], None] = lambda: None
+) -> TrialsRun:
+    """Run trials until the study holds n_trials finished ones, or until the next one would not end in time."""
     ran = 0
-    while plan.deadline is None or time.time() < plan.deadline:
+    while True:
         fail_dead_trials(study, me)
         if budget_of(study.get_trials(deepcopy=False)).taken >= plan.n_trials:
-            break
+            return TrialsRun(ran)
+        stopped = out_of_time(plan, study)
+        if stopped is not None:
+            return TrialsRun(ran, stopped)
         trial = None
         try:
             trial = study.ask(fixed_distributions=plan.space.distributions)
@@ -76,21 +117,27 @@ def run_trials(plan: TrialPlan, study: optuna.Study, me: Worker, on_done: Callab
                     trial._trial_id,
                     "surplus: other workers had already claimed the last trials of the budget; nothing was run",
                 )
-                break
+                return TrialsRun(ran)
             run_one(plan, study, trial, me)
+        except TimeUp as stop:
+            exclude_trial(study, trial._trial_id, f"stopped: {stop}")
+            return TrialsRun(ran, f"trial {trial.number} was stopped: {stop}")
         except KeyboardInterrupt:  # no-op when the trial had already finished
             if trial is not None:
                 exclude_trial(study, trial._trial_id, "interrupted (Ctrl-C or SIGTERM) before it finished")
             raise
         on_done()
         ran += 1
-    return ran
 
 
 def run_one(plan: TrialPlan, study: optuna.Study, trial: optuna.Trial, me: Worker) -> None:
     """Evaluate one trial and record it: COMPLETE, PRUNED, or FAIL with its reason."""
 
+    started = time.time()
+
     def report(step: int, running: float) -> bool:
+        if plan.hard_stop is not None:
+            plan.hard_stop.pace(f"trial {trial.number}", started, step, len(plan.evaluator.prep.folds.pairs()))
         trial.report(running, step)
         return trial.should_prune()
 
@@ -100,6 +147,8 @@ def run_one(plan: TrialPlan, study: optuna.Study, trial: optuna.Trial, me: Worke
             evaluation = plan.evaluator.evaluate(plan.space.trial_params(trial.params), report)
         except TrialPruned as pruned:
             state, evaluation = TrialState.PRUNED, pruned.evaluation
+        except TimeUp:  # not the trial's failure: run_trials marks it excluded and stops
+            raise
         except Exception as exc:  # any error of one trial is recorded; the study goes on
             state, reason = TrialState.FAIL, f"{type(exc).__name__}: {' '.join(str(exc).split())}"
     if evaluation is not None and state == TrialState.COMPLETE and not math.isfinite(evaluation.value):

@@ -13,6 +13,7 @@ from typing import Any
 import optuna
 
 from pipeline.config import Config, validate_config
+from pipeline.core.budget import Clock
 from pipeline.core.errors import GbpipeError
 from pipeline.data.prepare import prepare
 
@@ -30,7 +31,7 @@ def run_parallel(
     cfg: Config,
     options: TuneOptions,
     study_dir: Path,
-    deadline: float | None,
+    clock: Clock,
     threads: int,
     study: optuna.Study,
     reporter: ProgressReporter,
@@ -43,7 +44,7 @@ def run_parallel(
         "study_dir": str(study_dir),
         "study_name": options.study_name,
         "n_trials": options.n_trials,
-        "deadline": deadline,
+        "clock": {"started": clock.started, "deadline": clock.deadline},
         "threads": threads,
     }
     workers = [
@@ -94,6 +95,6 @@ def worker_main(payload: dict[str, Any]) -> None:
     )
     evaluator = Evaluator(prep, base_spec(cfg, prep, space, payload["threads"]))
     try:
-        run_trials(TrialPlan(evaluator, space, payload["n_trials"], payload["deadline"]), study, this_worker())
+        run_trials(TrialPlan(evaluator, space, payload["n_trials"], Clock(**payload["clock"])), study, this_worker())
     except KeyboardInterrupt:
         sys.exit(130)

@@ -218,7 +218,7 @@ def test_identical_members_come_from_the_cache_and_their_soft_vote_is_the_member
 
 
 def test_an_interrupted_ensemble_resumes_with_the_members_it_finished(tmp_path, monkeypatch):
-    import pipeline.ensemble.run as ensemble_module
+    import pipeline.ensemble.steps as ensemble_module  # where a member is trained, one step at a time
 
     members = [{"name": "lgb", "family": "lightgbm"}, {"name": "logistic", "family": "logistic"}]
     config = ensemble_config(
@@ -231,10 +231,10 @@ def test_an_interrupted_ensemble_resumes_with_the_members_it_finished(tmp_path, 
     cfg = load_config(config)
     real_train = ensemble_module.train_member
 
-    def interrupted(cfg, prep, member, progress):
+    def interrupted(cfg, prep, member, progress, stop=None):
         if member.name == "logistic":
             raise KeyboardInterrupt
-        return real_train(cfg, prep, member, progress)
+        return real_train(cfg, prep, member, progress, stop)
 
     monkeypatch.setattr(ensemble_module, "train_member", interrupted)
     with pytest.raises(KeyboardInterrupt):

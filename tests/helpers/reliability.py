@@ -135,3 +135,15 @@ class Project:
 
 def python() -> str:
     return sys.executable
+
+
+NAMING = frozenset({"run", "run_id"})  # which run a document belongs to: differs by design between two runs
+
+
+def untimed(doc, naming: frozenset[str] = NAMING):
+    """A JSON document without its wall-clock fields (`seconds`, `build_seconds`, ...) and the `naming` keys."""
+    if isinstance(doc, dict):
+        return {k: untimed(v, naming) for k, v in doc.items() if not k.endswith("seconds") and k not in naming}
+    if isinstance(doc, list):
+        return [untimed(v, naming) for v in doc]
+    return doc

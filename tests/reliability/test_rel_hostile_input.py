@@ -184,6 +184,29 @@ CASES: dict[str, tuple[int, Case]] = {
     "drift-set-outside-drift": (2, lambda p: ["drift", "--run", p.baseline, "--set", "cv.n_splits=3", "-q"]),
     "drift-bad-threshold": (2, lambda p: ["drift", "--run", p.baseline, "--set", "drift.psi_moderate=-1", "-q"]),
     "runs-missing-experiment-dir": (2, lambda p: ["runs", "--experiment-dir", p.root / "nope"]),
+    # auto and the time budgets
+    "auto-no-budget": (2, lambda p: ["auto", "--config", p.config(), "-q"]),
+    "auto-budget-not-a-duration": (2, lambda p: ["auto", "--config", p.config(), "--time-budget", "1d", "-q"]),
+    "auto-negative-max-trials": (2, lambda p: ["auto", "--config", p.config(), "--max-trials", "-1", "-q"]),
+    "auto-resume-nothing": (2, lambda p: ["auto", "--config", p.config(), "--resume", "--max-trials", "1", "-q"]),
+    "auto-run-id-a-path": (2, lambda p: ["auto", "--config", p.config(), "--max-trials", "1", "--run-id", "../x"]),
+    "auto-portfolio-missing": (
+        2,
+        lambda p: ["auto", "--config", p.config(), "--max-trials", "1", "--portfolio", p.root / "nope.toml"],
+    ),
+    "auto-portfolio-not-utf8": (
+        2,
+        lambda p: [
+            "auto",
+            "--config",
+            p.config(),
+            "--max-trials",
+            "1",
+            "--portfolio",
+            _write(p.root / "p.toml", b"\xff"),
+        ],
+    ),
+    "ensemble-budget-not-a-duration": (2, lambda p: ["ensemble", "--config", p.config(), "--time-budget", "0"]),
 }
 
 

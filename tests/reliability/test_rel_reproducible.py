@@ -19,7 +19,7 @@ import pytest
 from pipeline.cli import main
 from tests.helpers.datasets import shared_file
 from tests.helpers.paths import ROOT
-from tests.helpers.reliability import adult_data, adult_rows, write_rel_config
+from tests.helpers.reliability import adult_data, adult_rows, untimed, write_rel_config
 
 TIMED = {"scores.json", "report.md", "manifest.json"}
 
@@ -28,18 +28,6 @@ def train(config: Path, run_id: str, *overrides: str) -> Path:
     sets = [arg for o in overrides for arg in ("--set", o)]
     assert main(["train", "--config", str(config), "-q", "--run-id", run_id, *sets]) == 0
     return next((config.parent / "runs").glob(f"*/{run_id}"))
-
-
-NAMING = {"run", "run_id"}  # which run a document belongs to: differs by design between two runs
-
-
-def untimed(doc):
-    """A JSON document without its wall-clock fields (`seconds`, `build_seconds`, ...) and run names."""
-    if isinstance(doc, dict):
-        return {k: untimed(v) for k, v in doc.items() if not k.endswith("seconds") and k not in NAMING}
-    if isinstance(doc, list):
-        return [untimed(v) for v in doc]
-    return doc
 
 
 def assert_identical_runs(a: Path, b: Path, skip: set[str] = frozenset()) -> list[str]:
