@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.resources
 import importlib.util
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,9 @@ from typing import Any
 from pydantic import Field, ValidationError, model_validator
 
 from pipeline.config import Config
-from pipeline.config.experiment import Task, validation_problems
+from pipeline.config.experiment import Task, parse_toml, read_text, validation_problems
 from pipeline.config.lightgbm_params import params_problems, tune_problems
-from pipeline.config.sections import EnsembleMember, EnsembleSection, Section, TuneSection
+from pipeline.config.sections import EnsembleMember, EnsembleSection, Section, TuneSection, repeated
 from pipeline.core.errors import ConfigError
 from pipeline.ensemble.members import OPTIONAL_FAMILIES, check_member
 from pipeline.tune.space import build_space
@@ -95,10 +94,9 @@ class Portfolio(Section):
 
     @model_validator(mode="after")
     def _unique(self) -> Portfolio:
-        names = [m.name for m in self.members]
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        if repeated:
-            raise ValueError(f"members: names must be unique; repeated: {repeated}")
+        twice = repeated([m.name for m in self.members])
+        if twice:
+            raise ValueError(f"members: names must be unique; repeated: {twice}")
         return self
 
 
@@ -116,30 +114,15 @@ def load_portfolio(path: Path | None = None) -> LoadedPortfolio:
     if path is None:
         text, source = importlib.resources.files(__package__).joinpath(BUILTIN).read_text(encoding="utf-8"), "built-in"
     else:
-        text, source = _read(Path(path)), str(path)
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"portfolio {source} is not valid TOML: {exc}; {FIX}") from None
+        text = read_text(Path(path), "--portfolio", "give a TOML file, or leave it out for the built-in one")
+        source = str(path)
+    raw = parse_toml(text, f"portfolio {source}", FIX)
     try:
         portfolio = Portfolio.model_validate(raw)
     except ValidationError as exc:
         lines = validation_problems(exc, Portfolio)
         raise ConfigError(f"invalid portfolio {source}:\n  " + "\n  ".join(lines) + f"\n{FIX}") from None
     return LoadedPortfolio(portfolio, text, source)
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            f"--portfolio {path} not found; give a TOML file, or leave it out for the built-in one"
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"--portfolio {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise ConfigError(f"--portfolio {path} cannot be read ({exc.strerror}); give the path of a TOML file") from None
 
 
 @dataclass(frozen=True)

@@ -191,7 +191,7 @@ class AutoRun:
         options = tune_options(self.cfg, extra + 1, None, 1, None, True, False, self.place.study)
         first = Evaluation(default.oof_score, default.fold_scores, default.best_iterations, default.seconds)
         trials_progress = Progress(quiet=self.progress.quiet, stream=self.progress.stream)  # its own clock
-        self.tuning = search(self.cfg, options, self.prep, tune_clock, trials_progress, first, hard_stop=tune_clock)
+        self.tuning = search(self.cfg, options, self.prep, tune_clock, trials_progress, first, hard_stop=True)
         counts, best, ran = self.tuning["counts"], self.tuning["best"] or {}, self.tuning["ran_here"]
         detail = (
             f"{ran} trial(s) run now, {self.tuning['n_finished']} in the study; best {self.cfg.metric} "

@@ -229,18 +229,8 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), n
     """Read a TOML experiment file, apply `key.path=value` overrides and validate. With `name_from_file`, a file
     without experiment.name (`gbpipe auto` needs only [data]) is named after the file's stem."""
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} not found; list the experiments with `ls configs/`") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"config file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"config file {path} cannot be read ({exc.strerror}); give the path of a TOML file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    text = read_text(path, "config file", "list the experiments with `ls configs/`")
+    raw = parse_toml(text, f"config file {path}")
     for item in overrides:
         apply_override(raw, item)
     experiment = raw.get("experiment")
@@ -248,6 +238,29 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), n
         key = f"experiment.name (taken from the file name {path.name}, as [experiment] gives none)"
         raw["experiment"] = {**(experiment or {}), "name": check_name(path.stem, key)}
     return validate_config(raw, source=str(path))
+
+
+def read_text(path: Path, what: str, missing: str) -> str:
+    """A UTF-8 text file; ConfigError naming `what` and the path when it is missing (`missing` says what to do),
+    unreadable or not UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} not found; {missing}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{what} {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{what} {path} cannot be read ({exc.strerror}); give the path of a TOML file") from None
+
+
+def parse_toml(text: str, where: str, invalid: str = "") -> dict[str, Any]:
+    """TOML text as a dict; ConfigError naming `where`, followed by `invalid` (what to do) when given."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where} is not valid TOML: {exc}" + (f"; {invalid}" if invalid else "")) from None
 
 
 def validate_config(raw: dict[str, Any], source: str = "<config>") -> Config:

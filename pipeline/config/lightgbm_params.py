@@ -295,8 +295,7 @@ def _refusal(key: str) -> str | None:
 
     task, metric, params = json.loads(key)
     n_class = 3 if task == "multiclass" else 1
-    resolved = {**task_params(task, metric, params, n_class, seed=0), "num_threads": 1}
-    resolved = merge_params(resolved, {"verbosity": -1, "num_threads": 1})
+    resolved = merge_params(task_params(task, metric, params, n_class, seed=0), {"verbosity": -1, "num_threads": 1})
     rows = np.arange(60)
     X = np.column_stack([rows % 7, rows % 5]).astype("float64")
     # Labels every objective of the task accepts: classes 0..k-1, positive values for poisson and gamma.

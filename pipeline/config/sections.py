@@ -24,6 +24,11 @@ def _plain_name(name: str) -> str:
 PlainName = Annotated[str, AfterValidator(_plain_name)]
 
 
+def repeated(names: list[str]) -> list[str]:
+    """The names that occur more than once, sorted."""
+    return sorted({n for n in names if names.count(n) > 1})
+
+
 class Section(BaseModel):
     """Base of every config section: frozen, unknown keys rejected."""
 
@@ -72,7 +77,7 @@ class EnsembleSection(Section):
     @model_validator(mode="after")
     def _names(self) -> EnsembleSection:
         names = [m.name for m in self.members]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = repeated(names)
         if dupes:
             raise ValueError(f"ensemble.members: names must be unique; repeated: {dupes}")
         unknown = sorted(set(self.vote_weights or {}) - set(names))

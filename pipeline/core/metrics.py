@@ -68,6 +68,22 @@ def score(metric: str, y_true: np.ndarray, pred: np.ndarray) -> float:
     raise ValueError(f"unknown metric {metric!r}; known: {', '.join(GREATER_IS_BETTER)}")
 
 
+def rank_auc(y: np.ndarray, pred: np.ndarray) -> float:
+    """Area under the ROC curve of binary labels y (0/1) and scores pred; ties count one half."""
+    order = np.argsort(pred, kind="stable")
+    ranked = pred[order]
+    starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
+    ends = np.r_[starts[1:], len(ranked)]
+    mid_rank = np.repeat((starts + ends + 1) / 2.0, ends - starts)  # average 1-based rank of each tie block
+    positive = y[order] == 1
+    n_pos = int(positive.sum())
+    n_neg = len(y) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("AUC needs both classes among the scored rows")
+    u_stat = mid_rank[positive].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u_stat / (n_pos * n_neg))
+
+
 def logloss(y_true: np.ndarray, pred: np.ndarray) -> float:
     """Mean negative log-likelihood; binary from p(positive), multiclass from class probabilities."""
     if pred.ndim == 1:

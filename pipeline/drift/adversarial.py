@@ -17,6 +17,7 @@ import numpy as np
 
 from pipeline.config.sections import DriftSection
 from pipeline.core.intervals import score_interval
+from pipeline.core.metrics import rank_auc
 from pipeline.data.folds import Folds, make_folds
 from pipeline.data.schema import FeatureSchema
 from pipeline.engine.cv import CVResult, run_cv
@@ -121,14 +122,3 @@ def permutation_drops(
             drops[k, j] = baseline - rank_auc(labels, np.asarray(pred))
             rows[:, j] = kept
     return drops.mean(axis=0)
-
-
-def rank_auc(y: np.ndarray, pred: np.ndarray) -> float:
-    """AUC as the Mann-Whitney statistic of average ranks (ties count one half, as in roc_auc_score), without
-    scikit-learn's input checks, which cost more than the ranking on every shuffled column."""
-    from scipy.stats import rankdata
-
-    positive = y == 1
-    n_pos = int(positive.sum())
-    n_neg = len(y) - n_pos
-    return float((rankdata(pred)[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

@@ -16,7 +16,7 @@ from .measures import psi
 
 EARLIER = "earlier cutoffs"
 TRAINING = "training rows"
-COLUMNS = ["cutoff", "n_rows", "reference", "mean_psi", "max_psi", "top_feature", "top_psi", "n_moderate", "n_major"]
+COLUMNS = ["cutoff", "n_rows", "reference", "mean_psi", "max_psi", "top_feature", "n_moderate", "n_major"]
 
 
 def cutoff_days(values: pd.Series) -> np.ndarray:
@@ -72,7 +72,6 @@ def _row(day: str, n_rows: int, reference: str, values: np.ndarray, schema: Feat
         float(np.nanmean(values)) if top is not None else float("nan"),
         float(values[top]) if top is not None else float("nan"),
         schema.columns[top] if top is not None else "",
-        float(values[top]) if top is not None else float("nan"),
         int(np.count_nonzero((values >= settings.psi_moderate) & ~major)),
         int(np.count_nonzero(major)),
     )

@@ -84,7 +84,7 @@ def run_drift(
                 f"--set {item!r}: only drift.* settings can change here; the rest of the experiment is fixed by the run"
             )
     _check_replace(RunReader(Path(run_dir)), None, replace_files)  # before the data is rebuilt
-    data = load_run_data(run_dir, overrides, progress, stage="drift")
+    data = load_run_data(run_dir, overrides, progress, stage="drift", models=False)
     settings = data.cfg.drift or DriftSection()
     new = new_rows(data, input_path)
     names = output_names(data)

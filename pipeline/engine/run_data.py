@@ -22,19 +22,24 @@ from .fitted import FittedRun, load_fold_models
 
 @dataclass(frozen=True)
 class RunData:
-    """A run's fold models with the experiment data rebuilt and checked against the run."""
+    """A run's fold models (None when not asked for) with the experiment data rebuilt and checked against the run."""
 
     cfg: Config
     prep: Prepared
-    fitted: FittedRun
+    fitted: FittedRun | None
     reader: RunReader
     params: dict[str, Any]
 
 
 def load_run_data(
-    run_dir: Path, overrides: list[str] | tuple[str, ...] = (), progress: Progress = QUIET, stage: str = "importance"
+    run_dir: Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    progress: Progress = QUIET,
+    stage: str = "importance",
+    models: bool = True,
 ) -> RunData:
-    """Open a run, rebuild its experiment's data and check that it is the data the run saw."""
+    """Open a run, rebuild its experiment's data and check that it is the data the run saw; with `models`, also
+    read its fold models (drift studies the rows only and leaves them unread)."""
     reader = RunReader(Path(run_dir))
     if not any(n.startswith("models/") and n.endswith(".txt") for n in reader.files):
         raise ArtifactError(
@@ -56,6 +61,8 @@ def load_run_data(
             f"{reader.dir}/schema.json lists other feature columns than the experiment now gives; retrain the run"
         )
     _check_folds(reader, prep.folds)
+    if not models:
+        return RunData(cfg, prep, None, reader, dict(schema.get("params", {})))
     fitted = load_fold_models(reader)
     if len(fitted.boosters) != len(prep.folds.pairs()):
         raise ArtifactError(

@@ -27,7 +27,7 @@ from .budget import EnsembleBudget, member_cost
 from .members import check_member
 from .result import MemberResult
 from .scores import Candidate, compare, render_markdown
-from .steps import MemberStep, combine, obtain_member, results_as_candidates
+from .steps import MemberStep, combine, obtain_member, results_as_candidates, stack_columns
 from .store import oof_frame, test_frame
 
 PLAN = "ensemble/plan.json"  # written first: marks an unfinished run as an ensemble run for --resume
@@ -138,21 +138,6 @@ def check_plan(cfg: Config, prep: Prepared) -> None:
             f"ensemble.use {section.use!r} is neither a member nor one of the combiners {list(section.combiners)}"
         )
     stack_columns(cfg, prep)
-
-
-def stack_columns(cfg: Config, prep: Prepared) -> tuple[int, ...]:
-    """Positions in X of the raw features the stack also sees (numeric features only)."""
-    columns = list(prep.schema.columns)
-    wanted = require_section(cfg).stack_features
-    unknown = [c for c in wanted if c not in columns]
-    if unknown:
-        raise ConfigError(f"ensemble.stack_features names {unknown}, which are not features; features are {columns}")
-    categorical = [c for c in wanted if prep.schema.kinds[c] == "categorical"]
-    if categorical:
-        raise ConfigError(
-            f"ensemble.stack_features: {categorical} are categorical; the stack takes numeric features only"
-        )
-    return tuple(columns.index(c) for c in wanted)
 
 
 def schema_document(cfg: Config, prep: Prepared) -> dict:

@@ -16,6 +16,7 @@ import numpy as np
 from pipeline.config import Config
 from pipeline.config.sections import EnsembleMember
 from pipeline.core.budget import Clock, TimeUp
+from pipeline.core.errors import ConfigError
 from pipeline.core.progress import QUIET, Progress
 from pipeline.core.run_folder import RunWriter
 from pipeline.data.prepare import Prepared
@@ -118,7 +119,7 @@ def combiner_settings(cfg: Config, prep: Prepared, names: tuple[str, ...] | None
     if section.vote_weights:
         weights = tuple(float(section.vote_weights.get(name, 0.0)) for name in names)
         weights = weights if sum(weights) > 0 else None
-    raw_columns = tuple(list(prep.schema.columns).index(c) for c in section.stack_features)
+    raw_columns = stack_columns(cfg, prep)
     return CombinerSettings(
         task=cfg.data.task,
         metric=cfg.metric,
@@ -133,6 +134,21 @@ def combiner_settings(cfg: Config, prep: Prepared, names: tuple[str, ...] | None
         seed=cfg.cv.seed,
         num_threads=cfg.model.num_threads,
     )
+
+
+def stack_columns(cfg: Config, prep: Prepared) -> tuple[int, ...]:
+    """Positions in X of the raw features the stack also sees (numeric features only)."""
+    columns = list(prep.schema.columns)
+    wanted = cfg.ensemble.stack_features
+    unknown = [c for c in wanted if c not in columns]
+    if unknown:
+        raise ConfigError(f"ensemble.stack_features names {unknown}, which are not features; features are {columns}")
+    categorical = [c for c in wanted if prep.schema.kinds[c] == "categorical"]
+    if categorical:
+        raise ConfigError(
+            f"ensemble.stack_features: {categorical} are categorical; the stack takes numeric features only"
+        )
+    return tuple(columns.index(c) for c in wanted)
 
 
 @dataclass(frozen=True)

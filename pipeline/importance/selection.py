@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import Config
-from pipeline.config.sections import SelectSection
+from pipeline.config.sections import SelectSection, repeated
 from pipeline.core.artifacts import json_bytes
 from pipeline.core.errors import ConfigError, DataError
 from pipeline.core.metrics import GREATER_IS_BETTER
@@ -252,7 +252,7 @@ def read_feature_list(path: Path) -> list[str]:
             f'--features file {path} must list feature names: {{"features": ["a", ...]}}, '
             "a JSON list of strings, or one name per line"
         )
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    dupes = repeated(names)
     if dupes:
         raise DataError(f"--features file {path} names {len(dupes)} columns twice: {dupes}")
     return names

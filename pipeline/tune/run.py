@@ -77,7 +77,6 @@ def fingerprint(cfg: Config, prep: Prepared, space: SearchSpace) -> dict[str, An
 # ---- the command ----
 def tune(cfg: Config, options: TuneOptions, progress: Progress = QUIET) -> Path:
     """Run (or continue) the experiment's study and write its results; returns the study folder."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     check_storage_url(options.storage)  # before the data is loaded
     clock = Clock.start(options.timeout)
     threads_per_worker(cfg, options.workers)  # refused before the data is loaded
@@ -106,12 +105,12 @@ def search(
     clock: Clock,
     progress: Progress = QUIET,
     first: Evaluation | None = None,
-    hard_stop: Clock | None = None,
+    hard_stop: bool = False,
 ) -> dict[str, Any]:
     """Trials on prepared data until the study holds options.n_trials finished ones or the next one would not
     end by the clock's deadline; then the outputs are written. `first` is the default parameters' result when
     the caller already has it (it becomes the study's first trial instead of being trained again); a running
-    trial that cannot end by `hard_stop`'s deadline is stopped. Returns the summary (tune.json)."""
+    trial that cannot end by the clock's deadline is stopped with `hard_stop`. Returns the summary (tune.json)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     threads = threads_per_worker(cfg, options.workers)
     space = build_space(cfg)
@@ -123,7 +122,7 @@ def search(
         + ", ".join(f"{k} {v}" for k, v in space.describe().items())
     )
     reporter = ProgressReporter(study, options.n_trials, cfg.metric, progress)
-    deadline = None if hard_stop is None else hard_stop.deadline  # a fold past it is abandoned, not finished
+    deadline = clock.deadline if hard_stop else None  # a fold past it is abandoned, not finished
     evaluator = Evaluator(prep, replace(base_spec(cfg, prep, space, threads), deadline=deadline))
     done = None
     if options.workers == 1:

@@ -62,7 +62,7 @@ class TrialPlan:
     space: SearchSpace
     n_trials: int
     clock: Clock | None = None  # a trial starts only when its estimated duration fits this clock
-    hard_stop: Clock | None = None  # a running trial that cannot end by this clock's deadline is stopped
+    hard_stop: bool = False  # a running trial that cannot end by the clock's deadline is stopped
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def trial_estimate(trials: list[optuna.trial.FrozenTrial], n_folds: int) -> floa
     """The next trial's duration: the mean over the study's counted trials of their time for every fold (a
     pruned trial's time per fold done, times the folds); None before any trial has a recorded time."""
     durations = [
-        float(t.user_attrs["seconds"]) * n_folds / max(1, len(t.user_attrs.get("fold_scores") or ()) or n_folds)
+        float(t.user_attrs["seconds"]) * n_folds / (len(t.user_attrs.get("fold_scores") or ()) or n_folds)
         for t in trials
         if counts_toward_budget(t) and t.user_attrs.get("seconds") is not None
     ]
@@ -136,8 +136,8 @@ def run_one(plan: TrialPlan, study: optuna.Study, trial: optuna.Trial, me: Worke
     started = time.time()
 
     def report(step: int, running: float) -> bool:
-        if plan.hard_stop is not None:
-            plan.hard_stop.pace(f"trial {trial.number}", started, step, len(plan.evaluator.prep.folds.pairs()))
+        if plan.hard_stop and plan.clock is not None:
+            plan.clock.pace(f"trial {trial.number}", started, step, len(plan.evaluator.prep.folds.pairs()))
         trial.report(running, step)
         return trial.should_prune()
 

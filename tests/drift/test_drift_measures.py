@@ -58,15 +58,22 @@ def test_kl_and_psi_of_identical_distributions_are_exactly_zero(train, new):
     assert divergences(np.array(train), np.array(new)) == (0.0, 0.0)
 
 
-def test_kl_and_psi_are_never_negative():
+def test_kl_and_psi_equal_the_textbook_sums_of_smoothed_shares():
+    """PSI = sum((q - p) ln(q / p)) and KL = sum(q ln(q / p)) over shares smoothed as (c / n + e) / (1 + k e),
+    computed directly on random counts with many empty bins on either side; never negative."""
     rng = np.random.default_rng(0)
     for _ in range(500):
         k = int(rng.integers(2, 30))
-        train = rng.integers(0, 5, k) * rng.integers(0, 2, k)  # many empty bins on either side
+        train = rng.integers(0, 5, k) * rng.integers(0, 2, k)
         new = train * int(rng.integers(1, 4)) + rng.integers(0, 2, k) * rng.integers(0, 2)
-        if train.sum() and new.sum():
-            value, kl = divergences(train, new)
-            assert value >= 0.0 and kl >= 0.0
+        if not (train.sum() and new.sum()):
+            continue
+        p = (train / train.sum() + SMOOTHING) / (1 + k * SMOOTHING)
+        q = (new / new.sum() + SMOOTHING) / (1 + k * SMOOTHING)
+        value, kl = divergences(train, new)
+        assert value == pytest.approx(max(float(np.sum((q - p) * np.log(q / p))), 0.0), rel=1e-9, abs=1e-12)
+        assert kl == pytest.approx(max(float(np.sum(q * np.log(q / p))), 0.0), rel=1e-9, abs=1e-12)
+        assert value >= 0.0 and kl >= 0.0
 
 
 @pytest.mark.parametrize(

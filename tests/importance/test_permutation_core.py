@@ -10,11 +10,11 @@ from sklearn.inspection import permutation_importance
 from sklearn.metrics import roc_auc_score
 
 from pipeline.config import load_config
-from pipeline.core.metrics import score
+from pipeline.core.metrics import rank_auc, score
 from pipeline.data.prepare import prepare
 from pipeline.engine.cv import run_cv
 from pipeline.engine.spec import train_spec
-from pipeline.importance.permutation import permutation_drops, permutation_indices, plan_group, predict_rows, rank_auc
+from pipeline.importance.permutation import permutation_drops, permutation_indices, plan_group, predict_rows
 from pipeline.importance.treepaths import read_model
 from tests.helpers.configs import write_config
 from tests.helpers.datasets import shared_file
