@@ -3,12 +3,15 @@ every fold of the engine reads (task, metric, rounds, early stopping, features, 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Config
 from pipeline.config.lightgbm_params import task_params
+from pipeline.core.artifacts import library_versions
 
 if TYPE_CHECKING:
     from pipeline.data.prepare import Prepared
@@ -67,3 +70,26 @@ def train_spec(cfg: Config, prep: Prepared, params: dict[str, Any] | None = None
         seed=cfg.cv.seed,
         fold_workers=cfg.model.fold_workers,
     )
+
+
+# Settings that change how a run is carried out, never what it predicts: threads give the same trees
+# (deterministic, col-wise), fold workers the same folds, and a deadline that strikes leaves no result.
+_NOT_IN_MODEL = ("fold_workers", "deadline")
+
+
+def model_key(spec: TrainSpec, prep: Prepared) -> str:
+    """sha256 over everything that determines a K-fold LightGBM run's models and predictions: the spec, the
+    data, the fold ids, the schema, the labels and the libraries. Two runs with one key predict alike, so a
+    stage that needs this model (an ensemble member) takes it from a training run that has it."""
+    versions = library_versions()
+    settings = {k: v for k, v in asdict(spec).items() if k not in _NOT_IN_MODEL}
+    settings["params"] = {k: v for k, v in spec.params.items() if k != "num_threads"}
+    doc = {
+        "spec": settings,
+        "data": prep.data_fingerprint,
+        "folds": hashlib.sha256(prep.folds.assignments.tobytes()).hexdigest(),
+        "schema": prep.schema.to_dict(),
+        "labels": prep.labels.to_dict(),
+        "versions": {k: ".".join(versions[k].split(".")[:2]) for k in ("gbpipe", "lightgbm", "numpy")},
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:24]

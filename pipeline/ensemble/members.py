@@ -25,8 +25,8 @@ from pipeline.core.progress import QUIET, Progress
 from pipeline.data.prepare import Prepared
 from pipeline.engine.cv import fold_workers, run_cv
 from pipeline.engine.fold import FoldResult
-from pipeline.engine.outputs import model_name
-from pipeline.engine.spec import available_cores, train_spec
+from pipeline.engine.outputs import model_name, model_text
+from pipeline.engine.spec import TrainSpec, available_cores, train_spec
 
 from .extra_families import load_extra, predict_extra, require, train_extra
 from .result import MemberFolds, MemberResult
@@ -126,21 +126,13 @@ def train_member(
 def _train_lightgbm(
     cfg: Config, prep: Prepared, member: EnsembleMember, progress: Progress, stop: Clock | None
 ) -> MemberResult:
-    spec = train_spec(cfg, prep, member_params(member))
-    rounds = member.num_boost_round or cfg.model.num_boost_round
-    stopping = cfg.model.early_stopping_rounds
-    if _is_dart(spec.params):
-        stopping = None  # LightGBM ignores early stopping with dart; saying so avoids its warning
-    deadline = None if stop is None else stop.deadline
-    spec = replace(spec, num_boost_round=rounds, early_stopping_rounds=stopping, deadline=deadline)
+    spec = lightgbm_spec(cfg, prep, member, None if stop is None else stop.deadline)
     total, started = len(prep.folds.pairs()), time.time()
     side_by_side = fold_workers(spec, total)  # folds finish in batches: the pace is known once one batch is in
     files: dict[str, bytes] = {}
 
     def on_fold_done(result: FoldResult, booster) -> None:
-        files[model_name(result.repeat, result.fold)] = booster.model_to_string(
-            num_iteration=result.best_iteration
-        ).encode()
+        files[model_name(result.repeat, result.fold)] = model_text(booster, result.best_iteration).encode()
         progress.step(f"  {member.name} fold", len(files), total, f"{cfg.metric} {result.score:.5f}")
         if stop is not None and len(files) >= side_by_side:
             stop.pace(f"member {member.name}", started, len(files), total)
@@ -158,6 +150,16 @@ def _train_lightgbm(
         files,
         tuple(result.best_iterations),
     )
+
+
+def lightgbm_spec(cfg: Config, prep: Prepared, member: EnsembleMember, deadline: float | None = None) -> TrainSpec:
+    """The engine's spec of a LightGBM member: the experiment's model with the member's params and rounds."""
+    spec = train_spec(cfg, prep, member_params(member))
+    rounds = member.num_boost_round or cfg.model.num_boost_round
+    stopping = cfg.model.early_stopping_rounds
+    if _is_dart(spec.params):
+        stopping = None  # LightGBM ignores early stopping with dart; saying so avoids its warning
+    return replace(spec, num_boost_round=rounds, early_stopping_rounds=stopping, deadline=deadline)
 
 
 def _is_dart(params: dict[str, Any]) -> bool:

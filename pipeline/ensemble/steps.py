@@ -27,7 +27,15 @@ from .combiners import FITTED_ON_LABELS, Combiner, fit_combiner, nested_oof, ran
 from .members import train_member
 from .result import MemberResult
 from .scores import Candidate
-from .store import MEMBER_DOC, cache_key, member_files, read_cached, result_from_files, write_cached
+from .store import (
+    MEMBER_DOC,
+    cache_key,
+    from_training_run,
+    member_files,
+    read_cached,
+    result_from_files,
+    write_cached,
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,11 @@ def obtain_member(
     result, source = (_staged(writer, folder, key, prep) if step.resume else None), "resumed"
     if result is None and step.use_cache:
         result, source = read_cached(cfg, prep, key), "cache"
+    if result is None and step.use_cache:
+        found = from_training_run(cfg, prep, member)
+        if found is not None:
+            (result, run_dir), source = found, "run"
+            progress.say(f"member {member.name}: the same model as training run {run_dir.name}, taken from it")
     if result is None:
         result, source = _train(cfg, prep, member, step, budget, progress)
         if result is None:
@@ -64,7 +77,7 @@ def obtain_member(
         files = member_files(cfg, prep, member, result, key)
         for name, data in files.items():
             writer.write_bytes(folder + name, data)
-        if step.use_cache and source == "trained":
+        if step.use_cache and source in ("trained", "run"):
             write_cached(cfg, key, files, writer.path(folder))
     budget.observe(result, step.cost)
     budget.probe(cfg, prep, result)

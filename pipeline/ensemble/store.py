@@ -5,6 +5,9 @@ everything that determines its predictions (family and parameters, data fingerpr
 feature schema, labels, metric, model settings, library versions), so a later ensemble of the same
 experiment reuses it instead of retraining. Entries are written whole (staging folder + rename) with
 a manifest of sha256 hashes that is checked before reuse.
+
+A LightGBM member that a finished `gbpipe train` run of the experiment already trained (the same model key:
+spec, data, fold ids, schema, labels, libraries) is read from that run instead, its files checked the same way.
 """
 
 from __future__ import annotations
@@ -22,18 +25,20 @@ import pandas as pd
 
 from pipeline.config import Config
 from pipeline.config.sections import EnsembleMember
-from pipeline.core.artifacts import MANIFEST, json_bytes, library_versions, parquet_bytes
+from pipeline.core.artifacts import LATEST, MANIFEST, json_bytes, library_versions, parquet_bytes
 from pipeline.core.errors import ArtifactError
 from pipeline.core.metrics import GREATER_IS_BETTER, all_metrics, score
 from pipeline.core.run_folder import RunReader, RunWriter
 from pipeline.data.prepare import Prepared
-from pipeline.engine.outputs import prediction_frame
+from pipeline.engine.outputs import model_name, prediction_frame
+from pipeline.engine.spec import model_key
 
-from .members import member_params
+from .members import lightgbm_spec, member_params
 from .result import MemberResult
 
 MEMBER_DOC = "member.json"  # written last: a member folder holding it is complete
 CACHE_DIR = "member_cache"
+RUNS_SEARCHED = 20  # the newest training runs looked at for a member's model: enough for a working session
 
 
 def member_files(
@@ -190,3 +195,56 @@ def write_cached(cfg: Config, key: str, files: dict[str, bytes], written_in: Pat
     except BaseException:
         writer.discard()
         raise
+
+
+def from_training_run(cfg: Config, prep: Prepared, member: EnsembleMember) -> tuple[MemberResult, Path] | None:
+    """A LightGBM member read from the newest finished training run of the experiment with its model key."""
+    if member.family != "lightgbm":
+        return None
+    spec = lightgbm_spec(cfg, prep, member)
+    key = model_key(spec, prep)
+    for run_dir in _training_runs(Path(cfg.experiment.runs_dir) / cfg.experiment.name):
+        try:
+            reader = RunReader(run_dir)
+            if not reader.has("schema.json") or reader.read_json("schema.json").get("model_key") != key:
+                continue
+            return _result_from_run(reader, prep, member, spec.params), run_dir
+        except (ArtifactError, KeyError, ValueError, OSError) as exc:
+            warnings.warn(f"training run {run_dir} is unreadable ({exc}); looking further", stacklevel=2)
+    return None
+
+
+def _training_runs(exp_dir: Path) -> list[Path]:
+    """The experiment's newest finished training runs (the LATEST one first), ids being timestamps."""
+    latest = exp_dir / LATEST
+    first = [exp_dir / latest.read_text().strip()] if latest.is_file() else []
+    found = sorted(
+        (p for p in exp_dir.glob("*/schema.json") if (p.parent / MANIFEST).is_file()),
+        key=lambda p: p.parent.name,
+        reverse=True,
+    )
+    runs = first + [p.parent for p in found if p.parent not in first]
+    return runs[:RUNS_SEARCHED]
+
+
+def _result_from_run(reader: RunReader, prep: Prepared, member: EnsembleMember, params: dict) -> MemberResult:
+    scores = reader.read_json("scores.json")
+    oof = reader.read_parquet("oof.parquet")
+    if not oof[prep.id_name].equals(prep.ids):
+        raise ValueError("its oof.parquet rows are not the experiment's rows in order")
+    test = None
+    if prep.X_test is not None:
+        test = _pred_array(reader.read_parquet("test_pred.parquet"), prep)
+    models = {name: reader.read_bytes(name) for name in (model_name(r, k) for r, k in prep.folds.pairs())}
+    return MemberResult(
+        member.name,
+        member.family,
+        _pred_array(oof, prep),
+        scores["oof_score"],
+        tuple(scores["fold_scores"]),
+        test,
+        float(sum(f["seconds"] for f in scores["folds"])),
+        dict(params),
+        models,
+        tuple(scores["best_iterations"]),
+    )

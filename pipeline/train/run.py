@@ -27,7 +27,7 @@ from pipeline.engine.cv import CVResult, run_cv
 from pipeline.engine.fold import FoldResult
 from pipeline.engine.outputs import model_name, model_text, prediction_frame
 from pipeline.engine.scoring import holdout_window_scores, scores_by_cutoff, test_entries
-from pipeline.engine.spec import TrainSpec, train_spec
+from pipeline.engine.spec import TrainSpec, model_key, train_spec
 
 from .backtest import BacktestCutoff, backtest, backtest_document, plan_backtest
 from .summary import render_markdown
@@ -140,7 +140,12 @@ def load_checkpoint(writer: RunWriter, prep: Prepared) -> dict[tuple[int, int], 
 
 
 def schema_document(cfg: Config, prep: Prepared, spec: TrainSpec) -> dict[str, Any]:
-    return {**outputs.schema_document(cfg, prep), "params": spec.params, "data_fingerprint": prep.data_fingerprint}
+    return {
+        **outputs.schema_document(cfg, prep),
+        "params": spec.params,
+        "data_fingerprint": prep.data_fingerprint,
+        "model_key": model_key(spec, prep),  # an ensemble member with this key is taken from this run
+    }
 
 
 def write_results(

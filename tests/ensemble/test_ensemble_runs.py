@@ -22,7 +22,7 @@ from pipeline.ensemble.model import load_ensemble
 from pipeline.ensemble.run import ensemble
 from pipeline.ensemble.stack import MetaModel
 from tests.helpers.datasets import shared_file
-from tests.helpers.ensemble import ensemble_config, pred_columns, read_scores, run_ensemble
+from tests.helpers.ensemble import ensemble_config, newest_ensemble_run, pred_columns, read_scores, run_ensemble
 
 ADULT = {"split_column": "split", "target": "income", "task": "binary", "positive_label": ">50K"}
 ADULT_MEMBERS = [
@@ -31,6 +31,7 @@ ADULT_MEMBERS = [
     {"name": "forest", "family": "extra_trees", "params": {"n_estimators": 40, "min_samples_leaf": 5}},
     {"name": "logistic", "family": "logistic"},
 ]
+CANCER = {"train": "sklearn:breast_cancer", "test_size": 0.25, "target": "target", "task": "binary"}
 ALL_COMBINERS = ["hard_vote", "soft_vote", "greedy", "optimized", "stack"]
 
 
@@ -215,6 +216,42 @@ def test_identical_members_come_from_the_cache_and_their_soft_vote_is_the_member
     assert (run.parent / "again" / "members" / "lgb_a" / "oof.parquet").read_bytes() == (
         run / "members" / "lgb_a" / "oof.parquet"
     ).read_bytes()
+
+
+def test_a_lightgbm_member_a_training_run_already_has_is_taken_from_that_run(tmp_path, capsys):
+    members = [
+        {"name": "lgb", "family": "lightgbm"},
+        {"name": "lgb_fast", "family": "lightgbm", "params": {"learning_rate": 0.3}},
+    ]
+    config = ensemble_config(tmp_path, "cancer", CANCER, members, combiners=["soft_vote"])
+    assert main(["train", "--config", str(config), "-q"]) == 0
+    train_run = (tmp_path / "runs" / "cancer" / "LATEST").read_text().strip()
+    assert main(["ensemble", "--config", str(config)]) == 0
+    log = capsys.readouterr().err
+    assert f"the same model as training run {train_run}" in log
+    assert "lgb (lightgbm, run)" in log and "lgb_fast (lightgbm, trained)" in log
+    run = newest_ensemble_run(tmp_path / "runs" / "cancer")
+    taken = RunReader(run)
+    trained = RunReader(tmp_path / "runs" / "cancer" / train_run)
+    assert taken.read_bytes("members/lgb/models/fold_0.txt") == trained.read_bytes("models/fold_0.txt")
+    retrained = RunReader(ensemble(load_config(config), run_id="retrained", use_cache=False))
+    for name in ("oof.parquet", "test_pred.parquet"):
+        np.testing.assert_array_equal(
+            taken.read_parquet(f"members/lgb/{name}")["pred"], retrained.read_parquet(f"members/lgb/{name}")["pred"]
+        )
+    assert taken.read_json("members/lgb/scores.json")["oof_score"] == trained.read_json("scores.json")["oof_score"]
+
+
+def test_a_training_run_altered_on_disk_is_not_taken_and_the_member_is_trained(tmp_path, capsys):
+    config = ensemble_config(tmp_path, "cancer", CANCER, [{"name": "lgb", "family": "lightgbm"}], combiners=[])
+    assert main(["train", "--config", str(config), "-q"]) == 0
+    train_run = tmp_path / "runs" / "cancer" / (tmp_path / "runs" / "cancer" / "LATEST").read_text().strip()
+    with open(train_run / "oof.parquet", "ab") as handle:
+        handle.write(b"x")
+    assert main(["ensemble", "--config", str(config)]) == 0
+    log = capsys.readouterr().err
+    assert f"warning: training run {train_run} is unreadable ({train_run / 'oof.parquet'} does not match" in log
+    assert "lgb (lightgbm, trained)" in log
 
 
 def test_an_interrupted_ensemble_resumes_with_the_members_it_finished(tmp_path, monkeypatch):
