@@ -11,7 +11,7 @@ import json
 import tomllib
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
@@ -66,6 +66,10 @@ class DataSection(Section):
     min_category_rows: int = Field(default=1, ge=1)
     positive_label: str | int | None = None
     csv_sep: str = ","
+    # How `gbpipe train` and `gbpipe importance` read a parquet training table: "whole" (a pandas table and its
+    # float64 matrix), in Arrow batches of this many rows (binned by LightGBM as they come, never held whole),
+    # or "auto": in batches of AUTO_BATCH_ROWS once the file has more than AUTO_STREAM_ROWS rows.
+    batch_rows: Literal["auto", "whole"] | Annotated[int, Field(ge=100)] = "auto"
 
     @model_validator(mode="after")
     def _one_test_source(self) -> DataSection:

@@ -146,8 +146,11 @@ def drop_nested_columns(frame: pd.DataFrame, cfg: Config, source: str) -> pd.Dat
     return frame.drop(columns=nested)
 
 
-def select_features(frame: pd.DataFrame, cfg: Config, source: str) -> list[str]:
-    """The feature columns: data.features if given, else every column but target, id, group and exclusions."""
+def select_features(
+    frame: pd.DataFrame, cfg: Config, source: str, id_like: tuple[list[str], list[str], int] | None = None
+) -> list[str]:
+    """The feature columns: data.features if given, else every column but target, id, group and exclusions.
+    A table read in batches gives its first batch as `frame` and `id_like` found over all its rows (see there)."""
     data = cfg.data
     absent = [c for c in data.keep if c not in frame.columns]
     if absent:
@@ -176,10 +179,12 @@ def select_features(frame: pd.DataFrame, cfg: Config, source: str) -> list[str]:
             stacklevel=2,
         )
     columns = [c for c in columns if c not in dates]
-    text_ids, integer_ids = id_like_columns(frame, columns)
+    text_ids, integer_ids, n_rows = id_like if id_like is not None else (*id_like_columns(frame, columns), len(frame))
+    text_ids = [c for c in text_ids if c in columns]
+    integer_ids = [c for c in integer_ids if c in columns]
     if text_ids:
         warnings.warn(
-            f"{len(text_ids)} text columns of {source} hold a distinct value on each of its {len(frame)} "
+            f"{len(text_ids)} text columns of {source} hold a distinct value on each of its {n_rows} "
             f"rows and are excluded as identifiers: {text_ids}; set data.id to keep one as the row id, "
             "or list data.features explicitly to use it anyway",
             stacklevel=2,
@@ -188,7 +193,7 @@ def select_features(frame: pd.DataFrame, cfg: Config, source: str) -> list[str]:
     if integer_ids:
         warnings.warn(
             f"{len(integer_ids)} integer columns of {source} hold a distinct value on each of its "
-            f"{len(frame)} rows and look like ids, but are kept as features: {integer_ids}; add them to "
+            f"{n_rows} rows and look like ids, but are kept as features: {integer_ids}; add them to "
             "data.exclude (or set data.id) if they are identifiers",
             stacklevel=2,
         )
@@ -197,8 +202,11 @@ def select_features(frame: pd.DataFrame, cfg: Config, source: str) -> list[str]:
     return columns
 
 
-def infer_schema(frame: pd.DataFrame, columns: list[str], cfg: Config) -> FeatureSchema:
-    """Kinds from dtypes (text, category and bool-like text become categorical) plus data.categorical."""
+def infer_schema(
+    frame: pd.DataFrame, columns: list[str], cfg: Config, text_counts: dict[str, pd.Series] | None = None
+) -> FeatureSchema:
+    """Kinds from dtypes (text, category and bool-like text become categorical) plus data.categorical.
+    A table read in batches gives its first batch and `text_counts` (`category_counts` over all its rows)."""
     listed = set(cfg.data.categorical or ())
     unknown = listed - set(columns)
     if unknown:
@@ -209,7 +217,7 @@ def infer_schema(frame: pd.DataFrame, columns: list[str], cfg: Config) -> Featur
         numeric = pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
         if col in listed or not numeric:
             kinds[col] = "categorical"
-            counts = _as_text(series).value_counts()
+            counts = text_counts[col] if text_counts is not None else category_counts(series)
             common = counts >= cfg.data.min_category_rows
             categories[col] = tuple(sorted(counts.index[common]))
             if not common.all():
@@ -222,7 +230,21 @@ def infer_schema(frame: pd.DataFrame, columns: list[str], cfg: Config) -> Featur
 _THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?")
 
 
-def numeric_text_columns(frame: pd.DataFrame, schema: FeatureSchema, listed: tuple[str, ...]) -> dict[str, str]:
+def categorical_candidates(frame: pd.DataFrame, cfg: Config) -> list[str]:
+    """The columns infer_schema may make categorical: text-like ones and those listed in data.categorical."""
+    listed = set(cfg.data.categorical or ())
+    numeric = [pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]) for c in frame.columns]
+    return [c for c, is_number in zip(frame.columns, numeric) if c in listed or not is_number]
+
+
+def category_counts(series: pd.Series) -> pd.Series:
+    """Rows per category value, as text (missing left out): what a vocabulary is made of."""
+    return _as_text(series).value_counts()
+
+
+def numeric_text_columns(
+    frame: pd.DataFrame, schema: FeatureSchema, listed: tuple[str, ...], text_counts: dict[str, pd.Series] | None = None
+) -> dict[str, str]:
     """Inferred categorical columns whose values are mostly numbers (some written as '1,234', some not numbers
     at all, e.g. a stray date): what each holds, for a warning. A column listed in data.categorical is meant."""
     found = {}
@@ -230,7 +252,7 @@ def numeric_text_columns(frame: pd.DataFrame, schema: FeatureSchema, listed: tup
         if schema.kinds[col] != "categorical" or col in listed:
             continue
         # Inferred categoricals are text already: hashed counts, not _as_text's per-value formatting again.
-        counts = frame[col].value_counts()
+        counts = text_counts[col] if text_counts is not None else frame[col].value_counts()
         values = counts.index.astype(str).to_series()
         plain = pd.to_numeric(values, errors="coerce").notna().to_numpy()
         grouped = values.str.fullmatch(_THOUSANDS).to_numpy(dtype=bool)
@@ -312,8 +334,8 @@ def _category_codes(
     # A rare value was seen in training and grouped with missing on purpose: not counted as unseen.
     candidates = present & (pd.Index(list(rare), dtype="object").get_indexer(values) < 0) if rare else present
     unseen = int(((codes < 0) & candidates).sum())
-    if unseen:
-        report.unseen_categories[col] = unseen
+    if unseen:  # added up: a table read in batches is converted a batch at a time
+        report.unseen_categories[col] = report.unseen_categories.get(col, 0) + unseen
     codes[codes < 0] = np.nan
     return codes
 
@@ -337,6 +359,6 @@ def _numeric(series: pd.Series, col: str, source: str, report: ConversionReport)
     infinite = np.isinf(values)
     if infinite.any():
         # One policy for train and predict: infinities become missing values, and are counted.
-        report.infinite_to_nan[col] = int(infinite.sum())
+        report.infinite_to_nan[col] = report.infinite_to_nan.get(col, 0) + int(infinite.sum())
         values = np.where(infinite, np.nan, values)
     return values

@@ -34,7 +34,7 @@ def load_tables(data: DataSection, seed: int) -> Tables:
     if data.test is not None:
         return Tables(train, read_any(data.test, data.csv_sep), str(data.train), str(data.test))
     if data.split_column is not None:
-        return _split_by_column(train, data)
+        return split_by_column(train, data)
     if data.test_size is not None:
         from sklearn.model_selection import train_test_split
 
@@ -45,7 +45,7 @@ def load_tables(data: DataSection, seed: int) -> Tables:
     return Tables(train, None, str(data.train), None)
 
 
-def _split_by_column(frame: pd.DataFrame, data: DataSection) -> Tables:
+def split_by_column(frame: pd.DataFrame, data: DataSection) -> Tables:
     col = data.split_column
     if col not in frame.columns:
         raise DataError(f"split column {col!r} not found in {data.train}; columns are: {', '.join(frame.columns)}")

@@ -13,6 +13,7 @@ import numpy as np
 from pipeline.core.budget import TimeUp
 from pipeline.core.metrics import lgb_metric, score, softmax_from_raw
 from pipeline.data.folds import Folds
+from pipeline.data.stream import StreamedMatrix
 
 from .spec import TrainSpec
 
@@ -53,7 +54,9 @@ def fit_fold(
     output = train_fold(full, y, train_idx, valid_idx, spec, X, repeat, fold)
     if X_test is None:
         return output
-    return replace(output, test_pred=predict(output.booster, X_test, spec.task, output.result.best_iteration))
+    return replace(
+        output, test_pred=predict_rows(output.booster, X_test, None, spec.task, output.result.best_iteration)
+    )
 
 
 def reuse_fold(
@@ -61,21 +64,25 @@ def reuse_fold(
 ) -> FoldOutput:
     """A fold finished before an interruption: its saved model predicts again."""
     _, valid_idx = folds.split(result.repeat, result.fold)
-    valid_pred = predict(booster, X[valid_idx], spec.task, result.best_iteration)
-    test_pred = predict(booster, X_test, spec.task, result.best_iteration) if X_test is not None else None
+    valid_pred = predict_rows(booster, X, valid_idx, spec.task, result.best_iteration)
+    test_pred = predict_rows(booster, X_test, None, spec.task, result.best_iteration) if X_test is not None else None
     return FoldOutput(result, booster, valid_pred, test_pred)
 
 
 def build_dataset(X: np.ndarray, y: np.ndarray, spec: TrainSpec) -> lgb.Dataset:
-    """Bin the whole training matrix once; folds are subsets that share its bins."""
-    return lgb.Dataset(
-        X,
+    """Bin the whole training matrix once; folds are subsets that share its bins. A streamed matrix is binned
+    as LightGBM reads it, a block at a time (bin boundaries from the same seeded sample of rows)."""
+    dataset = lgb.Dataset(
+        X.sequence() if isinstance(X, StreamedMatrix) else X,
         label=y,
         feature_name=list(spec.feature_names) or "auto",
         categorical_feature=list(spec.categorical) or "auto",
         params=spec.params,
         free_raw_data=False,
     ).construct()
+    if isinstance(X, StreamedMatrix):
+        X.release()
+    return dataset
 
 
 def train_fold(
@@ -156,7 +163,7 @@ def score_fold(
 ) -> tuple[FoldResult, np.ndarray]:
     """Predict the fold's validation rows at the best iteration and score them."""
     best = booster.best_iteration if booster.best_iteration > 0 else booster.current_iteration()
-    valid_pred = predict(booster, X[valid_idx], spec.task, best)
+    valid_pred = predict_rows(booster, X, valid_idx, spec.task, best)
     result = FoldResult(
         repeat,
         fold,
@@ -178,6 +185,17 @@ def inner_split(train_idx: np.ndarray, y: np.ndarray, spec: TrainSpec, repeat: i
         train_idx, test_size=spec.inner_valid_fraction, random_state=spec.seed + 1000 * repeat + fold, stratify=stratify
     )
     return np.sort(fit_idx), np.sort(stop_idx)
+
+
+def predict_rows(
+    booster: lgb.Booster, X: np.ndarray | StreamedMatrix, rows: np.ndarray | None, task: str, num_iteration: int
+) -> np.ndarray:
+    """`predict` of the rows `rows` of X (None: all); a streamed X is predicted a block at a time, which gives the
+    same numbers (each row's prediction is its own)."""
+    if not isinstance(X, StreamedMatrix):
+        return predict(booster, X if rows is None else X[rows], task, num_iteration)
+    parts = [predict(booster, block, task, num_iteration) for block in X.blocks(rows)]
+    return np.concatenate(parts) if parts else predict(booster, np.empty((0, X.shape[1])), task, num_iteration)
 
 
 def predict(booster: lgb.Booster, X: np.ndarray, task: str, num_iteration: int) -> np.ndarray:

@@ -37,9 +37,11 @@ def load_run_data(
     progress: Progress = QUIET,
     stage: str = "importance",
     models: bool = True,
+    stream: bool = False,
 ) -> RunData:
     """Open a run, rebuild its experiment's data and check that it is the data the run saw; with `models`, also
-    read its fold models (drift studies the rows only and leaves them unread)."""
+    read its fold models (drift studies the rows only and leaves them unread). With `stream`, a large table is
+    read as `gbpipe train` read it, in batches (data.batch_rows); the fingerprint is the same either way."""
     reader = RunReader(Path(run_dir))
     if not any(n.startswith("models/") and n.endswith(".txt") for n in reader.files):
         raise ArtifactError(
@@ -47,7 +49,7 @@ def load_run_data(
             "needs a training run made by `gbpipe train`"
         )
     cfg = load_config(reader.path("config.toml"), overrides)
-    prep = prepare(cfg, progress)
+    prep = prepare(cfg, progress, stream=stream)
     saved_fp = reader.manifest.get("data_fingerprint")
     if saved_fp != prep.data_fingerprint:
         raise DataError(

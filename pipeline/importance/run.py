@@ -45,7 +45,7 @@ def run_importance(
                 f"--set {item!r}: only importance.* settings can change here; the rest "
                 "of the experiment is fixed by the run"
             )
-    data = load_run_data(run_dir, overrides, progress)
+    data = load_run_data(run_dir, overrides, progress, stream=True)
     settings = data.cfg.importance or ImportanceSection()
     groups = feature_groups(settings, list(data.prep.schema.columns), data.cfg)
     _check_replace(data.reader, output_names(settings, bool(groups)), replace_files)

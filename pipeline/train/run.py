@@ -54,7 +54,7 @@ def train(
     started = time.perf_counter()
     final_dir = run_dir_for(cfg, run_id, resume)
     check_new_run(final_dir, resume)  # refuse an existing run before spending time on the data
-    prep = prepare(cfg, progress)  # bad input fails here, before anything of the run is written
+    prep = prepare(cfg, progress, stream=True)  # bad input fails here, before anything of the run is written
     replays = plan_backtest(cfg, prep)  # a backtest that cannot run fails here too, before training
     with RunWriter(final_dir, resume=resume) as writer:  # a failed run lets go of its lock for --resume
         config_text = dump_config_toml(cfg)

@@ -81,16 +81,18 @@ def reference(tmp_path_factory, baseline_runs) -> Path:
     return base / "runs" / EXPERIMENT / "ref"
 
 
-def fault_config(project) -> Path:
-    return project.config(cv={"n_splits": N_SPLITS})
+def fault_config(project, batch_rows: int | None = None) -> Path:
+    """The fault tests' config; with `batch_rows`, the table is read in batches of that many rows."""
+    data = project.data if batch_rows is None else {**project.data, "batch_rows": batch_rows}
+    return project.config(data, cv={"n_splits": N_SPLITS})
 
 
-def start(project, fault: str, *argv: str) -> subprocess.Popen:
+def start(project, fault: str, *argv: str, batch_rows: int | None = None) -> subprocess.Popen:
     driver = project.root / "driver.py"
     driver.write_text(DRIVER)
     env = {**os.environ, "GBPIPE_FAULT": fault}
     return subprocess.Popen(
-        [python(), str(driver), "train", "--config", str(fault_config(project)), *argv],
+        [python(), str(driver), "train", "--config", str(fault_config(project, batch_rows)), *argv],
         cwd=project.root,
         env=env,
         stdout=subprocess.PIPE,
@@ -125,10 +127,11 @@ def stamps(folder: Path, folds: range) -> dict[str, tuple[int, int]]:
     }
 
 
-def resume_and_check(project, capsys, reference: Path, staging: Path, done: int) -> Path:
+def resume_and_check(project, capsys, reference: Path, staging: Path, done: int, batch_rows: int | None = None) -> Path:
     """Resume the killed run: only the unfinished folds are trained, and the result equals the reference."""
     finished = stamps(staging, range(done))
-    code, err = cli(capsys, "train", "--config", fault_config(project), "--resume", "--run-id", "victim")
+    config = fault_config(project, batch_rows)
+    code, err = cli(capsys, "train", "--config", config, "--resume", "--run-id", "victim")
     assert code == 0, err
     assert_message(err, rf"resume: {done} of {N_SPLITS} folds already done, training the rest")
     assert err.count("\nfold ") + err.startswith("fold ") == N_SPLITS - done  # one progress line per trained fold
@@ -140,12 +143,13 @@ def resume_and_check(project, capsys, reference: Path, staging: Path, done: int)
 
 
 @pytest.mark.parametrize(
-    "fault, done",
-    [("kill-after-fold:1", 2), ("kill-in-fold:2", 2)],
-    ids=["sigkill-between-folds", "sigkill-inside-a-fold"],
+    "fault, done, batch_rows",
+    [("kill-after-fold:1", 2, None), ("kill-in-fold:2", 2, None), ("kill-in-fold:1", 1, 300)],
+    ids=["sigkill-between-folds", "sigkill-inside-a-fold", "sigkill-inside-a-fold-reading-batches"],
 )
-def test_sigkill_then_resume_redoes_only_unfinished_folds(project, capsys, reference, fault, done):
-    proc = start(project, fault, "--run-id", "victim")
+def test_sigkill_then_resume_redoes_only_unfinished_folds(project, capsys, reference, fault, done, batch_rows):
+    """The reference reads the table whole: the run read in batches, killed and resumed, equals it too."""
+    proc = start(project, fault, "--run-id", "victim", batch_rows=batch_rows)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGKILL, stderr
     staging = project.exp_dir / "victim.partial"
@@ -153,7 +157,7 @@ def test_sigkill_then_resume_redoes_only_unfinished_folds(project, capsys, refer
     assert not (project.exp_dir / "victim").exists()
     # A kill during an atomic write leaves its temp file behind; resume must clear it, never publish it.
     (staging / ".oof.parquet.k1ll3d.tmp").write_bytes(b"PAR1 half a file")
-    run = resume_and_check(project, capsys, reference, staging, done)
+    run = resume_and_check(project, capsys, reference, staging, done, batch_rows)
     assert not temp_files(run)
 
 

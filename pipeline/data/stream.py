@@ -1,0 +1,248 @@
+"""A training table read in Arrow record batches, never whole: the float64 model matrix exists one block at a
+time, as LightGBM bins it (`lightgbm.Sequence`) and as fold models predict it.
+
+A parquet file is read by row group (the unit parquet can seek to), and only the rows and columns asked for are
+converted, by the same `to_matrix` the whole-table path uses, so every cell has the value it has there. Each batch
+becomes a pandas frame with the dtypes the whole table would have (an integer column with a missing value
+anywhere is float64 in every batch), so fingerprints, vocabularies and conversions agree with a whole read.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from pipeline.core.errors import DataError
+
+from .read import unreadable_parquet
+from .schema import ConversionReport, FeatureSchema, to_matrix
+
+
+@dataclass(frozen=True)
+class TableSource:
+    """The rows of one parquet file that form a table (all of them, or a split's, in file order)."""
+
+    path: Path
+    name: str  # how messages name the table
+    rows: np.ndarray | None = None  # sorted file positions of the table's rows; None: every row
+    _cache: _GroupCache = field(default_factory=lambda: _GroupCache(), compare=False, repr=False)
+
+    @cached_property
+    def _file(self):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not self.path.is_file():
+            raise DataError(f"data file {self.path} not found; run `make data` or fix the path in the config")
+        try:
+            return pq.ParquetFile(self.path, pre_buffer=False)
+        except (pa.ArrowException, OSError) as exc:
+            raise unreadable_parquet(self.path, exc) from None
+
+    @cached_property
+    def _group_starts(self) -> np.ndarray:
+        meta = self._file.metadata
+        sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+        return np.concatenate([[0], np.cumsum(sizes, dtype="int64")])
+
+    @property
+    def largest_row_group(self) -> int:
+        return int(np.diff(self._group_starts).max(initial=0))
+
+    @property
+    def file_rows(self) -> int:
+        return int(self._group_starts[-1])
+
+    @property
+    def n_rows(self) -> int:
+        return self.file_rows if self.rows is None else len(self.rows)
+
+    @property
+    def column_names(self) -> list[str]:
+        return list(self._file.schema_arrow.names)
+
+    def positions(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """File positions of the table's rows `rows` (sorted positions in the table; None: all)."""
+        table_rows = np.arange(self.file_rows) if self.rows is None else self.rows
+        return table_rows if rows is None else table_rows[rows]
+
+    @cached_property
+    def whole_dtypes(self) -> dict[str, object]:
+        """The dtypes pandas gives the whole table where a batch may get another: an integer column with a missing
+        value anywhere is float64 (or Int64, as the file's pandas metadata says) in every batch, not only in the
+        batches that hold one. Found by converting one row with a null put wherever the file has some."""
+        import pyarrow as pa
+        import pyarrow.types as pat
+
+        first = next(self._file.iter_batches(batch_size=1))
+        arrays = []
+        for j, (column, array) in enumerate(zip(self._file.schema_arrow, first.columns)):
+            integer, boolean = pat.is_integer(column.type), pat.is_boolean(column.type)
+            if (integer or boolean) and self._null_count(j, column.name):
+                array = pa.nulls(1, type=column.type)
+            arrays.append(array)
+        probe = pa.Table.from_arrays(arrays, schema=self._file.schema_arrow).to_pandas()
+        return {
+            name: probe[name].dtype for name in probe.columns if not isinstance(probe[name].dtype, pd.CategoricalDtype)
+        }
+
+    def _null_count(self, j: int, name: str) -> int:
+        meta, total = self._file.metadata, 0
+        for g in range(meta.num_row_groups):
+            stats = meta.row_group(g).column(j).statistics
+            if stats is None or not stats.has_null_count:
+                return self._file.read(columns=[name]).column(0).null_count
+            total += stats.null_count
+        return total
+
+    def frames(self, columns: Sequence[str] | None, positions: np.ndarray | None = None) -> Iterator[pd.DataFrame]:
+        """The table's rows at file `positions` (sorted; None: all the table's rows) as frames, a row group at a
+        time, with the whole table's dtypes; `columns` None reads every column."""
+        positions = self.positions() if positions is None else positions
+        starts = self._group_starts
+        cuts = np.searchsorted(positions, starts)
+        for g in range(len(starts) - 1):
+            picked = positions[cuts[g] : cuts[g + 1]]
+            if len(picked) == 0:
+                continue
+            table = self._row_group(g, columns)
+            if len(picked) < table.num_rows:
+                table = table.take(picked - starts[g])
+            yield self._as_whole(table.to_pandas())
+
+    def _row_group(self, g: int, columns: Sequence[str] | None):
+        key = (g, None if columns is None else tuple(columns))
+        with self._cache.lock:  # folds predicting in threads share the file
+            if self._cache.key != key:
+                self._cache.table = None  # one decoded group in memory at a time
+                self._cache.table = self._file.read_row_group(g, columns=None if columns is None else list(columns))
+                self._cache.key = key
+            return self._cache.table
+
+    def release(self) -> None:
+        with self._cache.lock:
+            self._cache.key = self._cache.table = None
+
+    def _as_whole(self, frame: pd.DataFrame) -> pd.DataFrame:
+        for name in frame.columns:
+            dtype = self.whole_dtypes.get(name)
+            if dtype is not None and frame[name].dtype != dtype:
+                frame[name] = frame[name].astype(dtype)
+        return frame
+
+    def column(self, name: str) -> pd.Series:
+        """One column of the table, whole (one column costs what the table's ids or target cost)."""
+        parts = [f[name] for f in self.frames([name])]
+        return pd.concat(parts, ignore_index=True) if parts else pd.Series([], name=name)
+
+
+class _GroupCache:
+    """The last row group read, decoded: LightGBM asks for a batch at a time, and a row group holds several."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.key: tuple | None = None
+        self.table = None
+
+
+class StreamedMatrix:
+    """The model matrix of a table, read block by block: `blocks` for predictions, `sequence` for LightGBM's
+    binning, `X[rows]` for a subset small enough to hold (one fold's validation rows), `X[:, j]` for a column,
+    `take(rows)` for a subset that stays streamed (a backtest's past rows)."""
+
+    def __init__(
+        self, source: TableSource, schema: FeatureSchema, batch_rows: int, positions: np.ndarray | None = None
+    ):
+        self.source = source
+        self.schema = schema
+        self.batch_rows = batch_rows
+        self.positions = source.positions() if positions is None else positions
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.positions), len(self.schema.columns)
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def blocks(self, rows: np.ndarray | None = None, report: ConversionReport | None = None) -> Iterator[np.ndarray]:
+        """float64 blocks of the rows `rows` (sorted positions in this matrix; None: all), in order."""
+        positions = self.positions if rows is None else self.positions[rows]
+        for frame in self.source.frames(self.schema.columns, positions):
+            for start in range(0, len(frame), self.batch_rows):
+                part = frame.iloc[start : start + self.batch_rows]
+                yield to_matrix(self.schema, part, self.source.name, report)
+
+    def take(self, rows: np.ndarray) -> StreamedMatrix:
+        rows = np.flatnonzero(rows) if rows.dtype == bool else rows
+        if np.any(np.diff(rows) < 0):
+            raise ValueError("a streamed matrix keeps its rows in file order: take sorted rows")
+        return StreamedMatrix(self.source, self.schema, self.batch_rows, self.positions[rows])
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, tuple):  # X[:, j]: one column, every row
+            rows, column = key
+            if not (isinstance(rows, slice) and rows == slice(None)) or not isinstance(column, int | np.integer):
+                raise TypeError("a streamed matrix gives whole columns only: X[:, j]")
+            name = self.schema.columns[column]
+            sub = FeatureSchema(
+                (name,), {name: self.schema.kinds[name]}, self.schema.categories, None, self.schema.rare
+            )
+            parts = [to_matrix(sub, f, self.source.name)[:, 0] for f in self.source.frames([name], self.positions)]
+            return np.concatenate(parts) if parts else np.empty(0)
+        rows = np.arange(len(self))[key] if isinstance(key, slice) else np.asarray(key)
+        order = np.argsort(rows, kind="stable")
+        blocks = list(self.blocks(rows[order]))
+        matrix = np.concatenate(blocks) if blocks else np.empty((0, self.shape[1]))
+        out = np.empty_like(matrix)
+        out[order] = matrix
+        return out
+
+    def sequence(self) -> lgb.Sequence:
+        return _MatrixSequence(self)
+
+    def release(self) -> None:
+        """Let go of the decoded row group kept for the next read, and of Arrow's freed buffers: once LightGBM
+        has binned the rows, only the bins are needed."""
+        import pyarrow as pa
+
+        self.source.release()
+        pa.default_memory_pool().release_unused()
+
+
+class _MatrixSequence(lgb.Sequence):
+    """LightGBM's view of a streamed matrix: single rows while it samples bin boundaries (sorted, so one cached
+    block serves them in turn), then consecutive slices of `batch_size` rows while it pushes them into bins."""
+
+    def __init__(self, matrix: StreamedMatrix):
+        self.matrix = matrix
+        self.batch_size = matrix.batch_rows
+        self._cached: tuple[int, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.matrix)
+
+    def __getitem__(self, idx):
+        if isinstance(idx, list | np.ndarray):  # a fold subset keeps its rows as a view, never as a copy
+            return _MatrixSequence(self.matrix.take(np.asarray(idx)))
+        if isinstance(idx, slice):
+            start, stop, _ = idx.indices(len(self))
+            blocks = list(self.matrix.blocks(np.arange(start, stop)))
+            return np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
+        k = int(idx) // self.batch_size
+        if self._cached is None or self._cached[0] != k:
+            start = k * self.batch_size
+            self._cached = (k, self[start : min(start + self.batch_size, len(self))])
+        return self._cached[1][int(idx) - k * self.batch_size]
+
+
+def take_rows(X: np.ndarray | StreamedMatrix, rows: np.ndarray) -> np.ndarray | StreamedMatrix:
+    """The rows `rows` of X, in order: a copy of an array, a view of a streamed matrix (rows sorted)."""
+    return X.take(rows) if isinstance(X, StreamedMatrix) else X[rows]

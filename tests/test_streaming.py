@@ -1,0 +1,123 @@
+"""Training tables read in Arrow batches (data.batch_rows): the same run as a whole read, byte for byte, for
+binary, multiclass and regression, with categoricals, NaN and an integer column whose missing values sit in one
+row group only; importance on such a run; the memory guard; and what cannot be streamed refused clearly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.cli import main
+from pipeline.config import load_config
+from pipeline.data.prepare import prepare
+from pipeline.data.stream import StreamedMatrix
+from tests.helpers.configs import write_config
+from tests.helpers.datasets import shared_file
+from tests.helpers.reliability import adult_rows
+
+COMPARED = ["oof.parquet", "test_pred.parquet", "folds.parquet", "importance.parquet", "drift_reference.json"]
+ROW_GROUP = 700  # row groups and batches that do not line up: a batch spans two groups
+
+
+def write_parquet(frame: pd.DataFrame, path) -> str:
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=ROW_GROUP)
+    return str(path)
+
+
+def adult_with_gaps(tmp_path) -> tuple[str, str]:
+    """Real adult rows with NaN in a float column and, in the first row group only, in an integer one."""
+    train, test = adult_rows(2400, 600)
+    for frame in (train, test):
+        frame.loc[frame.index % 17 == 0, "age"] = np.nan
+    train["hours-per-week"] = train["hours-per-week"].astype("Int64")
+    train.loc[:40, "hours-per-week"] = pd.NA
+    return write_parquet(train, tmp_path / "train.parquet"), write_parquet(test, tmp_path / "test.parquet")
+
+
+def tasks(tmp_path) -> dict[str, dict]:
+    train, test = adult_with_gaps(tmp_path)
+    housing = pd.read_parquet(shared_file("california_housing/housing.parquet")).sample(3000, random_state=0)
+    return {
+        "binary": {"train": train, "test": test, "target": "income", "task": "binary", "positive_label": ">50K"},
+        "multiclass": {"train": train, "test": test, "target": "relationship", "task": "multiclass"},
+        "regression": {
+            "train": write_parquet(housing, tmp_path / "housing.parquet"),
+            "target": "median_house_value",
+            "task": "regression",
+        },
+    }
+
+
+def train_run(tmp_path, name: str, data: dict, batch_rows) -> tuple:
+    config = write_config(tmp_path, name, data={**data, "batch_rows": batch_rows}, cv={"n_splits": 3, "seed": 3})
+    assert main(["train", "--config", str(config), "-q", "--run-id", "run"]) == 0
+    return config, tmp_path / "runs" / name / "run"
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_a_table_read_in_batches_trains_the_run_a_whole_read_trains(tmp_path, task):
+    data = tasks(tmp_path)[task]
+    _, whole = train_run(tmp_path, "whole", data, "whole")
+    config, batched = train_run(tmp_path, "batched", data, 500)
+    compared = [n for n in COMPARED if (whole / n).is_file()] + [f"models/fold_{k}.txt" for k in range(3)]
+    assert "test_pred.parquet" in compared or task == "regression"
+    for name in compared:
+        assert (batched / name).read_bytes() == (whole / name).read_bytes(), name
+    prep = prepare(load_config(config), stream=True)
+    assert isinstance(prep.X, StreamedMatrix) and prep.X.shape == (len(prep.y), len(prep.schema.columns))
+    whole_prep = prepare(load_config(config, ["data.batch_rows=whole"]), stream=True)
+    assert prep.data_fingerprint == whole_prep.data_fingerprint
+    assert prep.schema == whole_prep.schema
+    rows = np.array([5, 1, 1999, 700, 699, 3])
+    np.testing.assert_array_equal(prep.X[rows], whole_prep.X[rows])
+    np.testing.assert_array_equal(prep.X[:, 2], whole_prep.X[:, 2])
+
+
+def test_importance_of_a_run_trained_in_batches_equals_the_whole_read_one(tmp_path):
+    data = tasks(tmp_path)["binary"]
+    runs = [train_run(tmp_path, name, data, rows)[1] for name, rows in (("whole", "whole"), ("batched", 1000))]
+    for run in runs:
+        assert main(["importance", "--run", str(run), "-q", "--set", "importance.null_repeats=1"]) == 0
+    tables = [pd.read_parquet(run / "importance" / "importance.parquet") for run in runs]
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+
+
+def test_the_memory_guard_stops_before_any_run_folder_with_the_estimate(tmp_path, monkeypatch, capsys):
+    data = tasks(tmp_path)["binary"]
+    monkeypatch.setenv("GBPIPE_MEMORY_LIMIT", "64K")
+    for rows in ("whole", 500):
+        config = write_config(tmp_path, "guarded", data={**data, "batch_rows": rows})
+        assert main(["train", "--config", str(config)]) == 3
+        err = capsys.readouterr().err
+        assert "2,400 rows x 14 features will not fit in memory" in err
+        assert "the limit GBPIPE_MEMORY_LIMIT=64K" in err and "max_bin" in err and "--cluster" in err
+        assert ("read in batches" if rows == 500 else "read whole") in err
+    assert not (tmp_path / "runs" / "guarded").exists() or not any((tmp_path / "runs" / "guarded").iterdir())
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"test_size": 0.2, "test": None}, "data.test_size splits the table at random"),
+        ({"train": "TRAIN_CSV", "test": None}, "is not one parquet file"),
+    ],
+    ids=["test-size", "csv"],
+)
+def test_batches_refused_where_a_table_cannot_be_streamed(tmp_path, capsys, change, message):
+    data = {**tasks(tmp_path)["binary"], "batch_rows": 500}
+    if change.get("train") == "TRAIN_CSV":
+        pd.read_parquet(data["train"]).to_csv(tmp_path / "train.csv", index=False)
+        change = {**change, "train": str(tmp_path / "train.csv")}
+    data = {k: v for k, v in {**data, **change}.items() if v is not None}
+    config = write_config(tmp_path, "refused", data=data)
+    assert main(["train", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "data.batch_rows = 500 reads a parquet training table in batches" in err and message in err
+
+
+def test_auto_reads_a_small_table_whole(tmp_path):
+    config = write_config(tmp_path, "auto", data=tasks(tmp_path)["binary"])
+    assert isinstance(prepare(load_config(config), stream=True).X, np.ndarray)
