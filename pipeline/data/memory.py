@@ -8,9 +8,13 @@ whole-table path adds the table itself and its float64 matrix, the streamed path
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import os
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from pipeline.core.errors import ConfigError, DataError
@@ -95,3 +99,24 @@ def _available() -> int | None:
 
 def _gb(n: int) -> str:
     return f"{n / 2**30:.2f} GB" if n >= 2**30 else f"{n / 2**20:.0f} MB"
+
+
+def release_memory() -> None:
+    """Hand memory freed by a pass over a table back to the system: Arrow's pool keeps freed buffers, and glibc's
+    allocator keeps freed pages in its arenas, so without this a process holds its largest pass for good."""
+    import pyarrow as pa
+
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@lru_cache(maxsize=1)
+def _malloc_trim():
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        return None

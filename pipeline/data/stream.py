@@ -21,6 +21,7 @@ import pandas as pd
 
 from pipeline.core.errors import DataError
 
+from .memory import release_memory
 from .read import unreadable_parquet
 from .schema import ConversionReport, FeatureSchema, to_matrix
 
@@ -102,9 +103,11 @@ class TableSource:
             total += stats.null_count
         return total
 
-    def frames(self, columns: Sequence[str] | None, positions: np.ndarray | None = None) -> Iterator[pd.DataFrame]:
-        """The table's rows at file `positions` (sorted; None: all the table's rows) as frames, a row group at a
-        time, with the whole table's dtypes; `columns` None reads every column."""
+    def frames(
+        self, columns: Sequence[str] | None, positions: np.ndarray | None = None, batch_rows: int | None = None
+    ) -> Iterator[pd.DataFrame]:
+        """The table's rows at file `positions` (sorted; None: all the table's rows) as frames of at most
+        `batch_rows` rows (None: a row group's), with the whole table's dtypes; `columns` None reads them all."""
         positions = self.positions() if positions is None else positions
         starts = self._group_starts
         cuts = np.searchsorted(positions, starts)
@@ -113,9 +116,11 @@ class TableSource:
             if len(picked) == 0:
                 continue
             table = self._row_group(g, columns)
-            if len(picked) < table.num_rows:
-                table = table.take(picked - starts[g])
-            yield self._as_whole(table.to_pandas())
+            step = batch_rows or len(picked)
+            whole = len(picked) == table.num_rows
+            for first in range(0, len(picked), step):
+                part = table.slice(first, step) if whole else table.take(picked[first : first + step] - starts[g])
+                yield self._as_whole(part.to_pandas())
 
     def _row_group(self, g: int, columns: Sequence[str] | None):
         key = (g, None if columns is None else tuple(columns))
@@ -175,10 +180,8 @@ class StreamedMatrix:
     def blocks(self, rows: np.ndarray | None = None, report: ConversionReport | None = None) -> Iterator[np.ndarray]:
         """float64 blocks of the rows `rows` (sorted positions in this matrix; None: all), in order."""
         positions = self.positions if rows is None else self.positions[rows]
-        for frame in self.source.frames(self.schema.columns, positions):
-            for start in range(0, len(frame), self.batch_rows):
-                part = frame.iloc[start : start + self.batch_rows]
-                yield to_matrix(self.schema, part, self.source.name, report)
+        for frame in self.source.frames(self.schema.columns, positions, self.batch_rows):
+            yield to_matrix(self.schema, frame, self.source.name, report)
 
     def take(self, rows: np.ndarray) -> StreamedMatrix:
         rows = np.flatnonzero(rows) if rows.dtype == bool else rows
@@ -209,12 +212,10 @@ class StreamedMatrix:
         return _MatrixSequence(self)
 
     def release(self) -> None:
-        """Let go of the decoded row group kept for the next read, and of Arrow's freed buffers: once LightGBM
-        has binned the rows, only the bins are needed."""
-        import pyarrow as pa
-
+        """Let go of the decoded row group kept for the next read, and of the memory the reads freed: once
+        LightGBM has binned the rows, only the bins are needed."""
         self.source.release()
-        pa.default_memory_pool().release_unused()
+        release_memory()
 
 
 class _MatrixSequence(lgb.Sequence):

@@ -22,7 +22,7 @@ from pipeline.core.progress import Progress
 
 from .checks import row_ids, warn_conversion, warn_numeric_text, warn_shared_ids, warn_uninformative
 from .fold_cache import experiment_folds
-from .memory import check_fits, estimate
+from .memory import check_fits, estimate, release_memory
 from .parts import is_parted
 from .prepared import Prepared
 from .schema import (
@@ -136,7 +136,7 @@ def prepare_streamed(cfg: Config, plan: StreamPlan, progress: Progress) -> Prepa
     """The streamed counterpart of `prepare.prepare` (which calls it): a Prepared whose X and X_test stream."""
     guard_memory(cfg, plan.train, plan.batch_rows)
     digest = hashlib.sha256()
-    train = _scan(plan.train, cfg, digest)
+    train = _scan(plan.train, cfg, digest, plan.batch_rows)
     columns = select_features(train.first, cfg, plan.train.name, _id_like(plan.train, train, cfg))
     schema = infer_schema(train.first, columns, cfg, train.counts)
     warn_numeric_text(train.first, schema, cfg, plan.train.name, train.counts)
@@ -151,7 +151,7 @@ def prepare_streamed(cfg: Config, plan: StreamPlan, progress: Progress) -> Prepa
     warn_conversion(report, plan.train.name)
     X_test = y_test = test_ids = test_meta = None
     if plan.test is not None:
-        test = _scan(plan.test, cfg, digest, counted=())
+        test = _scan(plan.test, cfg, digest, plan.batch_rows, counted=())
         test_meta = pd.concat(test.identity, ignore_index=True)
         X_test = StreamedMatrix(plan.test, schema, plan.batch_rows)
         test_report = ConversionReport()
@@ -168,6 +168,7 @@ def prepare_streamed(cfg: Config, plan: StreamPlan, progress: Progress) -> Prepa
         warn_shared_ids(ids, test_ids, cfg, tables)
     data_fp = digest.hexdigest()
     folds = experiment_folds(cfg, meta, y, data_fp, labels)
+    release_memory()  # the passes' batches are gone: training starts from what prepare keeps
     progress.say(
         f"data: {len(y)} training rows, {len(columns)} features"
         + (f", {len(test_ids)} test rows" if test_ids is not None else "")
@@ -176,21 +177,22 @@ def prepare_streamed(cfg: Config, plan: StreamPlan, progress: Progress) -> Prepa
     return Prepared(X, y, ids, schema, labels, folds, data_fp, tables, X_test, y_test, test_ids)
 
 
-def _scan(source: TableSource, cfg: Config, digest, counted: tuple[str, ...] | None = None) -> _Scan:
+def _scan(source: TableSource, cfg: Config, digest, batch_rows: int, counted: tuple[str, ...] | None = None) -> _Scan:
     """Pass 1 over a table: fingerprint (as `tables.fingerprint` hashes the whole frame), identity columns and the
     category counts of `counted` (None: every column infer_schema may make categorical)."""
     data = cfg.data
     wanted = {data.target, data.id, cfg.cv.group, cfg.cv.time, *data.keep}
     columns = [c for c in source.column_names if c != data.split_column]
     scan = _Scan([], {})
-    for frame in source.frames(columns):
+    for frame in source.frames(columns, batch_rows=batch_rows):
         if scan.first is None:
             frame = drop_nested_columns(frame, cfg, source.name)  # warned about once, left out after
             columns = list(frame.columns)
             scan.first = frame.head(0).copy()
             digest.update(repr([(str(c), str(t)) for c, t in frame.dtypes.items()]).encode())
             counted = categorical_candidates(frame, cfg) if counted is None else counted
-        frame = frame[columns]
+        elif len(frame.columns) != len(columns):
+            frame = frame[columns]
         digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
         scan.identity.append(frame[[c for c in columns if c in wanted]])
         for col in counted:
