@@ -4,6 +4,8 @@ row group only; importance on such a run; the memory guard; and what cannot be s
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -28,12 +30,18 @@ def write_parquet(frame: pd.DataFrame, path) -> str:
 
 
 def adult_with_gaps(tmp_path) -> tuple[str, str]:
-    """Real adult rows with NaN in a float column and, in the first row group only, in an integer one."""
+    """Real adult rows with NaN in a float column and, in the first row group only, in an integer and a boolean
+    one (a whole read makes them Int64 and object, a batch without a gap would not); a struct column first,
+    empty in the first row group, so its parquet leaves shift every later column's."""
     train, test = adult_rows(2400, 600)
     for frame in (train, test):
         frame.loc[frame.index % 17 == 0, "age"] = np.nan
+        frame.insert(0, "address", [None if i < 800 else {"zip": i % 90, "city": "x"} for i in range(len(frame))])
+        frame["over_40h"] = frame["hours-per-week"] > 40
     train["hours-per-week"] = train["hours-per-week"].astype("Int64")
     train.loc[:40, "hours-per-week"] = pd.NA
+    train["over_40h"] = train["over_40h"].astype(object)
+    train.loc[:40, "over_40h"] = None
     return write_parquet(train, tmp_path / "train.parquet"), write_parquet(test, tmp_path / "test.parquet")
 
 
@@ -51,17 +59,25 @@ def tasks(tmp_path) -> dict[str, dict]:
     }
 
 
-def train_run(tmp_path, name: str, data: dict, batch_rows) -> tuple:
-    config = write_config(tmp_path, name, data={**data, "batch_rows": batch_rows}, cv={"n_splits": 3, "seed": 3})
+def train_run(tmp_path, name: str, data: dict, batch_rows, model: dict | None = None) -> tuple:
+    data = {**data, "batch_rows": batch_rows}
+    config = write_config(tmp_path, name, data=data, cv={"n_splits": 3, "seed": 3}, model=model or {})
     assert main(["train", "--config", str(config), "-q", "--run-id", "run"]) == 0
     return config, tmp_path / "runs" / name / "run"
 
 
-@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
-def test_a_table_read_in_batches_trains_the_run_a_whole_read_trains(tmp_path, task):
+@pytest.mark.parametrize(
+    "task, model",
+    [("binary", None), ("multiclass", None), ("regression", None), ("binary", {"num_threads": 2, "fold_workers": 2})],
+    ids=["binary", "multiclass", "regression", "binary-two-folds-at-once"],
+)
+def test_a_table_read_in_batches_trains_the_run_a_whole_read_trains(tmp_path, task, model, recwarn):
     data = tasks(tmp_path)[task]
-    _, whole = train_run(tmp_path, "whole", data, "whole")
-    config, batched = train_run(tmp_path, "batched", data, 500)
+    _, whole = train_run(tmp_path, "whole", data, "whole", model)
+    whole_warnings = sorted(str(w.message) for w in recwarn)
+    recwarn.clear()
+    config, batched = train_run(tmp_path, "batched", data, 500, model)
+    assert sorted(str(w.message) for w in recwarn) == whole_warnings
     compared = [n for n in COMPARED if (whole / n).is_file()] + [f"models/fold_{k}.txt" for k in range(3)]
     assert "test_pred.parquet" in compared or task == "regression"
     for name in compared:
@@ -92,9 +108,12 @@ def test_the_memory_guard_stops_before_any_run_folder_with_the_estimate(tmp_path
         config = write_config(tmp_path, "guarded", data={**data, "batch_rows": rows})
         assert main(["train", "--config", str(config)]) == 3
         err = capsys.readouterr().err
-        assert "2,400 rows x 14 features will not fit in memory" in err
-        assert "the limit GBPIPE_MEMORY_LIMIT=64K" in err and "max_bin" in err and "--cluster" in err
-        assert ("read in batches" if rows == 500 else "read whole") in err
+        assert "2,400 rows x 16 features will not fit in memory" in err
+        assert "the limit GBPIPE_MEMORY_LIMIT=64K" in err and "max_bin to 15" in err
+        if rows == 500:
+            assert "(one row group and one block at a time)" in err and "smaller row groups" in err
+        else:
+            assert "(the table and its float64 matrix)" in err and "data.batch_rows = 100000" in err
     assert not (tmp_path / "runs" / "guarded").exists() or not any((tmp_path / "runs" / "guarded").iterdir())
 
 
@@ -121,3 +140,36 @@ def test_batches_refused_where_a_table_cannot_be_streamed(tmp_path, capsys, chan
 def test_auto_reads_a_small_table_whole(tmp_path):
     config = write_config(tmp_path, "auto", data=tasks(tmp_path)["binary"])
     assert isinstance(prepare(load_config(config), stream=True).X, np.ndarray)
+
+
+@pytest.mark.parametrize(
+    "frame, config, code, message",
+    [
+        (pd.DataFrame({"x": [1.0] * 60, "row_id": range(60), "y": [0, 1] * 30}), {}, 3, "has a column 'row_id'"),
+        (
+            pd.DataFrame({"x": [1.0] * 60, "y": [0, 1] * 30}),
+            {"id": "key"},
+            3,
+            "id column 'key' not found.*columns are: x, y",
+        ),
+        (
+            pd.DataFrame({"x": [1.0] * 60, "y": [0, 1] * 30}),
+            {"target": "label"},
+            3,
+            "'label' not found.*columns are: x, y",
+        ),
+        (
+            pd.DataFrame({"x": pd.Series([], dtype=float), "y": pd.Series([], dtype=int)}),
+            {},
+            3,
+            "has a header but 0 rows",
+        ),
+    ],
+    ids=["row-id-column", "missing-id", "missing-target", "no-rows"],
+)
+@pytest.mark.parametrize("batch_rows", ["whole", 100])
+def test_bad_tables_are_refused_alike_whole_or_in_batches(tmp_path, capsys, frame, config, code, message, batch_rows):
+    path = write_parquet(frame, tmp_path / "t.parquet")
+    data = {"train": path, "target": "y", "task": "binary", "batch_rows": batch_rows, **config}
+    assert main(["train", "--config", str(write_config(tmp_path, "bad", data=data))]) == code
+    assert re.search(message, capsys.readouterr().err)

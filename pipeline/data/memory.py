@@ -1,9 +1,10 @@
 """The memory guard: before a training table is read into memory or binned, estimate what training will hold
 and stop with the estimate when it cannot fit, instead of being killed by the kernel halfway through a run.
 
-The estimate follows what LightGBM allocates: the binned Dataset (one byte per row and feature up to 256 bins,
-two beyond) plus its fold subsets (the training part and the validation part: about the Dataset again); the
-whole-table path adds the table itself and its float64 matrix, the streamed path one block of rows.
+The estimate follows what LightGBM allocates: the binned Dataset (half a byte, one or two per row and feature, by
+the number of bins) plus the subsets of the folds training at once (their training and validation parts: about
+the Dataset again each, with their row indices); the whole-table path adds the table itself and its float64
+matrix, the streamed path one decoded row group and one block of rows.
 """
 
 from __future__ import annotations
@@ -26,37 +27,61 @@ _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
 @dataclass(frozen=True)
 class MemoryEstimate:
-    """Bytes one training needs, by part."""
+    """Bytes one training needs, by part, and what they were estimated from."""
 
-    binned: int  # the binned LightGBM Dataset
-    subsets: int  # the fold subsets LightGBM copies out of it
-    raw: int  # what holds raw values: the whole table and its float64 matrix, or one streamed block
+    n_rows: int
+    n_features: int
+    max_bin: int
+    fold_workers: int
+    raw: int  # what holds raw values: the whole table and its float64 matrix, or one row group and one block
+    streamed: bool
+
+    @property
+    def bytes_per_value(self) -> float:
+        """LightGBM stores a bin in 4 bits up to 16 bins, a byte up to 256, two bytes beyond."""
+        return 0.5 if self.max_bin < 16 else 1.0 if self.max_bin < 256 else 2.0
+
+    @property
+    def binned(self) -> int:
+        return int(self.n_rows * self.n_features * self.bytes_per_value)
+
+    @property
+    def subsets(self) -> int:
+        """Each fold training at once holds its training and validation subsets (about the Dataset again), whose
+        row indices LightGBM keeps as a Python list (about 40 bytes a row)."""
+        return self.fold_workers * (self.binned + 40 * self.n_rows)
 
     @property
     def total(self) -> int:
         return self.binned + self.subsets + self.raw
 
 
-def estimate(n_rows: int, n_features: int, max_bin: int, raw_bytes: int) -> MemoryEstimate:
-    per_value = 1 if max_bin <= 256 else 2
-    binned = n_rows * n_features * per_value
-    return MemoryEstimate(binned, binned, raw_bytes)
-
-
-def check_fits(need: MemoryEstimate, n_rows: int, n_features: int, max_bin: int, source: str, streamed: bool) -> None:
+def check_fits(need: MemoryEstimate, source: str) -> None:
     """DataError (exit 3) when training would need more memory than the limit; nothing is written before."""
     limit, why = memory_limit()
     if limit is None or need.total <= limit:
         return
-    how = "read in batches" if streamed else "read whole (the table and its float64 matrix)"
+    how = "one row group and one block at a time" if need.streamed else "the table and its float64 matrix"
     raise DataError(
-        f"{source}: {n_rows:,} rows x {n_features} features will not fit in memory: the binned LightGBM Dataset "
-        f"takes about {_gb(need.binned)} (rows x features x {1 if max_bin <= 256 else 2} byte per value at "
-        f"max_bin {max_bin}), its fold subsets {_gb(need.subsets)}, the raw values {how} {_gb(need.raw)}: "
-        f"{_gb(need.total)} in all, but {_gb(limit)} is {why}. Lower model.params.max_bin (e.g. 63), train on "
-        "fewer columns (data.features), read the table in batches (data.batch_rows), or train on a Dask "
-        "cluster (--cluster)"
+        f"{source}: {need.n_rows:,} rows x {need.n_features} features will not fit in memory: training would hold "
+        f"about {_size(need.total)}: the binned LightGBM Dataset {_size(need.binned)} ({need.bytes_per_value:g} "
+        f"byte per value at max_bin {need.max_bin}), the subsets of {need.fold_workers} folds training at once "
+        f"{_size(need.subsets)}, and the raw values ({how}) {_size(need.raw)}; but {_size(limit)} is {why}. "
+        f"To fit: {'; '.join(_advice(need))}"
     )
+
+
+def _advice(need: MemoryEstimate) -> list[str]:
+    advice = []
+    if not need.streamed and need.raw > need.binned:
+        advice.append("read the table in batches (data.batch_rows = 100000; gbpipe train and importance)")
+    if need.streamed and need.raw > need.binned:
+        advice.append("write the parquet file with smaller row groups (e.g. 100,000 rows)")
+    if need.fold_workers > 1:
+        advice.append("train one fold at a time (model.fold_workers = 1)")
+    if need.max_bin >= 16:
+        advice.append("lower model.params.max_bin to 15 (half a byte per value)")
+    return [*advice, "train on fewer columns (data.features) or fewer rows"]
 
 
 def memory_limit() -> tuple[int | None, str]:
@@ -92,12 +117,18 @@ def _available() -> int | None:
     try:
         cap = Path("/sys/fs/cgroup/memory.max").read_text().strip()
         used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+        stat = Path("/sys/fs/cgroup/memory.stat").read_text()
     except (OSError, ValueError):
         return available
-    return available if cap == "max" else min(available, int(cap) - used)
+    if cap == "max":
+        return available
+    # memory.current counts the page cache, which the kernel drops before it kills: reading the table fills it
+    cache = re.search(r"^inactive_file (\d+)", stat, re.MULTILINE)
+    used -= int(cache.group(1)) if cache else 0
+    return min(available, max(int(cap) - used, 0))
 
 
-def _gb(n: int) -> str:
+def _size(n: int) -> str:
     return f"{n / 2**30:.2f} GB" if n >= 2**30 else f"{n / 2**20:.0f} MB"
 
 

@@ -23,7 +23,7 @@ def read_table(path: str | Path, sep: str = ",") -> pd.DataFrame:
         return _read_sklearn(text.removeprefix(SKLEARN_PREFIX))
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"data file {path} not found; run `make data` or fix the path in the config")
+        raise missing_file(path)
     suffixes = "".join(path.suffixes[-2:]).lower()
     if suffixes.endswith(".parquet") or suffixes.endswith(".pq"):
         frame = read_parquet_file(path)
@@ -51,6 +51,10 @@ def read_parquet_file(path: Path) -> pd.DataFrame:
         raise unreadable_parquet(path, exc) from None
     pa.default_memory_pool().release_unused()
     return frame
+
+
+def missing_file(path: Path) -> DataError:
+    return DataError(f"data file {path} not found; run `make data` or fix the path in the config")
 
 
 def unreadable_parquet(path: Path, exc: Exception) -> DataError:

@@ -125,9 +125,10 @@ def nested_columns(frame: pd.DataFrame) -> list[str]:
     return nested
 
 
-def drop_nested_columns(frame: pd.DataFrame, cfg: Config, source: str) -> pd.DataFrame:
-    """The frame without its nested columns (warned about); DataError when the config needs one of them."""
-    nested = nested_columns(frame)
+def drop_nested_columns(frame: pd.DataFrame, cfg: Config, source: str, nested: list[str] | None = None) -> pd.DataFrame:
+    """The frame without its nested columns (warned about); DataError when the config needs one of them.
+    A table read in batches names them from its file's schema (`nested`): one batch may hold only nulls."""
+    nested = nested_columns(frame) if nested is None else [c for c in nested if c in frame.columns]
     if not nested:
         return frame
     data = cfg.data
@@ -214,10 +215,9 @@ def infer_schema(
     kinds, categories, rare = {}, {}, {}
     for col in columns:
         series = frame[col]
-        numeric = pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
-        if col in listed or not numeric:
+        if col in listed or not is_number_dtype(series.dtype):
             kinds[col] = "categorical"
-            counts = text_counts[col] if text_counts is not None else category_counts(series)
+            counts = text_counts[col] if text_counts is not None else vocabulary_counts(series)
             common = counts >= cfg.data.min_category_rows
             categories[col] = tuple(sorted(counts.index[common]))
             if not common.all():
@@ -230,14 +230,18 @@ def infer_schema(
 _THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?")
 
 
-def categorical_candidates(frame: pd.DataFrame, cfg: Config) -> list[str]:
-    """The columns infer_schema may make categorical: text-like ones and those listed in data.categorical."""
+def is_number_dtype(dtype) -> bool:
+    """Numbers and booleans: what infer_schema keeps numeric unless data.categorical lists it."""
+    return pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
+
+
+def categorical_candidates(frame: pd.DataFrame, columns: list[str], cfg: Config) -> list[str]:
+    """The `columns` infer_schema may make categorical: text-like ones and those listed in data.categorical."""
     listed = set(cfg.data.categorical or ())
-    numeric = [pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]) for c in frame.columns]
-    return [c for c, is_number in zip(frame.columns, numeric) if c in listed or not is_number]
+    return [c for c in columns if c in listed or not is_number_dtype(frame[c].dtype)]
 
 
-def category_counts(series: pd.Series) -> pd.Series:
+def vocabulary_counts(series: pd.Series) -> pd.Series:
     """Rows per category value, as text (missing left out): what a vocabulary is made of."""
     return _as_text(series).value_counts()
 

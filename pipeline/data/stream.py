@@ -1,5 +1,5 @@
 """A training table read in Arrow record batches, never whole: the float64 model matrix exists one block at a
-time, as LightGBM bins it (`lightgbm.Sequence`) and as fold models predict it.
+time, as LightGBM bins it (through pipeline/engine/streamed.py) and as fold models predict it.
 
 A parquet file is read by row group (the unit parquet can seek to), and only the rows and columns asked for are
 converted, by the same `to_matrix` the whole-table path uses, so every cell has the value it has there. Each batch
@@ -15,14 +15,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from pipeline.core.errors import DataError
-
 from .memory import release_memory
-from .read import unreadable_parquet
+from .read import missing_file, unreadable_parquet
 from .schema import ConversionReport, FeatureSchema, to_matrix
 
 
@@ -41,7 +38,7 @@ class TableSource:
         import pyarrow.parquet as pq
 
         if not self.path.is_file():
-            raise DataError(f"data file {self.path} not found; run `make data` or fix the path in the config")
+            raise missing_file(self.path)
         try:
             return pq.ParquetFile(self.path, pre_buffer=False)
         except (pa.ArrowException, OSError) as exc:
@@ -83,10 +80,11 @@ class TableSource:
         import pyarrow.types as pat
 
         first = next(self._file.iter_batches(batch_size=1))
+        leaves = {self._file.schema.column(i).path: i for i in range(len(self._file.schema))}
         arrays = []
-        for j, (column, array) in enumerate(zip(self._file.schema_arrow, first.columns)):
+        for column, array in zip(self._file.schema_arrow, first.columns):
             integer, boolean = pat.is_integer(column.type), pat.is_boolean(column.type)
-            if (integer or boolean) and self._null_count(j, column.name):
+            if (integer or boolean) and self._null_count(leaves[column.name], column.name):
                 array = pa.nulls(1, type=column.type)
             arrays.append(array)
         probe = pa.Table.from_arrays(arrays, schema=self._file.schema_arrow).to_pandas()
@@ -94,7 +92,15 @@ class TableSource:
             name: probe[name].dtype for name in probe.columns if not isinstance(probe[name].dtype, pd.CategoricalDtype)
         }
 
+    @property
+    def nested_columns(self) -> list[str]:
+        """Columns of lists, structs or maps (from the file's schema: a batch of nulls would not show them)."""
+        import pyarrow.types as pat
+
+        return [c.name for c in self._file.schema_arrow if pat.is_nested(c.type)]
+
     def _null_count(self, j: int, name: str) -> int:
+        """Missing values of a flat column (`j`: its parquet leaf) from the row groups' statistics."""
         meta, total = self._file.metadata, 0
         for g in range(meta.num_row_groups):
             stats = meta.row_group(g).column(j).statistics
@@ -109,6 +115,8 @@ class TableSource:
         """The table's rows at file `positions` (sorted; None: all the table's rows) as frames of at most
         `batch_rows` rows (None: a row group's), with the whole table's dtypes; `columns` None reads them all."""
         positions = self.positions() if positions is None else positions
+        if len(positions) > 1 and not np.all(np.diff(positions) > 0):
+            raise ValueError("rows of a streamed table are read in file order: give sorted, distinct positions")
         starts = self._group_starts
         cuts = np.searchsorted(positions, starts)
         for g in range(len(starts) - 1):
@@ -158,9 +166,9 @@ class _GroupCache:
 
 
 class StreamedMatrix:
-    """The model matrix of a table, read block by block: `blocks` for predictions, `sequence` for LightGBM's
-    binning, `X[rows]` for a subset small enough to hold (one fold's validation rows), `X[:, j]` for a column,
-    `take(rows)` for a subset that stays streamed (a backtest's past rows)."""
+    """The model matrix of a table, read block by block: `blocks` for predictions and binning, `X[rows]` for a
+    subset small enough to hold (one fold's validation rows), `X[:, j]` for a column, `take(rows)` for a subset
+    that stays streamed (a fold's rows, as LightGBM subsets its Dataset)."""
 
     def __init__(
         self, source: TableSource, schema: FeatureSchema, batch_rows: int, positions: np.ndarray | None = None
@@ -178,72 +186,45 @@ class StreamedMatrix:
         return len(self.positions)
 
     def blocks(self, rows: np.ndarray | None = None, report: ConversionReport | None = None) -> Iterator[np.ndarray]:
-        """float64 blocks of the rows `rows` (sorted positions in this matrix; None: all), in order."""
+        """float64 blocks of the rows `rows` (sorted, distinct positions in this matrix; None: all), in order."""
         positions = self.positions if rows is None else self.positions[rows]
         for frame in self.source.frames(self.schema.columns, positions, self.batch_rows):
             yield to_matrix(self.schema, frame, self.source.name, report)
 
     def take(self, rows: np.ndarray) -> StreamedMatrix:
-        rows = np.flatnonzero(rows) if rows.dtype == bool else rows
-        if np.any(np.diff(rows) < 0):
-            raise ValueError("a streamed matrix keeps its rows in file order: take sorted rows")
-        return StreamedMatrix(self.source, self.schema, self.batch_rows, self.positions[rows])
+        return StreamedMatrix(self.source, self.schema, self.batch_rows, self.positions[self._rows(rows)])
+
+    def _rows(self, key) -> np.ndarray:
+        """A row key (slice, mask, positions, negative ones too) as positions in this matrix."""
+        rows = np.arange(len(self))[key] if isinstance(key, slice) else np.asarray(key)
+        if rows.dtype == bool:
+            return np.flatnonzero(rows)
+        if len(rows) and rows.min() < 0:
+            rows = np.where(rows < 0, rows + len(self), rows)
+        return rows
 
     def __getitem__(self, key) -> np.ndarray:
         if isinstance(key, tuple):  # X[:, j]: one column, every row
-            rows, column = key
-            if not (isinstance(rows, slice) and rows == slice(None)) or not isinstance(column, int | np.integer):
-                raise TypeError("a streamed matrix gives whole columns only: X[:, j]")
-            name = self.schema.columns[column]
-            sub = FeatureSchema(
-                (name,), {name: self.schema.kinds[name]}, self.schema.categories, None, self.schema.rare
-            )
-            parts = [to_matrix(sub, f, self.source.name)[:, 0] for f in self.source.frames([name], self.positions)]
-            return np.concatenate(parts) if parts else np.empty(0)
-        rows = np.arange(len(self))[key] if isinstance(key, slice) else np.asarray(key)
-        order = np.argsort(rows, kind="stable")
-        blocks = list(self.blocks(rows[order]))
-        matrix = np.concatenate(blocks) if blocks else np.empty((0, self.shape[1]))
-        out = np.empty_like(matrix)
-        out[order] = matrix
-        return out
+            return self._column(*key)
+        rows = self._rows(key)
+        unique, inverse = np.unique(rows, return_inverse=True)  # sorted and distinct, as the file is read
+        out = np.empty((len(unique), self.shape[1]))
+        done = 0
+        for block in self.blocks(unique):
+            out[done : done + len(block)] = block
+            done += len(block)
+        return out if len(unique) == len(rows) and np.array_equal(unique, rows) else out[inverse]
 
-    def sequence(self) -> lgb.Sequence:
-        return _MatrixSequence(self)
+    def _column(self, rows, column) -> np.ndarray:
+        if not (isinstance(rows, slice) and rows == slice(None)) or not isinstance(column, int | np.integer):
+            raise TypeError("a streamed matrix gives whole columns only: X[:, j]")
+        name = self.schema.columns[column]
+        sub = FeatureSchema((name,), {name: self.schema.kinds[name]}, self.schema.categories, None, self.schema.rare)
+        parts = [to_matrix(sub, f, self.source.name)[:, 0] for f in self.source.frames([name], self.positions)]
+        return np.concatenate(parts) if parts else np.empty(0)
 
     def release(self) -> None:
         """Let go of the decoded row group kept for the next read, and of the memory the reads freed: once
         LightGBM has binned the rows, only the bins are needed."""
         self.source.release()
         release_memory()
-
-
-class _MatrixSequence(lgb.Sequence):
-    """LightGBM's view of a streamed matrix: single rows while it samples bin boundaries (sorted, so one cached
-    block serves them in turn), then consecutive slices of `batch_size` rows while it pushes them into bins."""
-
-    def __init__(self, matrix: StreamedMatrix):
-        self.matrix = matrix
-        self.batch_size = matrix.batch_rows
-        self._cached: tuple[int, np.ndarray] | None = None
-
-    def __len__(self) -> int:
-        return len(self.matrix)
-
-    def __getitem__(self, idx):
-        if isinstance(idx, list | np.ndarray):  # a fold subset keeps its rows as a view, never as a copy
-            return _MatrixSequence(self.matrix.take(np.asarray(idx)))
-        if isinstance(idx, slice):
-            start, stop, _ = idx.indices(len(self))
-            blocks = list(self.matrix.blocks(np.arange(start, stop)))
-            return np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
-        k = int(idx) // self.batch_size
-        if self._cached is None or self._cached[0] != k:
-            start = k * self.batch_size
-            self._cached = (k, self[start : min(start + self.batch_size, len(self))])
-        return self._cached[1][int(idx) - k * self.batch_size]
-
-
-def take_rows(X: np.ndarray | StreamedMatrix, rows: np.ndarray) -> np.ndarray | StreamedMatrix:
-    """The rows `rows` of X, in order: a copy of an array, a view of a streamed matrix (rows sorted)."""
-    return X.take(rows) if isinstance(X, StreamedMatrix) else X[rows]

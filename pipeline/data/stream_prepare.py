@@ -10,28 +10,32 @@ a `StreamedMatrix`, converted again, block by block, whenever training or predic
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pipeline.config import Config
-from pipeline.core.errors import ConfigError
+from pipeline.config import ROW_ID, Config
+from pipeline.core.cores import available_cores
+from pipeline.core.errors import ConfigError, DataError
 from pipeline.core.progress import Progress
 
 from .checks import row_ids, warn_conversion, warn_numeric_text, warn_shared_ids, warn_uninformative
 from .fold_cache import experiment_folds
-from .memory import check_fits, estimate, release_memory
+from .memory import MemoryEstimate, check_fits
 from .parts import is_parted
 from .prepared import Prepared
 from .schema import (
+    MIN_ROWS_ID_LIKE,
     ConversionReport,
     categorical_candidates,
-    category_counts,
     drop_nested_columns,
     infer_schema,
+    is_number_dtype,
     select_features,
+    vocabulary_counts,
 )
 from .stream import StreamedMatrix, TableSource
 from .tables import Tables, check_target, fit_labels, split_by_column
@@ -111,16 +115,18 @@ def guard_whole(cfg: Config) -> None:
 
 def guard_memory(cfg: Config, source: TableSource, batch_rows: int | None) -> None:
     """Stop (exit 3) before reading when training on this table cannot fit; `batch_rows` None: read whole."""
-    n_features = max(len(source.column_names) - 1, 1)
-    max_bin = int(cfg.model.params.get("max_bin", DEFAULT_MAX_BIN))
+    n_columns = len(source.column_names)
+    n_features = max(n_columns - 1, 1)
     n_rows = source.n_rows
     if batch_rows is None:  # the pandas table (about 8 bytes a cell) and the float64 matrix
-        raw = n_rows * len(source.column_names) * 8 + n_rows * n_features * 8
-    else:  # one decoded row group, one block of the matrix
-        raw = source.largest_row_group * len(source.column_names) * 8 + batch_rows * n_features * 8
-    check_fits(
-        estimate(n_rows, n_features, max_bin, raw), n_rows, n_features, max_bin, source.name, batch_rows is not None
-    )
+        raw = n_rows * n_columns * 8 + n_rows * n_features * 8
+    else:  # one decoded row group (8 bytes a cell at most), one block of the matrix
+        raw = source.largest_row_group * n_columns * 8 + batch_rows * n_features * 8
+    threads = min(cfg.model.num_threads or available_cores(), available_cores())
+    auto = 1 if batch_rows is not None else threads  # as engine.cv.fold_workers decides
+    workers = max(1, min(cfg.model.fold_workers or auto, threads, cfg.cv.n_splits))
+    max_bin = int(cfg.model.params.get("max_bin", DEFAULT_MAX_BIN))
+    check_fits(MemoryEstimate(n_rows, n_features, max_bin, workers, raw, batch_rows is not None), source.name)
 
 
 @dataclass
@@ -140,8 +146,7 @@ def prepare_streamed(cfg: Config, plan: StreamPlan, progress: Progress) -> Prepa
     columns = select_features(train.first, cfg, plan.train.name, _id_like(plan.train, train, cfg))
     schema = infer_schema(train.first, columns, cfg, train.counts)
     warn_numeric_text(train.first, schema, cfg, plan.train.name, train.counts)
-    meta = pd.concat(train.identity, ignore_index=True)
-    check_target(meta, cfg, plan.train.name)
+    meta = train.identity_frame(cfg, plan.train.name)
     labels = fit_labels(meta[cfg.data.target], cfg)
     y = labels.encode(meta[cfg.data.target], plan.train.name)
     ids = row_ids(meta, cfg, plan.train.name)
@@ -151,7 +156,7 @@ def prepare_streamed(cfg: Config, plan: StreamPlan, progress: Progress) -> Prepa
     warn_conversion(report, plan.train.name)
     X_test = y_test = test_ids = test_meta = None
     if plan.test is not None:
-        test = _scan(plan.test, cfg, digest, plan.batch_rows, counted=())
+        test = _scan(plan.test, cfg, digest, plan.batch_rows, counted=False)
         test_meta = pd.concat(test.identity, ignore_index=True)
         X_test = StreamedMatrix(plan.test, schema, plan.batch_rows)
         test_report = ConversionReport()
@@ -168,7 +173,9 @@ def prepare_streamed(cfg: Config, plan: StreamPlan, progress: Progress) -> Prepa
         warn_shared_ids(ids, test_ids, cfg, tables)
     data_fp = digest.hexdigest()
     folds = experiment_folds(cfg, meta, y, data_fp, labels)
-    release_memory()  # the passes' batches are gone: training starts from what prepare keeps
+    for matrix in (X, X_test):
+        if matrix is not None:
+            matrix.release()  # the passes' row groups are gone: training starts from what prepare keeps
     progress.say(
         f"data: {len(y)} training rows, {len(columns)} features"
         + (f", {len(test_ids)} test rows" if test_ids is not None else "")
@@ -177,54 +184,77 @@ def prepare_streamed(cfg: Config, plan: StreamPlan, progress: Progress) -> Prepa
     return Prepared(X, y, ids, schema, labels, folds, data_fp, tables, X_test, y_test, test_ids)
 
 
-def _scan(source: TableSource, cfg: Config, digest, batch_rows: int, counted: tuple[str, ...] | None = None) -> _Scan:
-    """Pass 1 over a table: fingerprint (as `tables.fingerprint` hashes the whole frame), identity columns and the
-    category counts of `counted` (None: every column infer_schema may make categorical)."""
+@dataclass
+class _Scan:
+    """What pass 1 gathers from one table: its first batch (columns and dtypes), the identity columns' batches,
+    and each feature candidate's category counts."""
+
+    first: pd.DataFrame
+    identity: list[pd.DataFrame]
+    counts: dict[str, pd.Series]
+
+    def identity_frame(self, cfg: Config, source: str) -> pd.DataFrame:
+        """The identity columns, whole; a target or id the table lacks is refused naming all its columns."""
+        if cfg.data.target not in self.first.columns:
+            check_target(self.first, cfg, source)
+        if cfg.data.id is not None and cfg.data.id not in self.first.columns:
+            row_ids(self.first, cfg, source)
+        meta = pd.concat(self.identity, ignore_index=True)
+        check_target(meta, cfg, source)
+        return meta
+
+
+def _scan(source: TableSource, cfg: Config, digest, batch_rows: int, counted: bool = True) -> _Scan:
+    """Pass 1 over a table: fingerprint (as `tables.fingerprint` hashes the whole frame), identity columns and, when
+    `counted`, the category counts of every column that may become a categorical feature."""
     data = cfg.data
-    wanted = {data.target, data.id, cfg.cv.group, cfg.cv.time, *data.keep}
+    identity = {data.target, data.id, cfg.cv.group, cfg.cv.time, ROW_ID, *data.keep}
     columns = [c for c in source.column_names if c != data.split_column]
-    scan = _Scan([], {})
-    for frame in source.frames(columns, batch_rows=batch_rows):
-        if scan.first is None:
-            frame = drop_nested_columns(frame, cfg, source.name)  # warned about once, left out after
-            columns = list(frame.columns)
-            scan.first = frame.head(0).copy()
-            digest.update(repr([(str(c), str(t)) for c, t in frame.dtypes.items()]).encode())
-            counted = categorical_candidates(frame, cfg) if counted is None else counted
-        elif len(frame.columns) != len(columns):
-            frame = frame[columns]
+    batches = source.frames(columns, batch_rows=batch_rows)
+    first = next(batches, None)
+    if first is None:
+        raise DataError(f"data file {source.path} has a header but 0 rows; give a file with data rows")
+    first = drop_nested_columns(first, cfg, source.name, source.nested_columns)
+    columns = list(first.columns)
+    digest.update(repr([(str(c), str(t)) for c, t in first.dtypes.items()]).encode())
+    candidates = categorical_candidates(first, _feature_candidates(columns, cfg), cfg) if counted else []
+    scan, parts = _Scan(first.head(0).copy(), [], {}), {c: [] for c in candidates}
+    for frame in itertools.chain([first], batches):
+        frame = frame if len(frame.columns) == len(columns) else frame[columns]
         digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-        scan.identity.append(frame[[c for c in columns if c in wanted]])
-        for col in counted:
-            part = category_counts(frame[col])
-            scan.counts[col] = part if col not in scan.counts else scan.counts[col].add(part, fill_value=0)
-    if scan.first is None:
-        raise ConfigError(f"{source.name} has no rows to train on")
-    scan.counts = {c: v.astype("int64").sort_values(ascending=False, kind="stable") for c, v in scan.counts.items()}
+        scan.identity.append(frame[[c for c in columns if c in identity]])
+        for col in candidates:
+            parts[col].append(vocabulary_counts(frame[col]))
+    for col, counts in parts.items():  # one sum at the end: adding batch by batch would copy the vocabulary each time
+        total = pd.concat(counts).groupby(level=0, sort=False).sum().astype("int64")
+        scan.counts[col] = total.sort_values(ascending=False, kind="stable")
     return scan
+
+
+def _feature_candidates(columns: list[str], cfg: Config) -> list[str]:
+    """The columns select_features may keep: data.features, else all but the target, id, group, time and the rest."""
+    data = cfg.data
+    if data.features is not None:
+        return [c for c in data.features if c in columns]
+    dropped = {data.target, data.id, cfg.cv.group, cfg.cv.time, *data.exclude, *data.keep}
+    return [c for c in columns if c not in dropped]
 
 
 def _id_like(source: TableSource, scan: _Scan, cfg: Config) -> tuple[list[str], list[str], int]:
     """`schema.id_like_columns` over every row: text columns from their counts, integer ones read alone."""
-    from .schema import MIN_ROWS_ID_LIKE
-
     n_rows = source.n_rows
-    if n_rows < MIN_ROWS_ID_LIKE:
+    if n_rows < MIN_ROWS_ID_LIKE or cfg.data.features is not None:
         return [], [], n_rows
     text = [
         c
         for c, counts in scan.counts.items()
-        if len(counts) == n_rows and int(counts.sum()) == n_rows and not _is_number(scan.first[c].dtype)
+        if len(counts) == n_rows and int(counts.sum()) == n_rows and not is_number_dtype(scan.first[c].dtype)
     ]
     integer = []
-    for col in scan.first.columns:
+    for col in _feature_candidates(list(scan.first.columns), cfg):
         dtype = scan.first[col].dtype
         if pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
             values = source.column(col)
             if values.notna().all() and values.nunique() == n_rows:
                 integer.append(col)
     return text, integer, n_rows
-
-
-def _is_number(dtype) -> bool:
-    return pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)

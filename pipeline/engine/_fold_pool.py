@@ -32,7 +32,7 @@ import numpy as np
 from pipeline.core.metrics import lgb_metric
 from pipeline.data.folds import Folds
 
-from .fold import FoldOutput, check_deadline, early_stopper, fold_datasets, predict, score_fold
+from .fold import FoldOutput, check_deadline, early_stopper, fold_datasets, predict_matrix, score_fold
 from .spec import TrainSpec
 
 
@@ -101,7 +101,9 @@ class FoldTask:
         result, valid_pred = score_fold(
             self.booster, X, y, self.valid_idx, self.spec, *self.pair, self.n_fit, self.start
         )
-        test_pred = predict(self.booster, X_test, self.spec.task, result.best_iteration) if X_test is not None else None
+        test_pred = None
+        if X_test is not None:
+            test_pred = predict_matrix(self.booster, X_test, None, self.spec.task, result.best_iteration)
         return FoldOutput(result, self.booster, valid_pred, test_pred)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.data.folds import Folds
+from pipeline.data.stream import StreamedMatrix
 
 from ._fold_pool import can_share_threads, train_folds_in_threads
 from .fold import FoldOutput, FoldResult, build_dataset, fit_fold, reuse_fold
@@ -69,7 +70,7 @@ def run_cv(
         if on_fold_done is not None:
             on_fold_done(output.result, output.booster)
 
-    workers = fold_workers(spec, len(todo))
+    workers = fold_workers(spec, len(todo), isinstance(X, StreamedMatrix))
     full = build_dataset(X, y, spec) if todo else None
     if workers > 1:
         train_folds_in_threads(full, X, y, folds, todo, spec, X_test, workers, finish)
@@ -81,12 +82,13 @@ def run_cv(
     return combine(folds, spec, y, [outputs[pair] for pair in folds.pairs()])
 
 
-def fold_workers(spec: TrainSpec, n_folds: int) -> int:
+def fold_workers(spec: TrainSpec, n_folds: int, streamed: bool = False) -> int:
     """How many folds train at once, one LightGBM thread each, within the spec's num_threads.
     0 (auto): one per thread. Measured by bench/bench_cv.py on 2 cores, two single-threaded folds side
-    by side beat one 2-thread fold after another on adult and on 200k x 50 (bench/README.md)."""
+    by side beat one 2-thread fold after another on adult and on 200k x 50 (bench/README.md). A table read in
+    batches is one too large to hold whole: its folds train one after another, each holding its subsets alone."""
     threads = int(spec.params.get("num_threads") or 1)
-    wanted = spec.fold_workers or threads
+    wanted = spec.fold_workers or (1 if streamed else threads)
     workers = max(1, min(wanted, threads, n_folds))
     return workers if workers == 1 or can_share_threads() else 1
 

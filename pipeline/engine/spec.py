@@ -5,23 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Config
 from pipeline.config.lightgbm_params import task_params
 from pipeline.core.artifacts import library_versions
+from pipeline.core.cores import available_cores
 
 if TYPE_CHECKING:
     from pipeline.data.prepare import Prepared
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ from pipeline.core.metrics import GREATER_IS_BETTER, score
 from pipeline.core.progress import QUIET, Progress
 from pipeline.data.folds import Folds
 from pipeline.data.prepare import Prepared, check_fold_classes
-from pipeline.data.stream import take_rows
 from pipeline.engine.cv import run_cv
 from pipeline.engine.scoring import cutoff_dates
 from pipeline.engine.spec import TrainSpec
@@ -131,7 +130,7 @@ def label_end(cutoffs: np.ndarray, cfg: Config) -> np.ndarray:
 
 def replay(cfg: Config, prep: Prepared, spec: TrainSpec, oof_pred: np.ndarray, plan: Replay) -> BacktestCutoff:
     """Train the K folds on the rows known at the cutoff and score its rows with their averaged predictions."""
-    result = run_cv(take_rows(prep.X, plan.past), prep.y[plan.past], plan.folds, spec, take_rows(prep.X, plan.rows))
+    result = run_cv(prep.X[plan.past], prep.y[plan.past], plan.folds, spec, prep.X[plan.rows])
     validated = prep.folds.validated() & plan.rows
     return BacktestCutoff(
         cutoff=plan.day,
