@@ -257,7 +257,8 @@ def main() -> None:
     small = results[0]
     ten = next((r for r in results if r["rows"] == 10_000_000), results[-1])
     per_row = [(r["train_seconds"] / r["rows"]) / (small["train_seconds"] / small["rows"]) for r in results]
-    over = [r["train_overhead_mb"] / r["binned_mb"] for r in results]
+    over = [r["training_peak_mb"] / r["binned_mb"] for r in results]  # the measure: 13x read whole at 10M
+    adds = [r["train_overhead_mb"] / r["binned_mb"] for r in results]
     summary = {
         "bench": "scale",
         "read": args.read,
@@ -280,7 +281,8 @@ def main() -> None:
         "matrix_mb": [round(r["matrix_mb"]) for r in results],
         "batch_mb": [round(r["batch_mb"]) for r in results],
         "train_peak_over_binned": [round(x, 2) for x in over],
-        "target_10m_within_2x_binned_plus_batch": ten["train_overhead_mb"] <= 2 * ten["binned_mb"] + ten["batch_mb"],
+        "train_overhead_over_binned": [round(x, 2) for x in adds],
+        "target_10m_within_2x_binned_plus_batch": ten["training_peak_mb"] <= 2 * ten["binned_mb"] + ten["batch_mb"],
         "predict_peak_mb": {c: [round(r["predict"][str(c)]["peak_mb"]) for r in results] for c in chunks},
         "predict_seconds": {c: [round(r["predict"][str(c)]["seconds"], 1) for r in results] for c in chunks},
         "oof_auc": [round(r["oof_auc"], 4) for r in results],

@@ -68,8 +68,14 @@ def train_run(tmp_path, name: str, data: dict, batch_rows, model: dict | None = 
 
 @pytest.mark.parametrize(
     "task, model",
-    [("binary", None), ("multiclass", None), ("regression", None), ("binary", {"num_threads": 2, "fold_workers": 2})],
-    ids=["binary", "multiclass", "regression", "binary-two-folds-at-once"],
+    [
+        ("binary", None),
+        ("multiclass", None),
+        ("regression", None),
+        ("binary", {"num_threads": 2, "fold_workers": 2}),
+        ("binary", {"params": {"learning_rate": 0.1, "bin_construct_sample_cnt": 500}}),
+    ],
+    ids=["binary", "multiclass", "regression", "binary-two-folds-at-once", "binary-bins-from-a-sample"],
 )
 def test_a_table_read_in_batches_trains_the_run_a_whole_read_trains(tmp_path, task, model, recwarn):
     data = tasks(tmp_path)[task]

@@ -16,7 +16,7 @@ from pipeline.data.folds import Folds
 from pipeline.data.stream import StreamedMatrix
 
 from .spec import TrainSpec
-from .streamed import MatrixSequence
+from .streamed import MatrixSequence, sampling_params
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def build_dataset(X: np.ndarray, y: np.ndarray, spec: TrainSpec) -> lgb.Dataset:
         label=y,
         feature_name=list(spec.feature_names) or "auto",
         categorical_feature=list(spec.categorical) or "auto",
-        params=spec.params,
+        params=spec.params if sequence is None else sampling_params(spec.params),
         free_raw_data=False,
     ).construct()
     if sequence is not None:

@@ -35,3 +35,17 @@ class MatrixSequence(lgb.Sequence):
     def clear(self) -> None:
         """Drop the cached block: the binned Dataset keeps this object for as long as it lives."""
         self._cached = None
+
+
+def sampling_params(params: dict) -> dict:
+    """`params` with the seed LightGBM samples bin boundaries with, spelled out.
+
+    From an array, LightGBM's C++ samples `bin_construct_sample_cnt` rows with data_random_seed, which its
+    `seed` parameter derives; from a Sequence, the Python package samples with only the Dataset's own parameters,
+    where `seed` is not one, so past that many rows it would pick other rows and other bin boundaries. LightGBM
+    derives the seed with its own generator (utils/random.h; config.cpp, Config::Set); the same value given
+    explicitly makes both paths sample alike."""
+    if "seed" not in params or any(k in params for k in ("data_random_seed", "data_seed")):
+        return params
+    state = (214013 * (int(params["seed"]) & 0xFFFFFFFF) + 2531011) & 0xFFFFFFFF
+    return {**params, "data_random_seed": ((state >> 16) & 0x7FFF) % 32767}
