@@ -48,6 +48,13 @@ class PortfolioMember(EnsembleMember):
         return EnsembleMember.model_validate(self.model_dump(exclude={"cost", "tasks"}))
 
 
+def _refuse(section: Section, keys, why: str) -> None:
+    """A portfolio section may not set `keys`: ValueError naming those it set, why, and the fix."""
+    given = sorted(set(keys) & section.model_fields_set)
+    if given:
+        raise ValueError(f"{given} {why}; remove them")
+
+
 class PortfolioTune(TuneSection):
     """The experiment config's [tune] keys, with the share of the time budget trials may use."""
 
@@ -56,12 +63,11 @@ class PortfolioTune(TuneSection):
 
     @model_validator(mode="after")
     def _not_set_by_auto(self) -> PortfolioTune:
-        given = sorted(set(SET_BY_AUTO_TUNE) & self.model_fields_set)
-        if given:
-            raise ValueError(
-                f"{given} are gbpipe auto's to set (--max-trials, --time-budget, one worker, one study per run, "
-                "no plots); remove them"
-            )
+        _refuse(
+            self,
+            SET_BY_AUTO_TUNE,
+            "are gbpipe auto's to set (--max-trials, --time-budget, one worker, one study per run, no plots)",
+        )
         return self
 
     def section(self) -> TuneSection:
@@ -75,12 +81,12 @@ class PortfolioEnsemble(EnsembleSection):
 
     @model_validator(mode="after")
     def _settings_only(self) -> PortfolioEnsemble:
-        given = sorted(set(SET_BY_AUTO_ENSEMBLE) & self.model_fields_set)
-        if given:
-            raise ValueError(
-                f"{given} cannot be set in a portfolio's [ensemble]: members are its [[members]] list, and the "
-                "model gbpipe auto selects is the recommended one; remove them"
-            )
+        _refuse(
+            self,
+            SET_BY_AUTO_ENSEMBLE,
+            "cannot be set in a portfolio's [ensemble]: members are its [[members]] "
+            "list, and the model gbpipe auto selects is the recommended one",
+        )
         return self
 
     def settings(self) -> dict[str, Any]:

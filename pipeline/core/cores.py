@@ -11,3 +11,9 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:
         return os.cpu_count() or 1
+
+
+def fold_worker_count(threads: int, wanted: int, n_folds: int, streamed: bool) -> int:
+    """How many folds train at once within `threads` LightGBM threads; `wanted` 0 is auto: one per thread, or one
+    for a table read in batches (too large to hold whole: each fold training holds its own subsets)."""
+    return max(1, min(wanted or (1 if streamed else threads), threads, n_folds))

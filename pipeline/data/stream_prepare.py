@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import ROW_ID, Config
-from pipeline.core.cores import available_cores
+from pipeline.core.cores import available_cores, fold_worker_count
 from pipeline.core.errors import ConfigError, DataError
 from pipeline.core.progress import Progress
 
@@ -123,8 +123,7 @@ def guard_memory(cfg: Config, source: TableSource, batch_rows: int | None) -> No
     else:  # one decoded row group (8 bytes a cell at most), one block of the matrix
         raw = source.largest_row_group * n_columns * 8 + batch_rows * n_features * 8
     threads = min(cfg.model.num_threads or available_cores(), available_cores())
-    auto = 1 if batch_rows is not None else threads  # as engine.cv.fold_workers decides
-    workers = max(1, min(cfg.model.fold_workers or auto, threads, cfg.cv.n_splits))
+    workers = fold_worker_count(threads, cfg.model.fold_workers, cfg.cv.n_splits, batch_rows is not None)
     max_bin = int(cfg.model.params.get("max_bin", DEFAULT_MAX_BIN))
     check_fits(MemoryEstimate(n_rows, n_features, max_bin, workers, raw, batch_rows is not None), source.name)
 

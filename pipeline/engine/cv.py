@@ -15,6 +15,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from pipeline.core.cores import fold_worker_count
 from pipeline.data.folds import Folds
 from pipeline.data.stream import StreamedMatrix
 
@@ -88,8 +89,7 @@ def fold_workers(spec: TrainSpec, n_folds: int, streamed: bool = False) -> int:
     by side beat one 2-thread fold after another on adult and on 200k x 50 (bench/README.md). A table read in
     batches is one too large to hold whole: its folds train one after another, each holding its subsets alone."""
     threads = int(spec.params.get("num_threads") or 1)
-    wanted = spec.fold_workers or (1 if streamed else threads)
-    workers = max(1, min(wanted, threads, n_folds))
+    workers = fold_worker_count(threads, spec.fold_workers, n_folds, streamed)
     return workers if workers == 1 or can_share_threads() else 1
 
 

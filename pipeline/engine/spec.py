@@ -74,15 +74,20 @@ def model_key(spec: TrainSpec, prep: Prepared) -> str:
     """sha256 over everything that determines a K-fold LightGBM run's models and predictions: the spec, the
     data, the fold ids, the schema, the labels and the libraries. Two runs with one key predict alike, so a
     stage that needs this model (an ensemble member) takes it from a training run that has it."""
-    versions = library_versions()
     settings = {k: v for k, v in asdict(spec).items() if k not in _NOT_IN_MODEL}
     settings["params"] = {k: v for k, v in spec.params.items() if k != "num_threads"}
-    doc = {
-        "spec": settings,
+    doc = {"spec": settings, **data_identity(prep, ("gbpipe", "lightgbm", "numpy"))}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def data_identity(prep: Prepared, libraries: tuple[str, ...]) -> dict[str, Any]:
+    """What a model's key holds of the experiment's data: its fingerprint, fold ids, schema and labels, and the
+    major.minor versions of the `libraries` that shape its predictions."""
+    versions = library_versions()
+    return {
         "data": prep.data_fingerprint,
         "folds": hashlib.sha256(prep.folds.assignments.tobytes()).hexdigest(),
         "schema": prep.schema.to_dict(),
         "labels": prep.labels.to_dict(),
-        "versions": {k: ".".join(versions[k].split(".")[:2]) for k in ("gbpipe", "lightgbm", "numpy")},
+        "versions": {k: ".".join(versions[k].split(".")[:2]) for k in libraries},
     }
-    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:24]

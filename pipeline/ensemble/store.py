@@ -25,13 +25,13 @@ import pandas as pd
 
 from pipeline.config import Config
 from pipeline.config.sections import EnsembleMember
-from pipeline.core.artifacts import LATEST, MANIFEST, json_bytes, library_versions, parquet_bytes
+from pipeline.core.artifacts import LATEST, MANIFEST, json_bytes, parquet_bytes
 from pipeline.core.errors import ArtifactError
 from pipeline.core.metrics import GREATER_IS_BETTER, all_metrics, score
 from pipeline.core.run_folder import RunReader, RunWriter
 from pipeline.data.prepare import Prepared
 from pipeline.engine.outputs import model_name, prediction_frame
-from pipeline.engine.spec import model_key
+from pipeline.engine.spec import data_identity, model_key
 
 from .members import lightgbm_spec, member_params
 from .result import MemberResult
@@ -141,21 +141,16 @@ def _pred_array(frame: pd.DataFrame, prep: Prepared) -> np.ndarray:
 
 def cache_key(cfg: Config, prep: Prepared, member: EnsembleMember) -> str:
     """sha256 over everything that determines a member's predictions (not its name, not threads)."""
-    versions = library_versions()
     boosting = member.family in ("lightgbm", "xgboost", "catboost")  # the only ones [model] settings reach
     doc = {
         "family": member.family,
         "params": member_params(member),
         "num_boost_round": member.num_boost_round,
         "model": cfg.model.model_dump(mode="json", exclude={"num_threads"}) if boosting else {},
-        "data": prep.data_fingerprint,
-        "folds": hashlib.sha256(prep.folds.assignments.tobytes()).hexdigest(),
-        "schema": prep.schema.to_dict(),
-        "labels": prep.labels.to_dict(),
         "task": cfg.data.task,
         "metric": cfg.metric,
         "seed": cfg.cv.seed,
-        "versions": {k: ".".join(versions[k].split(".")[:2]) for k in ("gbpipe", "lightgbm", "sklearn", "numpy")},
+        **data_identity(prep, ("gbpipe", "lightgbm", "sklearn", "numpy")),
     }
     text = json.dumps(doc, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
