@@ -24,7 +24,7 @@ help: ## list the targets
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev,bench,mlflow]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,bench,mlflow,dask]'
 	touch $@
 
 setup: $(VENV)/.installed ## create the virtual environment and install gbpipe with pinned versions

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import polars as pl
 
@@ -28,7 +29,7 @@ from .aggregations import (
     window_names,
     year_ago_spans,
 )
-from .data_end import decide_end, report_late
+from .data_end import LateEvents, decide_end, horizon_ns, report_late, trimmed
 from .events import Events, prepare_events
 from .group_bys import GroupBys
 from .labels import describe, label_expr, label_job, shortened
@@ -64,43 +65,108 @@ class FeatureTable:
     holdout_window_labels: pd.Series | None = None
 
 
+@dataclass(frozen=True)
+class BuildPlan:
+    """What the whole event table decides before any feature is computed: the data's end, its first event, the
+    cutoffs and the test cutoff's label window. A part of the events (some entities, all their events) built under
+    the table's plan gives the rows the whole build gives for those entities."""
+
+    end_ns: int
+    first_ns: int
+    tz: str | None
+    sched: Schedule
+    window: dict[str, Any] | None
+    late: LateEvents | None
+    horizon_ns: int | None  # events from here on are after the last label window: left out
+
+
 def build_features(
     events: pd.DataFrame, spec: FeaturesSection, target: str, source: str = "events", progress: Progress = QUIET
 ) -> FeatureTable:
     """The feature table of an event table under a spec; `target` names the label column."""
     started = time.perf_counter()
+    check_output_names(spec, target)
+    kept, build_plan = plan_build(prepare_events(events, spec, source), spec, source)
+    say_plan(kept, build_plan, spec, source, progress)
+    table = compute(kept, spec, build_plan.sched, target, build_plan.window)
+    summary = summarize_build(table, kept, spec, build_plan, target, source)
+    del kept  # its derived and time columns are the build's own; the caller keeps the events
+    return finish_build(table, summary, build_plan, target, started, progress)
+
+
+def check_output_names(spec: FeaturesSection, target: str) -> None:
     try:
         check_unique(spec.output_names(target), "features")
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    decided = decide_end(prepare_events(events, spec, source), spec, source)
-    prepared, end_ns = decided.events, decided.end_ns
-    report_late(decided.late, spec.entity, source, progress)
+
+
+def plan_build(prepared: Events, spec: FeaturesSection, source: str) -> tuple[Events, BuildPlan]:
+    """The events the build uses (those before the horizon) and the plan the whole table decides. `prepared` needs
+    only its times and entities here (`event_times` gives those alone for a table too large to hold whole)."""
+    decided = decide_end(prepared, spec, source)
     try:
-        cutoffs = spec.cutoffs.resolve(as_stamp(end_ns, prepared.tz).date())
+        cutoffs = spec.cutoffs.resolve(as_stamp(decided.end_ns, prepared.tz).date())
     except ValueError as exc:
         raise DataError(str(exc)) from None
     sched = schedule(cutoffs, spec.label.window, prepared.tz)
-    check_range(sched, prepared.first_ns, end_ns, spec.label.window, prepared.tz)
-    progress.say(
-        f"features: {prepared.frame.height} events of {prepared.frame[spec.entity].n_unique()} entities, "
-        f"{len(sched.all)} cutoffs, {len(spec.feature_names())} features"
-    )
+    check_range(sched, prepared.first_ns, decided.end_ns, spec.label.window, prepared.tz)
     window = None
     if sched.test is not None:
-        window = test_label_window(sched.test, end_ns, prepared.tz, spec.label.window)
-    table = compute(prepared, spec, sched, target, window)
-    summary = summarize(table, prepared, spec, sched, target, source, window)
-    if decided.late is not None:
-        summary["events_after_label_windows"] = decided.late.summary()
+        window = test_label_window(sched.test, decided.end_ns, prepared.tz, spec.label.window)
+    horizon = horizon_ns(spec, prepared.tz)
+    return decided.events, BuildPlan(
+        decided.end_ns, prepared.first_ns, prepared.tz, sched, window, decided.late, horizon
+    )
+
+
+def say_plan(kept: Events, build_plan: BuildPlan, spec: FeaturesSection, source: str, progress: Progress) -> None:
+    report_late(build_plan.late, spec.entity, source, progress)
+    progress.say(
+        f"features: {kept.frame.height} events of {kept.frame[spec.entity].n_unique()} entities, "
+        f"{len(build_plan.sched.all)} cutoffs, {len(spec.feature_names())} features"
+    )
+
+
+def build_part(
+    events: pd.DataFrame, spec: FeaturesSection, target: str, source: str, build_plan: BuildPlan
+) -> pl.DataFrame | None:
+    """The rows of the entities in `events` (every event of each), under the whole table's plan; None when none of
+    them has an event before the horizon. Rows are in the whole build's order; concatenated with the other parts'
+    and sorted by cutoff and entity they are the whole build's table (`finish_build`)."""
+    prepared = prepare_events(events, spec, source)
+    if build_plan.horizon_ns is not None:
+        prepared = trimmed(prepared, int(np.searchsorted(prepared.sorted_ns, build_plan.horizon_ns, side="left")))
+    if prepared.frame.height == 0:
+        return None
+    return compute(prepared, spec, build_plan.sched, target, build_plan.window, build_plan.first_ns)
+
+
+def summarize_build(
+    table: pl.DataFrame, kept: Events, spec: FeaturesSection, build_plan: BuildPlan, target: str, source: str
+) -> dict[str, Any]:
+    summary = summarize(table, kept, spec, build_plan.sched, target, source, build_plan.window)
+    if build_plan.late is not None:
+        summary["events_after_label_windows"] = build_plan.late.summary()
+    return summary
+
+
+def finish_build(
+    table: pl.DataFrame,
+    summary: dict[str, Any],
+    build_plan: BuildPlan,
+    target: str,
+    started: float,
+    progress: Progress,
+) -> FeatureTable:
+    """The table split into training and test rows (pandas), emptying `table`."""
     # Rows are sorted by cutoff and the test cutoff is the last one, so the test rows are the tail:
     # zero-copy slices go to pandas instead of a full copy split into two more.
     n_train = table.height - summary["rows_per_cutoff"].get(summary["test_cutoff"], 0)
-    del prepared  # its derived and time columns are the build's own; the caller keeps the events
     short = None
     if HOLDOUT_WINDOW_LABEL in table.columns:
         short = table.drop_in_place(HOLDOUT_WINDOW_LABEL).slice(0, n_train).to_pandas().rename(target)
-    train, test = split_to_pandas(table, n_train, sched.test is not None)
+    train, test = split_to_pandas(table, n_train, build_plan.sched.test is not None)
     summary["build_seconds"] = round(time.perf_counter() - started, 3)
     say_test_labels(summary.get("test_label_window"), progress)
     progress.say(
@@ -129,11 +195,17 @@ def say_test_labels(window: dict[str, Any] | None, progress: Progress) -> None:
 
 
 def compute(
-    prepared: Events, spec: FeaturesSection, sched: Schedule, target: str, window: dict[str, Any] | None = None
+    prepared: Events,
+    spec: FeaturesSection,
+    sched: Schedule,
+    target: str,
+    window: dict[str, Any] | None = None,
+    first_ns: int | None = None,
 ) -> pl.DataFrame:
     """Per-span group-bys laid side by side on the eligible (entity, cutoff) rows. `window` is the test
     cutoff's label window (`test_label_window`): unknown labels are null; cut short, the rows are also
     labelled over its `training_label_days` as HOLDOUT_WINDOW_LABEL (only the training rows' are kept).
+    `first_ns` is the whole table's first event when `prepared` is a part of it.
 
     The all-history job gives the rows (who had an event before each cutoff), sorted once; every
     other job is left-joined onto those row keys alone and its columns are placed beside them, so
@@ -182,7 +254,8 @@ def compute(
             spec.key_column
         ),
     )
-    table = table.with_columns(before_the_data(spec, sched, prepared.first_ns, prepared.tz))
+    first = prepared.first_ns if first_ns is None else first_ns
+    table = table.with_columns(before_the_data(spec, sched, first, prepared.tz))
     columns = [
         spec.key_column,
         spec.entity,

@@ -75,6 +75,29 @@ def prepare_events(events: pd.DataFrame, spec: FeaturesSection, source: str) -> 
     )
 
 
+def event_times(events: pd.DataFrame, columns: list[str], spec: FeaturesSection, source: str) -> Events:
+    """The events' entities and times alone, as `prepare_events` reads them: what deciding the data's end and
+    the cutoffs needs (`build.plan_build`), for a table whose other columns are read a part at a time elsewhere.
+    `events` holds the entity and time columns (raw names) of the table whose columns are `columns`."""
+    if len(events) == 0:
+        raise DataError(f"event table {source} has no rows; give a table of events")
+    _, renamed = normalise_names(pd.DataFrame(columns=columns), spec.rename, source)
+    frame = events.rename(columns=renamed)
+    missing = [c for c in (spec.entity, spec.time) if c not in frame.columns]
+    if missing:
+        raise DataError(f"event table {source} lacks the column(s) {missing} the features spec reads")
+    times = parse_times(frame[spec.time], spec.time, source)
+    has_entity = frame[spec.entity].notna().to_numpy()
+    n_without = int((~has_entity).sum())
+    if not has_entity.any():
+        raise DataError(f"event table {source}: all {len(frame)} lines lack the entity {spec.entity!r}")
+    kept = frame.loc[has_entity, [spec.entity]] if n_without else frame[[spec.entity]]
+    table = _with_times(pl.from_pandas(kept, include_index=False), times[has_entity] if n_without else times, ())
+    table = _entity_as_integer(table, spec.entity).sort(TIME, maintain_order=True)
+    tz = getattr(times.dtype, "tz", None)
+    return Events(table, table[TIME].to_numpy(), str(tz) if tz is not None else None, len(frame), n_without, renamed)
+
+
 def check_columns(frame: pd.DataFrame, spec: FeaturesSection, source: str) -> None:
     """Every column the spec reads is there, and no derived column would replace one."""
     missing = [c for c in required_columns(spec) if c not in frame.columns]

@@ -5,12 +5,16 @@ Plain helpers (configs, dataset paths, runs) live in tests/helpers; import them 
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from tests.helpers.datasets import shared_file
+
+DASK_ENV = "GBPIPE_TEST_DASK_SCHEDULER"
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +30,20 @@ def adult_small(tmp_path: Path, adult: pd.DataFrame) -> Path:
     path = tmp_path / "adult_small.csv"
     pd.concat([train, test]).to_csv(path, index=False)
     return path
+
+
+@pytest.fixture(scope="session")
+def dask_address() -> Iterator[str]:
+    """A Dask scheduler with 2 single-threaded workers: CI's (GBPIPE_TEST_DASK_SCHEDULER, started by .ci/run), else a
+    LocalCluster started for the session. Tests reach it by address, as a user reaches a real one."""
+    address = os.environ.get(DASK_ENV)
+    if address:
+        yield address
+        return
+    if os.environ.get("GBPIPE_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{DASK_ENV} is not set but GBPIPE_REQUIRE_SERVICES=1: the cluster tests must run on CI's cluster")
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, protocol="tcp://"
+    ) as cluster:
+        yield cluster.scheduler_address

@@ -16,9 +16,9 @@ from __future__ import annotations
 import hashlib
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Config, dump_config_toml, read_params_file, validate_config
 from pipeline.config.sections import EnsembleMember
@@ -40,6 +40,9 @@ from .place import Place, check_plan, find_place
 from .portfolio import DEFAULT_MEMBER, TUNED_MEMBER, LoadedPortfolio, Plan, Portfolio, plan_for
 from .steps import STEPS, StepLog
 
+if TYPE_CHECKING:
+    from pipeline.compute.cluster import Cluster
+
 TUNED_OVERHEAD = 1.2  # a trial's model, retrained as a member, also predicts the test rows and is saved
 REPRODUCIBLE = "reproducible: the same config, data, portfolio, seed and --max-trials give the same models and scores"
 CLOCK_DEPENDENT = (
@@ -54,6 +57,7 @@ class AutoOptions:
     max_trials: int | None = None  # tuning trials after the default model, earlier calls' included
     run_id: str | None = None
     resume: bool = False
+    cluster: Cluster | None = field(default=None, compare=False)  # where LightGBM folds train; None: here
 
 
 @dataclass(frozen=True)
@@ -154,7 +158,7 @@ class AutoRun:
     def obtain(self, member: EnsembleMember, cost: float, mandatory: bool = False) -> None:
         """One member, trained or reused, unless it does not fit the time left."""
         use_cache = self.cfg.ensemble.cache
-        step = MemberStep(self.place.in_place, use_cache, cost, mandatory, len(self.results) + 1)
+        step = MemberStep(self.place.in_place, use_cache, cost, mandatory, len(self.results) + 1, self.options.cluster)
         estimate = self.budget.member_estimate(member.family, cost)
         result, source = obtain_member(self.cfg, self.prep, self.writer, member, step, self.budget, self.progress)
         if result is None:
@@ -191,7 +195,8 @@ class AutoRun:
         options = tune_options(self.cfg, extra + 1, None, 1, None, True, False, self.place.study)
         first = Evaluation(default.oof_score, default.fold_scores, default.best_iterations, default.seconds)
         trials_progress = Progress(quiet=self.progress.quiet, stream=self.progress.stream)  # its own clock
-        self.tuning = search(self.cfg, options, self.prep, tune_clock, trials_progress, first, hard_stop=True)
+        cluster = self.options.cluster
+        self.tuning = search(self.cfg, options, self.prep, tune_clock, trials_progress, first, True, cluster)
         counts, best, ran = self.tuning["counts"], self.tuning["best"] or {}, self.tuning["ran_here"]
         detail = (
             f"{ran} trial(s) run now, {self.tuning['n_finished']} in the study; best {self.cfg.metric} "

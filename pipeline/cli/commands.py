@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +18,8 @@ from pipeline.core.progress import Progress
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from pipeline.compute.cluster import Cluster
 
 
 def load(args: argparse.Namespace, name_from_file: bool = False) -> Config:
@@ -29,6 +33,21 @@ def load(args: argparse.Namespace, name_from_file: bool = False) -> Config:
 
 def progress_of(args: argparse.Namespace) -> Progress:
     return Progress(quiet=getattr(args, "quiet", False))
+
+
+@contextmanager
+def cluster_of(args: argparse.Namespace, cfg: Config | None = None) -> Iterator[Cluster | None]:
+    """The Dask cluster of --cluster (else the config's compute.cluster) while the stage runs; None: in-process."""
+    from pipeline.compute.cluster import open_cluster
+
+    address = args.cluster
+    where = "--cluster"
+    if address is None and cfg is not None and cfg.compute is not None and cfg.compute.cluster is not None:
+        address, where = cfg.compute.cluster, "compute.cluster"
+    with open_cluster(address, where) as cluster:
+        if cluster is not None:
+            progress_of(args).say(cluster.describe())
+        yield cluster
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -53,7 +72,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         check_more_params(
             params, f"{{key}} in --params file {args.params}", cfg.data.task, cfg.metric, cfg.model.params
         )
-    run_dir = train(cfg, args.run_id, args.resume, progress_of(args), params)
+    with cluster_of(args, cfg) as cluster:
+        run_dir = train(cfg, args.run_id, args.resume, progress_of(args), params, cluster)
     print(run_dir)
     return 0
 
@@ -79,7 +99,9 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     clock = budget_clock(args)
     from pipeline.ensemble.run import ensemble
 
-    run_dir = ensemble(load(args), args.run_id, args.resume, progress_of(args), not args.no_cache, clock)
+    cfg = load(args)
+    with cluster_of(args, cfg) as cluster:
+        run_dir = ensemble(cfg, args.run_id, args.resume, progress_of(args), not args.no_cache, clock, cluster)
     print(run_dir)
     return 0
 
@@ -96,8 +118,9 @@ def cmd_auto(args: argparse.Namespace) -> int:
     if args.max_trials is not None and args.max_trials < 0:
         raise ConfigError(f"--max-trials must be 0 or more, got {args.max_trials}")
     cfg, loaded = load(args, name_from_file=True), load_portfolio(args.portfolio)
-    options = AutoOptions(clock.budget, args.max_trials, args.run_id, args.resume)
-    result = auto(cfg, loaded, options, clock, progress_of(args))
+    with cluster_of(args, cfg) as cluster:
+        options = AutoOptions(clock.budget, args.max_trials, args.run_id, args.resume, cluster)
+        result = auto(cfg, loaded, options, clock, progress_of(args))
     print(result.run_dir)
     if result.interrupted:
         print(
@@ -118,7 +141,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     options = tune_options(
         cfg, args.n_trials, args.timeout, args.workers, args.storage, args.resume, args.new_study, args.study_name
     )
-    print(tune(cfg, options, progress_of(args)))
+    with cluster_of(args, cfg) as cluster:
+        print(tune(cfg, options, progress_of(args), cluster))
     return 0
 
 
@@ -162,7 +186,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_importance(args: argparse.Namespace) -> int:
     from pipeline.importance.run import run_importance
 
-    print(run_importance(args.run, args.overrides, progress_of(args), args.replace) / "importance")
+    with cluster_of(args) as cluster:
+        print(run_importance(args.run, args.overrides, progress_of(args), args.replace, cluster) / "importance")
     return 0
 
 
@@ -176,7 +201,9 @@ def cmd_drift(args: argparse.Namespace) -> int:
 def cmd_select(args: argparse.Namespace) -> int:
     from pipeline.importance.selection import run_select
 
-    print(run_select(load(args), args.select_id, progress_of(args)) / "selected_features.json")
+    cfg = load(args)
+    with cluster_of(args, cfg) as cluster:
+        print(run_select(cfg, args.select_id, progress_of(args), cluster) / "selected_features.json")
     return 0
 
 
@@ -216,7 +243,8 @@ def cmd_features(args: argparse.Namespace) -> int:
 
             write_test_rows(cfg, experiment_tables(cfg, progress).test, args.test_rows, progress)
         return 0
-    cached = cached_features(cfg, progress)
+    with cluster_of(args, cfg) as cluster:
+        cached = cached_features(cfg, progress, cluster)
     summary = cached.table.summary
     if args.test_rows is not None:  # the table just built or read: no second read of the cache
         write_test_rows(cfg, cached.table.test, args.test_rows, progress)

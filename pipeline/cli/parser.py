@@ -46,6 +46,17 @@ def _common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="print no progress")
 
 
+def _cluster_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cluster",
+        default=None,
+        metavar="ADDRESS",
+        help="run the work on a Dask cluster: its scheduler (tcp://host:8786, tls://... for TLS) or local:N to start "
+        "N single-threaded worker processes here (overrides compute.cluster; default: in this process). The "
+        "results are the same files; README, 'Running on a cluster'",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gbpipe", description="Gradient-boosting pipeline with honest OOF scores.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -90,6 +101,7 @@ def _add_train(p: argparse.ArgumentParser) -> None:
         help="feature list to train on (sets data.features): "
         "a selected_features.json, a selection folder, or runs/<exp>/select for the latest one",
     )
+    _cluster_args(p)
     _common_args(p)
 
 
@@ -124,6 +136,7 @@ def _add_ensemble(p: argparse.ArgumentParser) -> None:
         "what is left; those that do not are skipped and listed in ensemble/scores.json. The first member, and "
         "the model ensemble.use names, always run",
     )
+    _cluster_args(p)
     _common_args(p)
 
 
@@ -165,6 +178,7 @@ def _add_auto(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--run-id", default=None, help="name of the run folder (default: UTC time, config hash, random part, -auto)"
     )
+    _cluster_args(p)
     _common_args(p)
 
 
@@ -223,6 +237,7 @@ def _add_tune(p: argparse.ArgumentParser) -> None:
         "runs/<experiment>/tune/<study>/: best_params.json (for `gbpipe train --params`), trials.parquet, "
         "tune.json, plots/*.png, manifest.json."
     )
+    _cluster_args(p)
     _common_args(p)
 
 
@@ -279,6 +294,7 @@ def _add_importance(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, type=Path, help="run folder (or experiment folder: its latest run)")
     _section_overrides(p, "importance", "n_repeats=10")
     p.add_argument("--replace", action="store_true", help="recompute and replace the run's earlier importance files")
+    _cluster_args(p)
     _common_args(p)
 
 
@@ -303,6 +319,7 @@ def _add_select(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--select-id", default=None, help="name of the output folder (default: UTC time, config hash and a random part)"
     )
+    _cluster_args(p)
     _common_args(p)
 
 
@@ -316,6 +333,7 @@ def _add_features(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="also write the test cutoff's rows (the input of `gbpipe predict`) to FILE (.parquet or .csv)",
     )
+    _cluster_args(p)
     _common_args(p)
 
 

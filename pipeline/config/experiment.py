@@ -13,10 +13,11 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, model_validator
 
 from features.experiment_checks import check_experiment, label_gap
 from features.spec import FeaturesSection
+from pipeline.compute.cluster import check_address
 from pipeline.core.errors import ConfigError
 from pipeline.core.metrics import DEFAULT_METRIC, METRICS
 from pipeline.core.names import check_name
@@ -128,6 +129,15 @@ class ModelSection(Section):
     fold_workers: int = Field(default=0, ge=0, le=64)
 
 
+def _cluster_address(address: str) -> str:
+    return check_address(address, "compute.cluster")
+
+
+class ComputeSection(Section):
+    # A Dask scheduler (tcp://host:8786, tls://...) or local:N; absent: in-process. --cluster overrides it.
+    cluster: Annotated[str, AfterValidator(_cluster_address)] | None = None
+
+
 class Config(Section):
     experiment: ExperimentSection
     data: DataSection
@@ -139,6 +149,7 @@ class Config(Section):
     select: SelectSection | None = None
     drift: DriftSection | None = None  # `gbpipe drift` and predict's drift check; defaults when absent
     features: FeaturesSection | None = None  # point-in-time features built from an event table (issue 4)
+    compute: ComputeSection | None = None  # where the work runs; not part of the config hash (same results)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
@@ -221,7 +232,9 @@ class Config(Section):
         return "kfold" if self.data.task == "regression" else "stratified"
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_none=True)
+        """The settings that make a run's results; where it runs ([compute]) is not one of them, so neither the
+        hash nor the run folder's config.toml holds it, and the run reads back the same wherever it ran."""
+        return self.model_dump(mode="json", exclude_none=True, exclude={"compute"})
 
     def hash(self) -> str:
         """sha256 of the resolved config, stable across key order."""

@@ -12,6 +12,7 @@ import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -24,8 +25,12 @@ from pipeline.core.errors import ArtifactError
 from pipeline.core.progress import QUIET, Progress
 from pipeline.core.run_folder import RunReader, publish_files
 
+from .feature_cluster import build_on_cluster, is_parquet_events
 from .parts import is_parted, parts_fingerprint, read_any
 from .tables import Tables
+
+if TYPE_CHECKING:
+    from pipeline.compute.cluster import Cluster
 
 FORMAT_VERSION = 4  # bump when the builder's output changes for the same spec and data
 TABLE, SUMMARY = "features.parquet", "summary.json"
@@ -56,8 +61,9 @@ def feature_tables(cfg: Config, progress: Progress = QUIET) -> Tables:
     )
 
 
-def cached_features(cfg: Config, progress: Progress = QUIET) -> CachedFeatures:
-    """Read the cached table for this spec and data, or build it and cache it atomically."""
+def cached_features(cfg: Config, progress: Progress = QUIET, cluster: Cluster | None = None) -> CachedFeatures:
+    """Read the cached table for this spec and data, or build it and cache it atomically. On a `cluster`, parquet
+    events are built by entity on its workers (the same table); other events are read and built here."""
     spec = cfg.features
     events_path = Path(spec.events)
     key = fingerprint(spec, cfg.data.target, events_path)
@@ -67,14 +73,23 @@ def cached_features(cfg: Config, progress: Progress = QUIET) -> CachedFeatures:
         if table is not None:
             progress.say(f"features: reusing {folder}")
             return CachedFeatures(table, folder, reused=True)
-    events = read_any(events_path, spec.csv_sep)
-    table = build_features(events, spec, cfg.data.target, str(events_path), progress)
+    table = _build(cfg, events_path, progress, cluster)
     summary = {**table.summary, "fingerprint": key, "folder": str(folder)}
     table = FeatureTable(table.train, table.test, summary, table.holdout_window_labels)
     if not folder.exists():
         publish(folder, table, spec)
         progress.say(f"features: written to {folder}")
     return CachedFeatures(table, folder, reused=False)
+
+
+def _build(cfg: Config, events_path: Path, progress: Progress, cluster: Cluster | None) -> FeatureTable:
+    spec = cfg.features
+    if cluster is not None and is_parquet_events(events_path):
+        return build_on_cluster(cluster, events_path, spec, cfg.data.target, progress)
+    if cluster is not None:
+        progress.say(f"features: {events_path} is not parquet; the cluster builds parquet events, so it is built here")
+    events = read_any(events_path, spec.csv_sep)
+    return build_features(events, spec, cfg.data.target, str(events_path), progress)
 
 
 def summary_lines(summary: dict, n_missing: int = 5) -> list[str]:

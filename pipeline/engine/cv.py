@@ -2,8 +2,9 @@
 
 The training matrix is binned once into one LightGBM Dataset; each fold trains on a subset of
 it (as `lightgbm.cv` does), early-stops, and predicts its validation rows and the test rows.
-Folds train one after another, or several at once in threads that share the thread budget
-(`TrainSpec.fold_workers`, engine/_fold_pool.py); the results are identical.
+Folds train one after another, several at once in threads that share the thread budget
+(`TrainSpec.fold_workers`, engine/_fold_pool.py), or as tasks on a Dask cluster (`TrainSpec.cluster`,
+engine/cluster_folds.py); the results are identical.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import numpy as np
 import pandas as pd
 
 from pipeline.core.cores import fold_worker_count
+from pipeline.core.errors import ConfigError
 from pipeline.data.folds import Folds
 from pipeline.data.stream import StreamedMatrix
 
 from ._fold_pool import can_share_threads, train_folds_in_threads
+from .cluster_folds import binning_key, train_on_cluster
 from .fold import FoldOutput, FoldResult, build_dataset, fit_fold, reuse_fold
 from .oof import OOFAccumulator
 from .spec import TrainSpec
@@ -71,16 +74,41 @@ def run_cv(
         if on_fold_done is not None:
             on_fold_done(output.result, output.booster)
 
-    workers = fold_workers(spec, len(todo), isinstance(X, StreamedMatrix))
-    full = build_dataset(X, y, spec) if todo else None
+    if todo:
+        _train_todo(X, y, folds, todo, spec, X_test, finish)
+    for pair, (result, booster) in completed.items():
+        outputs[pair] = reuse_fold(result, booster, X, folds, spec, X_test)
+    return combine(folds, spec, y, [outputs[pair] for pair in folds.pairs()])
+
+
+def _train_todo(
+    X: np.ndarray,
+    y: np.ndarray,
+    folds: Folds,
+    todo: list[tuple[int, int]],
+    spec: TrainSpec,
+    X_test: np.ndarray | None,
+    finish: Callable[[FoldOutput], None],
+) -> None:
+    """The folds not reused from a checkpoint: on the cluster, in threads here, or one after another."""
+    streamed = isinstance(X, StreamedMatrix)
+    if spec.cluster is not None:
+        if streamed:
+            raise ConfigError(
+                f"--cluster {spec.cluster.address}: this training table is read in batches (data.batch_rows), too "
+                'large to send to every worker; set data.batch_rows = "whole" if a worker holds it, or give '
+                "data.train as a folder of parquet files to train each fold across the workers"
+            )
+        for output in train_on_cluster(spec.cluster, X, y, folds, todo, spec, X_test, binning_key(spec)):
+            finish(output)
+        return
+    workers = fold_workers(spec, len(todo), streamed)
+    full = build_dataset(X, y, spec)
     if workers > 1:
         train_folds_in_threads(full, X, y, folds, todo, spec, X_test, workers, finish)
     else:
         for repeat, fold in todo:
             finish(fit_fold(full, X, y, folds, repeat, fold, spec, X_test))
-    for pair, (result, booster) in completed.items():
-        outputs[pair] = reuse_fold(result, booster, X, folds, spec, X_test)
-    return combine(folds, spec, y, [outputs[pair] for pair in folds.pairs()])
 
 
 def fold_workers(spec: TrainSpec, n_folds: int, streamed: bool = False) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Config
@@ -14,6 +14,7 @@ from pipeline.core.artifacts import library_versions
 from pipeline.core.cores import available_cores
 
 if TYPE_CHECKING:
+    from pipeline.compute.cluster import Cluster
     from pipeline.data.prepare import Prepared
 
 
@@ -34,6 +35,8 @@ class TrainSpec:
     seed: int = 42
     fold_workers: int = 1  # folds training at once: 1 one after another, 0 auto (see fold_workers)
     deadline: float | None = None  # time.time() past which a fold stops with TimeUp: a time budget's hard stop
+    # Where folds train: None in this process, else as tasks on this Dask cluster (the same folds, byte for byte).
+    cluster: Cluster | None = field(default=None, compare=False, repr=False)
 
 
 def resolve_params(
@@ -67,14 +70,14 @@ def train_spec(cfg: Config, prep: Prepared, params: dict[str, Any] | None = None
 
 # Settings that change how a run is carried out, never what it predicts: threads give the same trees
 # (deterministic, col-wise), fold workers the same folds, and a deadline that strikes leaves no result.
-_NOT_IN_MODEL = ("fold_workers", "deadline")
+_NOT_IN_MODEL = ("fold_workers", "deadline", "cluster")
 
 
 def model_key(spec: TrainSpec, prep: Prepared) -> str:
     """sha256 over everything that determines a K-fold LightGBM run's models and predictions: the spec, the
     data, the fold ids, the schema, the labels and the libraries. Two runs with one key predict alike, so a
     stage that needs this model (an ensemble member) takes it from a training run that has it."""
-    settings = {k: v for k, v in asdict(spec).items() if k not in _NOT_IN_MODEL}
+    settings = {f.name: getattr(spec, f.name) for f in fields(spec) if f.name not in _NOT_IN_MODEL}
     settings["params"] = {k: v for k, v in spec.params.items() if k != "num_threads"}
     doc = {"spec": settings, **data_identity(prep, ("gbpipe", "lightgbm", "numpy"))}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:24]

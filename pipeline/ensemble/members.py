@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -30,6 +30,9 @@ from pipeline.engine.spec import TrainSpec, available_cores, train_spec
 
 from .extra_families import load_extra, predict_extra, require, train_extra
 from .result import MemberFolds, MemberResult
+
+if TYPE_CHECKING:
+    from pipeline.compute.cluster import Cluster
 
 SKLEARN_FAMILIES = ("hist_gradient_boosting", "extra_trees", "random_forest", "logistic", "ridge")
 OPTIONAL_FAMILIES = ("xgboost", "catboost")
@@ -108,14 +111,19 @@ def _culprit(message: str, params: dict[str, Any]) -> str:
 
 
 def train_member(
-    cfg: Config, prep: Prepared, member: EnsembleMember, progress: Progress = QUIET, stop: Clock | None = None
+    cfg: Config,
+    prep: Prepared,
+    member: EnsembleMember,
+    progress: Progress = QUIET,
+    stop: Clock | None = None,
+    cluster: Cluster | None = None,
 ) -> MemberResult:
     """Train one member on every fold of the experiment's saved folds. With `stop`, it raises TimeUp between two
     folds when at its pace it cannot end by the deadline, and LightGBM within a fold once the deadline passes."""
     check_member(cfg, member)
     started = time.perf_counter()
     if member.family == "lightgbm":
-        result = _train_lightgbm(cfg, prep, member, progress, stop)
+        result = _train_lightgbm(cfg, prep, member, progress, stop, cluster)
     elif member.family in OPTIONAL_FAMILIES:
         result = train_extra(cfg, prep, member, member_params(member), progress, stop)
     else:
@@ -124,9 +132,9 @@ def train_member(
 
 
 def _train_lightgbm(
-    cfg: Config, prep: Prepared, member: EnsembleMember, progress: Progress, stop: Clock | None
+    cfg: Config, prep: Prepared, member: EnsembleMember, progress: Progress, stop: Clock | None, cluster: Cluster | None
 ) -> MemberResult:
-    spec = lightgbm_spec(cfg, prep, member, None if stop is None else stop.deadline)
+    spec = replace(lightgbm_spec(cfg, prep, member, None if stop is None else stop.deadline), cluster=cluster)
     total, started = len(prep.folds.pairs()), time.time()
     side_by_side = fold_workers(spec, total)  # folds finish in batches: the pace is known once one batch is in
     files: dict[str, bytes] = {}
@@ -138,6 +146,8 @@ def _train_lightgbm(
             stop.pace(f"member {member.name}", started, len(files), total)
 
     result = run_cv(prep.X, prep.y, prep.folds, spec, prep.X_test, on_fold_done=on_fold_done)
+    # In fold order: folds side by side in threads, or as cluster tasks, finish in any order.
+    files = {name: files[name] for name in (model_name(*pair) for pair in prep.folds.pairs())}
     return MemberResult(
         member.name,
         member.family,
@@ -254,6 +264,20 @@ def _preprocessor(prep: Prepared, scale: bool):
 
 def predict_sklearn(model, X: np.ndarray, task: str, n_classes: int) -> np.ndarray:
     """Values, P(positive), or n x K probabilities with columns in class-code order."""
+    # A forest predicting in several threads sums its trees in the order they finish: the last bits of a
+    # prediction would change from run to run. One thread sums them in tree order (fitting stays parallel).
+    estimator = model.steps[-1][1] if hasattr(model, "steps") else model
+    jobs = getattr(estimator, "n_jobs", None)
+    if jobs is not None:
+        estimator.n_jobs = 1
+    try:
+        return _predict_sklearn(model, X, task, n_classes)
+    finally:
+        if jobs is not None:
+            estimator.n_jobs = jobs
+
+
+def _predict_sklearn(model, X: np.ndarray, task: str, n_classes: int) -> np.ndarray:
     if task == "regression":
         return np.asarray(model.predict(X), dtype="float64")
     proba = model.predict_proba(X)

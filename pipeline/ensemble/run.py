@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -30,6 +31,9 @@ from .scores import Candidate, compare, render_markdown
 from .steps import MemberStep, combine, obtain_member, results_as_candidates, stack_columns
 from .store import oof_frame, test_frame
 
+if TYPE_CHECKING:
+    from pipeline.compute.cluster import Cluster
+
 PLAN = "ensemble/plan.json"  # written first: marks an unfinished run as an ensemble run for --resume
 
 
@@ -40,10 +44,12 @@ def ensemble(
     progress: Progress = QUIET,
     use_cache: bool = True,
     clock: Clock | None = None,
+    cluster: Cluster | None = None,
 ) -> Path:
     """Train missing members, fit the combiners, compare everything, and publish the run; returns its path.
     With a `clock` that has a deadline, members and combiners that would not end in time are skipped and
-    recorded in ensemble/scores.json (the first member, and the model ensemble.use names, always run)."""
+    recorded in ensemble/scores.json (the first member, and the model ensemble.use names, always run). On a
+    `cluster` the LightGBM members' folds train as tasks there; the other families train here."""
     section = require_section(cfg)
     started = time.perf_counter()
     run_dir = ensemble_run_dir(cfg, run_id, resume)
@@ -52,7 +58,7 @@ def ensemble(
     with RunWriter(run_dir, resume=resume) as writer:  # a failed run lets go of its lock for --resume
         start_run(writer, cfg, prep, resume)
         budget = EnsembleBudget(clock or Clock.start())
-        results = obtain_members(cfg, prep, writer, resume, use_cache and section.cache, progress, budget)
+        results = obtain_members(cfg, prep, writer, resume, use_cache and section.cache, progress, budget, cluster)
         candidates = results_as_candidates(results) + combine(cfg, prep, results, progress, budget)
         progress.say(f"comparing {len(candidates)} models with {section.bootstrap_n} paired bootstrap resamples")
         scores = compare(cfg, prep, candidates)
@@ -153,6 +159,7 @@ def obtain_members(
     use_cache: bool,
     progress: Progress,
     budget: EnsembleBudget,
+    cluster: Cluster | None = None,
 ) -> list[MemberResult]:
     """Each member that fits the budget, from this unfinished run (--resume), else the member cache, else
     trained now. The first member and the one ensemble.use names are always obtained."""
@@ -161,7 +168,7 @@ def obtain_members(
     results: list[MemberResult] = []
     for done, member in enumerate(section.members, start=1):
         mandatory = not results or member.name == section.use
-        step = MemberStep(resume, use_cache, costs[member.name], mandatory, len(results) + 1)
+        step = MemberStep(resume, use_cache, costs[member.name], mandatory, len(results) + 1, cluster)
         result, source = obtain_member(cfg, prep, writer, member, step, budget, progress)
         if result is None:
             progress.step("member", done, len(section.members), f"{member.name} {source}: {budget.skipped[-1].reason}")

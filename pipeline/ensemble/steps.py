@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,6 +38,9 @@ from .store import (
     write_cached,
 )
 
+if TYPE_CHECKING:
+    from pipeline.compute.cluster import Cluster
+
 
 @dataclass(frozen=True)
 class MemberStep:
@@ -47,6 +51,7 @@ class MemberStep:
     cost: float
     mandatory: bool  # trained whatever the budget says: the run's first answer, or the model ensemble.use names
     n_models_after: int
+    cluster: Cluster | None = None  # where LightGBM members' folds train (None: in this process)
 
 
 def obtain_member(
@@ -95,7 +100,7 @@ def _train(
     folds_progress = Progress(quiet=progress.quiet, stream=progress.stream)  # its own clock and ETA
     stop = None if step.mandatory else budget.stop_clock(step.n_models_after)
     try:
-        return train_member(cfg, prep, member, folds_progress, stop), "trained"
+        return train_member(cfg, prep, member, folds_progress, stop, step.cluster), "trained"
     except TimeUp as stop:
         budget.stopped(member.name, "member", estimate, str(stop))
         return None, "stopped"

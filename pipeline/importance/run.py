@@ -11,7 +11,7 @@ import re
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -30,14 +30,22 @@ from pipeline.engine.spec import available_cores, train_spec
 
 from .permutation import permutation_drops
 
+if TYPE_CHECKING:
+    from pipeline.compute.cluster import Cluster
+
 STAGE = "importance"
 COLUMNS = ["kind", "feature", "cv_repeat", "fold", "repeat", "value", "std", "ci_low", "ci_high", "p_value", "n"]
 
 
 def run_importance(
-    run_dir: Path, overrides: list[str] | tuple[str, ...] = (), progress: Progress = QUIET, replace_files: bool = False
+    run_dir: Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    progress: Progress = QUIET,
+    replace_files: bool = False,
+    cluster: Cluster | None = None,
 ) -> Path:
-    """Compute every importance kind of a run and add the files to it; returns the run folder."""
+    """Compute every importance kind of a run and add the files to it; returns the run folder. On a `cluster`
+    the null-importance refits train their folds as tasks there."""
     started = time.perf_counter()
     for item in overrides:
         if not item.startswith("importance."):
@@ -53,7 +61,7 @@ def run_importance(
     perm, baselines, share = permutation_frame(data, groups, settings, n_jobs, progress)
     frames = [training_importance(data.reader), perm]
     if settings.null_repeats:
-        frames.append(null_importance(data, settings, n_jobs, progress))
+        frames.append(null_importance(data, settings, n_jobs, progress, cluster))
     table = pd.concat(frames, ignore_index=True)[COLUMNS]
     summary = summary_document(data, settings, groups, table, baselines, share, time.perf_counter() - started)
     files = {"importance/importance.parquet": parquet_bytes(table), "importance/summary.json": json_bytes(summary)}
@@ -187,14 +195,20 @@ def training_importance(reader: RunReader) -> pd.DataFrame:
     return with_aggregates(per_fold[["kind", "feature", "cv_repeat", "fold", "repeat", "value"]], 0.95)
 
 
-def null_importance(data: RunData, settings: ImportanceSection, n_jobs: int, progress: Progress) -> pd.DataFrame:
+def null_importance(
+    data: RunData, settings: ImportanceSection, n_jobs: int, progress: Progress, cluster: Cluster | None = None
+) -> pd.DataFrame:
     """Gain of models refit on a shuffled target (same folds), against the real models' gain
     at the same number of rounds: per feature a score and an empirical p-value."""
     prep = data.prep
     rounds = min(settings.null_num_boost_round, *(b.current_iteration() for b in data.fitted.boosters))
     spec = train_spec(data.cfg, prep, data.params)
     spec = replace(
-        spec, num_boost_round=rounds, early_stopping_rounds=None, params={**spec.params, "num_threads": n_jobs}
+        spec,
+        num_boost_round=rounds,
+        early_stopping_rounds=None,
+        params={**spec.params, "num_threads": n_jobs},
+        cluster=cluster,
     )
     columns = list(prep.schema.columns)
     real = np.mean([b.feature_importance("gain", iteration=rounds) for b in data.fitted.boosters], axis=0)

@@ -14,7 +14,7 @@ import itertools
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,11 +34,17 @@ from pipeline.engine.spec import TrainSpec, train_spec
 
 from .selectors import SelectContext, Selection, select_columns, subset_spec
 
+if TYPE_CHECKING:
+    from pipeline.compute.cluster import Cluster
+
 STAGE = "select"
 
 
-def run_select(cfg: Config, select_id: str | None = None, progress: Progress = QUIET) -> Path:
-    """Nested selection, naive selection and the all-features baseline; returns the output folder."""
+def run_select(
+    cfg: Config, select_id: str | None = None, progress: Progress = QUIET, cluster: Cluster | None = None
+) -> Path:
+    """Nested selection, naive selection and the all-features baseline; returns the output folder. On a
+    `cluster` every selection fit's folds train as tasks there."""
     started = time.perf_counter()
     name = check_run_id(select_id, "--select-id") if select_id else new_run_id(cfg.hash())
     out_dir = Path(cfg.experiment.runs_dir) / cfg.experiment.name / STAGE / name
@@ -52,7 +58,7 @@ def run_select(cfg: Config, select_id: str | None = None, progress: Progress = Q
             f"an unfinished selection is in {staging_dir(out_dir)}; delete it or pass another --select-id"
         )
     prep = prepare(cfg, progress)
-    ctx = select_context(cfg, prep)
+    ctx = select_context(cfg, prep, cluster)
     nested = nested_selection(prep, ctx, progress)
     progress.say("select: naive selection on all rows with the experiment's folds (final list, naive score)")
     # The naive procedure as usually done: select by the CV score on the experiment's folds, report
@@ -92,12 +98,13 @@ def run_select(cfg: Config, select_id: str | None = None, progress: Progress = Q
     return out_dir
 
 
-def select_context(cfg: Config, prep: Prepared) -> SelectContext:
+def select_context(cfg: Config, prep: Prepared, cluster: Cluster | None = None) -> SelectContext:
     """Settings and the engine's spec for selection fits (early stopping on an inner split)."""
     settings = cfg.select or SelectSection()
     spec = train_spec(cfg, prep)
     spec = replace(
         spec,
+        cluster=cluster,
         early_stopping="inner",
         num_boost_round=min(spec.num_boost_round, settings.num_boost_round or spec.num_boost_round),
     )

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightgbm as lgb
 import numpy as np
@@ -32,6 +32,9 @@ from pipeline.engine.spec import TrainSpec, model_key, train_spec
 from .backtest import BacktestCutoff, backtest, backtest_document, plan_backtest
 from .summary import render_markdown
 
+if TYPE_CHECKING:
+    from pipeline.compute.cluster import Cluster
+
 
 def run_dir_for(cfg: Config, run_id: str | None, resume: bool) -> Path:
     """The run folder to write; with --resume and no id, the newest unfinished run no process is writing."""
@@ -49,8 +52,10 @@ def train(
     resume: bool = False,
     progress: Progress = QUIET,
     params: dict[str, Any] | None = None,
+    cluster: Cluster | None = None,
 ) -> Path:
-    """Train the experiment's fold models and write a complete run folder; returns its path."""
+    """Train the experiment's fold models and write a complete run folder; returns its path. On a `cluster` the
+    folds train as tasks there; the run folder is the same, written here."""
     started = time.perf_counter()
     final_dir = run_dir_for(cfg, run_id, resume)
     check_new_run(final_dir, resume)  # refuse an existing run before spending time on the data
@@ -61,7 +66,7 @@ def train(
         if resume:
             check_resumable(writer, config_text, prep)
         writer.write_text("config.toml", config_text)
-        spec = train_spec(cfg, prep, params)
+        spec = replace(train_spec(cfg, prep, params), cluster=cluster)
         writer.write_json("schema.json", schema_document(cfg, prep, spec))
         writer.write_parquet("folds.parquet", prep.folds.to_frame(prep.ids))
         writer.write_json(REFERENCE_FILE, drift_reference(cfg, prep))

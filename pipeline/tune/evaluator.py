@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -14,7 +14,8 @@ import lightgbm as lgb
 import optuna
 
 from pipeline.data.prepare import Prepared
-from pipeline.engine.fold import build_dataset, train_fold
+from pipeline.engine.cluster_folds import binning_key, train_on_cluster
+from pipeline.engine.fold import FoldOutput, build_dataset, train_fold
 from pipeline.engine.oof import OOFAccumulator
 from pipeline.engine.spec import TrainSpec
 
@@ -84,14 +85,12 @@ class Evaluator:
         """OOF score of `params`; `report(step, running_score)` returning True prunes (raises TrialPruned)."""
         started = time.perf_counter()
         spec = replace(self.base, params={**self.base.params, **params})
-        full = self.dataset(spec)
-        X, y, folds = self.prep.X, self.prep.y, self.prep.folds
+        y, folds = self.prep.y, self.prep.folds
         oof = OOFAccumulator(len(y), spec.task, spec.num_class)
         fold_scores, best_iterations = [], []
         pairs = folds.pairs()
-        for step, (repeat, fold) in enumerate(pairs, start=1):
-            train_idx, valid_idx = folds.split(repeat, fold)
-            output = train_fold(full, y, train_idx, valid_idx, spec, X, repeat, fold)
+        for step, output in enumerate(self._fold_outputs(spec, pairs), start=1):
+            valid_idx = folds.split(output.result.repeat, output.result.fold)[1]
             oof.add(valid_idx, output.valid_pred)
             fold_scores.append(output.result.score)
             best_iterations.append(output.result.best_iteration)
@@ -101,3 +100,19 @@ class Evaluator:
             if report is not None and step < len(pairs) and report(step, running.value):
                 raise TrialPruned(running)
         return running
+
+    def _fold_outputs(self, spec: TrainSpec, pairs: list[tuple[int, int]]) -> Iterator[FoldOutput]:
+        """Each fold's output in fold order, trained when asked for (so a pruned trial trains no more folds
+        here). On a cluster every fold of the trial trains at once, and pruning then only decides what is
+        reported, from the same folds in the same order: the study holds what the in-process run gives."""
+        X, y, folds = self.prep.X, self.prep.y, self.prep.folds
+        if spec.cluster is None:
+            full = self.dataset(spec)
+            for repeat, fold in pairs:
+                train_idx, valid_idx = folds.split(repeat, fold)
+                yield train_fold(full, y, train_idx, valid_idx, spec, X, repeat, fold)
+            return
+        key = binning_key(spec, tuple(a for name in DATASET_PARAMS for a in aliases(name)))
+        trained = train_on_cluster(spec.cluster, X, y, folds, pairs, spec, None, key)
+        outputs = {(o.result.repeat, o.result.fold): o for o in trained}
+        yield from (outputs[pair] for pair in pairs)

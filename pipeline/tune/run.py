@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import TrialState
@@ -31,6 +31,9 @@ from .storage import JOURNAL_FILE, check_storage_url, open_storage, redact
 from .study import TrialSeededTPE, budget_of, fail_dead_trials, make_pruner, open_study, this_worker
 from .trials import TrialPlan, base_spec, run_trials
 from .workers import run_parallel
+
+if TYPE_CHECKING:
+    from pipeline.compute.cluster import Cluster
 
 FINAL_ATTR = "gbpipe_final"
 
@@ -75,13 +78,19 @@ def fingerprint(cfg: Config, prep: Prepared, space: SearchSpace) -> dict[str, An
 
 
 # ---- the command ----
-def tune(cfg: Config, options: TuneOptions, progress: Progress = QUIET) -> Path:
-    """Run (or continue) the experiment's study and write its results; returns the study folder."""
+def tune(cfg: Config, options: TuneOptions, progress: Progress = QUIET, cluster: Cluster | None = None) -> Path:
+    """Run (or continue) the experiment's study and write its results; returns the study folder. On a `cluster`
+    each trial's folds train as tasks there, trials one after another as here: the study is the same."""
     check_storage_url(options.storage)  # before the data is loaded
+    if cluster is not None and options.workers > 1:
+        raise ConfigError(
+            f"--cluster {cluster.address} with --workers {options.workers}: the cluster's workers run the folds; "
+            "give one or the other"
+        )
     clock = Clock.start(options.timeout)
     threads_per_worker(cfg, options.workers)  # refused before the data is loaded
     prep = prepare(cfg, progress)
-    summary = search(cfg, options, prep, clock, progress)
+    summary = search(cfg, options, prep, clock, progress, cluster=cluster)
     study_dir = tune_dir(cfg, options.study_name)
     if summary["best"] is None:
         raise ConfigError(
@@ -106,6 +115,7 @@ def search(
     progress: Progress = QUIET,
     first: Evaluation | None = None,
     hard_stop: bool = False,
+    cluster: Cluster | None = None,
 ) -> dict[str, Any]:
     """Trials on prepared data until the study holds options.n_trials finished ones or the next one would not
     end by the clock's deadline; then the outputs are written. `first` is the default parameters' result when
@@ -123,7 +133,7 @@ def search(
     )
     reporter = ProgressReporter(study, options.n_trials, cfg.metric, progress)
     deadline = clock.deadline if hard_stop else None  # a fold past it is abandoned, not finished
-    evaluator = Evaluator(prep, replace(base_spec(cfg, prep, space, threads), deadline=deadline))
+    evaluator = Evaluator(prep, replace(base_spec(cfg, prep, space, threads), deadline=deadline, cluster=cluster))
     done = None
     if options.workers == 1:
         plan = TrialPlan(evaluator, space, options.n_trials, clock, hard_stop)
@@ -131,10 +141,9 @@ def search(
         progress.say(f"this process ran {done.ran} trial(s)" + (f"; no more: {done.stopped}" if done.stopped else ""))
     else:
         run_parallel(cfg, options, study_dir, clock, threads, study, reporter)
-    final = final_retrain(
-        study, cfg, space, Evaluator(prep, base_spec(cfg, prep, space, threads_per_worker(cfg, 1))), progress
-    )
-    in_process = options.workers == 1  # spawned workers keep their own Dataset caches
+    final_spec = replace(base_spec(cfg, prep, space, threads_per_worker(cfg, 1)), cluster=cluster)
+    final = final_retrain(study, cfg, space, Evaluator(prep, final_spec), progress)
+    in_process = options.workers == 1 and cluster is None  # other processes keep their own Dataset caches
     stats = {
         "datasets_built": evaluator.datasets_built if in_process else None,
         "datasets_reused": evaluator.datasets_reused if in_process else None,

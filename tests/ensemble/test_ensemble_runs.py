@@ -268,10 +268,10 @@ def test_an_interrupted_ensemble_resumes_with_the_members_it_finished(tmp_path, 
     cfg = load_config(config)
     real_train = ensemble_module.train_member
 
-    def interrupted(cfg, prep, member, progress, stop=None):
+    def interrupted(cfg, prep, member, progress, stop=None, cluster=None):
         if member.name == "logistic":
             raise KeyboardInterrupt
-        return real_train(cfg, prep, member, progress, stop)
+        return real_train(cfg, prep, member, progress, stop, cluster)
 
     monkeypatch.setattr(ensemble_module, "train_member", interrupted)
     with pytest.raises(KeyboardInterrupt):

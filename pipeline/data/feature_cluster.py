@@ -1,0 +1,138 @@
+"""The point-in-time feature table built on a Dask cluster, for an event table too large for one machine.
+
+The client reads two columns of the events, the entity and the time, and decides what the whole table decides:
+the data's end, its first event, the cutoffs (`features.build.plan_build`). Dask reads the parquet parts on the
+workers, one task per file, and shuffles the events by entity so that each partition holds every event of its
+entities; on each partition the Polars builder of the in-process path (`features.build.build_part`) builds the
+rows of those entities under the whole table's plan. The client concatenates the parts and sorts them by cutoff
+and entity, the order of the in-process build: the table is that build's, cell by cell.
+
+Events that tie on time keep their order in the files, as the in-process build keeps it: each event carries its
+row number through the shuffle and every partition is put back in that order before it is built.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+import polars as pl
+
+from features.build import (
+    BuildPlan,
+    FeatureTable,
+    build_part,
+    check_output_names,
+    finish_build,
+    plan_build,
+    say_plan,
+    summarize_build,
+)
+from features.events import event_times
+from features.spec import FeaturesSection
+from pipeline.core.errors import DataError
+from pipeline.core.progress import QUIET, Progress
+
+from .parts import is_parted, part_files
+from .read import read_parquet_file
+
+if TYPE_CHECKING:
+    from pipeline.compute.cluster import Cluster
+
+ROW = "__gbpipe_event_row"  # an event's place in the files (name order, then row), kept through the shuffle
+
+
+def is_parquet_events(path: Path) -> bool:
+    files = part_files(path) if is_parted(path) else [path]
+    return all(f.suffix.lower() in (".parquet", ".pq") for f in files)
+
+
+def build_on_cluster(
+    cluster: Cluster, path: Path, spec: FeaturesSection, target: str, progress: Progress = QUIET
+) -> FeatureTable:
+    """The feature table of the parquet events at `path` (a file, or a folder or glob of parts), built by entity
+    on the cluster's workers; the same table as `build_features` on the whole table."""
+    import pyarrow.parquet as pq
+
+    started, source = time.perf_counter(), str(path)
+    check_output_names(spec, target)
+    files = part_files(path) if is_parted(path) else [path]
+    columns = pq.read_schema(files[0]).names
+    raw = _raw_names(columns, spec, source)
+    lengths = [pq.ParquetFile(f).metadata.num_rows for f in files]
+    light = event_times(_read_columns(files, raw), columns, spec, source)
+    kept, build_plan = plan_build(light, spec, source)
+    say_plan(kept, build_plan, spec, source, progress)
+    n_parts = max(len(files), cluster.n_workers)
+    progress.say(f"features: {len(files)} parquet part(s) shuffled by {spec.entity} into {n_parts} partitions")
+    tables = _built_parts(cluster, files, lengths, raw[0], n_parts, spec, target, source, build_plan)
+    table = pl.concat(tables, how="vertical").sort([spec.cutoff_column, spec.entity], maintain_order=True)
+    summary = summarize_build(table, kept, spec, build_plan, target, source)
+    del kept, light
+    return finish_build(table, summary, build_plan, target, started, progress)
+
+
+def _raw_names(columns: list[str], spec: FeaturesSection, source: str) -> list[str]:
+    """The file's names of the entity and time columns (features.rename maps file names onto the spec's)."""
+    renamed = {new: old for old, new in spec.rename.items() if old in columns}
+    names = [renamed.get(c, c) for c in (spec.entity, spec.time)]
+    missing = [c for c in names if c not in columns]
+    if missing:
+        raise DataError(
+            f"event table {source} lacks the column(s) {missing} features.entity and features.time name; "
+            f"its columns are {columns}"
+        )
+    return names
+
+
+def _read_columns(files: list[Path], names: list[str]) -> pd.DataFrame:
+    frames = [pd.read_parquet(f, columns=names) for f in files]
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def _built_parts(
+    cluster: Cluster,
+    files: list[Path],
+    lengths: list[int],
+    entity: str,
+    n_parts: int,
+    spec: FeaturesSection,
+    target: str,
+    source: str,
+    build_plan: BuildPlan,
+) -> list[pl.DataFrame]:
+    import dask
+    import dask.dataframe as dd
+    import pyarrow.parquet as pq
+
+    offsets = [sum(lengths[:k]) for k in range(len(files))]
+    meta = pq.read_schema(files[0]).empty_table().to_pandas().assign(**{ROW: pd.Series(dtype="int64")})
+    numbered = [(str(f), offset) for f, offset in zip(files, offsets)]
+    events = dd.from_map(_read_numbered, numbered, meta=meta, enforce_metadata=False)
+    by_entity = events[events[entity].notnull()].shuffle(on=entity, npartitions=n_parts)
+    tasks = [
+        dask.delayed(_build_numbered, pure=True)(part, spec, target, source, build_plan)
+        for part in by_entity.to_delayed()
+    ]
+    built = cluster.client.gather(cluster.client.compute(tasks))
+    return [table for table in built if table is not None]
+
+
+def _read_numbered(file_and_offset: tuple[str, int]) -> pd.DataFrame:
+    """Runs on a worker: one part, as the in-process read gives it, with each event's row number."""
+    path, offset = file_and_offset
+    frame = read_parquet_file(Path(path))
+    frame[ROW] = range(offset, offset + len(frame))
+    return frame
+
+
+def _build_numbered(
+    events: pd.DataFrame, spec: FeaturesSection, target: str, source: str, build_plan: BuildPlan
+) -> pl.DataFrame | None:
+    """Runs on a worker: one partition's rows, its events put back in file order first."""
+    if events.empty:
+        return None
+    events = events.sort_values(ROW, kind="stable").drop(columns=ROW).reset_index(drop=True)
+    return build_part(events, spec, target, source, build_plan)
