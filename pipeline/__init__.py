@@ -10,8 +10,9 @@ The Python API is what the CLI calls: stages are functions over a validated conf
 
 Names are imported on first use, so `import pipeline` stays cheap (no LightGBM, scikit-learn or
 matplotlib until a stage is used). The packages follow the workflow, each importing only those
-below it: core < (features) < config < data < engine < train, tune, importance, ensemble, drift < report;
-auto/ (over tune and ensemble), cli/ and predict.py sit on top, and only cli/ imports auto/.
+below it: core < compute (where work runs: here or on a Dask cluster) < (features) < config < data < engine <
+train, tune, importance, ensemble, drift < report; auto/ (over tune and ensemble), cli/ and predict.py (with
+predict_output.py, the files it writes) sit on top, and only cli/ imports auto/.
 """
 
 from pipeline.core.lazy import attach

@@ -3,13 +3,11 @@ the run's drift reference bins on the way, and a warning names the features that
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -18,16 +16,21 @@ import pyarrow.parquet as pq
 
 from pipeline.config import ROW_ID
 from pipeline.core import names
-from pipeline.core.artifacts import SHARED_MODE, ArtifactWriteError, fsync_dir, write_error
 from pipeline.core.errors import ConfigError, DataError
 from pipeline.core.metrics import to_labels
 from pipeline.core.progress import QUIET, Progress
 from pipeline.core.run_folder import RunReader, resolve_run_dir
-from pipeline.data.read import csv_header, unreadable_parquet
+from pipeline.data.parts import is_parted, part_files
+from pipeline.data.read import csv_header, read_parquet_file, unreadable_parquet
 from pipeline.data.schema import ConversionReport, flat_column_names, to_matrix
 from pipeline.drift.monitor import DriftCheck, DriftMonitor
 from pipeline.engine.fitted import FittedRun, load_fold_models
 from pipeline.ensemble.model import load_ensemble
+
+from .predict_output import output_writer
+
+if TYPE_CHECKING:
+    from pipeline.compute.cluster import Cluster
 
 
 def load_run(run_dir: Path, allow_version_mismatch: bool = False) -> FittedRun:
@@ -56,24 +59,30 @@ def predict_file(
     chunk_size: int = 100_000,
     progress: Progress = QUIET,
     allow_version_mismatch: bool = False,
+    cluster: Cluster | None = None,
 ) -> PredictSummary:
-    """Predict every row of a CSV or parquet file and write id + predictions (CSV or parquet)."""
+    """Predict every row of a CSV or parquet file (or a folder of parts) and write id + predictions: one CSV or
+    parquet file, or a folder of parquet parts named after the input's when `output_path` has no suffix. On a
+    `cluster`, parquet parts are predicted as tasks there (the same numbers); the files are written here."""
     input_path, output_path = Path(input_path), Path(output_path)
     check_output_path(output_path, input_path, run_dir)
     reader = RunReader(run_dir, allow_version_mismatch)
     run = _load(reader)
-    monitor = DriftMonitor.for_run(reader, run.schema)
-    observe = monitor.observe if monitor is not None else None
+    on_cluster = cluster is not None and all_parquet(input_path)
+    monitor = None if on_cluster else DriftMonitor.for_run(reader, run.schema)
+    if on_cluster and DriftMonitor.for_run(reader, run.schema) is not None:
+        progress.say("predict: on the cluster the drift check is left out; `gbpipe drift --input` runs it")
     summary = PredictSummary()
-    with _atomic_table_writer(output_path) as write:
-        ledger = IdLedger(input_path, lambda: (c[run.id_name] for c in read_chunks(input_path, chunk_size)))
-        for chunk in read_chunks(input_path, chunk_size):
-            if chunk.empty:
-                continue
-            frame = predict_frame(run, chunk, str(input_path), summary.conversion, summary.rows, observe)
-            if run.id_name in chunk.columns:  # (row positions made up by predict are unique anyway)
+    with output_writer(output_path) as write:
+        ledger = IdLedger(input_path, lambda: (c[run.id_name] for _, c in read_parts(input_path, chunk_size)))
+        if on_cluster:
+            frames = frames_on_cluster(cluster, run, input_path, summary.conversion)
+        else:
+            frames = _frames_here(run, input_path, chunk_size, summary, monitor)
+        for part, frame in frames:
+            if run.id_name in frame.columns and not run.id_is_position:
                 ledger.add(frame[run.id_name])
-            write(frame)
+            write(part, frame)
             summary.rows += len(frame)
             progress.say(f"predict: {summary.rows} rows")
         # raised inside the writer, so no output replaces an earlier one
@@ -87,6 +96,50 @@ def predict_file(
         if message is not None:
             warnings.warn(message, stacklevel=2)
     return summary
+
+
+def _frames_here(
+    run: FittedRun, input_path: Path, chunk_size: int, summary: PredictSummary, monitor: DriftMonitor | None
+) -> Iterator[tuple[str, pd.DataFrame]]:
+    observe = monitor.observe if monitor is not None else None
+    offset = 0
+    for part, chunk in read_parts(input_path, chunk_size):
+        if chunk.empty:
+            continue
+        yield part, predict_frame(run, chunk, str(input_path), summary.conversion, offset, observe)
+        offset += len(chunk)
+
+
+def all_parquet(path: Path) -> bool:
+    """Parquet parts (a folder or glob of them): what the cluster predicts, a part per task."""
+    return is_parted(path) and all(p.suffix.lower() in (".parquet", ".pq") for p in part_files(path))
+
+
+def frames_on_cluster(
+    cluster: Cluster, run: FittedRun, input_path: Path, report: ConversionReport
+) -> Iterator[tuple[str, pd.DataFrame]]:
+    """Each part predicted by a task on the cluster (the run sent to every worker once), in part order."""
+    files = part_files(input_path)
+    lengths = [pq.ParquetFile(f).metadata.num_rows for f in files]
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int).tolist()
+    client = cluster.client
+    shared = client.scatter(run, broadcast=True, hash=False)
+    futures = [client.submit(_predict_part, shared, str(f), o, pure=False) for f, o in zip(files, offsets)]
+    try:
+        for part, future in zip(files, futures):
+            frame, part_report = future.result()
+            add_counts(report, part_report)
+            report.missing_keep.extend(c for c in part_report.missing_keep if c not in report.missing_keep)
+            yield part.stem, frame
+    finally:
+        client.cancel(futures)
+
+
+def _predict_part(run: FittedRun, path: str, offset: int) -> tuple[pd.DataFrame, ConversionReport]:
+    """Runs on a worker: one parquet part's predictions, as predict_frame gives them here."""
+    report = ConversionReport()
+    frame = predict_frame(run, read_parquet_file(Path(path)), path, report, offset)
+    return frame, report
 
 
 def check_output_path(output_path: Path, input_path: Path, run_dir: Path) -> None:
@@ -124,14 +177,7 @@ def predict_frame(
     pred = run.predict(X)
     if observe is not None:
         observe(X, chunk_report)
-    for counts, chunk_counts in (
-        (report.unseen_categories, chunk_report.unseen_categories),
-        (report.infinite_to_nan, chunk_report.infinite_to_nan),
-        (report.cast_to_numeric, chunk_report.cast_to_numeric),
-    ):
-        for col, n in chunk_counts.items():
-            counts[col] = counts.get(col, 0) + n
-    report.extra_columns = chunk_report.extra_columns
+    add_counts(report, chunk_report)
     out = pd.DataFrame({run.id_name: ids.to_numpy()})
     for col in run.schema.keep:
         if col in frame.columns:
@@ -199,6 +245,26 @@ def _id_text(ids: pd.Series) -> np.ndarray:
     return ids.astype(str).to_numpy(dtype=object)
 
 
+def add_counts(report: ConversionReport, chunk_report: ConversionReport) -> None:
+    """A chunk's conversion counts added to the whole input's."""
+    for counts, chunk_counts in (
+        (report.unseen_categories, chunk_report.unseen_categories),
+        (report.infinite_to_nan, chunk_report.infinite_to_nan),
+        (report.cast_to_numeric, chunk_report.cast_to_numeric),
+    ):
+        for col, n in chunk_counts.items():
+            counts[col] = counts.get(col, 0) + n
+    report.extra_columns = chunk_report.extra_columns
+
+
+def read_parts(path: Path, chunk_size: int) -> Iterator[tuple[str, pd.DataFrame]]:
+    """The input in chunks of at most chunk_size rows, each with the name of the part it comes from (the file's
+    stem; the parts of a folder or glob in name order)."""
+    for part in part_files(path) if is_parted(path) else [path]:
+        for chunk in read_chunks(part, chunk_size):
+            yield part.stem, chunk
+
+
 def read_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
     """Read CSV or parquet in chunks of at most chunk_size rows."""
     if not path.is_file():
@@ -221,64 +287,6 @@ def read_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
         yield from pd.read_csv(path, chunksize=chunk_size, encoding="utf-8-sig", low_memory=False)
     except pd.errors.EmptyDataError:
         raise DataError(f"input file {path} has no columns") from None
-
-
-@contextlib.contextmanager
-def _atomic_table_writer(path: Path):
-    """Yield a function that appends frames; on success the file appears whole, else not at all."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-    except OSError as exc:
-        raise write_error(path, exc) from exc
-    state: dict = {"writer": None, "header": True}
-    parquet = path.suffix.lower() in (".parquet", ".pq")
-
-    def write(frame: pd.DataFrame) -> None:
-        if parquet:
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            if state["writer"] is None:
-                state["writer"] = pq.ParquetWriter(tmp, table.schema, compression="zstd")
-            state["writer"].write_table(_like_first_chunk(table, state["writer"].schema, path))
-        else:
-            frame.to_csv(tmp, mode="w" if state["header"] else "a", header=state["header"], index=False)
-            state["header"] = False
-
-    try:
-        yield write
-        if state["writer"] is not None:
-            state["writer"].close()
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(tmp, SHARED_MODE)
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except BaseException as exc:
-        if state["writer"] is not None:
-            with contextlib.suppress(Exception):
-                state["writer"].close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError) and not isinstance(exc, ArtifactWriteError):
-            raise write_error(path, exc) from exc
-        raise
-
-
-def _like_first_chunk(table: pa.Table, schema: pa.Schema, path: Path) -> pa.Table:
-    """A CSV chunk may read a column with another type than the first chunk (a missing value turns integers
-    into floats); a parquet file has one type per column, so later chunks take the first one's."""
-    if table.schema.equals(schema):
-        return table
-    try:
-        return table.cast(schema)
-    except (ValueError, pa.ArrowNotImplementedError) as exc:  # ArrowInvalid is a ValueError
-        changed = [f.name for f, g in zip(schema, table.schema, strict=True) if not f.type.equals(g.type)]
-        raise DataError(
-            f"columns {changed} of the input change type between chunks ({exc}), so {path} cannot "
-            "hold them as one parquet column; give --chunk-size larger than the file's rows, or write "
-            "CSV"
-        ) from None
 
 
 def _warn(summary: PredictSummary, source: Path) -> None:

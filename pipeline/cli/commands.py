@@ -83,9 +83,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if args.chunk_size < 1:
         raise ConfigError(f"--chunk-size must be at least 1, got {args.chunk_size}")
-    summary = predict_file(
-        args.run, args.input, args.output, args.chunk_size, progress_of(args), args.allow_version_mismatch
-    )
+    with cluster_of(args) as cluster:
+        summary = predict_file(
+            args.run, args.input, args.output, args.chunk_size, progress_of(args), args.allow_version_mismatch, cluster
+        )
     progress_of(args).say(f"predicted {summary.rows} rows -> {args.output}")
     return 0
 

@@ -108,14 +108,23 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 # ---- predict ----
 def _add_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, type=Path, help="run folder (or experiment folder: its latest run)")
-    p.add_argument("--input", required=True, type=Path, help="CSV or parquet file of rows to predict")
-    p.add_argument("--output", required=True, type=Path, help="where to write predictions (.csv or .parquet)")
+    p.add_argument(
+        "--input", required=True, type=Path, help="CSV or parquet file of rows to predict, or a folder of parts"
+    )
+    p.add_argument(
+        "--output",
+        required=True,
+        type=Path,
+        help="where to write predictions: a .csv or .parquet file, or a new folder (no suffix) of parquet parts "
+        "named after the input's",
+    )
     p.add_argument("--chunk-size", type=int, default=100_000, help="rows per chunk (bounds memory)")
     p.add_argument(
         "--allow-version-mismatch",
         action="store_true",
         help="load a run made with another major version of LightGBM or scikit-learn",
     )
+    _cluster_args(p)
     _common_args(p)
 
 

@@ -58,7 +58,7 @@ def read_parts(path: str | Path, sep: str = ",") -> pd.DataFrame:
     if KINDS[files[0].suffix.lower()] == "parquet":
         frames = [read_parquet_file(f) for f in files]
         for f, frame in zip(files[1:], frames[1:]):
-            _same_columns(f, list(frame.columns), files[0], list(frames[0].columns))
+            same_columns(f, list(frame.columns), files[0], list(frames[0].columns))
         frame = pd.concat(frames, ignore_index=True)
     else:
         frame = _read_csv_parts(files, "\t" if files[0].suffix.lower() == ".tsv" else sep, str(path))
@@ -77,7 +77,7 @@ def _read_csv_parts(files: list[Path], sep: str, source: str) -> pd.DataFrame:
         first, _, body = data.removeprefix(b"\xef\xbb\xbf").partition(b"\n")
         if not chunks:
             header, chunks = columns, [first + b"\n"]  # one header for all the parts
-        _same_columns(f, columns, files[0], header)
+        same_columns(f, columns, files[0], header)
         chunks.append(body if not body or body.endswith(b"\n") else body + b"\n")
     try:
         frame = pd.read_csv(io.BytesIO(b"".join(chunks)), sep=sep, low_memory=False)
@@ -87,7 +87,7 @@ def _read_csv_parts(files: list[Path], sep: str, source: str) -> pd.DataFrame:
     return frame
 
 
-def _same_columns(part: Path, columns: list[str], first: Path, expected: list[str]) -> None:
+def same_columns(part: Path, columns: list[str], first: Path, expected: list[str]) -> None:
     if columns != expected:
         missing, extra = sorted(set(expected) - set(columns)), sorted(set(columns) - set(expected))
         detail = f"lacks {missing}, has {extra} more" if missing or extra else "has them in another order"

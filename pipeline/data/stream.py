@@ -19,13 +19,15 @@ import numpy as np
 import pandas as pd
 
 from .memory import release_memory
+from .parts import part_files, same_columns
 from .read import missing_file, unreadable_parquet
 from .schema import ConversionReport, FeatureSchema, to_matrix
 
 
 @dataclass(frozen=True)
 class TableSource:
-    """The rows of one parquet file that form a table (all of them, or a split's, in file order)."""
+    """The rows of one parquet file, or of a folder of parquet parts read as one table in name order, that form a
+    table (all of them, or a split's, in file order)."""
 
     path: Path
     name: str  # how messages name the table
@@ -33,21 +35,35 @@ class TableSource:
     _cache: _GroupCache = field(default_factory=lambda: _GroupCache(), compare=False, repr=False)
 
     @cached_property
-    def _file(self):
+    def _files(self) -> list:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        if not self.path.is_file():
+        paths = part_files(self.path) if self.path.is_dir() else [self.path]
+        if not paths[0].is_file():
             raise missing_file(self.path)
-        try:
-            return pq.ParquetFile(self.path, pre_buffer=False)
-        except (pa.ArrowException, OSError) as exc:
-            raise unreadable_parquet(self.path, exc) from None
+        files = []
+        for path in paths:
+            try:
+                files.append(pq.ParquetFile(path, pre_buffer=False))
+            except (pa.ArrowException, OSError) as exc:
+                raise unreadable_parquet(path, exc) from None
+            same_columns(path, files[-1].schema_arrow.names, paths[0], files[0].schema_arrow.names)
+        return files
+
+    @property
+    def _file(self):
+        """The first part: its schema is every part's."""
+        return self._files[0]
+
+    @cached_property
+    def _groups(self) -> list[tuple[int, int]]:
+        """Every row group of the table, in order, as (part, row group of that part)."""
+        return [(k, g) for k, f in enumerate(self._files) for g in range(f.metadata.num_row_groups)]
 
     @cached_property
     def _group_starts(self) -> np.ndarray:
-        meta = self._file.metadata
-        sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+        sizes = [self._files[k].metadata.row_group(g).num_rows for k, g in self._groups]
         return np.concatenate([[0], np.cumsum(sizes, dtype="int64")])
 
     @property
@@ -101,11 +117,11 @@ class TableSource:
 
     def _null_count(self, j: int, name: str) -> int:
         """Missing values of a flat column (`j`: its parquet leaf) from the row groups' statistics."""
-        meta, total = self._file.metadata, 0
-        for g in range(meta.num_row_groups):
-            stats = meta.row_group(g).column(j).statistics
+        total = 0
+        for k, g in self._groups:
+            stats = self._files[k].metadata.row_group(g).column(j).statistics
             if stats is None or not stats.has_null_count:
-                return self._file.read(columns=[name]).column(0).null_count
+                return sum(f.read(columns=[name]).column(0).null_count for f in self._files)
             total += stats.null_count
         return total
 
@@ -135,7 +151,9 @@ class TableSource:
         with self._cache.lock:  # folds predicting in threads share the file
             if self._cache.key != key:
                 self._cache.table = None  # one decoded group in memory at a time
-                self._cache.table = self._file.read_row_group(g, columns=None if columns is None else list(columns))
+                part, group = self._groups[g]
+                wanted = None if columns is None else list(columns)
+                self._cache.table = self._files[part].read_row_group(group, columns=wanted)
                 self._cache.key = key
             return self._cache.table
 

@@ -10,19 +10,19 @@ engine/cluster_folds.py); the results are identical.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
 from pipeline.core.cores import fold_worker_count
-from pipeline.core.errors import ConfigError
 from pipeline.data.folds import Folds
 from pipeline.data.stream import StreamedMatrix
 
 from ._fold_pool import can_share_threads, train_folds_in_threads
 from .cluster_folds import binning_key, train_on_cluster
+from .cluster_rows import BEST_ITERATION_RULE, train_rows_on_cluster
 from .fold import FoldOutput, FoldResult, build_dataset, fit_fold, reuse_fold
 from .oof import OOFAccumulator
 from .spec import TrainSpec
@@ -39,6 +39,7 @@ class CVResult:
     test_pred: np.ndarray | None = None
     test_pred_folds: tuple[np.ndarray, ...] = ()
     importance: pd.DataFrame = field(default_factory=pd.DataFrame)
+    best_iteration_rule: str = ""  # how each fold's best_iteration was chosen (scores.json, the report)
 
     @property
     def fold_scores(self) -> list[float]:
@@ -78,7 +79,17 @@ def run_cv(
         _train_todo(X, y, folds, todo, spec, X_test, finish)
     for pair, (result, booster) in completed.items():
         outputs[pair] = reuse_fold(result, booster, X, folds, spec, X_test)
-    return combine(folds, spec, y, [outputs[pair] for pair in folds.pairs()])
+    result = combine(folds, spec, y, [outputs[pair] for pair in folds.pairs()])
+    return replace(result, best_iteration_rule=best_iteration_rule(spec, isinstance(X, StreamedMatrix)))
+
+
+def best_iteration_rule(spec: TrainSpec, streamed: bool) -> str:
+    if spec.cluster is not None and streamed:
+        return BEST_ITERATION_RULE
+    if not spec.early_stopping_rounds:
+        return f"no early stopping: every fold trained {spec.num_boost_round} rounds"
+    rows = "an inner split of its training rows" if spec.early_stopping == "inner" else "its validation rows"
+    return f"early stopping: each fold stopped {spec.early_stopping_rounds} rounds after its best score on {rows}"
 
 
 def _train_todo(
@@ -93,13 +104,12 @@ def _train_todo(
     """The folds not reused from a checkpoint: on the cluster, in threads here, or one after another."""
     streamed = isinstance(X, StreamedMatrix)
     if spec.cluster is not None:
+        # A table read in batches is too large to send to every worker: each fold trains across them instead.
         if streamed:
-            raise ConfigError(
-                f"--cluster {spec.cluster.address}: this training table is read in batches (data.batch_rows), too "
-                'large to send to every worker; set data.batch_rows = "whole" if a worker holds it, or give '
-                "data.train as a folder of parquet files to train each fold across the workers"
-            )
-        for output in train_on_cluster(spec.cluster, X, y, folds, todo, spec, X_test, binning_key(spec)):
+            trained = train_rows_on_cluster(spec.cluster, X, y, folds, todo, spec, X_test)
+        else:
+            trained = train_on_cluster(spec.cluster, X, y, folds, todo, spec, X_test, binning_key(spec))
+        for output in trained:
             finish(output)
         return
     workers = fold_workers(spec, len(todo), streamed)

@@ -46,6 +46,8 @@ def how_obtained(view: RunView, selection_score: float | None) -> list[str]:
             "Fold models early-stopped on the rows they score, which flatters the OOF score slightly; "
             '`model.early_stopping = "inner"` gives a strictly held-out score.'
         )
+    if scores.get("best_iteration_rule"):
+        lines.append(f"**Best iteration** of each fold: {scores['best_iteration_rule']}.")
     if "selected_model" in scores:
         lines.append(
             f"**Ensemble**: the scores are those of the selected model `{scores['selected_model']}` "

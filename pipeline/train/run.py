@@ -226,6 +226,7 @@ def scores_document(cfg: Config, prep: Prepared, result: CVResult, seconds: floa
         "n_repeats": cfg.cv.n_repeats,
         "early_stopping": cfg.model.early_stopping,
         "score_source": "oof" if cfg.model.early_stopping == "inner" else "oof (early-stopped on the scored fold)",
+        "best_iteration_rule": result.best_iteration_rule,
         "n_rows": int(len(prep.y)),
         "n_validated": int(validated.sum()),
         "n_features": len(prep.schema.columns),
