@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.compute.cluster import as_sent
 from pipeline.config import ROW_ID
 from pipeline.core import names
 from pipeline.core.errors import ConfigError, DataError
@@ -123,7 +124,7 @@ def frames_on_cluster(
     lengths = [pq.ParquetFile(f).metadata.num_rows for f in files]
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int).tolist()
     client = cluster.client
-    shared = client.scatter(run, broadcast=True, hash=False)
+    shared = client.submit(as_sent, run, pure=False)  # a task the scheduler can run again if a worker dies
     futures = [client.submit(_predict_part, shared, str(f), o, pure=False) for f, o in zip(files, offsets)]
     try:
         for part, future in zip(files, futures):

@@ -127,7 +127,7 @@ def test_the_memory_guard_stops_before_any_run_folder_with_the_estimate(tmp_path
     "change, message",
     [
         ({"test_size": 0.2, "test": None}, "data.test_size splits the table at random"),
-        ({"train": "TRAIN_CSV", "test": None}, "is not one parquet file"),
+        ({"train": "TRAIN_CSV", "test": None}, "is neither one parquet file nor a folder of parquet parts"),
     ],
     ids=["test-size", "csv"],
 )
@@ -141,6 +141,25 @@ def test_batches_refused_where_a_table_cannot_be_streamed(tmp_path, capsys, chan
     assert main(["train", "--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert "data.batch_rows = 500 reads a parquet training table in batches" in err and message in err
+
+
+def test_a_folder_of_parquet_parts_read_in_batches_is_the_file_read_whole(tmp_path, capsys):
+    """Parts are one table in name order: batches across parts give the run the whole file gives."""
+    data = tasks(tmp_path)["binary"]
+    whole = pd.read_parquet(data["train"])
+    (tmp_path / "parts").mkdir()
+    for k, start in enumerate(range(0, len(whole), 500)):  # parts of 500 rows, row groups of 700: groups span none
+        write_parquet(whole.iloc[start : start + 500], tmp_path / "parts" / f"part_{k:02d}.parquet")
+    configs = {
+        "whole": write_config(tmp_path, "whole", data={**data, "batch_rows": "whole"}),
+        "parts": write_config(tmp_path, "parts", data={**data, "train": str(tmp_path / "parts"), "batch_rows": 300}),
+    }
+    for config in configs.values():
+        assert main(["train", "--config", str(config), "--run-id", "r", "-q"]) == 0, capsys.readouterr().err
+    for name in ("oof.parquet", "test_pred.parquet", "folds.parquet", "models/fold_0.txt"):
+        assert (tmp_path / "runs" / "whole" / "r" / name).read_bytes() == (
+            tmp_path / "runs" / "parts" / "r" / name
+        ).read_bytes(), name
 
 
 def test_auto_reads_a_small_table_whole(tmp_path):

@@ -195,7 +195,8 @@ def cmd_importance(args: argparse.Namespace) -> int:
 def cmd_drift(args: argparse.Namespace) -> int:
     from pipeline.drift.run import run_drift
 
-    print(run_drift(args.run, args.input, args.overrides, progress_of(args), args.replace) / "drift")
+    with cluster_of(args) as cluster:
+        print(run_drift(args.run, args.input, args.overrides, progress_of(args), args.replace, cluster) / "drift")
     return 0
 
 

@@ -319,6 +319,7 @@ def _add_drift(p: argparse.ArgumentParser) -> None:
     )
     _section_overrides(p, "drift", "sample_rows=50000")
     p.add_argument("--replace", action="store_true", help="recompute and replace the run's earlier drift files")
+    _cluster_args(p)
     _common_args(p)
 
 

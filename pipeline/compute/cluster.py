@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipeline.core.cores import available_cores
 from pipeline.core.errors import ConfigError
@@ -46,6 +46,12 @@ class Cluster:
             f"Dask cluster {self.address}: {self.n_workers} workers, {self.threads_per_task} LightGBM "
             f"thread{'s' if self.threads_per_task > 1 else ''} per task"
         )
+
+
+def as_sent(value: Any) -> Any:
+    """Runs on a worker: the value a task was submitted with, kept there as the task's result. Data sent this way
+    is a task the scheduler can run again when the worker holding it dies; scattered data would be lost for good."""
+    return value
 
 
 def check_address(address: str, where: str) -> str:

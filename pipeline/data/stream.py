@@ -113,7 +113,9 @@ class TableSource:
         """Columns of lists, structs or maps (from the file's schema: a batch of nulls would not show them)."""
         import pyarrow.types as pat
 
-        return [c.name for c in self._file.schema_arrow if pat.is_nested(c.type)]
+        # Over every part: a part whose rows hold only nulls there gives the column no nested type.
+        nested = {c.name for f in self._files for c in f.schema_arrow if pat.is_nested(c.type)}
+        return [name for name in self.column_names if name in nested]
 
     def _null_count(self, j: int, name: str) -> int:
         """Missing values of a flat column (`j`: its parquet leaf) from the row groups' statistics."""

@@ -65,7 +65,7 @@ def stream_plan(cfg: Config) -> StreamPlan | None:
             return None
         raise ConfigError(
             f"data.batch_rows = {wanted} reads a parquet training table in batches, but {reason}; set "
-            'data.batch_rows = "whole" (or "auto"), or save the table as one parquet file'
+            'data.batch_rows = "whole" (or "auto"), or save the table as parquet (one file or a folder of parts)'
         )
     whole = TableSource(Path(data.train), str(data.train))
     if wanted == "auto" and whole.file_rows <= AUTO_STREAM_ROWS:

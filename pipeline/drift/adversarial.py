@@ -11,7 +11,8 @@ being new is above 0.5 once both sides weigh the same (the model's odds divided 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from pipeline.data.folds import Folds, make_folds
 from pipeline.data.schema import FeatureSchema
 from pipeline.engine.cv import CVResult, run_cv
 from pipeline.engine.spec import TrainSpec, resolve_params
+
+if TYPE_CHECKING:
+    from pipeline.compute.cluster import Cluster
 
 # A quick classifier: it has to find a difference, not to be the best model of it.
 PARAMS = {"learning_rate": 0.1, "num_leaves": 31, "min_data_in_leaf": 20}
@@ -53,7 +57,12 @@ def sample_rows(n: int, limit: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def adversarial_validation(
-    X_train: np.ndarray, X_new: np.ndarray, schema: FeatureSchema, settings: DriftSection, num_threads: int
+    X_train: np.ndarray,
+    X_new: np.ndarray,
+    schema: FeatureSchema,
+    settings: DriftSection,
+    num_threads: int,
+    cluster: Cluster | None = None,
 ) -> AdversarialResult:
     """Train the train-vs-new classifier on stratified folds and score it (see the module's docstring)."""
     rng = np.random.default_rng(settings.seed)
@@ -62,7 +71,7 @@ def adversarial_validation(
     X = np.concatenate([X_train[train_rows], X_new[new_rows]])
     y = np.concatenate([np.zeros(len(train_rows)), np.ones(len(new_rows))])
     folds = make_folds("stratified", settings.n_splits, 1, settings.seed, y)
-    spec = classifier_spec(schema, settings, num_threads)
+    spec = replace(classifier_spec(schema, settings, num_threads), cluster=cluster)
     result = run_cv(X, y, folds, spec)
     interval = score_interval("auc", y, result.oof_pred, result.oof_score)
     odds_ratio = len(new_rows) / len(train_rows)

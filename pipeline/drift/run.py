@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -35,6 +35,9 @@ from .cutoffs import cutoff_days, cutoff_drift
 from .measures import KS_CORRECTION, SMOOTHING, feature_measures, flag, ks_tests
 from .plots import ADVERSARIAL_PLOT, CUTOFFS_PLOT, PSI_PLOT, adversarial_plot, cutoffs_plot, psi_plot
 from .reference import run_reference
+
+if TYPE_CHECKING:
+    from pipeline.compute.cluster import Cluster
 
 STAGE = "drift"
 FEATURES_FILE = "drift/features.parquet"
@@ -76,8 +79,10 @@ def run_drift(
     overrides: list[str] | tuple[str, ...] = (),
     progress: Progress = QUIET,
     replace_files: bool = False,
+    cluster: Cluster | None = None,
 ) -> Path:
-    """Compare a run's training rows with new rows and add the drift files to the run; returns the run folder."""
+    """Compare a run's training rows with new rows and add the drift files to the run; returns the run folder. On a
+    `cluster` the adversarial classifier's folds train as tasks there."""
     for item in overrides:
         if not item.startswith("drift."):
             raise ConfigError(
@@ -91,7 +96,7 @@ def run_drift(
     _check_replace(data.reader, names, replace_files)
     reference, reference_source = run_reference(data.reader, data.prep.schema, data.prep.X, settings)
     progress.say(f"drift: {len(data.prep.X)} training rows against {len(new.X)} {new.source}")
-    adversarial = _adversarial(data, new, settings, progress)
+    adversarial = _adversarial(data, new, settings, progress, cluster)
     features = feature_table(data, reference, new, settings, adversarial)
     files = {FEATURES_FILE: parquet_bytes(features), PSI_PLOT: psi_plot(features, settings)}
     files[ADVERSARIAL_PLOT] = adversarial_plot(features, adversarial.auc)
@@ -151,7 +156,9 @@ def _cutoff_column(data: RunData) -> str | None:
     return features.cutoff_column
 
 
-def _adversarial(data: RunData, new: NewRows, settings: DriftSection, progress: Progress) -> AdversarialResult:
+def _adversarial(
+    data: RunData, new: NewRows, settings: DriftSection, progress: Progress, cluster: Cluster | None
+) -> AdversarialResult:
     least = MIN_ROWS_PER_FOLD * settings.n_splits
     for side, n in (("training", len(data.prep.X)), ("new", len(new.X))):
         if n < least:
@@ -161,7 +168,7 @@ def _adversarial(data: RunData, new: NewRows, settings: DriftSection, progress: 
                 "or lower drift.n_splits"
             )
     threads = min(data.cfg.model.num_threads or available_cores(), available_cores())
-    result = adversarial_validation(data.prep.X, new.X, data.prep.schema, settings, threads)
+    result = adversarial_validation(data.prep.X, new.X, data.prep.schema, settings, threads, cluster)
     progress.say(
         f"adversarial validation: OOF AUC {result.auc:.4f} [{result.ci_low:.4f}, {result.ci_high:.4f}] on "
         f"{result.n_train} + {result.n_new} rows, {settings.n_splits} folds"

@@ -1,6 +1,6 @@
 """Folds trained as tasks on a Dask cluster (task-parallel: the table fits one worker).
 
-The training matrix, labels, fold ids and test rows go to every worker once per run (`scatter`, broadcast);
+The training matrix, labels, fold ids and test rows go to every worker once per run (`send_run_data`);
 each worker bins them into its LightGBM Dataset at its first fold and keeps it for the run's later folds (and
 a tuning study's later trials with the same binning parameters). A task trains one fold exactly as
 `fit_fold` does here and sends back the fold's result, its model as LightGBM text and its predictions: the
@@ -8,7 +8,7 @@ client rebuilds the booster from the text, so a fold is byte for byte the fold t
 (deterministic trees do not depend on the thread count, and the run folder's model text leaves it out).
 
 A worker that dies mid-fold is replaced by Dask and its folds rerun elsewhere: a fold is a pure function of
-the scattered data and the spec, so the rerun gives the same bytes.
+the run's data and the spec, so the rerun gives the same bytes.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import lightgbm as lgb
 import numpy as np
 
+from pipeline.compute.cluster import as_sent
 from pipeline.data.folds import Folds
 
 from ._fold_pool import _max_threads, _set_max_threads
@@ -56,12 +57,14 @@ def train_on_cluster(
     spec: TrainSpec,
     X_test: np.ndarray | None,
     dataset_key: str,
+    shared: list | None = None,
 ) -> Iterator[FoldOutput]:
-    """Train the `pairs` folds as Dask tasks; yields each fold's output as it finishes (in any order)."""
+    """Train the `pairs` folds as Dask tasks; yields each fold's output as it finishes (in any order). `shared` is
+    `send_run_data`'s, when the caller sends the data once for many calls (a study's trials)."""
     from distributed import as_completed
 
     client = cluster.client
-    shared = client.scatter([X, y, folds, X_test], broadcast=True, hash=True)
+    shared = shared or send_run_data(cluster, X, y, folds, X_test)
     data_key = "-".join(future.key for future in shared[:3]) + "-" + dataset_key
     task_spec = replace(spec, cluster=None)
     futures = [
@@ -75,6 +78,13 @@ def train_on_cluster(
             yield FoldOutput(result, booster, valid_pred, test_pred)
     finally:
         client.cancel(futures)  # an error or Ctrl-C here: nothing left running on the workers
+
+
+def send_run_data(cluster: Cluster, X: np.ndarray, y: np.ndarray, folds: Folds, X_test: np.ndarray | None) -> list:
+    """The run's matrix, labels, folds and test rows for the workers (futures to pass to train_on_cluster). They are
+    tasks, not scattered data: the scheduler keeps each as a task it can run again, so what a dead worker held is
+    sent again, where scattered data would be lost for good. A worker fetches each once, with its first fold."""
+    return [cluster.client.submit(as_sent, value, pure=True) for value in (X, y, folds, X_test)]
 
 
 def _fold_task(

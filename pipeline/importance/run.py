@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 import time
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +30,7 @@ from pipeline.engine.cv import run_cv
 from pipeline.engine.run_data import RunData, load_run_data
 from pipeline.engine.spec import available_cores, train_spec
 
-from .permutation import permutation_drops
+from .permutation import FoldPermutation, permutation_drops
 
 if TYPE_CHECKING:
     from pipeline.compute.cluster import Cluster
@@ -58,7 +60,7 @@ def run_importance(
     groups = feature_groups(settings, list(data.prep.schema.columns), data.cfg)
     _check_replace(data.reader, output_names(settings, bool(groups)), replace_files)
     n_jobs = min(settings.n_jobs or available_cores(), available_cores())
-    perm, baselines, share = permutation_frame(data, groups, settings, n_jobs, progress)
+    perm, baselines, share = permutation_frame(data, groups, settings, n_jobs, progress, cluster)
     frames = [training_importance(data.reader), perm]
     if settings.null_repeats:
         frames.append(null_importance(data, settings, n_jobs, progress, cluster))
@@ -109,9 +111,15 @@ def fold_seed(seed: int, cv_repeat: int, fold: int) -> int:
 
 
 def permutation_frame(
-    data: RunData, groups: list[tuple[str, list[int]]], settings: ImportanceSection, n_jobs: int, progress: Progress
+    data: RunData,
+    groups: list[tuple[str, list[int]]],
+    settings: ImportanceSection,
+    n_jobs: int,
+    progress: Progress,
+    cluster: Cluster | None = None,
 ) -> tuple[pd.DataFrame, list[float], float]:
-    """Per fold and repeat drops of every feature (kind permutation) and group (permutation_group)."""
+    """Per fold and repeat drops of every feature (kind permutation) and group (permutation_group); on a `cluster`
+    each fold model's drops are a task there (the same numbers: each fold has its own seed)."""
     prep, columns = data.prep, list(data.prep.schema.columns)
     units = [[j] for j in range(len(columns))] + [members for _, members in groups]
     names = columns + [name for name, _ in groups]
@@ -119,20 +127,7 @@ def permutation_frame(
     rows, baselines, predicted, total = [], [], 0, 0
     pairs = prep.folds.pairs()
     progress.restart()
-    for (cv_repeat, fold), booster in zip(pairs, data.fitted.boosters):
-        _, valid_idx = prep.folds.split(cv_repeat, fold)
-        result = permutation_drops(
-            booster,
-            prep.X[valid_idx],
-            prep.y[valid_idx],
-            prep.labels.task,
-            data.cfg.metric,
-            units,
-            settings.n_repeats,
-            fold_seed(settings.seed, cv_repeat, fold),
-            n_jobs,
-            _feature_progress(progress, f"fold {pairs.index((cv_repeat, fold)) + 1}"),
-        )
+    for (cv_repeat, fold), result in fold_drops(data, units, settings, n_jobs, progress, cluster):
         baselines.append(result.baseline_score)
         predicted, total = predicted + result.rows_predicted, total + result.rows_total
         for u, name in enumerate(names):
@@ -147,6 +142,43 @@ def permutation_frame(
         )
     per_fold = pd.DataFrame(rows, columns=["kind", "feature", "cv_repeat", "fold", "repeat", "value"])
     return with_aggregates(per_fold, settings.confidence), baselines, predicted / max(total, 1)
+
+
+def fold_drops(
+    data: RunData,
+    units: list[list[int]],
+    settings: ImportanceSection,
+    n_jobs: int,
+    progress: Progress,
+    cluster: Cluster | None,
+) -> Iterator[tuple[tuple[int, int], FoldPermutation]]:
+    """Each fold model's permutation drops on its validation rows, in fold order."""
+    prep, pairs = data.prep, data.prep.folds.pairs()
+
+    def arguments(k: int, pair: tuple[int, int]) -> tuple:
+        valid_idx = prep.folds.split(*pair)[1]
+        seed = fold_seed(settings.seed, *pair)
+        rows = (prep.X[valid_idx], prep.y[valid_idx], prep.labels.task, data.cfg.metric, units, settings.n_repeats)
+        return (data.fitted.boosters[k], *rows, seed)
+
+    if cluster is None:
+        for k, pair in enumerate(pairs):
+            progress_of_fold = _feature_progress(progress, f"fold {k + 1}")
+            yield pair, permutation_drops(*arguments(k, pair), n_jobs, progress_of_fold)
+        return
+    # One fold per worker in flight: a fold's validation rows are read here only when a worker can take them.
+    client, threads, running = cluster.client, cluster.threads_per_task, deque()
+    try:
+        for k, pair in enumerate(pairs):
+            running.append((pair, client.submit(permutation_drops, *arguments(k, pair), threads, pure=False)))
+            if len(running) >= cluster.n_workers:
+                done, future = running.popleft()
+                yield done, future.result()
+        while running:
+            done, future = running.popleft()
+            yield done, future.result()
+    finally:
+        client.cancel([future for _, future in running])
 
 
 def _feature_progress(progress: Progress, label: str):

@@ -14,7 +14,7 @@ import lightgbm as lgb
 import optuna
 
 from pipeline.data.prepare import Prepared
-from pipeline.engine.cluster_folds import binning_key, train_on_cluster
+from pipeline.engine.cluster_folds import binning_key, send_run_data, train_on_cluster
 from pipeline.engine.fold import FoldOutput, build_dataset, train_fold
 from pipeline.engine.oof import OOFAccumulator
 from pipeline.engine.spec import TrainSpec
@@ -66,6 +66,7 @@ class Evaluator:
         self._datasets: OrderedDict[tuple, lgb.Dataset] = OrderedDict()
         self.datasets_built = 0
         self.datasets_reused = 0
+        self._sent: list | None = None  # the data on a cluster's workers, once it has been sent
 
     def dataset(self, spec: TrainSpec) -> lgb.Dataset:
         names = {a for name in DATASET_PARAMS for a in aliases(name)}
@@ -113,6 +114,8 @@ class Evaluator:
                 yield train_fold(full, y, train_idx, valid_idx, spec, X, repeat, fold)
             return
         key = binning_key(spec, tuple(a for name in DATASET_PARAMS for a in aliases(name)))
-        trained = train_on_cluster(spec.cluster, X, y, folds, pairs, spec, None, key)
+        if self._sent is None:  # the data goes to the workers once for the study, not once per trial
+            self._sent = send_run_data(spec.cluster, X, y, folds, None)
+        trained = train_on_cluster(spec.cluster, X, y, folds, pairs, spec, None, key, self._sent)
         outputs = {(o.result.repeat, o.result.fold): o for o in trained}
         yield from (outputs[pair] for pair in pairs)

@@ -20,7 +20,8 @@ from pipeline.core.errors import ConfigError
 from tests.helpers.configs import write_config
 from tests.helpers.reliability import adult_data, adult_rows, assert_message, cli, tree_hashes, untimed
 
-TIMED = ("manifest.json", "report.md", "scores.json", "summary.json", "tune.json", "member.json")
+TIMED = ("manifest.json", "report.md", "scores.json", "summary.json", "tune.json", "member.json", "selection.json")
+NAMING = frozenset({"run", "run_id", "select_id"})  # which run or selection a document belongs to
 
 
 def adult_config(tmp_path: Path, **sections) -> Path:
@@ -42,9 +43,9 @@ def same_run_files(a: Path, b: Path) -> None:
             continue
         if name.endswith(".skops"):  # a zip stamped with the time it was written; its predictions are compared
             continue
-        if name.endswith(".json") and (name.endswith(TIMED) or name.startswith(("models/", "members/"))):
+        if name.endswith(".json") and (name.endswith(TIMED) or name.startswith(("models/", "members/", "selected"))):
             first, second = (json.loads((root / name).read_text()) for root in (a, b))
-            assert untimed(first) == untimed(second), name
+            assert untimed(first, NAMING) == untimed(second, NAMING), name
         elif not name.endswith(TIMED):
             assert hashes_b[name] == digest, name
 
@@ -109,7 +110,7 @@ def test_tune_on_cluster_equals_in_process(tmp_path, capsys, dask_address):
     assert best[0]["final"] is None or best[0]["final"]["fold_scores"] == best[1]["final"]["fold_scores"]
 
 
-def test_ensemble_importance_and_select_on_cluster_equal_in_process(tmp_path, capsys, dask_address):
+def test_importance_drift_ensemble_and_select_on_cluster_equal_in_process(tmp_path, capsys, dask_address):
     ensemble = {
         "members": [
             {"name": "lgb", "family": "lightgbm"},
@@ -120,16 +121,21 @@ def test_ensemble_importance_and_select_on_cluster_equal_in_process(tmp_path, ca
         "cache": False,
     }
     importance = {"n_repeats": 2, "null_repeats": 1, "null_num_boost_round": 30}
-    config = adult_config(tmp_path, ensemble=ensemble, importance=importance)
+    select = {"inner_splits": 2, "num_boost_round": 40, "max_rounds": 2, "n_repeats": 1}
+    config = adult_config(tmp_path, ensemble=ensemble, importance=importance, select=select)
     runs = tmp_path / "runs" / "adult"
     for name, extra in (("here", ()), ("there", ("--cluster", dask_address))):
         assert cli(capsys, "train", "--config", config, "--run-id", name, "-q")[0] == 0
-        code, err = cli(capsys, "importance", "--run", runs / name, "-q", *extra)
-        assert code == 0, err
+        for stage in (("importance", "--run", runs / name), ("drift", "--run", runs / name)):
+            code, err = cli(capsys, *stage, "-q", *extra)
+            assert code == 0, err
         code, err = cli(capsys, "ensemble", "--config", config, "--run-id", f"{name}-ens", "-q", *extra)
         assert code == 0, err
-    same_run_files(runs / "here", runs / "there")
+        code, err = cli(capsys, "select", "--config", config, "--select-id", name, "-q", *extra)
+        assert code == 0, err
+    same_run_files(runs / "here", runs / "there")  # with its importance/ and drift/ files
     same_run_files(runs / "here-ens", runs / "there-ens")
+    same_run_files(runs / "select" / "here", runs / "select" / "there")
 
 
 @pytest.mark.parametrize(
