@@ -41,6 +41,7 @@ from .read import read_parquet_file
 if TYPE_CHECKING:
     from pipeline.compute.cluster import Cluster
 
+PARTS_PER_WORKER = 4  # at least: a worker builds one partition at a time, so smaller ones lower its peak
 ROW = "__gbpipe_event_row"  # an event's place in the files (name order, then row), kept through the shuffle
 
 
@@ -65,13 +66,23 @@ def build_on_cluster(
     light = event_times(_read_columns(files, raw), columns, spec, source)
     kept, build_plan = plan_build(light, spec, source)
     say_plan(kept, build_plan, spec, source, progress)
-    n_parts = max(len(files), cluster.n_workers)
+    n_parts = max(len(files), PARTS_PER_WORKER * cluster.n_workers)
     progress.say(f"features: {len(files)} parquet part(s) shuffled by {spec.entity} into {n_parts} partitions")
     tables = _built_parts(cluster, files, lengths, raw[0], n_parts, spec, target, source, build_plan)
-    table = pl.concat(tables, how="vertical").sort([spec.cutoff_column, spec.entity], maintain_order=True)
+    table = _in_build_order(tables, spec)
     summary = summarize_build(table, kept, spec, build_plan, target, source)
     del kept, light
     return finish_build(table, summary, build_plan, target, started, progress)
+
+
+def _in_build_order(tables: list[pl.DataFrame], spec: FeaturesSection) -> pl.DataFrame:
+    """The parts as one table sorted by cutoff and entity, the in-process build's order, built a column at a time:
+    each sorted column replaces its parts' pieces, so the table is held about once, not twice."""
+    table = pl.concat(tables, how="vertical", rechunk=False)  # the parts' columns, not a copy of them
+    tables.clear()
+    order = table.select(pl.arg_sort_by([spec.cutoff_column, spec.entity], maintain_order=True)).to_series()
+    columns = [table.drop_in_place(name).gather(order) for name in list(table.columns)]
+    return pl.DataFrame(columns)
 
 
 def _raw_names(columns: list[str], spec: FeaturesSection, source: str) -> list[str]:
@@ -106,6 +117,7 @@ def _built_parts(
     import dask
     import dask.dataframe as dd
     import pyarrow.parquet as pq
+    from distributed import as_completed
 
     offsets = [sum(lengths[:k]) for k in range(len(files))]
     meta = pq.read_schema(files[0]).empty_table().to_pandas().assign(**{ROW: pd.Series(dtype="int64")})
@@ -116,7 +128,13 @@ def _built_parts(
         dask.delayed(_build_numbered, pure=True)(part, spec, target, source, build_plan)
         for part in by_entity.to_delayed()
     ]
-    built = cluster.client.gather(cluster.client.compute(tasks))
+    # Each part fetched as soon as it is built and let go of on its worker, which then holds one part at a time.
+    futures = cluster.client.compute(tasks)
+    order = {future.key: k for k, future in enumerate(futures)}
+    built: list[pl.DataFrame | None] = [None] * len(futures)
+    for future in as_completed(futures):
+        built[order[future.key]] = future.result()
+        future.release()
     return [table for table in built if table is not None]
 
 
