@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import re
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,6 +47,13 @@ class Cluster:
             f"Dask cluster {self.address}: {self.n_workers} workers, {self.threads_per_task} LightGBM "
             f"thread{'s' if self.threads_per_task > 1 else ''} per task"
         )
+
+
+def quiet_native_logs() -> None:
+    """Runs in a worker's task thread: LightGBM's notes there go to the quiet logger (see compute/_worker.py)."""
+    from ._worker import quiet_native_logs as quiet
+
+    quiet()
 
 
 def as_sent(value: Any) -> Any:
@@ -86,7 +94,7 @@ def open_cluster(address: str | None, where: str = "--cluster") -> Iterator[Clus
     with _quiet_dask_logs():
         if local is not None:
             with _local_client(distributed, int(local.group(1))) as client:
-                yield _checked(client, address)
+                yield _checked(client, address, own_workers=True)
         else:
             with _remote_client(distributed, address, where) as client:
                 yield _checked(client, address)
@@ -96,7 +104,13 @@ def open_cluster(address: str | None, where: str = "--cluster") -> Iterator[Clus
 def _local_client(distributed, n_workers: int) -> Iterator[Client]:
     # Worker processes, not threads: LightGBM's thread cap is process-wide and each worker sets its own.
     cluster = distributed.LocalCluster(
-        n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None, protocol="tcp://"
+        n_workers=n_workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        worker_dashboard_address=None,
+        protocol="tcp://",
+        silence_logs=logging.CRITICAL,  # the workers share this terminal: their start and stop are not progress
     )
     try:
         with distributed.Client(cluster) as client:
@@ -121,12 +135,15 @@ def _remote_client(distributed, address: str, where: str) -> Iterator[Client]:
         client.close()
 
 
-def _checked(client: Client, address: str) -> Cluster:
+def _checked(client: Client, address: str, own_workers: bool = False) -> Cluster:
     info = client.scheduler_info(n_workers=-1)["workers"]
     if not info:
         client.wait_for_workers(1, timeout=CONNECT_TIMEOUT)
         info = client.scheduler_info(n_workers=-1)["workers"]
     refuse_mismatched_workers(local_versions(), _worker_versions(client), address)
+    from ._worker import QuietLightGBM  # imports distributed, which only a cluster needs
+
+    client.register_plugin(QuietLightGBM(own_stdout=own_workers), name="gbpipe-quiet-lightgbm")
     return Cluster(client, address, len(info), threads_per_task(client, info))
 
 
@@ -183,14 +200,19 @@ def _host_cores() -> int:
 
 @contextmanager
 def _quiet_dask_logs() -> Iterator[None]:
-    """Dask logs every worker start and stop at INFO; a stage's progress stays gbpipe's own."""
+    """Dask logs every worker start and stop at INFO, and leaves sockets for the garbage collector to close (a
+    ResourceWarning each); a stage's progress and warnings stay gbpipe's own."""
     names = ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.worker", "distributed.core")
     loggers = [logging.getLogger(n) for n in names]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.ERROR)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=ResourceWarning)
+            # A scheduler started here takes another port for its HTTP server when another cluster has 8787.
+            warnings.filterwarnings("ignore", message=r"Port \d+ is already in use")
+            yield
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import lightgbm as lgb
 import numpy as np
 
-from pipeline.compute.cluster import as_sent
+from pipeline.compute.cluster import as_sent, quiet_native_logs
 from pipeline.data.folds import Folds
 
 from ._fold_pool import _max_threads, _set_max_threads
@@ -98,6 +98,7 @@ def _fold_task(
     data_key: str,
 ) -> tuple[FoldResult, str, np.ndarray, np.ndarray | None]:
     """Runs on a worker: one fold, as fit_fold trains it here (train_fold when there are no test rows)."""
+    quiet_native_logs()
     full = _worker_dataset(data_key, X, y, spec)
     previous = _max_threads()
     _set_max_threads(threads)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import lightgbm as lgb
 import numpy as np
 
+from pipeline.compute.cluster import quiet_native_logs
 from pipeline.core.metrics import GREATER_IS_BETTER, score
 from pipeline.data.folds import Folds
 from pipeline.data.schema import FeatureSchema
@@ -133,6 +134,7 @@ def _fold_rows(cluster: Cluster, blocks: list[_Block], y: np.ndarray, mask: np.n
 
 def _read_block(path: str, name: str, schema: FeatureSchema, batch_rows: int, positions: np.ndarray) -> np.ndarray:
     """Runs on a worker: its rows of the table as the model matrix, read a batch at a time."""
+    quiet_native_logs()  # in the thread lightgbm.dask trains in next
     matrix = StreamedMatrix(TableSource(Path(path), name), schema, batch_rows, positions)
     out = np.empty(matrix.shape)
     done = 0

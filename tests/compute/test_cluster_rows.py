@@ -77,3 +77,13 @@ def test_predict_on_partitioned_input_equals_the_runs_test_pred(runs, capsys, da
     assert (predicted["row_id"].to_numpy() == np.arange(1200)).all()
     code, err = cli(capsys, "predict", "--run", exp / "there", "--input", tmp_path / "test_parts", "--output", output)
     assert code == 2 and "already exists" in err  # an earlier folder of predictions is never replaced
+
+
+def test_local_workers_print_nothing_with_q(runs, capfd):
+    """`local:N` workers share this terminal: with -q neither they (LightGBM's network notes) nor gbpipe print."""
+    tmp_path, exp = runs
+    capfd.readouterr()
+    code = cli_code("train", "--config", tmp_path / "adult.toml", "--run-id", "quiet", "-q", "--cluster", "local:2")
+    out, err = capfd.readouterr()
+    assert code == 0, err
+    assert out.strip() == str(exp / "quiet") and err == ""
