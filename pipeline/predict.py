@@ -4,6 +4,7 @@ the run's drift reference bins on the way, and a warning names the features that
 from __future__ import annotations
 
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from pipeline.core.errors import ConfigError, DataError
 from pipeline.core.metrics import to_labels
 from pipeline.core.progress import QUIET, Progress
 from pipeline.core.run_folder import RunReader, resolve_run_dir
-from pipeline.data.parts import is_parted, part_files
+from pipeline.data.parts import is_parquet_table, is_parted, part_files
 from pipeline.data.read import csv_header, read_parquet_file, unreadable_parquet
 from pipeline.data.schema import ConversionReport, flat_column_names, to_matrix
 from pipeline.drift.monitor import DriftCheck, DriftMonitor
@@ -69,7 +70,7 @@ def predict_file(
     check_output_path(output_path, input_path, run_dir)
     reader = RunReader(run_dir, allow_version_mismatch)
     run = _load(reader)
-    on_cluster = cluster is not None and all_parquet(input_path)
+    on_cluster = cluster is not None and is_parted(input_path) and is_parquet_table(input_path)  # a part a task
     monitor = None if on_cluster else DriftMonitor.for_run(reader, run.schema)
     if on_cluster and DriftMonitor.for_run(reader, run.schema) is not None:
         progress.say("predict: on the cluster the drift check is left out; `gbpipe drift --input` runs it")
@@ -111,11 +112,6 @@ def _frames_here(
         offset += len(chunk)
 
 
-def all_parquet(path: Path) -> bool:
-    """Parquet parts (a folder or glob of them): what the cluster predicts, a part per task."""
-    return is_parted(path) and all(p.suffix.lower() in (".parquet", ".pq") for p in part_files(path))
-
-
 def frames_on_cluster(
     cluster: Cluster, run: FittedRun, input_path: Path, report: ConversionReport
 ) -> Iterator[tuple[str, pd.DataFrame]]:
@@ -125,15 +121,25 @@ def frames_on_cluster(
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int).tolist()
     client = cluster.client
     shared = client.submit(as_sent, run, pure=False)  # a task the scheduler can run again if a worker dies
-    futures = [client.submit(_predict_part, shared, str(f), o, pure=False) for f, o in zip(files, offsets)]
+    # Two parts per worker in flight: a part's predictions leave its worker as soon as they are written here.
+    running: deque = deque()
     try:
-        for part, future in zip(files, futures):
-            frame, part_report = future.result()
-            add_counts(report, part_report)
-            report.missing_keep.extend(c for c in part_report.missing_keep if c not in report.missing_keep)
-            yield part.stem, frame
+        for part, offset in zip(files, offsets):
+            running.append((part, client.submit(_predict_part, shared, str(part), offset, pure=False)))
+            if len(running) >= 2 * cluster.n_workers:
+                yield _collected(*running.popleft(), report)
+        while running:
+            yield _collected(*running.popleft(), report)
     finally:
-        client.cancel(futures)
+        client.cancel([future for _, future in running] + [shared])
+
+
+def _collected(part: Path, future, report: ConversionReport) -> tuple[str, pd.DataFrame]:
+    frame, part_report = future.result()
+    future.release()
+    add_counts(report, part_report)
+    report.missing_keep.extend(c for c in part_report.missing_keep if c not in report.missing_keep)
+    return part.stem, frame
 
 
 def _predict_part(run: FittedRun, path: str, offset: int) -> tuple[pd.DataFrame, ConversionReport]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipeline.core.cores import available_cores
-from pipeline.core.errors import ConfigError
+from pipeline.core.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -91,13 +91,27 @@ def open_cluster(address: str | None, where: str = "--cluster") -> Iterator[Clus
             "(pip install 'gbpipe[dask]') or run without a cluster"
         ) from None
     local = _LOCAL.fullmatch(address)
-    with _quiet_dask_logs():
+    with _quiet_dask_logs(), _worker_failures(distributed, address):
         if local is not None:
             with _local_client(distributed, int(local.group(1))) as client:
-                yield _checked(client, address, own_workers=True)
+                yield _checked(client, address, where, own_workers=True)
         else:
             with _remote_client(distributed, address, where) as client:
-                yield _checked(client, address)
+                yield _checked(client, address, where)
+
+
+@contextmanager
+def _worker_failures(distributed, address: str) -> Iterator[None]:
+    """A task that took its workers down again and again (out of memory, most often) ends the stage with what
+    Dask knows, not a traceback."""
+    try:
+        yield
+    except distributed.KilledWorker as error:
+        raise DataError(
+            f"--cluster {address}: a task ended its worker each time it ran ({error}); most often the worker ran "
+            "out of memory: give the workers more memory (dask worker --memory-limit), or use fewer, larger "
+            "workers, or read the training table in batches (data.batch_rows) so each fold trains across them"
+        ) from None
 
 
 @contextmanager
@@ -123,6 +137,12 @@ def _local_client(distributed, n_workers: int) -> Iterator[Client]:
 def _remote_client(distributed, address: str, where: str) -> Iterator[Client]:
     try:
         client = distributed.Client(address, timeout=CONNECT_TIMEOUT)
+    except (TypeError, ValueError) as error:  # tls:// without certificates, for one
+        raise ConfigError(
+            f"{where} {address}: Dask cannot connect with this configuration ({error}); for a tls:// address give "
+            "the client its certificates through DASK_DISTRIBUTED__COMM__TLS__CA_FILE, "
+            "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT and DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY"
+        ) from None
     except (OSError, TimeoutError) as error:
         raise ConfigError(
             f"{where} {address}: no Dask scheduler answered within {CONNECT_TIMEOUT} ({error}). Start one there "
@@ -135,12 +155,18 @@ def _remote_client(distributed, address: str, where: str) -> Iterator[Client]:
         client.close()
 
 
-def _checked(client: Client, address: str, own_workers: bool = False) -> Cluster:
+def _checked(client: Client, address: str, where: str, own_workers: bool = False) -> Cluster:
     info = client.scheduler_info(n_workers=-1)["workers"]
     if not info:
-        client.wait_for_workers(1, timeout=CONNECT_TIMEOUT)
+        try:
+            client.wait_for_workers(1, timeout=CONNECT_TIMEOUT)
+        except (OSError, TimeoutError):
+            raise ConfigError(
+                f"{where} {address}: the scheduler answers but no worker joined it within {CONNECT_TIMEOUT}; start "
+                f"workers (`dask worker {address}` on each machine) and run again"
+            ) from None
         info = client.scheduler_info(n_workers=-1)["workers"]
-    refuse_mismatched_workers(local_versions(), _worker_versions(client), address)
+    refuse_mismatched_workers(local_versions(), _worker_versions(client), f"{where} {address}")
     from ._worker import QuietLightGBM  # imports distributed, which only a cluster needs
 
     client.register_plugin(QuietLightGBM(own_stdout=own_workers), name="gbpipe-quiet-lightgbm")
@@ -170,7 +196,8 @@ def _answer(value: object) -> str:
 
 
 def refuse_mismatched_workers(mine: dict[str, str], workers: dict[str, dict[str, str]], address: str) -> None:
-    """Exit 2 naming every worker whose versions differ from this process's (or that lacks gbpipe)."""
+    """Exit 2 naming every worker whose versions differ from this process's (or that lacks gbpipe); `address` is
+    the setting that named the cluster and its value."""
     problems = []
     for worker, versions in sorted(workers.items()):
         differ = [f"{n} {versions.get(n)} (here {want})" for n, want in mine.items() if versions.get(n) != want]
@@ -178,7 +205,7 @@ def refuse_mismatched_workers(mine: dict[str, str], workers: dict[str, dict[str,
             problems.append(f"{worker}: " + ", ".join(differ))
     if problems:
         raise ConfigError(
-            f"--cluster {address}: workers run other versions than this process, so their models would differ: "
+            f"{address}: workers run other versions than this process, so their models would differ: "
             + "; ".join(problems)
             + ". Install the same versions on every worker (pip install -c constraints.txt 'gbpipe[dask]')"
         )
@@ -212,6 +239,8 @@ def _quiet_dask_logs() -> Iterator[None]:
             warnings.filterwarnings("ignore", category=ResourceWarning)
             # A scheduler started here takes another port for its HTTP server when another cluster has 8787.
             warnings.filterwarnings("ignore", message=r"Port \d+ is already in use")
+            # The run's data goes to the scheduler as tasks on purpose (see send_run_data).
+            warnings.filterwarnings("ignore", message=r"Sending large graph")
             yield
     finally:
         for logger, level in zip(loggers, levels):

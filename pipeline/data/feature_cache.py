@@ -25,8 +25,8 @@ from pipeline.core.errors import ArtifactError
 from pipeline.core.progress import QUIET, Progress
 from pipeline.core.run_folder import RunReader, publish_files
 
-from .feature_cluster import build_on_cluster, is_parquet_events
-from .parts import is_parted, parts_fingerprint, read_any
+from .feature_cluster import build_on_cluster
+from .parts import is_parquet_table, is_parted, parts_fingerprint, read_any
 from .tables import Tables
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ def cached_features(cfg: Config, progress: Progress = QUIET, cluster: Cluster | 
 
 def _build(cfg: Config, events_path: Path, progress: Progress, cluster: Cluster | None) -> FeatureTable:
     spec = cfg.features
-    if cluster is not None and is_parquet_events(events_path):
+    if cluster is not None and is_parquet_table(events_path):
         return build_on_cluster(cluster, events_path, spec, cfg.data.target, progress)
     if cluster is not None:
         progress.say(f"features: {events_path} is not parquet; the cluster builds parquet events, so it is built here")

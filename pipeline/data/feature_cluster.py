@@ -14,9 +14,11 @@ row number through the shuffle and every partition is put back in that order bef
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 import polars as pl
 
@@ -35,7 +37,7 @@ from features.spec import FeaturesSection
 from pipeline.core.errors import DataError
 from pipeline.core.progress import QUIET, Progress
 
-from .parts import is_parted, part_files
+from .parts import is_parted, part_files, same_columns
 from .read import read_parquet_file
 
 if TYPE_CHECKING:
@@ -43,11 +45,6 @@ if TYPE_CHECKING:
 
 PARTS_PER_WORKER = 4  # at least: a worker builds one partition at a time, so smaller ones lower its peak
 ROW = "__gbpipe_event_row"  # an event's place in the files (name order, then row), kept through the shuffle
-
-
-def is_parquet_events(path: Path) -> bool:
-    files = part_files(path) if is_parted(path) else [path]
-    return all(f.suffix.lower() in (".parquet", ".pq") for f in files)
 
 
 def build_on_cluster(
@@ -60,18 +57,26 @@ def build_on_cluster(
     started, source = time.perf_counter(), str(path)
     check_output_names(spec, target)
     files = part_files(path) if is_parted(path) else [path]
-    columns = pq.read_schema(files[0]).names
+    schemas = [pq.read_schema(f) for f in files]
+    for part, schema in zip(files[1:], schemas[1:]):
+        same_columns(part, schema.names, files[0], schemas[0].names)
+    columns = schemas[0].names
     raw = _raw_names(columns, spec, source)
     lengths = [pq.ParquetFile(f).metadata.num_rows for f in files]
-    light = event_times(_read_columns(files, raw), columns, spec, source)
-    kept, build_plan = plan_build(light, spec, source)
+    # Parts that read the entity with different types (integers here, floats where a part has a missing id) would
+    # hash one id two ways in the shuffle: they all get the type the whole read gives them, float64.
+    entity_types = {str(schema.field(raw[0]).type) for schema in schemas}
+    entity_dtype = "float64" if len(entity_types) > 1 else None
+    entity_times = event_times(_read_columns(files, raw), columns, spec, source)
+    kept, build_plan = plan_build(entity_times, spec, source)
     say_plan(kept, build_plan, spec, source, progress)
     n_parts = max(len(files), PARTS_PER_WORKER * cluster.n_workers)
     progress.say(f"features: {len(files)} parquet part(s) shuffled by {spec.entity} into {n_parts} partitions")
-    tables = _built_parts(cluster, files, lengths, raw[0], n_parts, spec, target, source, build_plan)
+    reads = _Reads(files, lengths, raw[0], entity_dtype)
+    tables = _built_parts(cluster, reads, n_parts, spec, target, source, build_plan)
     table = _in_build_order(tables, spec)
     summary = summarize_build(table, kept, spec, build_plan, target, source)
-    del kept, light
+    del kept, entity_times
     return finish_build(table, summary, build_plan, target, started, progress)
 
 
@@ -103,11 +108,19 @@ def _read_columns(files: list[Path], names: list[str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
+@dataclass(frozen=True)
+class _Reads:
+    """The parquet parts, their row counts, the entity column (its name in the files) and the type to read it as."""
+
+    files: list[Path]
+    lengths: list[int]
+    entity: str
+    entity_dtype: str | None
+
+
 def _built_parts(
     cluster: Cluster,
-    files: list[Path],
-    lengths: list[int],
-    entity: str,
+    reads: _Reads,
     n_parts: int,
     spec: FeaturesSection,
     target: str,
@@ -119,11 +132,13 @@ def _built_parts(
     import pyarrow.parquet as pq
     from distributed import as_completed
 
-    offsets = [sum(lengths[:k]) for k in range(len(files))]
-    meta = pq.read_schema(files[0]).empty_table().to_pandas().assign(**{ROW: pd.Series(dtype="int64")})
-    numbered = [(str(f), offset) for f, offset in zip(files, offsets)]
+    offsets = np.concatenate([[0], np.cumsum(reads.lengths)[:-1]]).astype(int).tolist()
+    meta = pq.read_schema(reads.files[0]).empty_table().to_pandas().assign(**{ROW: pd.Series(dtype="int64")})
+    if reads.entity_dtype is not None:
+        meta[reads.entity] = meta[reads.entity].astype(reads.entity_dtype)
+    numbered = [(str(f), offset, reads.entity, reads.entity_dtype) for f, offset in zip(reads.files, offsets)]
     events = dd.from_map(_read_numbered, numbered, meta=meta, enforce_metadata=False)
-    by_entity = events[events[entity].notnull()].shuffle(on=entity, npartitions=n_parts)
+    by_entity = events[events[reads.entity].notnull()].shuffle(on=reads.entity, npartitions=n_parts)
     tasks = [
         dask.delayed(_build_numbered, pure=True)(part, spec, target, source, build_plan)
         for part in by_entity.to_delayed()
@@ -132,16 +147,21 @@ def _built_parts(
     futures = cluster.client.compute(tasks)
     order = {future.key: k for k, future in enumerate(futures)}
     built: list[pl.DataFrame | None] = [None] * len(futures)
-    for future in as_completed(futures):
-        built[order[future.key]] = future.result()
-        future.release()
+    try:
+        for future in as_completed(futures):
+            built[order[future.key]] = future.result()
+            future.release()
+    finally:
+        cluster.client.cancel(futures)  # a failed partition, or Ctrl-C: nothing left running
     return [table for table in built if table is not None]
 
 
-def _read_numbered(file_and_offset: tuple[str, int]) -> pd.DataFrame:
+def _read_numbered(part: tuple[str, int, str, str | None]) -> pd.DataFrame:
     """Runs on a worker: one part, as the in-process read gives it, with each event's row number."""
-    path, offset = file_and_offset
+    path, offset, entity, entity_dtype = part
     frame = read_parquet_file(Path(path))
+    if entity_dtype is not None:
+        frame[entity] = frame[entity].astype(entity_dtype)
     frame[ROW] = range(offset, offset + len(frame))
     return frame
 

@@ -28,6 +28,12 @@ def is_parted(path: str | Path) -> bool:
     return bool(GLOB_CHARS & set(str(path))) or Path(path).is_dir()
 
 
+def is_parquet_table(path: str | Path) -> bool:
+    """One parquet file, or a folder or glob whose parts are parquet."""
+    files = part_files(path) if is_parted(path) else [Path(path)]
+    return all(f.suffix.lower() in (".parquet", ".pq") for f in files)
+
+
 def part_files(path: str | Path) -> list[Path]:
     """The parts of a folder (its CSV or parquet files) or of a glob, in name order; one kind only."""
     text = str(path)

@@ -25,7 +25,7 @@ from pipeline.core.progress import Progress
 from .checks import row_ids, warn_conversion, warn_numeric_text, warn_shared_ids, warn_uninformative
 from .fold_cache import experiment_folds
 from .memory import MemoryEstimate, check_fits
-from .parts import is_parted, part_files
+from .parts import is_parquet_table, is_parted
 from .prepared import Prepared
 from .schema import (
     MIN_ROWS_ID_LIKE,
@@ -86,16 +86,9 @@ def _not_streamable(cfg: Config) -> str | None:
     for key, path in (("data.train", data.train), ("data.test", data.test)):
         if path is None:
             continue
-        if not _parquet_table(Path(path)):
+        if not ((Path(path).is_dir() or not is_parted(path)) and is_parquet_table(path)):  # no glob: a folder
             return f"{key} {path} is neither one parquet file nor a folder of parquet parts"
     return None
-
-
-def _parquet_table(path: Path) -> bool:
-    """One parquet file, or a folder whose parts are parquet (read as one table, in name order)."""
-    if path.is_dir():
-        return all(p.suffix.lower() in (".parquet", ".pq") for p in part_files(path))
-    return not is_parted(path) and path.suffix.lower() in (".parquet", ".pq")
 
 
 def _split_plan(whole: TableSource, cfg: Config, batch_rows: int) -> StreamPlan:

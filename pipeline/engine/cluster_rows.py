@@ -34,19 +34,19 @@ from pipeline.data.folds import Folds
 from pipeline.data.schema import FeatureSchema
 from pipeline.data.stream import StreamedMatrix, TableSource
 
-from .fold import FoldOutput, FoldResult, predict, predict_matrix
+from .fold import FoldOutput, FoldResult, check_deadline, inner_split, predict, predict_matrix
 from .spec import TrainSpec
 
 if TYPE_CHECKING:
     from pipeline.compute.cluster import Cluster
 
+MAX_GRID = 200  # rounds scored in the first pass: each costs one prediction of the rows that choose
 BEST_ITERATION_RULE = (
     "data-parallel (lightgbm.dask, which has no early stopping): each fold trained to model.num_boost_round, then "
-    "scored on its validation rows at every round (at most {grid} evenly spaced rounds, then every round around "
-    "the best of them); the model is kept at the round with the best validation score"
+    f"scored at every round (at most {MAX_GRID} evenly spaced rounds, then every round around the best of them) on "
+    "the rows early stopping would watch (the fold's validation rows, or its inner split); the model is kept at the "
+    "round with the best score"
 )
-MAX_GRID = 200  # rounds scored in the first pass: each costs one prediction of the fold's validation rows
-BEST_ITERATION_RULE = BEST_ITERATION_RULE.format(grid=MAX_GRID)
 _NETWORK_LINES = re.compile(
     r"^\[(machines|local_listen_port|machine_list_filename|time_out|num_machines): .*\]\n", re.M
 )
@@ -68,16 +68,20 @@ def train_rows_on_cluster(
     for pair in pairs:
         started = time.perf_counter()
         train_idx, valid_idx = folds.split(*pair)
-        X_train, y_train = _fold_rows(cluster, blocks, y, _mask(len(y), train_idx))
-        booster = _fit(cluster, X_train, y_train, spec)
-        del X_train, y_train
-        X_valid = X[valid_idx]  # the fold's validation rows, held while the best round is found
-        best = best_round(booster, X_valid, y[valid_idx], spec)
-        valid_pred = predict(booster, X_valid, spec.task, best)
-        del X_valid
+        fit_idx, stop_idx = train_idx, valid_idx  # the rows trained on, and those that choose the best round
+        if spec.early_stopping == "inner" and spec.early_stopping_rounds:
+            fit_idx, stop_idx = inner_split(train_idx, y, spec, *pair)
+        X_fit, y_fit = _fold_rows(cluster, blocks, y, _mask(len(y), fit_idx))
+        booster = _fit(cluster, X_fit, y_fit, spec)
+        del X_fit, y_fit
+        check_deadline(spec.deadline, booster.current_iteration())
+        best = booster.current_iteration()  # without early stopping, every round is kept, as in-process
+        if spec.early_stopping_rounds:
+            best = best_round(booster, X[stop_idx], y[stop_idx], spec)  # the stopping rows, held meanwhile
+        valid_pred = predict_matrix(booster, X, valid_idx, spec.task, best)
         result = FoldResult(
             *pair,
-            len(train_idx),
+            len(fit_idx),
             len(valid_idx),
             best,
             score(spec.metric, y[valid_idx], valid_pred),
@@ -104,9 +108,8 @@ def _blocks_on_workers(cluster: Cluster, X: StreamedMatrix) -> list[_Block]:
 
     client, source = cluster.client, X.source
     bounds = np.linspace(0, len(X), cluster.n_workers + 1).astype(int)
-    # Block k on the k-th worker by address: LightGBM ranks the machines by where the parts are, its data-parallel
-    # trees add the workers' histograms in rank order, and the model comes from the first: fixed places make a
-    # run repeatable.
+    # Block k on the k-th worker by address, so that each worker holds one block: the table is split, not copied.
+    # (Repeated runs still differ in the last bits: lightgbm.dask ranks the machines in its own order.)
     workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
     blocks = []
     for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
@@ -116,7 +119,9 @@ def _blocks_on_workers(cluster: Cluster, X: StreamedMatrix) -> list[_Block]:
         read = dask.delayed(_read_block, pure=True)(str(source.path), source.name, X.schema, X.batch_rows, positions)
         rows = da.from_delayed(read, shape=(b - a, X.shape[1]), dtype="float64")
         worker = workers[k % len(workers)]
-        blocks.append(_Block(int(a), int(b), worker, client.persist(rows, workers=[worker])))
+        # Another worker may take the block when this one dies: the block is read again from the file.
+        rows = client.persist(rows, workers=[worker], allow_other_workers=True)
+        blocks.append(_Block(int(a), int(b), worker, rows))
     return blocks
 
 
@@ -127,8 +132,9 @@ def _fold_rows(cluster: Cluster, blocks: list[_Block], y: np.ndarray, mask: np.n
     client, parts, labels = cluster.client, [], []
     for block in blocks:
         keep = mask[block.start : block.stop]
-        parts.append(client.persist(block.rows[keep], workers=[block.worker]))
-        labels.append(client.persist(da.from_array(y[block.start : block.stop][keep]), workers=[block.worker]))
+        parts.append(client.persist(block.rows[keep], workers=[block.worker], allow_other_workers=True))
+        label = da.from_array(y[block.start : block.stop][keep])
+        labels.append(client.persist(label, workers=[block.worker], allow_other_workers=True))
     return da.concatenate(parts), da.concatenate(labels)
 
 

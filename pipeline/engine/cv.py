@@ -25,7 +25,7 @@ from .cluster_folds import binning_key, train_on_cluster
 from .cluster_rows import BEST_ITERATION_RULE, train_rows_on_cluster
 from .fold import FoldOutput, FoldResult, build_dataset, fit_fold, reuse_fold
 from .oof import OOFAccumulator
-from .spec import TrainSpec
+from .spec import TrainSpec, rows_across_workers
 
 
 @dataclass(frozen=True)
@@ -80,11 +80,11 @@ def run_cv(
     for pair, (result, booster) in completed.items():
         outputs[pair] = reuse_fold(result, booster, X, folds, spec, X_test)
     result = combine(folds, spec, y, [outputs[pair] for pair in folds.pairs()])
-    return replace(result, best_iteration_rule=best_iteration_rule(spec, isinstance(X, StreamedMatrix)))
+    return replace(result, best_iteration_rule=best_iteration_rule(spec, rows_across_workers(spec, X)))
 
 
-def best_iteration_rule(spec: TrainSpec, streamed: bool) -> str:
-    if spec.cluster is not None and streamed:
+def best_iteration_rule(spec: TrainSpec, across_workers: bool) -> str:
+    if across_workers and spec.early_stopping_rounds:
         return BEST_ITERATION_RULE
     if not spec.early_stopping_rounds:
         return f"no early stopping: every fold trained {spec.num_boost_round} rounds"

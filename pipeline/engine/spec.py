@@ -69,8 +69,17 @@ def train_spec(cfg: Config, prep: Prepared, params: dict[str, Any] | None = None
 
 
 # Settings that change how a run is carried out, never what it predicts: threads give the same trees
-# (deterministic, col-wise), fold workers the same folds, and a deadline that strikes leaves no result.
+# (deterministic, col-wise), fold workers the same folds, and a deadline that strikes leaves no result. A cluster
+# trains the same folds too, except across its workers (a table read in batches): `parallel` below says so.
 _NOT_IN_MODEL = ("fold_workers", "deadline", "cluster")
+
+
+def rows_across_workers(spec: TrainSpec, X: object) -> bool:
+    """Whether each fold trains across a cluster's workers (lightgbm.dask): a table read in batches, on a cluster.
+    Those models differ from in-process ones (another learner, another best-iteration rule)."""
+    from pipeline.data.stream import StreamedMatrix
+
+    return spec.cluster is not None and isinstance(X, StreamedMatrix)
 
 
 def model_key(spec: TrainSpec, prep: Prepared) -> str:
@@ -80,6 +89,8 @@ def model_key(spec: TrainSpec, prep: Prepared) -> str:
     settings = {f.name: getattr(spec, f.name) for f in fields(spec) if f.name not in _NOT_IN_MODEL}
     settings["params"] = {k: v for k, v in spec.params.items() if k != "num_threads"}
     doc = {"spec": settings, **data_identity(prep, ("gbpipe", "lightgbm", "numpy"))}
+    if rows_across_workers(spec, prep.X):
+        doc["parallel"] = "rows"  # other models than in-process: only such runs share a key
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 

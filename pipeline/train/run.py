@@ -63,11 +63,12 @@ def train(
     replays = plan_backtest(cfg, prep)  # a backtest that cannot run fails here too, before training
     with RunWriter(final_dir, resume=resume) as writer:  # a failed run lets go of its lock for --resume
         config_text = dump_config_toml(cfg)
-        if resume:
-            check_resumable(writer, config_text, prep)
-        writer.write_text("config.toml", config_text)
         spec = replace(train_spec(cfg, prep, params), cluster=cluster)
-        writer.write_json("schema.json", schema_document(cfg, prep, spec))
+        schema = schema_document(cfg, prep, spec)
+        if resume:
+            check_resumable(writer, config_text, prep, schema["model_key"])
+        writer.write_text("config.toml", config_text)
+        writer.write_json("schema.json", schema)
         writer.write_parquet("folds.parquet", prep.folds.to_frame(prep.ids))
         writer.write_json(REFERENCE_FILE, drift_reference(cfg, prep))
         total = len(prep.folds.pairs())
@@ -102,8 +103,9 @@ def train(
     return run_dir
 
 
-def check_resumable(writer: RunWriter, config_text: str, prep: Prepared) -> None:
-    """A run resumes only with the config and data it was started with: finished folds are reused as is."""
+def check_resumable(writer: RunWriter, config_text: str, prep: Prepared, key: str) -> None:
+    """A run resumes only with the config and data it was started with, trained the same way (in-process and on a
+    cluster's folds alike, or across a cluster's workers): finished folds are reused as is."""
     if writer.exists("config.toml") and writer.path("config.toml").read_text() != config_text:
         raise ConfigError(
             f"--resume: the config differs from the one {writer.staging} was started with; "
@@ -116,6 +118,13 @@ def check_resumable(writer: RunWriter, config_text: str, prep: Prepared) -> None
                 f"--resume: the data changed since {writer.staging} was started (fingerprint "
                 f"{started_with[:12]} then, {prep.data_fingerprint[:12]} now); its finished folds "
                 "were trained on other rows. Start a new run without --resume"
+            )
+        started_key = json.loads(writer.path("schema.json").read_text()).get("model_key")
+        if started_key is not None and started_key != key:
+            raise ConfigError(
+                f"--resume: {writer.staging} was started with its folds trained another way (in one process, or "
+                "across a cluster's workers with lightgbm.dask, which gives other models); resume it as it was "
+                "started, with or without --cluster, or start a new run"
             )
 
 

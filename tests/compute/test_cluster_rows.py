@@ -6,6 +6,7 @@ rows split into parts on the cluster gives that run's test_pred.parquet."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -87,3 +88,14 @@ def test_local_workers_print_nothing_with_q(runs, capfd):
     out, err = capfd.readouterr()
     assert code == 0, err
     assert out.strip() == str(exp / "quiet") and err == ""
+
+
+def test_a_run_started_in_process_does_not_resume_across_the_workers(runs, capsys, dask_address):
+    """Folds trained across the workers are other models: an unfinished in-process run is not finished with them."""
+    tmp_path, exp = runs
+    shutil.copytree(exp / "here", exp / "halfway.partial")
+    (exp / "halfway.partial" / "manifest.json").unlink()
+    code, err = cli(capsys, "train", "--config", tmp_path / "adult.toml", "--run-id", "halfway", "--resume",
+                    "--cluster", dask_address)  # fmt: skip
+    assert code == 2 and "was started with its folds trained another way" in err
+    assert not (exp / "halfway").exists()

@@ -170,7 +170,7 @@ def test_workers_with_other_versions_are_refused_by_name():
         "tcp://10.0.0.3:4000": {**mine, "gbpipe": "not installed"},
     }
     with pytest.raises(ConfigError, match=r"10\.0\.0\.2:4000: lightgbm 4\.5\.0 \(here 4\.7\.0\)") as error:
-        refuse_mismatched_workers(mine, workers, "tcp://sched:8786")
+        refuse_mismatched_workers(mine, workers, "--cluster tcp://sched:8786")
     assert "10.0.0.3:4000: gbpipe not installed (here 0.1.0)" in str(error.value)
     assert "10.0.0.1" not in str(error.value)
-    refuse_mismatched_workers(mine, {"tcp://10.0.0.1:4000": dict(mine)}, "tcp://sched:8786")
+    refuse_mismatched_workers(mine, {"tcp://10.0.0.1:4000": dict(mine)}, "--cluster tcp://sched:8786")
