@@ -11,8 +11,8 @@ The Python API is what the CLI calls: stages are functions over a validated conf
 Names are imported on first use, so `import pipeline` stays cheap (no LightGBM, scikit-learn or
 matplotlib until a stage is used). The packages follow the workflow, each importing only those
 below it: core < compute (where work runs: here or on a Dask cluster) < (features) < config < data < engine <
-train, tune, importance, ensemble, drift < report; auto/ (over tune and ensemble), cli/ and predict.py (with
-predict_output.py, the files it writes) sit on top, and only cli/ imports auto/.
+train, tune, importance, ensemble, drift < report; auto/ (over tune and ensemble), cli/ and predict/ sit on top,
+and only cli/ imports auto/.
 """
 
 from pipeline.core.lazy import attach
@@ -36,8 +36,8 @@ __getattr__, __dir__, __all__ = attach(
         "run_drift": ".drift.run",
         "TrainSpec": ".engine.spec",
         "run_cv": ".engine.cv",
-        "predict_file": ".predict",
-        "load_run": ".predict",
+        "predict_file": ".predict.run",
+        "load_run": ".predict.run",
         "build_report": ".report.build",
         "write_report": ".report.build",
         "headline_text": ".report.build",

@@ -55,9 +55,7 @@ LAYERS = {
         "pipeline.engine",
         "pipeline.ensemble",
         "pipeline.drift",
-        "pipeline.predict_output",
     },
-    "pipeline.predict_output": {"pipeline.core"},
 }
 ALWAYS = {"pipeline"}  # the facade, which any `pipeline.x` import runs
 TOP = {"pipeline.cli", "pipeline.__main__"}  # the command line, above every package

@@ -219,7 +219,7 @@ def test_output_inside_a_run_folder_is_refused(run, fitted, capsys, tmp_path):
 
 
 def test_interrupted_predict_writes_nothing(run, fitted, capsys, tmp_path, monkeypatch):
-    import pipeline.predict as predict_module
+    import pipeline.predict.run as predict_module
 
     real, calls = predict_module.predict_frame, []
 

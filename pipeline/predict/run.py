@@ -29,7 +29,7 @@ from pipeline.drift.monitor import DriftCheck, DriftMonitor
 from pipeline.engine.fitted import FittedRun, load_fold_models
 from pipeline.ensemble.model import load_ensemble
 
-from .predict_output import output_writer
+from .output import output_writer
 
 if TYPE_CHECKING:
     from pipeline.compute.cluster import Cluster
