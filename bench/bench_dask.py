@@ -12,7 +12,7 @@ The workers are restarted before each cluster step and their peak RSS (VmHWM) re
 per-worker peak is its own. Two cores: no speed-up is expected from 2 workers; the claim checked is that the table
 is split across the workers, not copied to each (per-worker peak at most 0.6x the in-process peak).
 
-Run (about 12 minutes; ~6 GB):
+Run (about 10 minutes; figures in bench/README.md, "Dask"):
     flock /tmp/gbpipe-bench.lock .venv/bin/python bench/bench_dask.py [--events 10000000] [--rows 2000000]
 The last line printed is one JSON object with the figures.
 """

@@ -71,9 +71,7 @@ class BuildPlan:
     cutoffs and the test cutoff's label window. A part of the events (some entities, all their events) built under
     the table's plan gives the rows the whole build gives for those entities."""
 
-    end_ns: int
     first_ns: int
-    tz: str | None
     sched: Schedule
     window: dict[str, Any] | None
     late: LateEvents | None
@@ -115,9 +113,7 @@ def plan_build(prepared: Events, spec: FeaturesSection, source: str) -> tuple[Ev
     if sched.test is not None:
         window = test_label_window(sched.test, decided.end_ns, prepared.tz, spec.label.window)
     horizon = horizon_ns(spec, prepared.tz)
-    return decided.events, BuildPlan(
-        decided.end_ns, prepared.first_ns, prepared.tz, sched, window, decided.late, horizon
-    )
+    return decided.events, BuildPlan(prepared.first_ns, sched, window, decided.late, horizon)
 
 
 def say_plan(kept: Events, build_plan: BuildPlan, spec: FeaturesSection, source: str, progress: Progress) -> None:

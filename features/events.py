@@ -46,11 +46,7 @@ def prepare_events(events: pd.DataFrame, spec: FeaturesSection, source: str) -> 
         raise DataError(f"event table {source} has no rows; give a table of events")
     frame, renamed = normalise_names(events, spec.rename, source)
     check_columns(frame, spec, source)
-    times = parse_times(frame[spec.time], spec.time, source)
-    has_entity = frame[spec.entity].notna().to_numpy()
-    n_without = int((~has_entity).sum())
-    if not has_entity.any():
-        raise DataError(f"event table {source}: all {len(frame)} lines lack the entity {spec.entity!r}")
+    times, has_entity, n_without = _timed_entities(frame, spec, source)
     columns = [c for c in required_columns(spec) if c != spec.time]
     kept = frame.loc[has_entity, columns] if n_without else frame[columns]  # no copy when nothing is dropped
     calendars = spec.active_calendars
@@ -86,16 +82,22 @@ def event_times(events: pd.DataFrame, columns: list[str], spec: FeaturesSection,
     missing = [c for c in (spec.entity, spec.time) if c not in frame.columns]
     if missing:
         raise DataError(f"event table {source} lacks the column(s) {missing} the features spec reads")
-    times = parse_times(frame[spec.time], spec.time, source)
-    has_entity = frame[spec.entity].notna().to_numpy()
-    n_without = int((~has_entity).sum())
-    if not has_entity.any():
-        raise DataError(f"event table {source}: all {len(frame)} lines lack the entity {spec.entity!r}")
+    times, has_entity, n_without = _timed_entities(frame, spec, source)
     kept = frame.loc[has_entity, [spec.entity]] if n_without else frame[[spec.entity]]
     table = _with_times(pl.from_pandas(kept, include_index=False), times[has_entity] if n_without else times, ())
     table = _entity_as_integer(table, spec.entity).sort(TIME, maintain_order=True)
     tz = getattr(times.dtype, "tz", None)
     return Events(table, table[TIME].to_numpy(), str(tz) if tz is not None else None, len(frame), n_without, renamed)
+
+
+def _timed_entities(frame: pd.DataFrame, spec: FeaturesSection, source: str) -> tuple[pd.Series, np.ndarray, int]:
+    """The parsed times, which lines have an entity, and how many do not (DataError when none has one)."""
+    times = parse_times(frame[spec.time], spec.time, source)
+    has_entity = frame[spec.entity].notna().to_numpy()
+    n_without = int((~has_entity).sum())
+    if not has_entity.any():
+        raise DataError(f"event table {source}: all {len(frame)} lines lack the entity {spec.entity!r}")
+    return times, has_entity, n_without
 
 
 def check_columns(frame: pd.DataFrame, spec: FeaturesSection, source: str) -> None:

@@ -27,12 +27,3 @@ class QuietLightGBM(WorkerPlugin):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
             os.close(devnull)
-
-
-def quiet_native_logs() -> None:
-    """Runs in a worker's task thread. LightGBM's library keeps its log callback per thread and sets it at import,
-    in the thread that imported it: in a Dask worker's task threads its notes would go straight to stdout. Set
-    there, they go through the Python logger QuietLightGBM installed."""
-    import lightgbm as lgb
-
-    lgb.basic._LIB.LGBM_RegisterLogCallback(lgb.basic._LIB.callback)

@@ -14,7 +14,8 @@ import importlib.metadata
 import logging
 import re
 import warnings
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -50,16 +51,41 @@ class Cluster:
 
 
 def quiet_native_logs() -> None:
-    """Runs in a worker's task thread: LightGBM's notes there go to the quiet logger (see compute/_worker.py)."""
-    from ._worker import quiet_native_logs as quiet
+    """Runs in a worker's task thread. LightGBM's library keeps its log callback per thread and sets it at import,
+    in the thread that imported it: in a Dask worker's task threads its notes would go straight to stdout. Set
+    there, they go through the Python logger the QuietLightGBM plugin (compute/_worker.py) installed."""
+    import lightgbm as lgb
 
-    quiet()
+    lgb.basic._LIB.LGBM_RegisterLogCallback(lgb.basic._LIB.callback)
 
 
 def as_sent(value: Any) -> Any:
     """Runs on a worker: the value a task was submitted with, kept there as the task's result. Data sent this way
     is a task the scheduler can run again when the worker holding it dies; scattered data would be lost for good."""
     return value
+
+
+def results_in_order(client: Client, tasks: Iterable[tuple[Any, Callable, tuple]], in_flight: int) -> Iterator[tuple]:
+    """Each (label, function, arguments) of `tasks` run as a task, at most `in_flight` at once (the arguments are
+    made only when a task can start), and (label, result) yielded in the order given, each result let go of on its
+    worker once fetched; an error or Ctrl-C cancels what is still running."""
+    running: deque = deque()
+
+    def take() -> tuple:
+        label, future = running.popleft()
+        result = future.result()
+        future.release()
+        return label, result
+
+    try:
+        for label, function, arguments in tasks:
+            running.append((label, client.submit(function, *arguments, pure=False)))
+            if len(running) >= in_flight:
+                yield take()
+        while running:
+            yield take()
+    finally:
+        client.cancel([future for _, future in running])
 
 
 def check_address(address: str, where: str) -> str:
@@ -213,16 +239,12 @@ def refuse_mismatched_workers(mine: dict[str, str], workers: dict[str, dict[str,
 
 def threads_per_task(client: Client, info: dict[str, dict]) -> int:
     """LightGBM threads for one task: a host's cores shared by every task its workers run at once."""
-    cores = client.run(_host_cores)
+    cores = client.run(available_cores)
     busy: dict[str, int] = {}
     for details in info.values():
         busy[details["host"]] = busy.get(details["host"], 0) + int(details.get("nthreads", 1))
     shares = [max(1, cores.get(w, 1) // busy[d["host"]]) for w, d in info.items()]
     return min(shares) if shares else 1
-
-
-def _host_cores() -> int:
-    return available_cores()
 
 
 @contextmanager

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 import polars as pl
 
@@ -37,7 +36,7 @@ from features.spec import FeaturesSection
 from pipeline.core.errors import DataError
 from pipeline.core.progress import QUIET, Progress
 
-from .parts import is_parted, part_files, same_columns
+from .parts import is_parted, part_files, part_offsets, same_columns
 from .read import read_parquet_file
 
 if TYPE_CHECKING:
@@ -62,7 +61,6 @@ def build_on_cluster(
         same_columns(part, schema.names, files[0], schemas[0].names)
     columns = schemas[0].names
     raw = _raw_names(columns, spec, source)
-    lengths = [pq.ParquetFile(f).metadata.num_rows for f in files]
     # Parts that read the entity with different types (integers here, floats where a part has a missing id) would
     # hash one id two ways in the shuffle: they all get the type the whole read gives them, float64.
     entity_types = {str(schema.field(raw[0]).type) for schema in schemas}
@@ -72,7 +70,7 @@ def build_on_cluster(
     say_plan(kept, build_plan, spec, source, progress)
     n_parts = max(len(files), PARTS_PER_WORKER * cluster.n_workers)
     progress.say(f"features: {len(files)} parquet part(s) shuffled by {spec.entity} into {n_parts} partitions")
-    reads = _Reads(files, lengths, raw[0], entity_dtype)
+    reads = _Reads(files, part_offsets(files), raw[0], entity_dtype)
     tables = _built_parts(cluster, reads, n_parts, spec, target, source, build_plan)
     table = _in_build_order(tables, spec)
     summary = summarize_build(table, kept, spec, build_plan, target, source)
@@ -110,10 +108,10 @@ def _read_columns(files: list[Path], names: list[str]) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class _Reads:
-    """The parquet parts, their row counts, the entity column (its name in the files) and the type to read it as."""
+    """The parquet parts, where their rows start, the entity column (its name in the files) and its type to read."""
 
     files: list[Path]
-    lengths: list[int]
+    offsets: list[int]
     entity: str
     entity_dtype: str | None
 
@@ -132,11 +130,10 @@ def _built_parts(
     import pyarrow.parquet as pq
     from distributed import as_completed
 
-    offsets = np.concatenate([[0], np.cumsum(reads.lengths)[:-1]]).astype(int).tolist()
     meta = pq.read_schema(reads.files[0]).empty_table().to_pandas().assign(**{ROW: pd.Series(dtype="int64")})
     if reads.entity_dtype is not None:
         meta[reads.entity] = meta[reads.entity].astype(reads.entity_dtype)
-    numbered = [(str(f), offset, reads.entity, reads.entity_dtype) for f, offset in zip(reads.files, offsets)]
+    numbered = [(str(f), offset, reads.entity, reads.entity_dtype) for f, offset in zip(reads.files, reads.offsets)]
     events = dd.from_map(_read_numbered, numbered, meta=meta, enforce_metadata=False)
     by_entity = events[events[reads.entity].notnull()].shuffle(on=reads.entity, npartitions=n_parts)
     tasks = [

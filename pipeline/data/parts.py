@@ -34,6 +34,17 @@ def is_parquet_table(path: str | Path) -> bool:
     return all(f.suffix.lower() in (".parquet", ".pq") for f in files)
 
 
+def part_offsets(files: list[Path]) -> list[int]:
+    """Where each parquet part's rows start in the table the parts make, from the files' footers."""
+    import pyarrow.parquet as pq
+
+    starts, total = [], 0
+    for path in files:
+        starts.append(total)
+        total += pq.read_metadata(path).num_rows
+    return starts
+
+
 def part_files(path: str | Path) -> list[Path]:
     """The parts of a folder (its CSV or parquet files) or of a glob, in name order; one kind only."""
     text = str(path)

@@ -28,7 +28,7 @@ from pipeline.compute.cluster import as_sent, quiet_native_logs
 from pipeline.data.folds import Folds
 
 from ._fold_pool import _max_threads, _set_max_threads
-from .fold import FoldOutput, FoldResult, build_dataset, fit_fold, train_fold
+from .fold import FoldOutput, FoldResult, build_dataset, fit_fold
 from .spec import TrainSpec
 
 if TYPE_CHECKING:
@@ -97,17 +97,13 @@ def _fold_task(
     threads: int,
     data_key: str,
 ) -> tuple[FoldResult, str, np.ndarray, np.ndarray | None]:
-    """Runs on a worker: one fold, as fit_fold trains it here (train_fold when there are no test rows)."""
+    """Runs on a worker: one fold, as fit_fold trains it here."""
     quiet_native_logs()
     full = _worker_dataset(data_key, X, y, spec)
     previous = _max_threads()
     _set_max_threads(threads)
     try:
-        if X_test is None:
-            train_idx, valid_idx = folds.split(*pair)
-            output = train_fold(full, y, train_idx, valid_idx, spec, X, *pair)
-        else:
-            output = fit_fold(full, X, y, folds, *pair, spec, X_test)
+        output = fit_fold(full, X, y, folds, *pair, spec, X_test)
     finally:
         _set_max_threads(previous)
     return output.result, output.booster.model_to_string(), output.valid_pred, output.test_pred

@@ -142,13 +142,9 @@ def _read_block(path: str, name: str, schema: FeatureSchema, batch_rows: int, po
     """Runs on a worker: its rows of the table as the model matrix, read a batch at a time."""
     quiet_native_logs()  # in the thread lightgbm.dask trains in next
     matrix = StreamedMatrix(TableSource(Path(path), name), schema, batch_rows, positions)
-    out = np.empty(matrix.shape)
-    done = 0
-    for block in matrix.blocks():
-        out[done : done + len(block)] = block
-        done += len(block)
+    rows = matrix[:]
     matrix.release()
-    return out
+    return rows
 
 
 def _mask(n: int, rows: np.ndarray) -> np.ndarray:

@@ -102,23 +102,19 @@ def _train_todo(
     finish: Callable[[FoldOutput], None],
 ) -> None:
     """The folds not reused from a checkpoint: on the cluster, in threads here, or one after another."""
-    streamed = isinstance(X, StreamedMatrix)
-    if spec.cluster is not None:
-        # A table read in batches is too large to send to every worker: each fold trains across them instead.
-        if streamed:
-            trained = train_rows_on_cluster(spec.cluster, X, y, folds, todo, spec, X_test)
-        else:
-            trained = train_on_cluster(spec.cluster, X, y, folds, todo, spec, X_test, binning_key(spec))
-        for output in trained:
-            finish(output)
-        return
-    workers = fold_workers(spec, len(todo), streamed)
-    full = build_dataset(X, y, spec)
-    if workers > 1:
-        train_folds_in_threads(full, X, y, folds, todo, spec, X_test, workers, finish)
+    if rows_across_workers(spec, X):  # too large to send to every worker: each fold trains across them
+        trained = train_rows_on_cluster(spec.cluster, X, y, folds, todo, spec, X_test)
+    elif spec.cluster is not None:
+        trained = train_on_cluster(spec.cluster, X, y, folds, todo, spec, X_test, binning_key(spec))
     else:
-        for repeat, fold in todo:
-            finish(fit_fold(full, X, y, folds, repeat, fold, spec, X_test))
+        full = build_dataset(X, y, spec)
+        workers = fold_workers(spec, len(todo), isinstance(X, StreamedMatrix))
+        if workers > 1:
+            train_folds_in_threads(full, X, y, folds, todo, spec, X_test, workers, finish)
+            return
+        trained = (fit_fold(full, X, y, folds, repeat, fold, spec, X_test) for repeat, fold in todo)
+    for output in trained:
+        finish(output)
 
 
 def fold_workers(spec: TrainSpec, n_folds: int, streamed: bool = False) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from pipeline.compute.cluster import results_in_order
 from pipeline.config import Config
 from pipeline.config.sections import ImportanceSection
 from pipeline.core.artifacts import json_bytes, parquet_bytes
@@ -167,18 +167,9 @@ def fold_drops(
             yield pair, permutation_drops(*arguments(k, pair), n_jobs, progress_of_fold)
         return
     # One fold per worker in flight: a fold's validation rows are read here only when a worker can take them.
-    client, threads, running = cluster.client, cluster.threads_per_task, deque()
-    try:
-        for k, pair in enumerate(pairs):
-            running.append((pair, client.submit(permutation_drops, *arguments(k, pair), threads, pure=False)))
-            if len(running) >= cluster.n_workers:
-                done, future = running.popleft()
-                yield done, future.result()
-        while running:
-            done, future = running.popleft()
-            yield done, future.result()
-    finally:
-        client.cancel([future for _, future in running])
+    threads = cluster.threads_per_task
+    tasks = ((pair, permutation_drops, (*arguments(k, pair), threads)) for k, pair in enumerate(pairs))
+    yield from results_in_order(cluster.client, tasks, cluster.n_workers)
 
 
 def _feature_progress(progress: Progress, label: str):

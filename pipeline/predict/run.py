@@ -4,7 +4,6 @@ the run's drift reference bins on the way, and a warning names the features that
 from __future__ import annotations
 
 import warnings
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,14 +14,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.compute.cluster import as_sent
+from pipeline.compute.cluster import as_sent, results_in_order
 from pipeline.config import ROW_ID
 from pipeline.core import names
 from pipeline.core.errors import ConfigError, DataError
 from pipeline.core.metrics import to_labels
 from pipeline.core.progress import QUIET, Progress
 from pipeline.core.run_folder import RunReader, resolve_run_dir
-from pipeline.data.parts import is_parquet_table, is_parted, part_files
+from pipeline.data.parts import is_parquet_table, is_parted, part_files, part_offsets
 from pipeline.data.read import csv_header, read_parquet_file, unreadable_parquet
 from pipeline.data.schema import ConversionReport, flat_column_names, to_matrix
 from pipeline.drift.monitor import DriftCheck, DriftMonitor
@@ -71,9 +70,10 @@ def predict_file(
     reader = RunReader(run_dir, allow_version_mismatch)
     run = _load(reader)
     on_cluster = cluster is not None and is_parted(input_path) and is_parquet_table(input_path)  # a part a task
-    monitor = None if on_cluster else DriftMonitor.for_run(reader, run.schema)
-    if on_cluster and DriftMonitor.for_run(reader, run.schema) is not None:
+    monitor = DriftMonitor.for_run(reader, run.schema)
+    if on_cluster and monitor is not None:
         progress.say("predict: on the cluster the drift check is left out; `gbpipe drift --input` runs it")
+        monitor = None
     summary = PredictSummary()
     with output_writer(output_path) as write:
         ledger = IdLedger(input_path, lambda: (c[run.id_name] for _, c in read_parts(input_path, chunk_size)))
@@ -117,29 +117,17 @@ def frames_on_cluster(
 ) -> Iterator[tuple[str, pd.DataFrame]]:
     """Each part predicted by a task on the cluster (the run sent to every worker once), in part order."""
     files = part_files(input_path)
-    lengths = [pq.ParquetFile(f).metadata.num_rows for f in files]
-    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int).tolist()
-    client = cluster.client
-    shared = client.submit(as_sent, run, pure=False)  # a task the scheduler can run again if a worker dies
-    # Two parts per worker in flight: a part's predictions leave its worker as soon as they are written here.
-    running: deque = deque()
+    offsets = part_offsets(files)
+    shared = cluster.client.submit(as_sent, run, pure=False)  # a task the scheduler can run again if a worker dies
+    tasks = ((part, _predict_part, (shared, str(part), offset)) for part, offset in zip(files, offsets))
     try:
-        for part, offset in zip(files, offsets):
-            running.append((part, client.submit(_predict_part, shared, str(part), offset, pure=False)))
-            if len(running) >= 2 * cluster.n_workers:
-                yield _collected(*running.popleft(), report)
-        while running:
-            yield _collected(*running.popleft(), report)
+        # Two parts per worker in flight: a part's predictions leave its worker as soon as they are written here.
+        for part, (frame, part_report) in results_in_order(cluster.client, tasks, 2 * cluster.n_workers):
+            add_counts(report, part_report)
+            report.missing_keep.extend(c for c in part_report.missing_keep if c not in report.missing_keep)
+            yield part.stem, frame
     finally:
-        client.cancel([future for _, future in running] + [shared])
-
-
-def _collected(part: Path, future, report: ConversionReport) -> tuple[str, pd.DataFrame]:
-    frame, part_report = future.result()
-    future.release()
-    add_counts(report, part_report)
-    report.missing_keep.extend(c for c in part_report.missing_keep if c not in report.missing_keep)
-    return part.stem, frame
+        cluster.client.cancel([shared])
 
 
 def _predict_part(run: FittedRun, path: str, offset: int) -> tuple[pd.DataFrame, ConversionReport]:

@@ -67,10 +67,10 @@ class Evaluator:
         self.datasets_built = 0
         self.datasets_reused = 0
         self._sent: list | None = None  # the data on a cluster's workers, once it has been sent
+        self._binning_names = tuple(sorted({a for name in DATASET_PARAMS for a in aliases(name)}))
 
     def dataset(self, spec: TrainSpec) -> lgb.Dataset:
-        names = {a for name in DATASET_PARAMS for a in aliases(name)}
-        key = tuple(sorted((k, repr(v)) for k, v in spec.params.items() if k in names))
+        key = tuple(sorted((k, repr(v)) for k, v in spec.params.items() if k in self._binning_names))
         if key in self._datasets:
             self._datasets.move_to_end(key)
             self.datasets_reused += 1
@@ -113,7 +113,7 @@ class Evaluator:
                 train_idx, valid_idx = folds.split(repeat, fold)
                 yield train_fold(full, y, train_idx, valid_idx, spec, X, repeat, fold)
             return
-        key = binning_key(spec, tuple(a for name in DATASET_PARAMS for a in aliases(name)))
+        key = binning_key(spec, self._binning_names)
         if self._sent is None:  # the data goes to the workers once for the study, not once per trial
             self._sent = send_run_data(spec.cluster, X, y, folds, None)
         trained = train_on_cluster(spec.cluster, X, y, folds, pairs, spec, None, key, self._sent)
