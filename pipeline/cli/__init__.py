@@ -1,6 +1,6 @@
-"""The `gbpipe` command line: the parser and the exit codes (parser), and what each subcommand does once
-its arguments are parsed (commands). It sits above every stage package."""
+"""The `gbpipe` command line: the program and its exit codes (program), the arguments (parser), and what
+each subcommand does once its arguments are parsed (commands). It sits above every stage package."""
 
-from .parser import main
+from .program import main
 
 __all__ = ["main"]

@@ -1,5 +1,5 @@
 """What each `gbpipe` subcommand does once its arguments are parsed: load and check the config at the edge,
-then call the stage. The parser and the exit codes are parser.py's.
+then call the stage. The arguments are parser.py's, the exit codes program.py's.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipeline.core.cores import available_cores
@@ -42,12 +42,20 @@ class Cluster:
     address: str
     n_workers: int
     threads_per_task: int
+    held: list = field(default_factory=list, compare=False, repr=False)  # the data sent last: see hold()
 
     def describe(self) -> str:
         return (
             f"Dask cluster {self.address}: {self.n_workers} workers, {self.threads_per_task} LightGBM "
             f"thread{'s' if self.threads_per_task > 1 else ''} per task"
         )
+
+    def hold(self, futures: list) -> list:
+        """Keep the futures of the data sent last alive until other data is sent. The data is sent under keys made
+        from its content, so the next stage step sending the same arrays (an ensemble's next member, a study's
+        next trial) gets these futures back instead of sending the data again."""
+        self.held[:] = futures
+        return futures
 
 
 def quiet_native_logs() -> None:

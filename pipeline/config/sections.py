@@ -131,6 +131,9 @@ class TuneSection(Section):
     fixed: dict[str, Any] = Field(default_factory=dict)  # parameters held fixed (removed from the space)
     study_name: PlainName = "default"
     workers: int = Field(default=1, ge=1)
+    # Trials proposed from the same history before any is told: on a cluster their folds train at once. It
+    # shapes the search, so it is a setting of the experiment, never taken from the cluster's size.
+    batch_trials: int = Field(default=1, ge=1, le=64)
     plots: bool = True
 
 

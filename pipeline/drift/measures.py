@@ -148,5 +148,11 @@ class BinCounter:
             total += chunk
         self.rows += len(X)
 
+    def merge(self, counts: list[np.ndarray], rows: int) -> None:
+        """Add counts made elsewhere in the same bins (a cluster task's part of the rows)."""
+        for total, part in zip(self.counts, counts):
+            total += part
+        self.rows += rows
+
     def measures(self) -> pd.DataFrame:
         return feature_measures(self.reference, self.counts)

@@ -63,28 +63,37 @@ def train_on_cluster(
     `send_run_data`'s, when the caller sends the data once for many calls (a study's trials)."""
     from distributed import as_completed
 
-    client = cluster.client
-    shared = shared or send_run_data(cluster, X, y, folds, X_test)
-    data_key = "-".join(future.key for future in shared[:3]) + "-" + dataset_key
-    task_spec = replace(spec, cluster=None)
-    futures = [
-        client.submit(_fold_task, *shared, task_spec, pair, cluster.threads_per_task, data_key, pure=False)
-        for pair in pairs
-    ]
+    futures = submit_folds(cluster, shared or send_run_data(cluster, X, y, folds, X_test), pairs, spec, dataset_key)
     try:
         for future in as_completed(futures):
-            result, model_text, valid_pred, test_pred = future.result()
-            booster = lgb.Booster(model_str=model_text)
-            yield FoldOutput(result, booster, valid_pred, test_pred)
+            yield fold_output(future)
     finally:
-        client.cancel(futures)  # an error or Ctrl-C here: nothing left running on the workers
+        cluster.client.cancel(futures)  # an error or Ctrl-C here: nothing left running on the workers
+
+
+def submit_folds(
+    cluster: Cluster, shared: list, pairs: list[tuple[int, int]], spec: TrainSpec, dataset_key: str
+) -> list:
+    """One task per fold of `pairs` on the data `shared` (send_run_data's); the futures, in the order of `pairs`."""
+    data_key = "-".join(future.key for future in shared[:3]) + "-" + dataset_key
+    task_spec = replace(spec, cluster=None)
+    threads = cluster.threads_per_task
+    return [
+        cluster.client.submit(_fold_task, *shared, task_spec, pair, threads, data_key, pure=False) for pair in pairs
+    ]
+
+
+def fold_output(future) -> FoldOutput:
+    """A fold task's output (waiting for it), its booster rebuilt from the model text."""
+    result, model_text, valid_pred, test_pred = future.result()
+    return FoldOutput(result, lgb.Booster(model_str=model_text), valid_pred, test_pred)
 
 
 def send_run_data(cluster: Cluster, X: np.ndarray, y: np.ndarray, folds: Folds, X_test: np.ndarray | None) -> list:
     """The run's matrix, labels, folds and test rows for the workers (futures to pass to train_on_cluster). They are
     tasks, not scattered data: the scheduler keeps each as a task it can run again, so what a dead worker held is
     sent again, where scattered data would be lost for good. A worker fetches each once, with its first fold."""
-    return [cluster.client.submit(as_sent, value, pure=True) for value in (X, y, folds, X_test)]
+    return cluster.hold([cluster.client.submit(as_sent, value, pure=True) for value in (X, y, folds, X_test)])
 
 
 def _fold_task(

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Any
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,12 +20,17 @@ from pipeline.config.sections import EnsembleMember
 from pipeline.core.budget import Clock
 from pipeline.core.errors import ConfigError
 from pipeline.core.progress import Progress
+from pipeline.data.folds import Folds
 from pipeline.data.prepare import Prepared
 from pipeline.engine.fold import inner_split
 from pipeline.engine.outputs import model_name
 from pipeline.engine.spec import TrainSpec, available_cores
 
+from .family_folds import MemberFold, member_folds
 from .result import MemberFolds
+
+if TYPE_CHECKING:
+    from pipeline.compute.cluster import Cluster
 
 XGB_EVAL = {
     ("binary", "auc"): "auc",
@@ -61,28 +68,61 @@ def train_extra(
     params: dict[str, Any],
     progress: Progress,
     stop: Clock | None = None,
+    cluster: Cluster | None = None,
 ):
-    """Train an XGBoost or CatBoost member on every fold; returns a MemberResult (`stop` may stop it between folds)."""
+    """Train an XGBoost or CatBoost member on every fold (here, or as tasks on a `cluster`); returns a MemberResult
+    (`stop` may stop it between folds)."""
     task, n_classes = cfg.data.task, prep.labels.n_classes
-    pairs = prep.folds.pairs()
-    folds = MemberFolds(member.name, cfg.metric, prep.y, task, n_classes, len(pairs), stop)
-    for repeat, fold in pairs:
-        train_idx, valid_idx = prep.folds.split(repeat, fold)
-        fit_idx, stop_idx = train_idx, valid_idx
-        if cfg.model.early_stopping == "inner":
-            spec = TrainSpec(
-                task, cfg.metric, {}, 0, None, inner_valid_fraction=cfg.model.inner_valid_fraction, seed=cfg.cv.seed
-            )
-            fit_idx, stop_idx = inner_split(train_idx, prep.y, spec, repeat, fold)
-        fit = _fit_xgboost if member.family == "xgboost" else _fit_catboost
-        model, best = fit(cfg, prep, member, params, fit_idx, stop_idx)
-        valid_pred = predict_extra(member.family, model, prep.X[valid_idx], task, n_classes)
-        test_pred = (
-            predict_extra(member.family, model, prep.X_test, task, n_classes) if prep.X_test is not None else None
+    fit = partial(extra_fold, cfg, member, params, tuple(prep.schema.categorical_indices), n_classes)
+    folds = MemberFolds(member.name, cfg.metric, prep.y, task, n_classes, len(prep.folds.pairs()), stop)
+    for pair, fold in member_folds(fit, prep, _threads(cfg), cluster):
+        folds.add(
+            prep.folds.split(*pair)[1], fold.valid_pred, fold.test_pred, fold.model_file, progress, fold.best_iteration
         )
-        name = model_name(repeat, fold).removesuffix(".txt") + _SUFFIX[member.family]
-        folds.add(valid_idx, valid_pred, test_pred, (name, save_extra(member.family, model)), progress, best)
     return folds.result(member.family, dict(params))
+
+
+def extra_fold(
+    cfg: Config,
+    member: EnsembleMember,
+    params: dict[str, Any],
+    categorical: tuple[int, ...],
+    n_classes: int,
+    X: np.ndarray,
+    y: np.ndarray,
+    folds: Folds,
+    X_test: np.ndarray | None,
+    pair: tuple[int, int],
+    threads: int,
+) -> MemberFold:
+    """One fold of an XGBoost or CatBoost member, early-stopped as the config says (on the scored fold, or on an
+    inner split of the training rows)."""
+    task = cfg.data.task
+    train_idx, valid_idx = folds.split(*pair)
+    fit_idx, stop_idx = train_idx, valid_idx
+    if cfg.model.early_stopping == "inner":
+        spec = TrainSpec(
+            task, cfg.metric, {}, 0, None, inner_valid_fraction=cfg.model.inner_valid_fraction, seed=cfg.cv.seed
+        )
+        fit_idx, stop_idx = inner_split(train_idx, y, spec, *pair)
+    data = _FoldData(X, y, categorical, n_classes, fit_idx, stop_idx, threads)
+    fit = _fit_xgboost if member.family == "xgboost" else _fit_catboost
+    model, best = fit(cfg, member, params, data)
+    valid_pred = predict_extra(member.family, model, X[valid_idx], task, n_classes)
+    test_pred = predict_extra(member.family, model, X_test, task, n_classes) if X_test is not None else None
+    name = model_name(*pair).removesuffix(".txt") + _SUFFIX[member.family]
+    return MemberFold(valid_pred, test_pred, (name, save_extra(member.family, model)), best)
+
+
+@dataclass(frozen=True)
+class _FoldData:
+    X: np.ndarray
+    y: np.ndarray
+    categorical: tuple[int, ...]
+    n_classes: int
+    fit_idx: np.ndarray
+    stop_idx: np.ndarray
+    threads: int
 
 
 _SUFFIX = {"xgboost": ".json", "catboost": ".cbm"}
@@ -96,42 +136,35 @@ def _rounds(cfg: Config, member: EnsembleMember) -> int:
     return member.num_boost_round or cfg.model.num_boost_round
 
 
-def _fit_xgboost(
-    cfg: Config,
-    prep: Prepared,
-    member: EnsembleMember,
-    params: dict[str, Any],
-    fit_idx: np.ndarray,
-    stop_idx: np.ndarray,
-):
+def _fit_xgboost(cfg: Config, member: EnsembleMember, params: dict[str, Any], data: _FoldData):
     import xgboost as xgb
 
     task = cfg.data.task
-    types = ["c" if i in prep.schema.categorical_indices else "q" for i in range(prep.X.shape[1])]
+    types = ["c" if i in data.categorical else "q" for i in range(data.X.shape[1])]
     settings = {
         "objective": XGB_OBJECTIVE[task],
         "eta": 0.05,
         "max_depth": 6,
         "tree_method": "hist",
         "seed": cfg.cv.seed,
-        "nthread": _threads(cfg),
+        "nthread": data.threads,
         "eval_metric": XGB_EVAL.get(
             (task, cfg.metric), "mlogloss" if task == "multiclass" else "logloss" if task == "binary" else "rmse"
         ),
         **params,
     }
     if task == "multiclass":
-        settings["num_class"] = prep.labels.n_classes
+        settings["num_class"] = data.n_classes
 
     def matrix(idx: np.ndarray):
-        return xgb.DMatrix(prep.X[idx], label=prep.y[idx], feature_types=types, enable_categorical=True)
+        return xgb.DMatrix(data.X[idx], label=data.y[idx], feature_types=types, enable_categorical=True)
 
     stopping = cfg.model.early_stopping_rounds
     booster = xgb.train(
         settings,
-        matrix(fit_idx),
+        matrix(data.fit_idx),
         num_boost_round=_rounds(cfg, member),
-        evals=[(matrix(stop_idx), "valid")],
+        evals=[(matrix(data.stop_idx), "valid")],
         early_stopping_rounds=stopping,
         verbose_eval=False,
     )
@@ -139,14 +172,7 @@ def _fit_xgboost(
     return booster[: best + 1], int(best + 1)
 
 
-def _fit_catboost(
-    cfg: Config,
-    prep: Prepared,
-    member: EnsembleMember,
-    params: dict[str, Any],
-    fit_idx: np.ndarray,
-    stop_idx: np.ndarray,
-):
+def _fit_catboost(cfg: Config, member: EnsembleMember, params: dict[str, Any], data: _FoldData):
     from catboost import CatBoost
 
     task = cfg.data.task
@@ -158,15 +184,15 @@ def _fit_catboost(
         "learning_rate": 0.05,
         "depth": 6,
         "random_seed": cfg.cv.seed,
-        "thread_count": _threads(cfg),
+        "thread_count": data.threads,
         "verbose": False,
         "allow_writing_files": False,
         **params,
     }
     model = CatBoost(settings)
     model.fit(
-        _pool(prep.X[fit_idx], prep.schema.categorical_indices, prep.y[fit_idx]),
-        eval_set=_pool(prep.X[stop_idx], prep.schema.categorical_indices, prep.y[stop_idx]),
+        _pool(data.X[data.fit_idx], list(data.categorical), data.y[data.fit_idx]),
+        eval_set=_pool(data.X[data.stop_idx], list(data.categorical), data.y[data.stop_idx]),
         early_stopping_rounds=cfg.model.early_stopping_rounds,
         use_best_model=True,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from pipeline.engine.outputs import model_name, model_text
 from pipeline.engine.spec import TrainSpec, available_cores, train_spec
 
 from .extra_families import load_extra, predict_extra, require, train_extra
+from .family_folds import member_folds, predict_sklearn, sklearn_fold
 from .result import MemberFolds, MemberResult
 
 if TYPE_CHECKING:
@@ -125,9 +127,9 @@ def train_member(
     if member.family == "lightgbm":
         result = _train_lightgbm(cfg, prep, member, progress, stop, cluster)
     elif member.family in OPTIONAL_FAMILIES:
-        result = train_extra(cfg, prep, member, member_params(member), progress, stop)
+        result = train_extra(cfg, prep, member, member_params(member), progress, stop, cluster)
     else:
-        result = _train_sklearn(cfg, prep, member, progress, stop)
+        result = _train_sklearn(cfg, prep, member, progress, stop, cluster)
     return replace(result, seconds=time.perf_counter() - started)
 
 
@@ -177,24 +179,14 @@ def _is_dart(params: dict[str, Any]) -> bool:
 
 
 def _train_sklearn(
-    cfg: Config, prep: Prepared, member: EnsembleMember, progress: Progress, stop: Clock | None
+    cfg: Config, prep: Prepared, member: EnsembleMember, progress: Progress, stop: Clock | None, cluster: Cluster | None
 ) -> MemberResult:
-    import skops.io as sio
-    from sklearn.base import clone
-
     task, n_classes = cfg.data.task, prep.labels.n_classes
     threads = min(cfg.model.num_threads or available_cores(), available_cores())
     template = build_pipeline(member.family, member_params(member), task, prep, cfg.cv.seed, threads)
-    pairs = prep.folds.pairs()
-    folds = MemberFolds(member.name, cfg.metric, prep.y, task, n_classes, len(pairs), stop)
-    for repeat, fold in pairs:
-        train_idx, valid_idx = prep.folds.split(repeat, fold)
-        with threadpool_limits(limits=threads):
-            model = clone(template).fit(prep.X[train_idx], prep.y[train_idx])
-            valid_pred = predict_sklearn(model, prep.X[valid_idx], task, n_classes)
-            test_pred = predict_sklearn(model, prep.X_test, task, n_classes) if prep.X_test is not None else None
-        name = model_name(repeat, fold).removesuffix(".txt") + ".skops"
-        folds.add(valid_idx, valid_pred, test_pred, (name, sio.dumps(model)), progress)
+    folds = MemberFolds(member.name, cfg.metric, prep.y, task, n_classes, len(prep.folds.pairs()), stop)
+    for pair, fold in member_folds(partial(sklearn_fold, template, task, n_classes), prep, threads, cluster):
+        folds.add(prep.folds.split(*pair)[1], fold.valid_pred, fold.test_pred, fold.model_file, progress)
     return folds.result(member.family, json_safe(template.named_steps["model"].get_params()))
 
 
@@ -260,30 +252,6 @@ def _preprocessor(prep: Prepared, scale: bool):
         ]
     )
     return ColumnTransformer([("numeric", Pipeline(numeric), num_idx), ("categorical", categorical, cat_idx)])
-
-
-def predict_sklearn(model, X: np.ndarray, task: str, n_classes: int) -> np.ndarray:
-    """Values, P(positive), or n x K probabilities with columns in class-code order."""
-    # A forest predicting in several threads sums its trees in the order they finish: the last bits of a
-    # prediction would change from run to run. One thread sums them in tree order (fitting stays parallel).
-    estimator = model.steps[-1][1] if hasattr(model, "steps") else model
-    jobs = getattr(estimator, "n_jobs", None)
-    if jobs is not None:
-        estimator.n_jobs = 1
-    try:
-        return _predict_sklearn(model, X, task, n_classes)
-    finally:
-        if jobs is not None:
-            estimator.n_jobs = jobs
-
-
-def _predict_sklearn(model, X: np.ndarray, task: str, n_classes: int) -> np.ndarray:
-    if task == "regression":
-        return np.asarray(model.predict(X), dtype="float64")
-    proba = model.predict_proba(X)
-    full = np.zeros((len(X), n_classes))
-    full[:, np.asarray(model.classes_, dtype=int)] = proba  # a class missing from a fold keeps probability 0
-    return full[:, 1] if task == "binary" else full
 
 
 def json_safe(params: dict[str, Any]) -> dict[str, Any]:

@@ -139,6 +139,17 @@ def permutation_drops(
     return FoldPermutation(baseline, drops, predicted, len(groups) * n_repeats * len(X))
 
 
+def merge_drops(parts: list[FoldPermutation]) -> FoldPermutation:
+    """One model's drops computed over consecutive chunks of its groups, as one call over every group gives them:
+    a permuted row's prediction does not depend on which other rows are predicted with it."""
+    return FoldPermutation(
+        parts[0].baseline_score,
+        np.vstack([part.drops for part in parts]),
+        sum(part.rows_predicted for part in parts),
+        sum(part.rows_total for part in parts),
+    )
+
+
 def _leaves(booster: lgb.Booster, X: np.ndarray, paths: ModelPaths, n_jobs: int) -> np.ndarray | None:
     """Leaf of every row in every tree, unless the model is linear or the matrix too big."""
     if paths.linear or len(X) * booster.num_trees() * 4 > MAX_LEAF_BYTES:

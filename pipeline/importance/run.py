@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from pipeline.compute.cluster import results_in_order
+from pipeline.compute.cluster import as_sent, results_in_order
 from pipeline.config import Config
 from pipeline.config.sections import ImportanceSection
 from pipeline.core.artifacts import json_bytes, parquet_bytes
@@ -30,12 +30,13 @@ from pipeline.engine.cv import run_cv
 from pipeline.engine.run_data import RunData, load_run_data
 from pipeline.engine.spec import available_cores, train_spec
 
-from .permutation import FoldPermutation, permutation_drops
+from .permutation import FoldPermutation, merge_drops, permutation_drops
 
 if TYPE_CHECKING:
     from pipeline.compute.cluster import Cluster
 
 STAGE = "importance"
+TASKS_PER_WORKER = 2  # permutation tasks per worker over a run's folds, at least one per fold model
 COLUMNS = ["kind", "feature", "cv_repeat", "fold", "repeat", "value", "std", "ci_low", "ci_high", "p_value", "n"]
 
 
@@ -153,23 +154,47 @@ def fold_drops(
     cluster: Cluster | None,
 ) -> Iterator[tuple[tuple[int, int], FoldPermutation]]:
     """Each fold model's permutation drops on its validation rows, in fold order."""
-    prep, pairs = data.prep, data.prep.folds.pairs()
-
-    def arguments(k: int, pair: tuple[int, int]) -> tuple:
-        valid_idx = prep.folds.split(*pair)[1]
-        seed = fold_seed(settings.seed, *pair)
-        rows = (prep.X[valid_idx], prep.y[valid_idx], prep.labels.task, data.cfg.metric, units, settings.n_repeats)
-        return (data.fitted.boosters[k], *rows, seed)
-
-    if cluster is None:
-        for k, pair in enumerate(pairs):
-            progress_of_fold = _feature_progress(progress, f"fold {k + 1}")
-            yield pair, permutation_drops(*arguments(k, pair), n_jobs, progress_of_fold)
+    prep, pairs, boosters = data.prep, data.prep.folds.pairs(), data.fitted.boosters
+    fixed = (prep.labels.task, data.cfg.metric)
+    if cluster is not None:
+        yield from _fold_drops_on_cluster(data, units, settings, cluster)
         return
-    # One fold per worker in flight: a fold's validation rows are read here only when a worker can take them.
-    threads = cluster.threads_per_task
-    tasks = ((pair, permutation_drops, (*arguments(k, pair), threads)) for k, pair in enumerate(pairs))
-    yield from results_in_order(cluster.client, tasks, cluster.n_workers)
+    for k, pair in enumerate(pairs):
+        X, y = _validation_rows(data, pair)
+        seed = fold_seed(settings.seed, *pair)
+        on_group = _feature_progress(progress, f"fold {k + 1}")
+        yield pair, permutation_drops(boosters[k], X, y, *fixed, units, settings.n_repeats, seed, n_jobs, on_group)
+
+
+def _fold_drops_on_cluster(
+    data: RunData, units: list[list[int]], settings: ImportanceSection, cluster: Cluster
+) -> Iterator[tuple[tuple[int, int], FoldPermutation]]:
+    """fold_drops on a cluster. A fold model's groups go in chunks, a task each, so that more workers than folds all
+    have work; a fold's repeats stay in one task, where a row taking the same bin in two repeats is predicted once.
+    A fold's model and validation rows go to the workers once for all its chunks, when a worker can take them."""
+    pairs, boosters, fixed = data.prep.folds.pairs(), data.fitted.boosters, (data.prep.labels.task, data.cfg.metric)
+    n_chunks = min(len(units), -(-TASKS_PER_WORKER * cluster.n_workers // len(pairs)))
+    chunks = [[units[u] for u in chunk] for chunk in np.array_split(np.arange(len(units)), n_chunks)]
+
+    def tasks() -> Iterator[tuple]:
+        for k, pair in enumerate(pairs):
+            sent = [cluster.client.submit(as_sent, v, pure=False) for v in (boosters[k], *_validation_rows(data, pair))]
+            seed = fold_seed(settings.seed, *pair)
+            for chunk in chunks:
+                arguments = (*sent, *fixed, chunk, settings.n_repeats, seed, cluster.threads_per_task)
+                yield pair, permutation_drops, arguments
+
+    parts: list[FoldPermutation] = []
+    for pair, part in results_in_order(cluster.client, tasks(), cluster.n_workers):
+        parts.append(part)
+        if len(parts) == len(chunks):
+            yield pair, merge_drops(parts)
+            parts = []
+
+
+def _validation_rows(data: RunData, pair: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    valid_idx = data.prep.folds.split(*pair)[1]
+    return data.prep.X[valid_idx], data.prep.y[valid_idx]
 
 
 def _feature_progress(progress: Progress, label: str):

@@ -21,9 +21,11 @@ from pipeline.core.errors import ConfigError, DataError
 from pipeline.core.metrics import to_labels
 from pipeline.core.progress import QUIET, Progress
 from pipeline.core.run_folder import RunReader, resolve_run_dir
+from pipeline.data.feature_bins import ReferenceBins
 from pipeline.data.parts import is_parquet_table, is_parted, part_files, part_offsets
-from pipeline.data.read import csv_header, read_parquet_file, unreadable_parquet
+from pipeline.data.read import csv_header, unreadable_parquet
 from pipeline.data.schema import ConversionReport, flat_column_names, to_matrix
+from pipeline.drift.measures import BinCounter
 from pipeline.drift.monitor import DriftCheck, DriftMonitor
 from pipeline.engine.fitted import FittedRun, load_fold_models
 from pipeline.ensemble.model import load_ensemble
@@ -71,14 +73,11 @@ def predict_file(
     run = _load(reader)
     on_cluster = cluster is not None and is_parted(input_path) and is_parquet_table(input_path)  # a part a task
     monitor = DriftMonitor.for_run(reader, run.schema)
-    if on_cluster and monitor is not None:
-        progress.say("predict: on the cluster the drift check is left out; `gbpipe drift --input` runs it")
-        monitor = None
     summary = PredictSummary()
     with output_writer(output_path) as write:
         ledger = IdLedger(input_path, lambda: (c[run.id_name] for _, c in read_parts(input_path, chunk_size)))
         if on_cluster:
-            frames = frames_on_cluster(cluster, run, input_path, summary.conversion)
+            frames = frames_on_cluster(cluster, run, input_path, chunk_size, summary.conversion, monitor)
         else:
             frames = _frames_here(run, input_path, chunk_size, summary, monitor)
         for part, frame in frames:
@@ -113,28 +112,51 @@ def _frames_here(
 
 
 def frames_on_cluster(
-    cluster: Cluster, run: FittedRun, input_path: Path, report: ConversionReport
+    cluster: Cluster,
+    run: FittedRun,
+    input_path: Path,
+    chunk_size: int,
+    report: ConversionReport,
+    monitor: DriftMonitor | None,
 ) -> Iterator[tuple[str, pd.DataFrame]]:
-    """Each part predicted by a task on the cluster (the run sent to every worker once), in part order."""
+    """Each part predicted by a task on the cluster, in chunks as here (the run and the drift reference sent to every
+    worker once), in part order. A task counts its rows in the reference bins; the counts add up to the in-process
+    check's, since a bin count is a sum over rows."""
     files = part_files(input_path)
     offsets = part_offsets(files)
-    shared = cluster.client.submit(as_sent, run, pure=False)  # a task the scheduler can run again if a worker dies
-    tasks = ((part, _predict_part, (shared, str(part), offset)) for part, offset in zip(files, offsets))
+    reference = None if monitor is None else monitor.counter.reference
+    # Tasks the scheduler can run again if a worker dies (scattered data would be lost with it).
+    shared = [cluster.client.submit(as_sent, value, pure=False) for value in (run, reference)]
+    tasks = ((part, _predict_part, (*shared, str(part), offset, chunk_size)) for part, offset in zip(files, offsets))
     try:
         # Two parts per worker in flight: a part's predictions leave its worker as soon as they are written here.
-        for part, (frame, part_report) in results_in_order(cluster.client, tasks, 2 * cluster.n_workers):
+        for part, (frame, part_report, counted) in results_in_order(cluster.client, tasks, 2 * cluster.n_workers):
             add_counts(report, part_report)
             report.missing_keep.extend(c for c in part_report.missing_keep if c not in report.missing_keep)
-            yield part.stem, frame
+            if monitor is not None:
+                monitor.counter.merge(*counted)
+            if frame is not None:
+                yield part.stem, frame
     finally:
-        cluster.client.cancel([shared])
+        cluster.client.cancel(shared)
 
 
-def _predict_part(run: FittedRun, path: str, offset: int) -> tuple[pd.DataFrame, ConversionReport]:
-    """Runs on a worker: one parquet part's predictions, as predict_frame gives them here."""
+def _predict_part(
+    run: FittedRun, reference: ReferenceBins | None, path: str, offset: int, chunk_size: int
+) -> tuple[pd.DataFrame | None, ConversionReport, tuple[list[np.ndarray], int]]:
+    """Runs on a worker: one parquet part's predictions (None: no rows), chunk by chunk as predict_frame gives them
+    here, with its conversion report and its rows' counts in the drift reference's bins."""
     report = ConversionReport()
-    frame = predict_frame(run, read_parquet_file(Path(path)), path, report, offset)
-    return frame, report
+    counter = BinCounter(reference) if reference is not None else None
+    frames = []
+    for chunk in read_chunks(Path(path), chunk_size):
+        if chunk.empty:
+            continue
+        observe = None if counter is None else (lambda X, r: counter.add(X, r.unseen_categories))
+        frames.append(predict_frame(run, chunk, path, report, offset, observe))
+        offset += len(chunk)
+    counted = ([], 0) if counter is None else (counter.counts, counter.rows)
+    return (pd.concat(frames, ignore_index=True) if frames else None), report, counted
 
 
 def check_output_path(output_path: Path, input_path: Path, run_dir: Path) -> None:

@@ -136,7 +136,7 @@ def search(
     evaluator = Evaluator(prep, replace(base_spec(cfg, prep, space, threads), deadline=deadline, cluster=cluster))
     done = None
     if options.workers == 1:
-        plan = TrialPlan(evaluator, space, options.n_trials, clock, hard_stop)
+        plan = TrialPlan(evaluator, space, options.n_trials, clock, hard_stop, tune_section(cfg).batch_trials)
         done = run_trials(plan, study, this_worker(), reporter.update)
         progress.say(f"this process ran {done.ran} trial(s)" + (f"; no more: {done.stopped}" if done.stopped else ""))
     else:

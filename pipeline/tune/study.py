@@ -208,18 +208,20 @@ def fail_dead_trials(study: optuna.Study, me: Worker) -> list[int]:
 
 
 @contextlib.contextmanager
-def heartbeat(study: optuna.Study, trial_id: int, me: Worker) -> Iterator[None]:
-    """Tag the trial with its worker and keep its heartbeat fresh while it runs."""
+def heartbeat(study: optuna.Study, trial_ids: list[int], me: Worker) -> Iterator[None]:
+    """Tag the trials with their worker and keep their heartbeats fresh while they run (or wait in a batch)."""
     storage = study._storage  # Optuna's public API cannot write attributes from a background thread
-    storage.set_trial_user_attr(trial_id, WORKER_ATTR, {**me.to_dict(), "started": time.time()})
+    for trial_id in trial_ids:
+        storage.set_trial_user_attr(trial_id, WORKER_ATTR, {**me.to_dict(), "started": time.time()})
     stop = threading.Event()
 
     def beat() -> None:
         while not stop.wait(HEARTBEAT_SECONDS):
-            with contextlib.suppress(Exception):  # a missed beat is retried; the trial itself goes on
-                storage.set_trial_user_attr(trial_id, HEARTBEAT_ATTR, time.time())
+            for trial_id in trial_ids:
+                with contextlib.suppress(Exception):  # a missed beat (or a trial told meanwhile): the rest go on
+                    storage.set_trial_user_attr(trial_id, HEARTBEAT_ATTR, time.time())
 
-    thread = threading.Thread(target=beat, name=f"gbpipe-heartbeat-{trial_id}", daemon=True)
+    thread = threading.Thread(target=beat, name=f"gbpipe-heartbeat-{trial_ids[0]}", daemon=True)
     thread.start()
     try:
         yield

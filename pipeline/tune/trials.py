@@ -63,6 +63,7 @@ class TrialPlan:
     n_trials: int
     clock: Clock | None = None  # a trial starts only when its estimated duration fits this clock
     hard_stop: bool = False  # a running trial that cannot end by the clock's deadline is stopped
+    batch: int = 1  # trials the sampler proposes from the same history before any of them is told
 
 
 @dataclass(frozen=True)
@@ -99,35 +100,74 @@ def out_of_time(plan: TrialPlan, study: optuna.Study) -> str | None:
 def run_trials(
     plan: TrialPlan, study: optuna.Study, me: Worker, on_done: Callable[[], None] = lambda: None
 ) -> TrialsRun:
-    """Run trials until the study holds n_trials finished ones, or until the next one would not end in time."""
+    """Run trials until the study holds n_trials finished ones, or until the next one would not end in time.
+
+    Trials are asked `plan.batch` at a time: the sampler proposes each of a batch while the earlier ones are
+    still running (TPE's constant liar), and they are then evaluated and told in the order asked. The study is
+    therefore the same whether a batch's folds train one after another here or all at once on a cluster."""
     ran = 0
     while True:
         fail_dead_trials(study, me)
-        if budget_of(study.get_trials(deepcopy=False)).taken >= plan.n_trials:
+        left = plan.n_trials - budget_of(study.get_trials(deepcopy=False)).taken
+        if left <= 0:
             return TrialsRun(ran)
         stopped = out_of_time(plan, study)
         if stopped is not None:
             return TrialsRun(ran, stopped)
-        trial = None
+        batch = ask_batch(plan, study, min(plan.batch, left))
+        if not batch:
+            return TrialsRun(ran)
+        done, stopped = run_batch(plan, study, batch, me, on_done)
+        ran += done
+        if stopped is not None or len(batch) < min(plan.batch, left):
+            return TrialsRun(ran, stopped)
+
+
+def ask_batch(plan: TrialPlan, study: optuna.Study, size: int) -> list[optuna.Trial]:
+    """Up to `size` new trials; one that another worker's claims made surplus ends the batch before it."""
+    batch: list[optuna.Trial] = []
+    for _ in range(size):
+        trial = study.ask(fixed_distributions=plan.space.distributions)
+        if is_surplus(study, trial.number, plan.n_trials):
+            exclude_trial(
+                study,
+                trial._trial_id,
+                "surplus: other workers had already claimed the last trials of the budget; nothing was run",
+            )
+            break
+        batch.append(trial)
+    return batch
+
+
+def run_batch(
+    plan: TrialPlan, study: optuna.Study, batch: list[optuna.Trial], me: Worker, on_done: Callable[[], None]
+) -> tuple[int, str | None]:
+    """Evaluate and tell a batch's trials in order: (how many ran, why the rest did not, or None)."""
+    plan.evaluator.prefetch([plan.space.trial_params(trial.params) for trial in batch])
+    unfinished, ran, stopped = list(batch), 0, None
+    reason = "interrupted (Ctrl-C or SIGTERM) before it finished"
+    with heartbeat(study, [trial._trial_id for trial in batch], me):
         try:
-            trial = study.ask(fixed_distributions=plan.space.distributions)
-            if is_surplus(study, trial.number, plan.n_trials):
-                exclude_trial(
-                    study,
-                    trial._trial_id,
-                    "surplus: other workers had already claimed the last trials of the budget; nothing was run",
-                )
-                return TrialsRun(ran)
-            run_one(plan, study, trial, me)
-        except TimeUp as stop:
-            exclude_trial(study, trial._trial_id, f"stopped: {stop}")
-            return TrialsRun(ran, f"trial {trial.number} was stopped: {stop}")
-        except KeyboardInterrupt:  # no-op when the trial had already finished
-            if trial is not None:
-                exclude_trial(study, trial._trial_id, "interrupted (Ctrl-C or SIGTERM) before it finished")
-            raise
-        on_done()
-        ran += 1
+            while unfinished:
+                trial = unfinished[0]
+                if ran and (stopped := out_of_time(plan, study)) is not None:
+                    reason = f"not started: {stopped}"
+                    break
+                try:
+                    run_one(plan, study, trial, me)
+                except TimeUp as stop:
+                    stopped = f"trial {trial.number} was stopped: {stop}"
+                    exclude_trial(study, unfinished.pop(0)._trial_id, f"stopped: {stop}")
+                    reason = f"not started: {stopped}"
+                    break
+                unfinished.pop(0)
+                on_done()
+                ran += 1
+        finally:  # the clock, an error or Ctrl-C: the batch's unfinished trials are excluded, their folds dropped
+            plan.evaluator.cancel_prefetched()
+            for trial in unfinished:  # no-op for a trial that had finished
+                exclude_trial(study, trial._trial_id, reason)
+    return ran, stopped
 
 
 def run_one(plan: TrialPlan, study: optuna.Study, trial: optuna.Trial, me: Worker) -> None:
@@ -142,15 +182,14 @@ def run_one(plan: TrialPlan, study: optuna.Study, trial: optuna.Trial, me: Worke
         return trial.should_prune()
 
     state, evaluation, reason = TrialState.COMPLETE, None, None
-    with heartbeat(study, trial._trial_id, me):
-        try:
-            evaluation = plan.evaluator.evaluate(plan.space.trial_params(trial.params), report)
-        except TrialPruned as pruned:
-            state, evaluation = TrialState.PRUNED, pruned.evaluation
-        except TimeUp:  # not the trial's failure: run_trials marks it excluded and stops
-            raise
-        except Exception as exc:  # any error of one trial is recorded; the study goes on
-            state, reason = TrialState.FAIL, f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    try:
+        evaluation = plan.evaluator.evaluate(plan.space.trial_params(trial.params), report)
+    except TrialPruned as pruned:
+        state, evaluation = TrialState.PRUNED, pruned.evaluation
+    except TimeUp:  # not the trial's failure: run_batch marks it excluded and stops
+        raise
+    except Exception as exc:  # any error of one trial is recorded; the study goes on
+        state, reason = TrialState.FAIL, f"{type(exc).__name__}: {' '.join(str(exc).split())}"
     if evaluation is not None and state == TrialState.COMPLETE and not math.isfinite(evaluation.value):
         state, reason = TrialState.FAIL, f"the objective returned {evaluation.value} (not a finite score)"
     try:

@@ -95,6 +95,8 @@ def worker_main(payload: dict[str, Any]) -> None:
     )
     evaluator = Evaluator(prep, base_spec(cfg, prep, space, payload["threads"]))
     try:
-        run_trials(TrialPlan(evaluator, space, payload["n_trials"], Clock(**payload["clock"])), study, this_worker())
+        clock = Clock(**payload["clock"])
+        plan = TrialPlan(evaluator, space, payload["n_trials"], clock, batch=tune_cfg.batch_trials)
+        run_trials(plan, study, this_worker())
     except KeyboardInterrupt:
         sys.exit(130)

@@ -80,6 +80,26 @@ def test_predict_on_partitioned_input_equals_the_runs_test_pred(runs, capsys, da
     assert code == 2 and "already exists" in err  # an earlier folder of predictions is never replaced
 
 
+def test_predict_on_the_cluster_reads_in_chunks_and_checks_drift_as_here(runs, dask_address):
+    """Parts predicted as tasks, 100 rows at a time: the same predictions, conversion counts and drift measures
+    (each task counts its rows in the run's reference bins) as the in-process predict."""
+    from pipeline.compute.cluster import open_cluster
+    from pipeline.predict import predict_file
+
+    tmp_path, exp = runs
+    here = predict_file(exp / "here", tmp_path / "test_parts", tmp_path / "chunked_here", chunk_size=100)
+    with open_cluster(dask_address) as cluster:
+        there = predict_file(exp / "here", tmp_path / "test_parts", tmp_path / "chunked_there", 100, cluster=cluster)
+    assert here.drift is not None and there.drift is not None and here.drift.rows == there.drift.rows == 1200
+    pd.testing.assert_frame_equal(here.drift.measures, there.drift.measures)
+    assert here.conversion == there.conversion and here.rows == there.rows == 1200
+    for k in range(4):
+        name = f"part_{k}.parquet"
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(tmp_path / "chunked_here" / name), pd.read_parquet(tmp_path / "chunked_there" / name)
+        )
+
+
 def test_local_workers_print_nothing_with_q(runs, capfd):
     """`local:N` workers share this terminal: with -q neither they (LightGBM's network notes) nor gbpipe print."""
     tmp_path, exp = runs

@@ -95,7 +95,8 @@ def _kill_a_busy_worker(client, killed: list[int]) -> None:
 
 
 def test_tune_on_cluster_equals_in_process(tmp_path, capsys, dask_address):
-    tune = {"plots": False, "n_startup_trials": 2, "n_trials": 3}
+    # Two trials proposed at a time: on the cluster both trials' folds are tasks at once.
+    tune = {"plots": False, "n_startup_trials": 2, "n_trials": 3, "batch_trials": 2}
     config = adult_config(tmp_path, tune=tune)
     studies = {}
     for name, extra in (("here", ()), ("there", ("--cluster", dask_address))):
@@ -110,7 +111,8 @@ def test_tune_on_cluster_equals_in_process(tmp_path, capsys, dask_address):
     assert best[0]["final"] is None or best[0]["final"]["fold_scores"] == best[1]["final"]["fold_scores"]
 
 
-def test_importance_drift_ensemble_and_select_on_cluster_equal_in_process(tmp_path, capsys, dask_address):
+def test_importance_drift_ensemble_and_select_on_cluster_equal_in_process(tmp_path, capsys, dask_address, monkeypatch):
+    monkeypatch.setattr("pipeline.importance.run.TASKS_PER_WORKER", 6)  # each fold's features in 3 tasks
     ensemble = {
         "members": [
             {"name": "lgb", "family": "lightgbm"},

@@ -14,7 +14,13 @@ from pipeline.core.metrics import rank_auc, score
 from pipeline.data.prepare import prepare
 from pipeline.engine.cv import run_cv
 from pipeline.engine.spec import train_spec
-from pipeline.importance.permutation import permutation_drops, permutation_indices, plan_group, predict_rows
+from pipeline.importance.permutation import (
+    merge_drops,
+    permutation_drops,
+    permutation_indices,
+    plan_group,
+    predict_rows,
+)
 from pipeline.importance.treepaths import read_model
 from tests.helpers.configs import write_config
 from tests.helpers.datasets import shared_file
@@ -119,6 +125,23 @@ def test_group_drop_equals_brute_force(tmp_path):
         permuted[:, group] = Xv[orders[r]][:, group]
         expected = score("rmse", yv, predict_rows(booster, permuted, "regression", 1)) - base
         assert ours.drops[0, r] == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.mark.parametrize("case", ["regression_zero_as_missing", "multiclass_logloss"])
+def test_groups_in_chunks_give_the_drops_of_one_call(tmp_path, case):
+    """What a cluster's permutation tasks compute (a fold's groups in chunks, shared columns among them) merges into
+    exactly the result of one call over every group, work counts included."""
+    cfg, prep, booster, Xv, yv = fold_model(tmp_path, case)
+    groups = [[j] for j in range(Xv.shape[1])] + [[0, 1], [1, 2, 3]]
+    whole = permutation_drops(booster, Xv, yv, prep.labels.task, cfg.metric, groups, n_repeats=3, seed=2)
+    parts = [
+        permutation_drops(booster, Xv, yv, prep.labels.task, cfg.metric, chunk, n_repeats=3, seed=2)
+        for chunk in (groups[:2], groups[2:3], groups[3:])
+    ]
+    merged = merge_drops(parts)
+    assert merged.baseline_score == whole.baseline_score
+    assert np.array_equal(merged.drops, whole.drops) and np.abs(whole.drops).max() > 0
+    assert (merged.rows_predicted, merged.rows_total) == (whole.rows_predicted, whole.rows_total)
 
 
 def test_rank_auc_equals_roc_auc_with_ties():

@@ -91,6 +91,25 @@ def test_same_seed_and_trial_count_give_the_same_trials(tmp_path, adult):
     assert not frames["a"][columns].iloc[1:].equals(frames["c"][columns].iloc[1:])  # the seed does matter
 
 
+def test_batched_trials_are_proposed_before_any_is_told_and_reproducibly(tmp_path, adult):
+    config = tune_config(tmp_path, adult, batch_trials=3, n_startup_trials=2)
+    for name in ("a", "b"):
+        assert tune_cli(config, "--n-trials", "7", "--study-name", name) == 0
+    assert tune_cli(config, "--n-trials", "7", "--study-name", "one", "--set", "tune.batch_trials=1") == 0
+    trials = {n: journal_trials(study_dir(config, n) / "study.journal", n) for n in ("a", "b", "one")}
+    batched = trials["a"]
+    assert [t.number for t in batched] == list(range(7)) and all(t.state.is_finished() for t in batched)
+    for first, last in ((0, 2), (3, 5)):  # batches 0-2, 3-5, then 6 alone: each asked before its first was told
+        assert batched[last].datetime_start < batched[first].datetime_complete
+    assert batched[6].datetime_start >= batched[5].datetime_complete
+    assert trials["one"][1].datetime_start >= trials["one"][0].datetime_complete
+    same = [(t.state, t.value, t.params) for t in batched]
+    assert same == [(t.state, t.value, t.params) for t in trials["b"]]
+    # After the random start-up trials TPE proposes from what it was told: a batch sees less of the history.
+    assert [t.params for t in trials["one"]][:2] == [t.params for t in batched][:2]
+    assert [t.params for t in trials["one"]][3:] != [t.params for t in batched][3:]
+
+
 def test_failing_trials_are_recorded_and_the_study_goes_on(tmp_path, adult):
     # bagging_fraction above 1 is refused by LightGBM: those trials fail, the others complete
     config = tune_config(tmp_path, adult, search_space={"bagging_fraction": {"high": 1.5}}, pruner="none")
