@@ -15,7 +15,7 @@ INPUT  ?= runs/$(EXP)/predict_input.parquet
 OUTPUT ?= predictions/$(EXP).csv
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data features tune train predict score importance drift select ensemble auto report runs run bench test lint clean
+.PHONY: help setup data features tune train predict score importance drift select ensemble auto report runs run after-train bench test lint clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -70,8 +70,24 @@ score: ## score every entity as of AT (default end: the day after the data's las
 	$(GBPIPE) predict --run $(RUN) --input runs/$(EXP)/score_input_$(AT).parquet --output predictions/$(EXP)_$(AT).csv $(Q)
 
 run: data ## the main job: retail features, tuning, training, importance, selection, ensemble, drift, report, predictions
-	$(MAKE) --no-print-directory features tune train importance select ensemble EXP=$(EXP) Q=$(Q)
+	$(MAKE) --no-print-directory features tune train EXP=$(EXP) Q=$(Q)
+	$(MAKE) --no-print-directory after-train EXP=$(EXP) Q=$(Q)
 	$(MAKE) --no-print-directory predict drift report EXP=$(EXP) Q=$(Q)
+
+# Once train is done, importance then ensemble (they read its run) and select (it reads only the features) do not
+# depend on each other. Where processes can be pinned (taskset, 2 cores or more) the two lanes run side by side,
+# each on its half of this process's cores: gbpipe sizes every thread budget from its CPU affinity, so the two
+# never run more LightGBM threads than there are cores, and each lane's single-threaded stretches (data loading,
+# permutation bookkeeping, combiners) overlap the other's. Elsewhere the three run one after another.
+after-train: ## (part of run) importance and ensemble beside select, each lane on half of the cores
+	@set -- $$($(PY) -c 'import os; c = sorted(os.sched_getaffinity(0)); h = len(c) // 2; print(",".join(map(str, c[:h])), ",".join(map(str, c[h:])))'); \
+	if [ $$# -eq 2 ] && command -v taskset >/dev/null 2>&1; then \
+		taskset -c $$1 $(MAKE) --no-print-directory importance ensemble EXP=$(EXP) Q=$(Q) & lane=$$!; \
+		taskset -c $$2 $(MAKE) --no-print-directory select EXP=$(EXP) Q=$(Q); selected=$$?; \
+		wait $$lane && [ $$selected -eq 0 ]; \
+	else \
+		$(MAKE) --no-print-directory importance select ensemble EXP=$(EXP) Q=$(Q); \
+	fi
 
 bench: setup ## every benchmark in bench/ (each prints one JSON line last), one at a time under a lock; takes a while
 	@for script in bench/bench_*.py; do echo "== $$script"; flock /tmp/gbpipe-bench.lock $(PY) $$script || exit 1; done

@@ -73,7 +73,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             params, f"{{key}} in --params file {args.params}", cfg.data.task, cfg.metric, cfg.model.params
         )
     with cluster_of(args, cfg) as cluster:
-        run_dir = train(cfg, args.run_id, args.resume, progress_of(args), params, cluster)
+        folds_from = args.params.parent if args.params else None  # a study folder keeps its final retrain's folds
+        run_dir = train(cfg, args.run_id, args.resume, progress_of(args), params, cluster, folds_from)
     print(run_dir)
     return 0
 

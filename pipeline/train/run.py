@@ -25,6 +25,7 @@ from pipeline.data.prepare import Prepared, prepare
 from pipeline.engine import outputs
 from pipeline.engine.cv import CVResult, run_cv
 from pipeline.engine.fold import FoldResult
+from pipeline.engine.fold_store import stored_folds
 from pipeline.engine.outputs import model_name, model_text, prediction_frame
 from pipeline.engine.scoring import holdout_window_scores, scores_by_cutoff, test_entries
 from pipeline.engine.spec import TrainSpec, model_key, train_spec
@@ -53,9 +54,11 @@ def train(
     progress: Progress = QUIET,
     params: dict[str, Any] | None = None,
     cluster: Cluster | None = None,
+    folds_from: Path | None = None,
 ) -> Path:
     """Train the experiment's fold models and write a complete run folder; returns its path. On a `cluster` the
-    folds train as tasks there; the run folder is the same, written here."""
+    folds train as tasks there; the run folder is the same, written here. Folds that `folds_from` (the tuning study
+    whose best_params.json gave `params`) keeps under this run's model key are taken from it, not trained again."""
     started = time.perf_counter()
     final_dir = run_dir_for(cfg, run_id, resume)
     check_new_run(final_dir, resume)  # refuse an existing run before spending time on the data
@@ -86,6 +89,12 @@ def train(
         completed = load_checkpoint(writer, prep) if resume else {}
         if completed:
             progress.say(f"resume: {len(completed)} of {total} folds already done, training the rest")
+        elif folds_from is not None and (
+            completed := stored_folds(folds_from, schema["model_key"], prep.folds.pairs())
+        ):
+            for result, booster in completed.values():
+                save_fold(writer, result, booster)
+            progress.say(f"the {total} folds are taken from {folds_from}: its final retrain trained this model")
         result = run_cv(prep.X, prep.y, prep.folds, spec, prep.X_test, completed, on_fold_done)
         progress.restart()
         replayed = backtest(cfg, prep, spec, result.oof_pred, replays, progress)

@@ -100,8 +100,14 @@ class Evaluator:
         if pending:
             self.base.cluster.client.cancel(pending)
 
-    def evaluate(self, params: dict[str, Any], report: Callable[[int, float], bool] | None = None) -> Evaluation:
-        """OOF score of `params`; `report(step, running_score)` returning True prunes (raises TrialPruned)."""
+    def evaluate(
+        self,
+        params: dict[str, Any],
+        report: Callable[[int, float], bool] | None = None,
+        on_fold: Callable[[FoldOutput], None] | None = None,
+    ) -> Evaluation:
+        """OOF score of `params`; `report(step, running_score)` returning True prunes (raises TrialPruned); `on_fold`
+        sees each trained fold (the final retrain keeps them)."""
         started = time.perf_counter()
         spec = self._spec(params)
         y, folds = self.prep.y, self.prep.folds
@@ -112,6 +118,8 @@ class Evaluator:
             for step, output in enumerate(outputs, start=1):
                 valid_idx = folds.split(output.result.repeat, output.result.fold)[1]
                 oof.add(valid_idx, output.valid_pred)
+                if on_fold is not None:
+                    on_fold(output)
                 fold_scores.append(output.result.score)
                 best_iterations.append(output.result.best_iteration)
                 running = Evaluation(

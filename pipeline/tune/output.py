@@ -26,6 +26,7 @@ from pipeline.core.artifacts import json_bytes, library_versions, parquet_bytes
 from pipeline.core.metrics import GREATER_IS_BETTER
 from pipeline.core.progress import Progress
 from pipeline.core.run_folder import update_in_place
+from pipeline.engine.fold_store import FOLDER as FOLD_FOLDER
 
 from .space import SearchSpace, tune_section
 from .storage import redact
@@ -270,8 +271,10 @@ def write_outputs(
     where: str,
     final: dict[str, Any] | None,
     stats: dict[str, Any],
+    final_files: dict[str, bytes] | None = None,
 ) -> dict[str, Any]:
-    """Write every output file atomically, then the manifest; returns the summary (tune.json)."""
+    """Write every output file atomically, then the manifest; returns the summary (tune.json). `final_files` are the
+    final retrain's folds (engine/fold_store.py), kept for `gbpipe train --params best_params.json`."""
     where = redact(where)  # a file must never hold a credential, whichever caller built `where`
     with output_lock(study_dir):
         trials = study.get_trials(deepcopy=False)
@@ -287,7 +290,9 @@ def write_outputs(
         summary["plots"] = sorted(n for n in files if n.startswith("plots/"))
         summary["plots_skipped"] = skipped
         files["tune.json"] = json_bytes(summary)
-        for name in OUTPUT_FILES:  # a file of an earlier call that this call does not write is stale
+        files.update(final_files or {})
+        stale = [*OUTPUT_FILES, *(str(p.relative_to(study_dir)) for p in (study_dir / FOLD_FOLDER).rglob("*.*"))]
+        for name in stale:  # a file of an earlier call that this call does not write is stale
             if name not in files:
                 (study_dir / name).unlink(missing_ok=True)
         update_in_place(

@@ -21,7 +21,9 @@ from pipeline.core.errors import ConfigError
 from pipeline.core.metrics import GREATER_IS_BETTER, is_better
 from pipeline.core.progress import QUIET, Progress
 from pipeline.data.prepare import Prepared, prepare
-from pipeline.engine.spec import available_cores
+from pipeline.engine.fold import FoldOutput
+from pipeline.engine.fold_store import fold_files, kept_files
+from pipeline.engine.spec import available_cores, model_key, train_spec
 
 from .evaluator import Evaluation, Evaluator
 from .options import TuneOptions, tune_dir
@@ -141,8 +143,9 @@ def search(
         progress.say(f"this process ran {done.ran} trial(s)" + (f"; no more: {done.stopped}" if done.stopped else ""))
     else:
         run_parallel(cfg, options, study_dir, clock, threads, study, reporter)
-    final_spec = replace(base_spec(cfg, prep, space, threads_per_worker(cfg, 1)), cluster=cluster)
-    final = final_retrain(study, cfg, space, Evaluator(prep, final_spec), progress)
+    final, final_files = final_retrain(study, cfg, space, prep, progress, cluster)
+    if final is not None and final.get("used") and not final_files:  # retrained by an earlier call of this study
+        final_files = kept_files(study_dir, final.get("model_key"))
     in_process = options.workers == 1 and cluster is None  # other processes keep their own Dataset caches
     stats = {
         "datasets_built": evaluator.datasets_built if in_process else None,
@@ -153,7 +156,7 @@ def search(
         "stopped": None if done is None else done.stopped,
         "seconds": clock.elapsed(),
     }
-    return write_outputs(study_dir, study, cfg, space, options, where, final, stats)
+    return write_outputs(study_dir, study, cfg, space, options, where, final, stats, final_files)
 
 
 def start_study(
@@ -206,21 +209,30 @@ def default_trial(space: SearchSpace, result: Evaluation) -> optuna.trial.Frozen
 
 
 def final_retrain(
-    study: optuna.Study, cfg: Config, space: SearchSpace, evaluator: Evaluator, progress: Progress
-) -> dict[str, Any] | None:
-    """Re-score the best trial at tune.final_learning_rate; kept (and recorded on the study) once per best trial."""
+    study: optuna.Study,
+    cfg: Config,
+    space: SearchSpace,
+    prep: Prepared,
+    progress: Progress,
+    cluster: Cluster | None = None,
+) -> tuple[dict[str, Any] | None, dict[str, bytes]]:
+    """Re-score the best trial at tune.final_learning_rate; kept (and recorded on the study) once per best trial.
+    The retrain is the model `gbpipe train --params best_params.json` trains (its spec, so its model key): its
+    folds are returned as files for the study folder, where train takes them (engine/fold_store.py)."""
     rate = tune_section(cfg).final_learning_rate
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if rate is None or not complete:
-        return None
+        return None, {}
     best = study.best_trial
     saved = study.user_attrs.get(FINAL_ATTR)
     if saved and saved.get("trial") == best.number and saved.get("learning_rate") == rate:
-        return saved
+        return saved, {}
     progress.say(
         f"retraining the best trial #{best.number} at learning_rate {rate} (searched at {space.learning_rate})"
     )
-    evaluation = evaluator.evaluate({**space.trial_params(best.params), "learning_rate": rate})
+    spec = replace(train_spec(cfg, prep, {**space.trial_params(best.params), "learning_rate": rate}), cluster=cluster)
+    outputs: list[FoldOutput] = []
+    evaluation = Evaluator(prep, spec).evaluate({}, on_fold=outputs.append)
     used = not is_better(cfg.metric, best.value, evaluation.value)
     doc = {
         "trial": best.number,
@@ -232,10 +244,11 @@ def final_retrain(
         "best_iterations": list(evaluation.best_iterations),
         "seconds": evaluation.seconds,
         "used": used,
+        "model_key": model_key(spec, prep),
     }
     study.set_user_attr(FINAL_ATTR, doc)
     progress.say(
         f"learning_rate {rate}: {cfg.metric} {evaluation.value:.5f} vs {best.value:.5f} at "
         f"{space.learning_rate}; best_params " + ("use the lower rate" if used else "keep the search rate")
     )
-    return doc
+    return doc, fold_files(doc["model_key"], outputs) if used else {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from types import SimpleNamespace
 
 import optuna
 import pandas as pd
@@ -15,8 +16,8 @@ from optuna.trial import TrialState
 from pipeline.cli import main
 from pipeline.core.run_folder import RunReader
 from pipeline.tune.evaluator import Evaluation
-from pipeline.tune.study import REASON_ATTR, this_worker
-from pipeline.tune.trials import TrialPlan, run_one
+from pipeline.tune.study import EXCLUDED_ATTR, REASON_ATTR, budget_of, counts_toward_budget, this_worker
+from pipeline.tune.trials import TrialPlan, run_one, run_trials
 from tests.helpers.tune import journal_trials, study_dir, tune_config
 
 
@@ -128,6 +129,40 @@ def test_every_trial_failing_is_an_error_naming_the_first_failure(tmp_path, adul
     assert len(pd.read_parquet(study_dir(config) / "trials.parquet")) == 3
 
 
+class InterruptedEvaluator:
+    """Scores the first trial of a batch, then is interrupted (Ctrl-C) in the second."""
+
+    def __init__(self):
+        self.prefetched, self.cancelled, self.calls = [], 0, 0
+        self.prep = SimpleNamespace(folds=SimpleNamespace(pairs=lambda: [(0, 0)]))
+
+    def prefetch(self, trials):
+        self.prefetched.append(len(trials))
+
+    def cancel_prefetched(self):
+        self.cancelled += 1
+
+    def evaluate(self, params, report=None):
+        self.calls += 1
+        if self.calls == 2:
+            raise KeyboardInterrupt
+        return Evaluation(0.7, (0.7,), (5,), 0.0)
+
+
+def test_an_interrupted_batch_excludes_its_unfinished_trials_and_drops_their_folds():
+    study = optuna.create_study(direction="maximize")
+    evaluator = InterruptedEvaluator()
+    space = SimpleNamespace(trial_params=dict, distributions={"x": optuna.distributions.FloatDistribution(0, 1)})
+    with pytest.raises(KeyboardInterrupt):
+        run_trials(TrialPlan(evaluator, space, 6, batch=3), study, this_worker())
+    trials = study.get_trials()
+    assert evaluator.prefetched == [3] and evaluator.cancelled == 1  # the batch's folds were asked for, then dropped
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL]
+    assert all(t.user_attrs[EXCLUDED_ATTR] and "interrupted" in t.user_attrs[REASON_ATTR] for t in trials[1:])
+    assert (budget_of(trials).finished, budget_of(trials).excluded) == (1, 2)  # only the scored trial counts
+    assert [counts_toward_budget(t) for t in trials] == [True, False, False]
+
+
 class NanEvaluator:
     """Stands in for the evaluator to make the objective return NaN, as a broken metric would."""
 
@@ -187,6 +222,42 @@ def test_final_learning_rate_rescores_the_best_trial(tmp_path, adult):
     assert final["learning_rate"] == 0.1 and final["search_learning_rate"] == 0.2 and final["trial"] == best["trial"]
     assert final["used"] == (final["value"] >= best["value"])
     assert best["params"]["learning_rate"] == (0.1 if final["used"] else 0.2)
+
+
+def test_train_takes_the_final_retrains_folds_and_writes_what_it_would_train(tmp_path, adult, capsys):
+    """The final retrain is the model `train --params best_params.json` trains: train takes its folds from the study
+    folder (checked by its manifest) and its run equals a run that trained them; a tampered fold is trained instead."""
+    config = tune_config(tmp_path, adult, params={"learning_rate": 0.5}, final_learning_rate=0.1)
+    assert tune_cli(config, "--n-trials", "2") == 0
+    folder = study_dir(config)
+    best = json.loads((folder / "best_params.json").read_text())
+    assert best["final"]["used"]  # the lower rate wins here, so best_params.json asks for the retrained model
+    assert sorted(p.name for p in (folder / "final" / "models").iterdir()) == ["fold_0.txt", "fold_1.txt", "fold_2.txt"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "best_params.json").write_text((folder / "best_params.json").read_text())
+    runs = {}
+    for name, params in (("taken", folder), ("trained", elsewhere)):
+        assert (
+            main(["train", "--config", str(config), "--run-id", name, "--params", str(params / "best_params.json")])
+            == 0
+        )
+        runs[name] = config.parent / "runs" / config.stem / name
+        took = "its final retrain trained this model" in capsys.readouterr().err
+        assert took == (name == "taken")
+    for name in ("oof.parquet", "test_pred.parquet", "models/fold_0.txt", "models/fold_2.txt"):
+        if (runs["trained"] / name).exists():
+            assert (runs["taken"] / name).read_bytes() == (runs["trained"] / name).read_bytes(), name
+    scores = [json.loads((runs[n] / "scores.json").read_text()) for n in ("taken", "trained")]
+    assert scores[0]["oof_score"] == scores[1]["oof_score"] == best["final"]["value"]
+    assert scores[0]["best_iterations"] == scores[1]["best_iterations"] == best["final"]["best_iterations"]
+    model = folder / "final" / "models" / "fold_1.txt"
+    model.write_text(model.read_text().replace("Tree=0", "Tree=0 ", 1))  # no longer the file its manifest names
+    assert (
+        main(["train", "--config", str(config), "--run-id", "again", "--params", str(folder / "best_params.json")]) == 0
+    )
+    err = capsys.readouterr().err
+    assert "its final retrain trained this model" not in err and "the folds it keeps are not taken" in err
 
 
 @pytest.mark.parametrize(
