@@ -46,6 +46,8 @@ def fold_files(key: str, outputs: Iterable[FoldOutput]) -> dict[str, bytes]:
 
 def kept_files(folder: Path, key: str) -> dict[str, bytes]:
     """The files a folder keeps for the folds with this key (read through its manifest), or {} when it keeps none."""
+    if not (Path(folder) / FOLDS_FILE).is_file():  # a params file of the user's own, say: nothing kept there
+        return {}
     try:
         reader = RunReader(folder)
         if not reader.has(FOLDS_FILE) or reader.read_json(FOLDS_FILE).get("model_key") != key:
