@@ -140,6 +140,25 @@ def test_importance_drift_ensemble_and_select_on_cluster_equal_in_process(tmp_pa
     same_run_files(runs / "select" / "here", runs / "select" / "there")
 
 
+def test_an_ensemble_sends_the_runs_data_to_the_workers_once(tmp_path, capsys, dask_address):
+    """Three members of two families train their folds on the cluster, and the matrix, labels, folds and test rows
+    go to the workers once for all of them (each as one task, run once), not once per member or fold."""
+    from distributed import Client, get_task_stream
+
+    members = [
+        {"name": "lgb", "family": "lightgbm"},
+        {"name": "lgb_deep", "family": "lightgbm", "params": {"num_leaves": 63}},
+        {"name": "forest", "family": "extra_trees", "params": {"n_estimators": 20}},
+    ]
+    config = adult_config(tmp_path, ensemble={"members": members, "combiners": ["soft_vote"], "cache": False})
+    with Client(dask_address) as observer, get_task_stream(observer) as stream:
+        code, err = cli(capsys, "ensemble", "--config", config, "-q", "--cluster", dask_address)
+    assert code == 0, err
+    keys = [str(task["key"]) for task in stream.data]
+    assert sum("as_sent" in key for key in keys) == 4  # X, y, folds, X_test
+    assert sum("fold_task" in key for key in keys) == 8 and sum("sklearn_fold" in key for key in keys) == 4
+
+
 @pytest.mark.parametrize(
     ("address", "message"),
     [
