@@ -54,6 +54,11 @@ class DriftMonitor:
         settings = run_settings(reader)
         return cls(BinCounter(reference), settings, reader.dir) if settings.warn_on_predict else None
 
+    def emptied(self) -> DriftMonitor:
+        """A monitor of the same run with no rows counted yet: a cluster task counts its part's rows in it, and the
+        client merges its counts (BinCounter.merge)."""
+        return DriftMonitor(BinCounter(self.counter.reference), self.settings, self.run_dir)
+
     def observe(self, X: np.ndarray, report: ConversionReport) -> None:
         """Count one chunk's matrix; its conversion report tells unseen categories from missing values."""
         self.counter.add(X, report.unseen_categories)

@@ -49,7 +49,7 @@ def ensemble(
     """Train missing members, fit the combiners, compare everything, and publish the run; returns its path.
     With a `clock` that has a deadline, members and combiners that would not end in time are skipped and
     recorded in ensemble/scores.json (the first member, and the model ensemble.use names, always run). On a
-    `cluster` the LightGBM members' folds train as tasks there; the other families train here."""
+    `cluster` every member's folds train as tasks there, whatever its family."""
     section = require_section(cfg)
     started = time.perf_counter()
     run_dir = ensemble_run_dir(cfg, run_id, resume)

@@ -51,7 +51,7 @@ class MemberStep:
     cost: float
     mandatory: bool  # trained whatever the budget says: the run's first answer, or the model ensemble.use names
     n_models_after: int
-    cluster: Cluster | None = None  # where LightGBM members' folds train (None: in this process)
+    cluster: Cluster | None = None  # where members' folds train (None: in this process)
 
 
 def obtain_member(

@@ -48,7 +48,7 @@ def run_importance(
     cluster: Cluster | None = None,
 ) -> Path:
     """Compute every importance kind of a run and add the files to it; returns the run folder. On a `cluster`
-    the null-importance refits train their folds as tasks there."""
+    permutations and the null-importance refits' folds are tasks there (the same numbers)."""
     started = time.perf_counter()
     for item in overrides:
         if not item.startswith("importance."):
@@ -120,7 +120,7 @@ def permutation_frame(
     cluster: Cluster | None = None,
 ) -> tuple[pd.DataFrame, list[float], float]:
     """Per fold and repeat drops of every feature (kind permutation) and group (permutation_group); on a `cluster`
-    each fold model's drops are a task there (the same numbers: each fold has its own seed)."""
+    each fold model's features are split into tasks there (the same numbers: see _fold_drops_on_cluster)."""
     prep, columns = data.prep, list(data.prep.schema.columns)
     units = [[j] for j in range(len(columns))] + [members for _, members in groups]
     names = columns + [name for name, _ in groups]
@@ -154,11 +154,10 @@ def fold_drops(
     cluster: Cluster | None,
 ) -> Iterator[tuple[tuple[int, int], FoldPermutation]]:
     """Each fold model's permutation drops on its validation rows, in fold order."""
-    prep, pairs, boosters = data.prep, data.prep.folds.pairs(), data.fitted.boosters
-    fixed = (prep.labels.task, data.cfg.metric)
     if cluster is not None:
         yield from _fold_drops_on_cluster(data, units, settings, cluster)
         return
+    pairs, boosters, fixed = data.prep.folds.pairs(), data.fitted.boosters, (data.prep.labels.task, data.cfg.metric)
     for k, pair in enumerate(pairs):
         X, y = _validation_rows(data, pair)
         seed = fold_seed(settings.seed, *pair)

@@ -21,11 +21,9 @@ from pipeline.core.errors import ConfigError, DataError
 from pipeline.core.metrics import to_labels
 from pipeline.core.progress import QUIET, Progress
 from pipeline.core.run_folder import RunReader, resolve_run_dir
-from pipeline.data.feature_bins import ReferenceBins
 from pipeline.data.parts import is_parquet_table, is_parted, part_files, part_offsets
 from pipeline.data.read import csv_header, unreadable_parquet
 from pipeline.data.schema import ConversionReport, flat_column_names, to_matrix
-from pipeline.drift.measures import BinCounter
 from pipeline.drift.monitor import DriftCheck, DriftMonitor
 from pipeline.engine.fitted import FittedRun, load_fold_models
 from pipeline.ensemble.model import load_ensemble
@@ -124,9 +122,8 @@ def frames_on_cluster(
     check's, since a bin count is a sum over rows."""
     files = part_files(input_path)
     offsets = part_offsets(files)
-    reference = None if monitor is None else monitor.counter.reference
     # Tasks the scheduler can run again if a worker dies (scattered data would be lost with it).
-    shared = [cluster.client.submit(as_sent, value, pure=False) for value in (run, reference)]
+    shared = [cluster.client.submit(as_sent, value, pure=False) for value in (run, monitor)]
     tasks = ((part, _predict_part, (*shared, str(part), offset, chunk_size)) for part, offset in zip(files, offsets))
     try:
         # Two parts per worker in flight: a part's predictions leave its worker as soon as they are written here.
@@ -142,20 +139,20 @@ def frames_on_cluster(
 
 
 def _predict_part(
-    run: FittedRun, reference: ReferenceBins | None, path: str, offset: int, chunk_size: int
+    run: FittedRun, monitor: DriftMonitor | None, path: str, offset: int, chunk_size: int
 ) -> tuple[pd.DataFrame | None, ConversionReport, tuple[list[np.ndarray], int]]:
     """Runs on a worker: one parquet part's predictions (None: no rows), chunk by chunk as predict_frame gives them
     here, with its conversion report and its rows' counts in the drift reference's bins."""
     report = ConversionReport()
-    counter = BinCounter(reference) if reference is not None else None
+    monitor = None if monitor is None else monitor.emptied()  # its own counts: the worker's copy serves every part
+    observe = None if monitor is None else monitor.observe
     frames = []
     for chunk in read_chunks(Path(path), chunk_size):
         if chunk.empty:
             continue
-        observe = None if counter is None else (lambda X, r: counter.add(X, r.unseen_categories))
         frames.append(predict_frame(run, chunk, path, report, offset, observe))
         offset += len(chunk)
-    counted = ([], 0) if counter is None else (counter.counts, counter.rows)
+    counted = ([], 0) if monitor is None else (monitor.counter.counts, monitor.counter.rows)
     return (pd.concat(frames, ignore_index=True) if frames else None), report, counted
 
 

@@ -82,7 +82,7 @@ def fingerprint(cfg: Config, prep: Prepared, space: SearchSpace) -> dict[str, An
 # ---- the command ----
 def tune(cfg: Config, options: TuneOptions, progress: Progress = QUIET, cluster: Cluster | None = None) -> Path:
     """Run (or continue) the experiment's study and write its results; returns the study folder. On a `cluster`
-    each trial's folds train as tasks there, trials one after another as here: the study is the same."""
+    each trial's folds train as tasks there, tune.batch_trials trials at once: the study is the in-process one."""
     check_storage_url(options.storage)  # before the data is loaded
     if cluster is not None and options.workers > 1:
         raise ConfigError(
