@@ -4,8 +4,10 @@ row group only; importance on such a run; the memory guard; and what cannot be s
 
 from __future__ import annotations
 
+import gc
 import re
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -16,6 +18,9 @@ from pipeline.cli import main
 from pipeline.config import load_config
 from pipeline.data.prepare import prepare
 from pipeline.data.stream import StreamedMatrix
+from pipeline.engine import fold as fold_module
+from pipeline.engine.cv import run_cv
+from pipeline.engine.spec import train_spec
 from tests.helpers.configs import write_config
 from tests.helpers.datasets import shared_file
 from tests.helpers.reliability import adult_rows
@@ -74,8 +79,16 @@ def train_run(tmp_path, name: str, data: dict, batch_rows, model: dict | None = 
         ("regression", None),
         ("binary", {"num_threads": 2, "fold_workers": 2}),
         ("binary", {"params": {"learning_rate": 0.1, "bin_construct_sample_cnt": 500}}),
+        ("regression", {"early_stopping": "inner"}),
     ],
-    ids=["binary", "multiclass", "regression", "binary-two-folds-at-once", "binary-bins-from-a-sample"],
+    ids=[
+        "binary",
+        "multiclass",
+        "regression",
+        "binary-two-folds-at-once",
+        "binary-bins-from-a-sample",
+        "regression-inner-early-stopping",
+    ],
 )
 def test_a_table_read_in_batches_trains_the_run_a_whole_read_trains(tmp_path, task, model, recwarn):
     data = tasks(tmp_path)[task]
@@ -98,6 +111,30 @@ def test_a_table_read_in_batches_trains_the_run_a_whole_read_trains(tmp_path, ta
     np.testing.assert_array_equal(prep.X[:, 2], whole_prep.X[:, 2])
 
 
+def test_a_fold_read_in_batches_holds_its_own_rows_bins_and_no_whole_dataset(tmp_path, monkeypatch):
+    """What makes a table read in batches fit: while a fold trains, the only binned data alive is its training and
+    early-stopping rows (read from the file against the whole table's bins), never the whole table's Dataset."""
+    config = write_config(tmp_path, "held", data={**tasks(tmp_path)["binary"], "batch_rows": 500}, cv={"n_splits": 3})
+    prep = prepare(load_config(config), stream=True)
+    spec = train_spec(load_config(config), prep)
+    held: list[list[int]] = []
+    real_train = lgb.train
+
+    def train_and_look(params, train_set, **kwargs):
+        gc.collect()
+        alive = [o for o in gc.get_objects() if isinstance(o, lgb.Dataset) and o._handle is not None]
+        held.append(sorted(d.num_data() for d in alive))
+        return real_train(params, train_set, **kwargs)
+
+    monkeypatch.setattr(fold_module.lgb, "train", train_and_look)
+    result = run_cv(prep.X, prep.y, prep.folds, spec)
+    n_rows = len(prep.y)
+    assert len(held) == 3 and len(result.folds) == 3
+    for fold, sizes in zip(result.folds, held):
+        assert sorted(sizes) == sorted([1, fold.n_train, fold.n_valid]), sizes  # the bin plan's row, the fold's
+        assert fold.n_train + fold.n_valid == n_rows
+
+
 def test_importance_of_a_run_trained_in_batches_equals_the_whole_read_one(tmp_path):
     data = tasks(tmp_path)["binary"]
     runs = [train_run(tmp_path, name, data, rows)[1] for name, rows in (("whole", "whole"), ("batched", 1000))]
@@ -118,6 +155,7 @@ def test_the_memory_guard_stops_before_any_run_folder_with_the_estimate(tmp_path
         assert "the limit GBPIPE_MEMORY_LIMIT=64K" in err and "max_bin to 15" in err
         if rows == 500:
             assert "(one row group and one block at a time)" in err and "smaller row groups" in err
+            assert "then, in its place, the bins of the 1 fold training at once" in err
         else:
             assert "(the table and its float64 matrix)" in err and "data.batch_rows = 100000" in err
     assert not (tmp_path / "runs" / "guarded").exists() or not any((tmp_path / "runs" / "guarded").iterdir())

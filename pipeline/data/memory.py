@@ -2,9 +2,10 @@
 and stop with the estimate when it cannot fit, instead of being killed by the kernel halfway through a run.
 
 The estimate follows what LightGBM allocates: the binned Dataset (half a byte, one or two per row and feature, by
-the number of bins) plus the subsets of the folds training at once (their training and validation parts: about
-the Dataset again each, with their row indices); the whole-table path adds the table itself and its float64
-matrix, the streamed path one decoded row group and one block of rows.
+the number of bins), the bins of the folds training at once (their training and validation rows: about the Dataset
+again each) and their training state. Read whole, the folds are subsets beside the Dataset, and the table itself
+and its float64 matrix are held too; read in batches, each fold bins its rows from the file once the whole Dataset
+is gone (engine/streamed.py), so they take its place, and one decoded row group and one block of rows are held.
 """
 
 from __future__ import annotations
@@ -47,13 +48,19 @@ class MemoryEstimate:
 
     @property
     def subsets(self) -> int:
-        """Each fold training at once holds its training and validation subsets (about the Dataset again), whose
-        row indices LightGBM keeps as a Python list (about 40 bytes a row)."""
-        return self.fold_workers * (self.binned + 40 * self.n_rows)
+        """Each fold training at once holds its training and validation rows' bins (about the Dataset again)."""
+        return self.fold_workers * self.binned
+
+    @property
+    def state(self) -> int:
+        """Each fold training at once: gradients and hessians (float32), scores (float64), row partitions and
+        indices (int32), about 28 bytes a row."""
+        return self.fold_workers * 28 * self.n_rows
 
     @property
     def total(self) -> int:
-        return self.binned + self.subsets + self.raw
+        held = self.subsets if self.streamed else self.binned + self.subsets
+        return held + self.state + self.raw
 
 
 def check_fits(need: MemoryEstimate, source: str) -> None:
@@ -62,12 +69,17 @@ def check_fits(need: MemoryEstimate, source: str) -> None:
     if limit is None or need.total <= limit:
         return
     how = "one row group and one block at a time" if need.streamed else "the table and its float64 matrix"
+    at_once = f"{need.fold_workers} fold{'s' if need.fold_workers > 1 else ''} training at once"
+    folds = (
+        f"then, in its place, the bins of the {at_once} {_size(need.subsets)}"
+        if need.streamed
+        else f"the subsets of the {at_once} {_size(need.subsets)}"
+    )
     raise DataError(
         f"{source}: {need.n_rows:,} rows x {need.n_features} features will not fit in memory: training would hold "
         f"about {_size(need.total)}: the binned LightGBM Dataset {_size(need.binned)} ({need.bytes_per_value:g} "
-        f"byte per value at max_bin {need.max_bin}), the subsets of {need.fold_workers} folds training at once "
-        f"{_size(need.subsets)}, and the raw values ({how}) {_size(need.raw)}; but {_size(limit)} is {why}. "
-        f"To fit: {'; '.join(_advice(need))}"
+        f"byte per value at max_bin {need.max_bin}), {folds}, their training state {_size(need.state)}, and the "
+        f"raw values ({how}) {_size(need.raw)}; but {_size(limit)} is {why}. To fit: {'; '.join(_advice(need))}"
     )
 
 
@@ -139,15 +151,30 @@ def release_memory() -> None:
 
     gc.collect()
     pa.default_memory_pool().release_unused()
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+def map_large_allocations() -> None:
+    """Have glibc give every allocation of 1 MB or more its own mapping, handed back to the system when freed.
+
+    By default glibc raises that threshold to the largest block freed so far (up to 32 MB), after which the
+    blocks of a table read in batches and LightGBM's per-feature bins land in its heap, where freed pages stay
+    with the process: a run that bins a fold's rows from the file would then hold the peak of every pass."""
+    libc = _glibc()
+    if libc is not None:
+        libc.mallopt(_M_MMAP_THRESHOLD, 2**20)
+
+
+_M_MMAP_THRESHOLD = -3  # malloc.h
 
 
 @lru_cache(maxsize=1)
-def _malloc_trim():
+def _glibc():
     name = ctypes.util.find_library("c")
     try:
-        return ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        libc = ctypes.CDLL(name) if name else None
+        return libc if libc is not None and hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
+    except OSError:  # not glibc (macOS, musl): nothing to tune
         return None

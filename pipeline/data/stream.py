@@ -9,6 +9,7 @@ anywhere is float64 in every batch), so fingerprints, vocabularies and conversio
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -149,10 +150,14 @@ class TableSource:
                 yield self._as_whole(part.to_pandas())
 
     def _row_group(self, g: int, columns: Sequence[str] | None):
+        import pyarrow as pa
+
         key = (g, None if columns is None else tuple(columns))
         with self._cache.lock:  # folds predicting in threads share the file
             if self._cache.key != key:
-                self._cache.table = None  # one decoded group in memory at a time
+                if self._cache.table is not None:  # one decoded group in memory at a time
+                    self._cache.table = None
+                    pa.default_memory_pool().release_unused()  # else Arrow's allocator keeps each group freed
                 part, group = self._groups[g]
                 wanted = None if columns is None else list(columns)
                 self._cache.table = self._files[part].read_row_group(group, columns=wanted)
@@ -216,7 +221,7 @@ class StreamedMatrix:
 
     def _rows(self, key) -> np.ndarray:
         """A row key (slice, mask, positions, negative ones too) as positions in this matrix."""
-        rows = np.arange(len(self))[key] if isinstance(key, slice) else np.asarray(key)
+        rows = np.arange(*key.indices(len(self))) if isinstance(key, slice) else np.asarray(key)
         if rows.dtype == bool:
             return np.flatnonzero(rows)
         if len(rows) and rows.min() < 0:
@@ -227,13 +232,19 @@ class StreamedMatrix:
         if isinstance(key, tuple):  # X[:, j]: one column, every row
             return self._column(*key)
         rows = self._rows(key)
-        unique, inverse = np.unique(rows, return_inverse=True)  # sorted and distinct, as the file is read
-        out = np.empty((len(unique), self.shape[1]))
-        done = 0
-        for block in self.blocks(unique):
+        if len(rows) < 2 or np.all(np.diff(rows) > 0):  # a slice, or a fold's rows: already as the file is read
+            unique, inverse = rows, None
+        else:
+            unique, inverse = np.unique(rows, return_inverse=True)  # sorted and distinct, as the file is read
+        blocks = self.blocks(unique)
+        first = next(blocks, None)
+        if first is not None and len(first) == len(unique):  # one block: it is the answer, not copied
+            return first if inverse is None else first[inverse]
+        out, done = np.empty((len(unique), self.shape[1])), 0
+        for block in itertools.chain([first] if first is not None else [], blocks):
             out[done : done + len(block)] = block
             done += len(block)
-        return out if len(unique) == len(rows) and np.array_equal(unique, rows) else out[inverse]
+        return out if inverse is None else out[inverse]
 
     def _column(self, rows, column) -> np.ndarray:
         if not (isinstance(rows, slice) and rows == slice(None)) or not isinstance(column, int | np.integer):

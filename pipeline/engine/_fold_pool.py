@@ -55,10 +55,12 @@ def _set_max_threads(n: int) -> None:
 class FoldTask:
     """One fold's training, advanced a round at a time exactly as `lightgbm.train` advances it."""
 
-    def __init__(self, full: lgb.Dataset, y: np.ndarray, folds: Folds, pair: tuple[int, int], spec: TrainSpec):
+    def __init__(
+        self, full: lgb.Dataset, X: np.ndarray, y: np.ndarray, folds: Folds, pair: tuple[int, int], spec: TrainSpec
+    ):
         self.pair, self.spec, self.start = pair, spec, time.perf_counter()
         train_idx, self.valid_idx = folds.split(*pair)
-        train_set, valid_set, self.n_fit = fold_datasets(full, y, train_idx, self.valid_idx, spec, *pair)
+        train_set, valid_set, self.n_fit = fold_datasets(full, X, y, train_idx, self.valid_idx, spec, *pair)
         self.params = {**copy.deepcopy(spec.params), "num_iterations": spec.num_boost_round}
         train_set._update_params(self.params)
         valid_set._update_params(self.params).set_reference(train_set)
@@ -170,7 +172,7 @@ def train_folds_in_threads(
 ) -> None:
     """Train the `todo` folds in `workers` threads (this one included) at one LightGBM thread each;
     `finish` gets each fold in this thread as soon as it is done (checkpoints are written as folds finish)."""
-    board = Board(todo, lambda pair: FoldTask(full, y, folds, pair, spec))
+    board = Board(todo, lambda pair: FoldTask(full, X, y, folds, pair, spec))
     helpers = [
         threading.Thread(target=_help, args=(board, X, y, X_test), daemon=True, name=f"gbpipe-fold-{k}")
         for k in range(1, workers)

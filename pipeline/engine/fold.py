@@ -13,10 +13,11 @@ import numpy as np
 from pipeline.core.budget import TimeUp
 from pipeline.core.metrics import lgb_metric, score, softmax_from_raw
 from pipeline.data.folds import Folds
+from pipeline.data.memory import release_memory
 from pipeline.data.stream import StreamedMatrix
 
 from .spec import TrainSpec
-from .streamed import MatrixSequence, sampling_params
+from .streamed import bin_plan, bin_rows
 
 
 @dataclass(frozen=True)
@@ -52,12 +53,15 @@ def fit_fold(
 ) -> FoldOutput:
     """Train one fold of `folds` and predict its validation rows and the test rows."""
     train_idx, valid_idx = folds.split(repeat, fold)
+    if isinstance(X, StreamedMatrix) and len(y) < 2**31:  # held while the fold trains: half the bytes
+        train_idx, valid_idx = train_idx.astype(np.int32), valid_idx.astype(np.int32)
     output = train_fold(full, y, train_idx, valid_idx, spec, X, repeat, fold)
     if X_test is None:
         return output
-    return replace(
-        output, test_pred=predict_matrix(output.booster, X_test, None, spec.task, output.result.best_iteration)
-    )
+    test_pred = predict_matrix(output.booster, X_test, None, spec.task, output.result.best_iteration)
+    if isinstance(X_test, StreamedMatrix):
+        X_test.release()
+    return replace(output, test_pred=test_pred)
 
 
 def reuse_fold(
@@ -70,22 +74,19 @@ def reuse_fold(
     return FoldOutput(result, booster, valid_pred, test_pred)
 
 
-def build_dataset(X: np.ndarray, y: np.ndarray, spec: TrainSpec) -> lgb.Dataset:
-    """Bin the whole training matrix once; folds are subsets that share its bins. A streamed matrix is binned
-    as LightGBM reads it, a block at a time (bin boundaries from the same seeded sample of rows)."""
-    sequence = MatrixSequence(X) if isinstance(X, StreamedMatrix) else None
-    dataset = lgb.Dataset(
-        X if sequence is None else sequence,
+def build_dataset(X: np.ndarray | StreamedMatrix, y: np.ndarray, spec: TrainSpec) -> lgb.Dataset:
+    """Bin the whole training matrix once; folds are subsets that share its bins. For a streamed matrix, the bins
+    without the rows (engine/streamed.py): each fold bins its own rows from the file against them."""
+    if isinstance(X, StreamedMatrix):
+        return bin_plan(X, y, spec)
+    return lgb.Dataset(
+        X,
         label=y,
         feature_name=list(spec.feature_names) or "auto",
         categorical_feature=list(spec.categorical) or "auto",
-        params=spec.params if sequence is None else sampling_params(spec.params),
+        params=spec.params,
         free_raw_data=False,
     ).construct()
-    if sequence is not None:
-        sequence.clear()
-        X.release()
-    return dataset
 
 
 def train_fold(
@@ -101,7 +102,7 @@ def train_fold(
     """Train on train_idx with early stopping on valid_idx (or on an inner split of train_idx); the output
     carries the validation rows' predictions made to score the fold, so no caller predicts them again."""
     start = time.perf_counter()
-    train_set, valid_set, n_fit = fold_datasets(full, y, train_idx, valid_idx, spec, repeat, fold)
+    train_set, valid_set, n_fit = fold_datasets(full, X, y, train_idx, valid_idx, spec, repeat, fold)
     _, feval = lgb_metric(spec.task, spec.metric)
     callbacks = [early_stopper(spec)] if spec.early_stopping_rounds else []
     if spec.deadline is not None:
@@ -115,12 +116,18 @@ def train_fold(
         feval=feval,
         callbacks=callbacks,
     )
+    del train_set, valid_set  # a streamed table's fold holds its own bins: gone before its rows are predicted
+    if isinstance(X, StreamedMatrix):
+        release_memory()
     result, valid_pred = score_fold(booster, X, y, valid_idx, spec, repeat, fold, n_fit, start)
+    if isinstance(X, StreamedMatrix):
+        X.release()  # the last row group read, and what reading them left in the allocators
     return FoldOutput(result, booster, valid_pred, None)
 
 
 def fold_datasets(
     full: lgb.Dataset,
+    X: np.ndarray | StreamedMatrix,
     y: np.ndarray,
     train_idx: np.ndarray,
     valid_idx: np.ndarray,
@@ -128,10 +135,14 @@ def fold_datasets(
     repeat: int,
     fold: int,
 ) -> tuple[lgb.Dataset, lgb.Dataset, int]:
-    """The fold's training and early-stopping subsets of the binned data, and the training row count."""
+    """The fold's training and early-stopping rows, binned (subsets of the binned data, or for a streamed
+    matrix read from the file against its bin plan), and the training row count."""
     stop_idx, fit_idx = valid_idx, train_idx
     if spec.early_stopping == "inner" and spec.early_stopping_rounds:
         fit_idx, stop_idx = inner_split(train_idx, y, spec, repeat, fold)
+    if isinstance(X, StreamedMatrix):
+        fit_set = bin_rows(full, X, y, fit_idx, spec)
+        return fit_set, bin_rows(fit_set, X, y, stop_idx, spec), len(fit_idx)
     return subset(full, fit_idx), subset(full, stop_idx), len(fit_idx)
 
 

@@ -29,11 +29,13 @@ class OOFAccumulator:
     def mean(self) -> np.ndarray:
         """The OOF predictions: one column per class for multiclass, else a vector; NaN where unvalidated."""
         oof = np.full_like(self._sum, np.nan)
-        seen = self.validated
-        oof[seen] = self._sum[seen] / self._count[seen, None]
+        # in place, where validated: no temporary copies of the sums, which are as long as the table
+        np.divide(self._sum, self._count[:, None], out=oof, where=self.validated[:, None])
         return oof if self.width > 1 else oof[:, 0]
 
     def score(self, metric: str, y: np.ndarray) -> float:
         """The metric over the validated rows (the running score while folds are still being added)."""
         seen = self.validated
+        if seen.all():
+            return score(metric, y, self.mean())
         return score(metric, y[seen], self.mean()[seen])

@@ -1,12 +1,20 @@
 """LightGBM's view of a streamed matrix (pipeline/data/stream.py): a `lightgbm.Sequence`, so LightGBM bins the
-table as it reads it, with bin boundaries from the same seeded sample of rows as from an array."""
+table as it reads it, with bin boundaries from the same seeded sample of rows as from an array.
+
+A table read in batches is one too large to hold in several copies, so its folds never share one binned Dataset:
+the whole table is binned once, only to fix the bins (`bin_plan`), and each fold's rows are then binned from the
+file against those bins (`bin_rows`), so a fold holds its own rows' bins and nothing else. The bins are the whole
+Dataset's, so each fold's Dataset holds the values its subset of the whole Dataset would."""
 
 from __future__ import annotations
 
 import lightgbm as lgb
 import numpy as np
 
+from pipeline.data.memory import map_large_allocations, release_memory
 from pipeline.data.stream import StreamedMatrix
+
+from .spec import TrainSpec
 
 
 class MatrixSequence(lgb.Sequence):
@@ -22,7 +30,7 @@ class MatrixSequence(lgb.Sequence):
         return len(self.matrix)
 
     def __getitem__(self, idx):
-        if isinstance(idx, list | np.ndarray):  # Dataset.subset keeps a fold's rows: as a view, never a copy
+        if isinstance(idx, list | np.ndarray):
             return MatrixSequence(self.matrix.take(np.asarray(idx)))
         if isinstance(idx, slice):
             return self.matrix[idx]
@@ -35,6 +43,46 @@ class MatrixSequence(lgb.Sequence):
     def clear(self) -> None:
         """Drop the cached block: the binned Dataset keeps this object for as long as it lives."""
         self._cached = None
+
+
+def bin_whole(X: StreamedMatrix, y: np.ndarray, spec: TrainSpec) -> lgb.Dataset:
+    """The whole table binned, a block at a time."""
+    return _binned(X, y, spec, None)
+
+
+def bin_plan(X: StreamedMatrix, y: np.ndarray, spec: TrainSpec) -> lgb.Dataset:
+    """The whole table's bins without its rows: a one-row Dataset that takes the bin boundaries, the features
+    LightGBM keeps and their order from the whole table binned once, which is then let go."""
+    map_large_allocations()  # what each fold frees goes back to the system, not to the next fold's heap
+    whole = bin_whole(X, y, spec)
+    plan = _binned(X.take(np.arange(min(1, len(X)))), y[:1], spec, whole)
+    plan.reference = None  # all it needs of the whole Dataset is copied: let that go
+    del whole
+    release_memory()
+    return plan
+
+
+def bin_rows(reference: lgb.Dataset, X: StreamedMatrix, y: np.ndarray, rows: np.ndarray, spec: TrainSpec):
+    """The rows `rows` of X, read from the file and binned with `reference`'s bins (a bin plan, or the fold's
+    training Dataset for its early-stopping rows)."""
+    rows = rows if len(rows) < 2 or np.all(np.diff(rows) > 0) else np.sort(rows)  # a fold's rows are sorted
+    return _binned(X.take(rows), y[rows], spec, reference)
+
+
+def _binned(X: StreamedMatrix, y: np.ndarray, spec: TrainSpec, reference: lgb.Dataset | None) -> lgb.Dataset:
+    sequence = MatrixSequence(X)
+    dataset = lgb.Dataset(
+        sequence,
+        label=y,
+        reference=reference,
+        feature_name=list(spec.feature_names) or "auto",
+        categorical_feature=list(spec.categorical) or "auto",
+        params=sampling_params(spec.params),
+        free_raw_data=True,  # the rows' file positions would stay with the Dataset for as long as it trains
+    ).construct()
+    sequence.clear()
+    X.release()
+    return dataset
 
 
 def sampling_params(params: dict) -> dict:

@@ -181,23 +181,7 @@ def write_results(
     replays: Sequence[BacktestCutoff] = (),
 ) -> dict[str, Any]:
     """Write the run's predictions, importance, scores and short report; returns scores.json's content."""
-    target = prep.tables.train[cfg.data.target].to_numpy()
-    oof = prediction_frame(result.oof_pred, prep, prep.ids)
-    oof.insert(1, "fold", prep.folds.assignments[0].astype("int16"))
-    oof.insert(2, "target", target)
-    writer.write_parquet("oof.parquet", oof)
-    if result.test_pred is not None:
-        test = prediction_frame(result.test_pred, prep, prep.test_ids)
-        if prep.y_test is not None:
-            test.insert(1, "target", prep.tables.test[cfg.data.target].to_numpy())
-        for k, fold_pred in enumerate(result.test_pred_folds):
-            fold_cols = (
-                prediction_frame(fold_pred, prep, prep.test_ids)
-                .filter(like="pred")
-                .drop(columns=["label_pred"], errors="ignore")
-            )
-            test = pd.concat([test, fold_cols.add_prefix(f"fold{k}_")], axis=1)
-        writer.write_parquet("test_pred.parquet", test)
+    write_predictions(writer, cfg, prep, result)
     writer.write_parquet("importance.parquet", importance_table(result, prep))
     if prep.tables.summary is not None:
         writer.write_json("features_summary.json", prep.tables.summary)
@@ -207,6 +191,29 @@ def write_results(
     writer.write_json("scores.json", scores)
     writer.write_text("report.md", render_markdown(cfg, scores, spec.params))
     return scores
+
+
+def write_predictions(writer: RunWriter, cfg: Config, prep: Prepared, result: CVResult) -> None:
+    """oof.parquet and test_pred.parquet. Their frames are as long as the tables: they are gone once written,
+    before the scores are computed."""
+    oof = prediction_frame(result.oof_pred, prep, prep.ids)
+    oof.insert(1, "fold", prep.folds.assignments[0].astype("int16"))
+    oof.insert(2, "target", prep.tables.train[cfg.data.target].to_numpy())
+    writer.write_parquet("oof.parquet", oof)
+    del oof
+    if result.test_pred is None:
+        return
+    test = prediction_frame(result.test_pred, prep, prep.test_ids)
+    if prep.y_test is not None:
+        test.insert(1, "target", prep.tables.test[cfg.data.target].to_numpy())
+    for k, fold_pred in enumerate(result.test_pred_folds):
+        fold_cols = (
+            prediction_frame(fold_pred, prep, prep.test_ids)
+            .filter(like="pred")
+            .drop(columns=["label_pred"], errors="ignore")
+        )
+        test = pd.concat([test, fold_cols.add_prefix(f"fold{k}_")], axis=1)
+    writer.write_parquet("test_pred.parquet", test)
 
 
 def importance_table(result: CVResult, prep: Prepared) -> pd.DataFrame:
@@ -224,6 +231,13 @@ def importance_table(result: CVResult, prep: Prepared) -> pd.DataFrame:
     return pd.concat([per_fold[columns], mean[columns]], ignore_index=True)
 
 
+def oof_metrics(cfg: Config, y: np.ndarray, oof_pred: np.ndarray, validated: np.ndarray) -> dict[str, float]:
+    """Every metric of the task over the validated rows (copies of the arrays only when some are not)."""
+    if validated.all():
+        return all_metrics(cfg.data.task, y, oof_pred)
+    return all_metrics(cfg.data.task, y[validated], oof_pred[validated])
+
+
 def scores_document(cfg: Config, prep: Prepared, result: CVResult, seconds: float) -> dict[str, Any]:
     validated = prep.folds.validated()
     fold_scores = result.fold_scores
@@ -233,7 +247,7 @@ def scores_document(cfg: Config, prep: Prepared, result: CVResult, seconds: floa
         "metric": cfg.metric,
         "greater_is_better": GREATER_IS_BETTER[cfg.metric],
         "oof_score": result.oof_score,
-        "oof_metrics": all_metrics(cfg.data.task, prep.y[validated], result.oof_pred[validated]),
+        "oof_metrics": oof_metrics(cfg, prep.y, result.oof_pred, validated),
         "fold_scores": fold_scores,
         "fold_score_mean": float(np.mean(fold_scores)),
         "fold_score_std": float(np.std(fold_scores)),
