@@ -120,10 +120,14 @@ def test_a_fold_read_in_batches_holds_its_own_rows_bins_and_no_whole_dataset(tmp
     held: list[list[int]] = []
     real_train = lgb.train
 
-    def train_and_look(params, train_set, **kwargs):
+    def constructed() -> list[lgb.Dataset]:
         gc.collect()
-        alive = [o for o in gc.get_objects() if isinstance(o, lgb.Dataset) and o._handle is not None]
-        held.append(sorted(d.num_data() for d in alive))
+        return [o for o in gc.get_objects() if isinstance(o, lgb.Dataset) and o._handle is not None]
+
+    earlier = {id(d) for d in constructed()}  # other tests' Datasets, kept by caches this test does not own
+
+    def train_and_look(params, train_set, **kwargs):
+        held.append(sorted(d.num_data() for d in constructed() if id(d) not in earlier))
         return real_train(params, train_set, **kwargs)
 
     monkeypatch.setattr(fold_module.lgb, "train", train_and_look)
