@@ -30,8 +30,6 @@ class MatrixSequence(lgb.Sequence):
         return len(self.matrix)
 
     def __getitem__(self, idx):
-        if isinstance(idx, list | np.ndarray):
-            return MatrixSequence(self.matrix.take(np.asarray(idx)))
         if isinstance(idx, slice):
             return self.matrix[idx]
         k = int(idx) // self.batch_size
