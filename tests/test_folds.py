@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from pipeline.core.errors import DataError
+from pipeline.data import folds as folds_module
 from pipeline.data.folds import make_folds
 
 
@@ -32,6 +35,19 @@ def test_every_row_in_exactly_one_validation_fold(labels, splitter, n_repeats):
             assert not np.intersect1d(train, valid).size and len(train) + len(valid) == len(y)
             if splitter in ("group", "stratified_group"):
                 assert not set(groups[train]) & set(groups[valid])
+
+
+def test_fold_ids_take_a_byte_a_row_and_hash_as_they_always_did(labels, monkeypatch):
+    """Held as int8, the fold ids still digest as the int64 array they were: model keys and tuning fingerprints of
+    earlier runs stay valid, so their cached folds and trials are reused, not retrained."""
+    y, groups = labels
+    folds = make_folds("stratified_group", 5, 2, 7, y, groups)
+    assert folds.assignments.dtype == np.int8
+    as_before = folds.assignments.astype("int64").tobytes()
+    assert folds.digest() == hashlib.sha256(as_before).hexdigest()
+    assert folds.digest(b"stratified_group") == hashlib.sha256(as_before + b"stratified_group").hexdigest()
+    monkeypatch.setattr(folds_module, "DIGEST_CHUNK", 1000)  # hashed a chunk at a time: the same digest
+    assert folds.digest() == hashlib.sha256(as_before).hexdigest()
 
 
 def test_stratified_folds_keep_the_class_balance(labels):

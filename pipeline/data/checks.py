@@ -69,6 +69,9 @@ def warn_conversion(report: ConversionReport, source: str) -> None:
         )
 
 
+UNINFORMATIVE_CHUNK_ROWS = 65_536
+
+
 def warn_uninformative(blocks: Iterable[np.ndarray], schema: FeatureSchema, source: str) -> None:
     """Warn about feature columns LightGBM can never split on (all missing, or one value and no missing), from
     the matrix's row blocks (the whole matrix is one block).
@@ -77,15 +80,14 @@ def warn_uninformative(blocks: Iterable[np.ndarray], schema: FeatureSchema, sour
     """
     n_cols = len(schema.columns)
     n_rows, missing = 0, np.zeros(n_cols, dtype="int64")
-    low, high = np.full(n_cols, np.inf), np.full(n_cols, -np.inf)
+    low, high = np.full(n_cols, np.nan), np.full(n_cols, np.nan)
     for block in blocks:
         n_rows += len(block)
-        for j in range(n_cols):  # column by column: no temporary the size of the block
-            values = block[:, j]
-            present = values[~np.isnan(values)]
-            missing[j] += len(values) - len(present)
-            if len(present):
-                low[j], high[j] = min(low[j], present.min()), max(high[j], present.max())
+        for start in range(0, len(block), UNINFORMATIVE_CHUNK_ROWS):  # no temporary the size of a whole matrix
+            rows = block[start : start + UNINFORMATIVE_CHUNK_ROWS]
+            missing += np.count_nonzero(np.isnan(rows), axis=0)
+            # fmin/fmax skip NaN (all-NaN stays NaN), along rows for every column at once
+            low, high = np.fmin(low, np.fmin.reduce(rows, axis=0)), np.fmax(high, np.fmax.reduce(rows, axis=0))
     empty = [c for j, c in enumerate(schema.columns) if missing[j] == n_rows]
     flat = [c for j, c in enumerate(schema.columns) if missing[j] == 0 and low[j] == high[j]]
     if n_rows and (empty or flat):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +12,8 @@ from sklearn import model_selection as ms
 from pipeline.core.errors import DataError
 
 NOT_VALIDATED = -1
+FOLD_ID = np.int8
+DIGEST_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,18 @@ class Folds:
     def __post_init__(self) -> None:
         if self.gap and self.time_rank is None:
             raise ValueError("a time split with a gap needs each row's time rank")
+        # Fold ids are small (cv.n_splits <= 100, -1 not validated): one byte a row, where int64 took eight.
+        object.__setattr__(self, "assignments", np.asarray(self.assignments, dtype=FOLD_ID))
+
+    def digest(self, extra: bytes = b"") -> str:
+        """sha256 of the fold ids, then `extra`: hashed as int64, the dtype they were held in before, so that model
+        keys and tuning fingerprints stay as they were; a chunk at a time, with no copy of the whole."""
+        digest = hashlib.sha256()
+        flat = self.assignments.reshape(-1)
+        for start in range(0, len(flat), DIGEST_CHUNK):
+            digest.update(flat[start : start + DIGEST_CHUNK].astype("int64").tobytes())
+        digest.update(extra)
+        return digest.hexdigest()
 
     @property
     def n_repeats(self) -> int:

@@ -360,9 +360,13 @@ def _numeric(series: pd.Series, col: str, source: str, report: ConversionReport)
         if cast:
             report.cast_to_numeric[col] = report.cast_to_numeric.get(col, 0) + cast
         values = converted.astype("float64").to_numpy(dtype="float64", na_value=np.nan)
+    return nan_infinities(values, col, report)
+
+
+def nan_infinities(values: np.ndarray, col: str, report: ConversionReport) -> np.ndarray:
+    """One policy for train and predict: infinities become missing values, and are counted."""
     infinite = np.isinf(values)
     if infinite.any():
-        # One policy for train and predict: infinities become missing values, and are counted.
         report.infinite_to_nan[col] = report.infinite_to_nan.get(col, 0) + int(infinite.sum())
         values = np.where(infinite, np.nan, values)
     return values

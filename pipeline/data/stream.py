@@ -5,6 +5,8 @@ A parquet file is read by row group (the unit parquet can seek to), and only the
 converted, by the same `to_matrix` the whole-table path uses, so every cell has the value it has there. Each batch
 becomes a pandas frame with the dtypes the whole table would have (an integer column with a missing value
 anywhere is float64 in every batch), so fingerprints, vocabularies and conversions agree with a whole read.
+A matrix of integer and float columns only skips the frame: Arrow casts each column to float64, the cast pandas
+makes, and the conversion rules (missing and infinite values) are `to_matrix`'s own.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import pandas as pd
 from .memory import release_memory
 from .parts import part_files, same_columns
 from .read import missing_file, unreadable_parquet
-from .schema import ConversionReport, FeatureSchema, to_matrix
+from .schema import ConversionReport, FeatureSchema, nan_infinities, to_matrix
 
 
 @dataclass(frozen=True)
@@ -85,8 +87,9 @@ class TableSource:
 
     def positions(self, rows: np.ndarray | None = None) -> np.ndarray:
         """File positions of the table's rows `rows` (sorted positions in the table; None: all)."""
-        table_rows = np.arange(self.file_rows) if self.rows is None else self.rows
-        return table_rows if rows is None else table_rows[rows]
+        if self.rows is None:
+            return np.arange(self.file_rows) if rows is None else np.asarray(rows)
+        return self.rows if rows is None else self.rows[rows]
 
     @cached_property
     def whole_dtypes(self) -> dict[str, object]:
@@ -108,6 +111,19 @@ class TableSource:
         return {
             name: probe[name].dtype for name in probe.columns if not isinstance(probe[name].dtype, pd.CategoricalDtype)
         }
+
+    def plain_numeric(self, columns: Sequence[str]) -> bool:
+        """Whether each of `columns` is an integer or float32/64 column in every part of the table."""
+        import pyarrow.types as pat
+
+        def plain(t) -> bool:
+            return pat.is_integer(t) or pat.is_float32(t) or pat.is_float64(t)
+
+        for f in self._files:
+            names = f.schema_arrow.names
+            if any(c not in names or not plain(f.schema_arrow.field(c).type) for c in columns):
+                return False
+        return True
 
     @property
     def nested_columns(self) -> list[str]:
@@ -133,21 +149,28 @@ class TableSource:
     ) -> Iterator[pd.DataFrame]:
         """The table's rows at file `positions` (sorted; None: all the table's rows) as frames of at most
         `batch_rows` rows (None: a row group's), with the whole table's dtypes; `columns` None reads them all."""
-        positions = self.positions() if positions is None else positions
-        if len(positions) > 1 and not np.all(np.diff(positions) > 0):
+        for part in self.batches(columns, positions, batch_rows):
+            yield self._as_whole(part.to_pandas())
+
+    def batches(
+        self, columns: Sequence[str] | None, positions: np.ndarray | None = None, batch_rows: int | None = None
+    ) -> Iterator:
+        """`frames`' rows as Arrow tables, as the file decodes them (no pandas dtypes)."""
+        positions = self.rows if positions is None else positions  # None: every row of the file, as it comes
+        if positions is not None and not increasing(positions):
             raise ValueError("rows of a streamed table are read in file order: give sorted, distinct positions")
         starts = self._group_starts
-        cuts = np.searchsorted(positions, starts)
+        cuts = None if positions is None else np.searchsorted(positions, starts)
         for g in range(len(starts) - 1):
-            picked = positions[cuts[g] : cuts[g + 1]]
-            if len(picked) == 0:
+            picked = None if cuts is None else positions[cuts[g] : cuts[g + 1]]
+            n_picked = starts[g + 1] - starts[g] if picked is None else len(picked)
+            if n_picked == 0:
                 continue
             table = self._row_group(g, columns)
-            step = batch_rows or len(picked)
-            whole = len(picked) == table.num_rows
-            for first in range(0, len(picked), step):
-                part = table.slice(first, step) if whole else table.take(picked[first : first + step] - starts[g])
-                yield self._as_whole(part.to_pandas())
+            step = batch_rows or n_picked
+            whole = n_picked == table.num_rows
+            for first in range(0, n_picked, step):
+                yield table.slice(first, step) if whole else table.take(picked[first : first + step] - starts[g])
 
     def _row_group(self, g: int, columns: Sequence[str] | None):
         import pyarrow as pa
@@ -181,6 +204,25 @@ class TableSource:
         return pd.concat(parts, ignore_index=True) if parts else pd.Series([], name=name)
 
 
+def increasing(rows: np.ndarray) -> bool:
+    """Whether `rows` are sorted and distinct (no temporary but one byte a row)."""
+    return len(rows) < 2 or bool((rows[1:] > rows[:-1]).all())
+
+
+def _plain_matrix(batch, columns: Sequence[str], report: ConversionReport) -> np.ndarray:
+    """The float64 block of an Arrow batch of integer and float columns: `to_matrix`'s values (nulls and
+    infinities missing, the infinities counted), filled a column at a time, where the memory is contiguous."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    by_column = np.empty((len(columns), batch.num_rows))
+    for j, name in enumerate(columns):
+        # safe=False: a safe cast refuses integers beyond 2**53, which pandas rounds to the nearest float64
+        values = pc.cast(batch.column(name), pa.float64(), safe=False).to_numpy()
+        by_column[j] = nan_infinities(values, name, report)
+    return np.ascontiguousarray(by_column.T)
+
+
 class _GroupCache:
     """The last row group read, decoded: LightGBM asks for a batch at a time, and a row group holds several."""
 
@@ -201,23 +243,43 @@ class StreamedMatrix:
         self.source = source
         self.schema = schema
         self.batch_rows = batch_rows
-        self.positions = source.positions() if positions is None else positions
+        # None: the table's rows, every one, in order; not spelled out, as that would be 8 bytes a row held
+        self._positions = positions
 
     @property
     def shape(self) -> tuple[int, int]:
-        return len(self.positions), len(self.schema.columns)
+        return len(self), len(self.schema.columns)
 
     def __len__(self) -> int:
-        return len(self.positions)
+        return self.source.n_rows if self._positions is None else len(self._positions)
+
+    def file_positions(self, rows: np.ndarray | None = None) -> np.ndarray | None:
+        """File positions of this matrix's rows `rows` (sorted; None: all, which is None for the whole table)."""
+        if self._positions is not None:
+            return self._positions if rows is None else self._positions[rows]
+        return None if rows is None else self.source.positions(rows)
 
     def blocks(self, rows: np.ndarray | None = None, report: ConversionReport | None = None) -> Iterator[np.ndarray]:
         """float64 blocks of the rows `rows` (sorted, distinct positions in this matrix; None: all), in order."""
-        positions = self.positions if rows is None else self.positions[rows]
-        for frame in self.source.frames(self.schema.columns, positions, self.batch_rows):
-            yield to_matrix(self.schema, frame, self.source.name, report)
+        positions = self.file_positions(rows)
+        if not self._plain:
+            for frame in self.source.frames(self.schema.columns, positions, self.batch_rows):
+                yield to_matrix(self.schema, frame, self.source.name, report)
+            return
+        report = report if report is not None else ConversionReport()
+        for batch in self.source.batches(self.schema.columns, positions, self.batch_rows):
+            yield _plain_matrix(batch, self.schema.columns, report)
+
+    @cached_property
+    def _plain(self) -> bool:
+        """Whether every feature is an integer or floating-point column in the file: those convert straight from
+        Arrow, each value cast to float64 as pandas casts it, without the frame (the hot path of every pass)."""
+        return all(self.schema.kinds[c] != "categorical" for c in self.schema.columns) and self.source.plain_numeric(
+            self.schema.columns
+        )
 
     def take(self, rows: np.ndarray) -> StreamedMatrix:
-        return StreamedMatrix(self.source, self.schema, self.batch_rows, self.positions[self._rows(rows)])
+        return StreamedMatrix(self.source, self.schema, self.batch_rows, self.file_positions(self._rows(rows)))
 
     def _rows(self, key) -> np.ndarray:
         """A row key (slice, mask, positions, negative ones too) as positions in this matrix."""
@@ -232,7 +294,7 @@ class StreamedMatrix:
         if isinstance(key, tuple):  # X[:, j]: one column, every row
             return self._column(*key)
         rows = self._rows(key)
-        if len(rows) < 2 or np.all(np.diff(rows) > 0):  # a slice, or a fold's rows: already as the file is read
+        if increasing(rows):  # a slice, or a fold's rows: already as the file is read
             unique, inverse = rows, None
         else:
             unique, inverse = np.unique(rows, return_inverse=True)  # sorted and distinct, as the file is read
@@ -251,7 +313,7 @@ class StreamedMatrix:
             raise TypeError("a streamed matrix gives whole columns only: X[:, j]")
         name = self.schema.columns[column]
         sub = FeatureSchema((name,), {name: self.schema.kinds[name]}, self.schema.categories, None, self.schema.rare)
-        parts = [to_matrix(sub, f, self.source.name)[:, 0] for f in self.source.frames([name], self.positions)]
+        parts = [block[:, 0] for block in StreamedMatrix(self.source, sub, self.batch_rows, self._positions).blocks()]
         return np.concatenate(parts) if parts else np.empty(0)
 
     def release(self) -> None:

@@ -128,15 +128,6 @@ def guard_memory(cfg: Config, source: TableSource, batch_rows: int | None) -> No
     check_fits(MemoryEstimate(n_rows, n_features, max_bin, workers, raw, batch_rows is not None), source.name)
 
 
-@dataclass
-class _Scan:
-    """What pass 1 gathers from one table."""
-
-    identity: list[pd.DataFrame]
-    counts: dict[str, pd.Series]
-    first: pd.DataFrame | None = None
-
-
 def prepare_streamed(cfg: Config, plan: StreamPlan, progress: Progress) -> Prepared:
     """The streamed counterpart of `prepare.prepare` (which calls it): a Prepared whose X and X_test stream."""
     guard_memory(cfg, plan.train, plan.batch_rows)

@@ -81,7 +81,11 @@ class LabelEncoding:
         if self.task == "regression":
             return values.to_numpy(dtype="float64")
         lookup = {c: i for i, c in enumerate(self.classes)}
-        codes = values.map(lambda v: lookup.get(_plain(v), -1)).to_numpy(dtype="int64")
+        # Each distinct value looked up once (factorize matches values as the dict does): a table has few labels.
+        inverse, uniques = pd.factorize(values, use_na_sentinel=True)
+        small = np.int8 if len(self.classes) <= np.iinfo(np.int8).max else np.int32  # held whole: one byte a row
+        per_unique = np.array([lookup.get(_plain(v), -1) for v in uniques] + [-1], dtype=small)
+        codes = per_unique[inverse]  # the sentinel -1 (a missing label) picks the appended -1
         unknown = int((codes < 0).sum())
         if unknown:
             extra = sorted({str(v) for v, c in zip(values, codes) if c < 0})[:5]

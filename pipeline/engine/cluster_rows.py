@@ -115,7 +115,7 @@ def _blocks_on_workers(cluster: Cluster, X: StreamedMatrix) -> list[_Block]:
     for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
         if b == a:
             continue
-        positions = X.positions[a:b]
+        positions = X.file_positions(np.arange(a, b))
         read = dask.delayed(_read_block, pure=True)(str(source.path), source.name, X.schema, X.batch_rows, positions)
         rows = da.from_delayed(read, shape=(b - a, X.shape[1]), dtype="float64")
         worker = workers[k % len(workers)]

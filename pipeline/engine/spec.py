@@ -100,7 +100,7 @@ def data_identity(prep: Prepared, libraries: tuple[str, ...]) -> dict[str, Any]:
     versions = library_versions()
     return {
         "data": prep.data_fingerprint,
-        "folds": hashlib.sha256(prep.folds.assignments.tobytes()).hexdigest(),
+        "folds": prep.folds.digest(),
         "schema": prep.schema.to_dict(),
         "labels": prep.labels.to_dict(),
         "versions": {k: ".".join(versions[k].split(".")[:2]) for k in libraries},

@@ -12,7 +12,7 @@ import lightgbm as lgb
 import numpy as np
 
 from pipeline.data.memory import map_large_allocations, release_memory
-from pipeline.data.stream import StreamedMatrix
+from pipeline.data.stream import StreamedMatrix, increasing
 
 from .spec import TrainSpec
 
@@ -63,7 +63,7 @@ def bin_plan(X: StreamedMatrix, y: np.ndarray, spec: TrainSpec) -> lgb.Dataset:
 def bin_rows(reference: lgb.Dataset, X: StreamedMatrix, y: np.ndarray, rows: np.ndarray, spec: TrainSpec):
     """The rows `rows` of X, read from the file and binned with `reference`'s bins (a bin plan, or the fold's
     training Dataset for its early-stopping rows)."""
-    rows = rows if len(rows) < 2 or np.all(np.diff(rows) > 0) else np.sort(rows)  # a fold's rows are sorted
+    rows = rows if increasing(rows) else np.sort(rows)  # a fold's rows are sorted
     return _binned(X.take(rows), y[rows], spec, reference)
 
 

@@ -7,7 +7,6 @@ resumed and shared by several processes and machines.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,7 +53,7 @@ def threads_per_worker(cfg: Config, workers: int) -> int:
 
 def fingerprint(cfg: Config, prep: Prepared, space: SearchSpace) -> dict[str, Any]:
     """What makes trials comparable: data, folds, search space, metric and the training settings."""
-    folds = hashlib.sha256(prep.folds.assignments.tobytes() + prep.folds.splitter.encode()).hexdigest()[:16]
+    folds = prep.folds.digest(prep.folds.splitter.encode())[:16]
     tuned = {a for name in [*space.distributions, *space.fixed] for a in aliases(name)}
     training = {
         "task": cfg.data.task,
