@@ -39,6 +39,10 @@ VARIANTS = {
     "lags24_year_ago": [LAGS % 24],
     "lags12_year_ago_from_2010_06": ["features.cutoffs.first=2010-06-01"],
     "lags12_year_ago_from_2010_12": ["features.cutoffs.first=2010-12-01"],
+    # the count of the twelve months over the label's threshold, and the latest such month
+    "lags12_above300_year_ago": ['features.lags=[{column="total", aggregate="sum", months=12, above=300}]'],
+    # the last week and fortnight before the cutoff beside the months (December 2011's label covers 9 days)
+    "days_windows_year_ago": ['features.windows=["7d", "14d", 1, 3, 6, 12, "all"]'],
 }
 
 

@@ -20,6 +20,7 @@ from .names import (
     active_name,
     agg_name,
     lag_name,
+    lags_above_names,
     recency_names,
     window_suffix,
     year_ago_label_name,
@@ -186,6 +187,9 @@ def derived_features(spec: FeaturesSection, cutoff_ns: pl.Expr) -> list[pl.Expr]
                 (now - before).alias(f"{current}_trend_diff"),
                 pl.when(before != 0).then(now / before).otherwise(None).alias(f"{current}_trend_ratio"),
             ]
+    for lag in spec.lags:
+        if lag.above is not None:
+            exprs += lags_above(lag.column, lag.aggregate, lag.months, lag.above)
     for year in spec.year_ago:
         for w in year.windows:
             name = year_ago_name(year.column, year.aggregate, w)
@@ -195,6 +199,14 @@ def derived_features(spec: FeaturesSection, cutoff_ns: pl.Expr) -> list[pl.Expr]
                 pl.when(before != 0).then(now / before).otherwise(None).alias(f"{name}_yoy_ratio"),
             ]
     return exprs
+
+
+def lags_above(column: str, function: str, months: int, above: float) -> list[pl.Expr]:
+    """How many of the monthly lags exceed `above`, and the latest that does (missing when none)."""
+    over = [pl.col(lag_name(column, function, k)) > above for k in range(1, months + 1)]
+    count_name, latest_name = lags_above_names(column, function, months, above)
+    latest = pl.coalesce([pl.when(o).then(pl.lit(float(k))) for k, o in enumerate(over, start=1)])
+    return [pl.sum_horizontal(over).cast(pl.Float64).alias(count_name), latest.alias(latest_name)]
 
 
 def window_names(spec: FeaturesSection) -> dict[str, str]:

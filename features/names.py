@@ -43,6 +43,12 @@ def lag_name(column: str, function: str, k: int) -> str:
     return f"{column}_{function}_lag{k}"
 
 
+def lags_above_names(column: str, function: str, months: int, above: float) -> tuple[str, str]:
+    """Of the `months` monthly lags: how many exceed `above` (`total_sum_lags12_above300`), and the latest one that
+    does (`total_sum_lag_above300`: 1 for the month before the cutoff; missing when none does)."""
+    return f"{column}_{function}_lags{months}_above{above:g}", f"{column}_{function}_lag_above{above:g}"
+
+
 def year_ago_name(column: str, function: str, window: Window) -> str:
     """The window one year earlier: `total_sum_3m_year_ago`; `..._yoy_diff` and `..._yoy_ratio` compare."""
     return f"{agg_name(column, function, window)}_year_ago"

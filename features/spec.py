@@ -35,6 +35,7 @@ from .names import (
     active_name,
     agg_name,
     lag_name,
+    lags_above_names,
     recency_names,
     window_days,
     window_suffix,
@@ -68,11 +69,15 @@ class TrendSpec(SpecSection):
 
 
 class LagSpec(SpecSection):
-    """Month-by-month values: `<column>_<aggregate>_lag<k>` for the k-th month before the cutoff."""
+    """Month-by-month values: `<column>_<aggregate>_lag<k>` for the k-th month before the cutoff. With `above`,
+    also how many of those months exceed it, `<column>_<aggregate>_lags<months>_above<above>`, and the latest month
+    that does, `<column>_<aggregate>_lag_above<above>` (missing when none): a label's threshold, say, over the
+    past months, a count no single split on one month can make."""
 
     column: str
     aggregate: NumberAggregate = "sum"
     months: int = Field(default=6, ge=1, le=36)
+    above: float | None = None
 
 
 class YearAgoSpec(SpecSection):
@@ -230,6 +235,9 @@ class FeaturesSection(SpecSection):
         for lag in self.lags:
             for k in range(1, lag.months + 1):
                 yield lag_name(lag.column, lag.aggregate, k), (f"column {lag.column}", "lags")
+            if lag.above is not None:
+                for name in lags_above_names(lag.column, lag.aggregate, lag.months, lag.above):
+                    yield name, (f"column {lag.column}", "lags")
         for year in self.year_ago:
             families = (f"column {year.column}", "year ago")
             for w in year.windows:

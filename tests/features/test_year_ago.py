@@ -1,6 +1,7 @@
 """Year-ago features on two years of real data (`[[features.year_ago]]`): the same window one year earlier,
 the label's window one year earlier, and the changes since, against a plain pandas computation; missing,
-not 0, where the data does not reach back; and, like every feature, blind to events on or after the cutoff."""
+not 0, where the data does not reach back; and, like every feature, blind to events on or after the cutoff.
+Also the months of the twelve monthly lags above a threshold (`lags.above`), which two years fill."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from tests.helpers.retail import stacked, tamper_with_future, two_year_slice
 ROOT_SPEC = {
     "events": "two-years.parquet", "entity": "CustomerID", "time": "InvoiceDate",
     "derive": {"total": "Quantity * UnitPrice"}, "windows": [1, 3], "aggregations": {"total": ["sum"]},
-    "lags": [{"column": "total", "aggregate": "sum", "months": 12}],
+    "lags": [{"column": "total", "aggregate": "sum", "months": 12, "above": 300}],
     "year_ago": [{"column": "total", "aggregate": "sum", "windows": [1, 3], "label_window": True},
                  {"column": "InvoiceNo", "aggregate": "nunique", "windows": [2], "label_window": False}],
     "cutoffs": {"first": "2010-06-01", "test": "2011-12-01"},
@@ -76,6 +77,21 @@ def test_the_label_month_a_year_earlier_is_the_twelfth_lag_where_the_data_reache
     early = table()[table()["cutoff"] < pd.Timestamp("2010-12-01")]
     assert early["total_sum_next1m_year_ago"].isna().all()  # a window before 2009-12-01: unknown, not 0
     assert (early["total_sum_lag12"] == 0).all()  # lags keep their documented 0 for no events
+
+
+@pytest.mark.parametrize("cutoff", CUTOFFS, ids=[f"{c:%Y-%m}" for c in CUTOFFS])
+def test_months_above_the_threshold_match_pandas(cutoff):
+    """Of the twelve monthly spends before the cutoff: how many exceed 300, and the latest that does."""
+    rows = rows_at(cutoff)
+    monthly = np.column_stack([
+        pandas_agg(two_year_slice(), cutoff - pd.DateOffset(months=k), cutoff - pd.DateOffset(months=k - 1), "sum")
+        .reindex(rows.index).fillna(0.0).to_numpy() for k in range(1, 13)
+    ])  # fmt: skip
+    over = monthly > 300
+    np.testing.assert_array_equal(rows["total_sum_lags12_above300"], over.sum(axis=1))
+    latest = np.where(over.any(axis=1), over.argmax(axis=1) + 1.0, np.nan)
+    np.testing.assert_array_equal(rows["total_sum_lag_above300"], latest)
+    assert 0 < np.isnan(latest).sum() < len(latest) or cutoff == CUTOFFS[0]
 
 
 def test_missing_only_where_the_data_does_not_reach_back():
