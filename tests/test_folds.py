@@ -48,6 +48,8 @@ def test_fold_ids_take_a_byte_a_row_and_hash_as_they_always_did(labels, monkeypa
     assert folds.digest(b"stratified_group") == hashlib.sha256(as_before + b"stratified_group").hexdigest()
     monkeypatch.setattr(folds_module, "DIGEST_CHUNK", 1000)  # hashed a chunk at a time: the same digest
     assert folds.digest() == hashlib.sha256(as_before).hexdigest()
+    with pytest.raises(ValueError, match=r"fold ids run from -1 to 200; they must lie in -1 \.\. 127"):
+        folds_module.Folds(np.array([[0, 200, -1]]), "kfold")
 
 
 def test_stratified_folds_keep_the_class_balance(labels):

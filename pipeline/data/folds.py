@@ -33,7 +33,12 @@ class Folds:
         if self.gap and self.time_rank is None:
             raise ValueError("a time split with a gap needs each row's time rank")
         # Fold ids are small (cv.n_splits <= 100, -1 not validated): one byte a row, where int64 took eight.
-        object.__setattr__(self, "assignments", np.asarray(self.assignments, dtype=FOLD_ID))
+        assignments = np.asarray(self.assignments)
+        if assignments.dtype != FOLD_ID and assignments.size:
+            low, high = int(assignments.min()), int(assignments.max())
+            if low < NOT_VALIDATED or high > np.iinfo(FOLD_ID).max:
+                raise ValueError(f"fold ids run from {low} to {high}; they must lie in -1 .. 127")
+        object.__setattr__(self, "assignments", assignments.astype(FOLD_ID, copy=False))
 
     def digest(self, extra: bytes = b"") -> str:
         """sha256 of the fold ids, then `extra`: hashed as int64, the dtype they were held in before, so that model
