@@ -182,11 +182,11 @@ def test_a_fold_read_in_batches_holds_its_own_rows_bins_and_no_whole_dataset(tmp
 
     monkeypatch.setattr(fold_module.lgb, "train", train_and_look)
     result = run_cv(prep.X, prep.y, prep.folds, spec)
-    n_rows = len(prep.y)
     assert len(held) == 3 and len(result.folds) == 3
     for fold, sizes in zip(result.folds, held):
         assert sorted(sizes) == sorted([1, fold.n_train, fold.n_valid]), sizes  # the bin plan's row, the fold's
-        assert fold.n_train + fold.n_valid == n_rows
+        in_fold = int((prep.folds.assignments[0] == fold.fold).sum())  # counted from the folds, not the run
+        assert sorted(sizes) == sorted([1, len(prep.y) - in_fold, in_fold]), sizes
 
 
 def test_importance_of_a_run_trained_in_batches_equals_the_whole_read_one(tmp_path):

@@ -85,11 +85,9 @@ class TableSource:
     def column_names(self) -> list[str]:
         return list(self._file.schema_arrow.names)
 
-    def positions(self, rows: np.ndarray | None = None) -> np.ndarray:
-        """File positions of the table's rows `rows` (sorted positions in the table; None: all)."""
-        if self.rows is None:
-            return np.arange(self.file_rows) if rows is None else np.asarray(rows)
-        return self.rows if rows is None else self.rows[rows]
+    def positions(self, rows: np.ndarray) -> np.ndarray:
+        """File positions of the table's rows `rows` (sorted positions in the table)."""
+        return np.asarray(rows) if self.rows is None else self.rows[rows]
 
     @cached_property
     def whole_dtypes(self) -> dict[str, object]:
@@ -112,18 +110,16 @@ class TableSource:
             name: probe[name].dtype for name in probe.columns if not isinstance(probe[name].dtype, pd.CategoricalDtype)
         }
 
-    def plain_numeric(self, columns: Sequence[str]) -> bool:
-        """Whether each of `columns` is an integer or float32/64 column in every part of the table."""
+    @cached_property
+    def plain_numeric(self) -> frozenset[str]:
+        """The columns that are integer or float32/64 in every part of the table."""
         import pyarrow.types as pat
 
         def plain(t) -> bool:
             return pat.is_integer(t) or pat.is_float32(t) or pat.is_float64(t)
 
-        for f in self._files:
-            names = f.schema_arrow.names
-            if any(c not in names or not plain(f.schema_arrow.field(c).type) for c in columns):
-                return False
-        return True
+        per_part = (frozenset(c.name for c in f.schema_arrow if plain(c.type)) for f in self._files)
+        return frozenset.intersection(*per_part)
 
     @property
     def nested_columns(self) -> list[str]:
@@ -261,22 +257,20 @@ class StreamedMatrix:
 
     def blocks(self, rows: np.ndarray | None = None, report: ConversionReport | None = None) -> Iterator[np.ndarray]:
         """float64 blocks of the rows `rows` (sorted, distinct positions in this matrix; None: all), in order."""
-        positions = self.file_positions(rows)
+        positions, report = self.file_positions(rows), report if report is not None else ConversionReport()
         if not self._plain:
             for frame in self.source.frames(self.schema.columns, positions, self.batch_rows):
                 yield to_matrix(self.schema, frame, self.source.name, report)
             return
-        report = report if report is not None else ConversionReport()
         for batch in self.source.batches(self.schema.columns, positions, self.batch_rows):
             yield _plain_matrix(batch, self.schema.columns, report)
 
-    @cached_property
+    @property
     def _plain(self) -> bool:
         """Whether every feature is an integer or floating-point column in the file: those convert straight from
         Arrow, each value cast to float64 as pandas casts it, without the frame (the hot path of every pass)."""
-        return all(self.schema.kinds[c] != "categorical" for c in self.schema.columns) and self.source.plain_numeric(
-            self.schema.columns
-        )
+        plain = self.source.plain_numeric
+        return all(self.schema.kinds[c] != "categorical" and c in plain for c in self.schema.columns)
 
     def take(self, rows: np.ndarray) -> StreamedMatrix:
         return StreamedMatrix(self.source, self.schema, self.batch_rows, self.file_positions(self._rows(rows)))

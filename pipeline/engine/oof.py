@@ -35,7 +35,10 @@ class OOFAccumulator:
 
     def score(self, metric: str, y: np.ndarray) -> float:
         """The metric over the validated rows (the running score while folds are still being added)."""
-        seen = self.validated
-        if seen.all():
-            return score(metric, y, self.mean())
-        return score(metric, y[seen], self.mean()[seen])
+        return score(metric, *validated_rows(self.validated, y, self.mean()))
+
+
+def validated_rows(validated: np.ndarray, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """`arrays` at the `validated` rows; the arrays themselves when every row is, with no copies as long as
+    the table."""
+    return arrays if validated.all() else tuple(a[validated] for a in arrays)

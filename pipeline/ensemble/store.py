@@ -30,6 +30,7 @@ from pipeline.core.errors import ArtifactError
 from pipeline.core.metrics import GREATER_IS_BETTER, all_metrics, score
 from pipeline.core.run_folder import RunReader, RunWriter
 from pipeline.data.prepare import Prepared
+from pipeline.engine.oof import validated_rows
 from pipeline.engine.outputs import model_name, prediction_frame
 from pipeline.engine.spec import data_identity, model_key
 
@@ -89,7 +90,7 @@ def member_scores(cfg: Config, prep: Prepared, result: MemberResult) -> dict[str
         "metric": cfg.metric,
         "greater_is_better": GREATER_IS_BETTER[cfg.metric],
         "oof_score": result.oof_score,
-        "oof_metrics": all_metrics(cfg.data.task, prep.y[validated], result.oof_pred[validated]),
+        "oof_metrics": all_metrics(cfg.data.task, *validated_rows(validated, prep.y, result.oof_pred)),
         "fold_scores": list(result.fold_scores),
         "fold_score_mean": float(np.mean(result.fold_scores)),
         "fold_score_std": float(np.std(result.fold_scores)),

@@ -26,6 +26,7 @@ from pipeline.engine import outputs
 from pipeline.engine.cv import CVResult, run_cv
 from pipeline.engine.fold import FoldResult
 from pipeline.engine.fold_store import stored_folds
+from pipeline.engine.oof import validated_rows
 from pipeline.engine.outputs import model_name, model_text, prediction_frame
 from pipeline.engine.scoring import holdout_window_scores, scores_by_cutoff, test_entries
 from pipeline.engine.spec import TrainSpec, model_key, train_spec
@@ -231,13 +232,6 @@ def importance_table(result: CVResult, prep: Prepared) -> pd.DataFrame:
     return pd.concat([per_fold[columns], mean[columns]], ignore_index=True)
 
 
-def oof_metrics(cfg: Config, y: np.ndarray, oof_pred: np.ndarray, validated: np.ndarray) -> dict[str, float]:
-    """Every metric of the task over the validated rows (copies of the arrays only when some are not)."""
-    if validated.all():
-        return all_metrics(cfg.data.task, y, oof_pred)
-    return all_metrics(cfg.data.task, y[validated], oof_pred[validated])
-
-
 def scores_document(cfg: Config, prep: Prepared, result: CVResult, seconds: float) -> dict[str, Any]:
     validated = prep.folds.validated()
     fold_scores = result.fold_scores
@@ -247,7 +241,7 @@ def scores_document(cfg: Config, prep: Prepared, result: CVResult, seconds: floa
         "metric": cfg.metric,
         "greater_is_better": GREATER_IS_BETTER[cfg.metric],
         "oof_score": result.oof_score,
-        "oof_metrics": oof_metrics(cfg, prep.y, result.oof_pred, validated),
+        "oof_metrics": all_metrics(cfg.data.task, *validated_rows(validated, prep.y, result.oof_pred)),
         "fold_scores": fold_scores,
         "fold_score_mean": float(np.mean(fold_scores)),
         "fold_score_std": float(np.std(fold_scores)),
