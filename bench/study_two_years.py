@@ -43,6 +43,22 @@ VARIANTS = {
     "lags12_above300_year_ago": ['features.lags=[{column="total", aggregate="sum", months=12, above=300}]'],
     # the last week and fortnight before the cutoff beside the months (December 2011's label covers 9 days)
     "days_windows_year_ago": ['features.windows=["7d", "14d", 1, 3, 6, 12, "all"]'],
+    # the country a customer last bought from, as a category
+    "country_year_ago": ['features.aggregations.Country=["last"]'],
+    # invoices month by month beside spend
+    "invoice_lags_year_ago": [
+        'features.lags=[{column="total", aggregate="sum", months=12}, '
+        '{column="InvoiceNo", aggregate="nunique", months=12}]'
+    ],
+    # invoices one year earlier beside spend
+    "year_ago_invoices": [
+        'features.year_ago=[{column="total", aggregate="sum", windows=[1, 3]}, '
+        '{column="InvoiceNo", aggregate="nunique", windows=[1, 3]}]'
+    ],
+    # days since the last cancellation, and since the first
+    "recency_of_cancel_year_ago": ['features.recency_of=["is_cancel"]'],
+    # labels over the holdout's own window: the first 9 days after each cutoff, as December 2011's are
+    "label_9_days_year_ago": ["features.label.days=9", "features.label.months="],
 }
 
 
@@ -62,6 +78,9 @@ def run_variant(name: str, threads: int, runs_dir: Path) -> dict:
         "backtest_oof": round(backtest["mean_oof_score"], 5),
         "backtest_forward": round(backtest["mean_forward_score"], 5),
         "backtest_gap": round(backtest["mean_gap"], 5),
+        # the OOF predictions against labels over the holdout's first days (its labels' window), where the data
+        # cuts December short; a variant labelled over that window already is scored on it by `oof`
+        "oof_holdout_window": round(scores.get("oof_at_holdout_window", scores)["oof_score"], 5),
         "holdout": round(scores["holdout_score"], 5),
         "rows": scores["n_rows"],
         "features": scores["n_features"],
