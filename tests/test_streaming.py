@@ -23,6 +23,7 @@ from pipeline.data.stream import StreamedMatrix
 from pipeline.engine import fold as fold_module
 from pipeline.engine.cv import run_cv
 from pipeline.engine.spec import train_spec
+from pipeline.engine.streamed import MatrixSequence
 from tests.helpers.configs import write_config
 from tests.helpers.datasets import shared_file
 from tests.helpers.reliability import adult_rows
@@ -159,6 +160,39 @@ def test_number_columns_read_from_arrow_hold_what_pandas_makes_of_them(tmp_path,
         assert arrow.flags["C_CONTIGUOUS"] and arrow.tobytes() == pandas.tobytes()
     assert from_arrow.infinite_to_nan == from_pandas.infinite_to_nan
     assert from_arrow.infinite_to_nan["total_rooms"] > 0 and np.isnan(arrow_blocks[0][:41, 6]).all()
+
+
+@pytest.mark.parametrize("table", ["numeric", "binary"])  # read from Arrow, and through pandas frames
+def test_a_row_group_is_let_go_before_the_next_one_is_decoded(tmp_path, monkeypatch, table):
+    """Reading in batches holds one decoded row group: when a batch spans two groups (as LightGBM asks for a
+    fold's rows), the first is no longer held, by the reader or by the batch made from it, as the second decodes."""
+    config = write_config(tmp_path, table, data={**tasks(tmp_path)[table], "batch_rows": 500})
+    prep = prepare(load_config(config), stream=True)
+    source = prep.X.source
+    held_at_decode, group_bytes = [], []
+
+    def decode(real):
+        def read_row_group(*args, **kwargs):
+            gc.collect()  # what is still referenced, not garbage awaiting collection
+            held_at_decode.append(pa.total_allocated_bytes() - before)
+            group = real(*args, **kwargs)
+            group_bytes.append(group.nbytes)
+            return group
+
+        return read_row_group
+
+    for part in source._files:
+        monkeypatch.setattr(part, "read_row_group", decode(part.read_row_group))
+    source.release()
+    before = pa.total_allocated_bytes()
+    rows = np.flatnonzero(np.arange(len(prep.y)) % 3 != 1)  # a fold's rows, from every row group
+    sequence = MatrixSequence(prep.X.take(rows))
+    for start in range(0, len(sequence), sequence.batch_size):  # as LightGBM pushes rows into bins
+        assert len(sequence[start : start + sequence.batch_size]) == min(sequence.batch_size, len(rows) - start)
+    for _ in prep.X.blocks():
+        pass
+    assert len(held_at_decode) == 2 * source._files[0].metadata.num_row_groups  # each group decoded once a pass
+    assert max(held_at_decode) < min(group_bytes), (held_at_decode, group_bytes)
 
 
 def test_a_fold_read_in_batches_holds_its_own_rows_bins_and_no_whole_dataset(tmp_path, monkeypatch):

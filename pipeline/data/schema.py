@@ -313,9 +313,7 @@ def to_matrix(
             f"{source} lacks {len(missing)} feature columns the model needs: {missing}; "
             "add them (NaN is allowed for missing values)"
         )
-    report.extra_columns = [
-        c for c in frame.columns if c not in schema.columns and c != schema.id_column and c not in schema.keep
-    ]
+    report.extra_columns = extra_columns(schema, frame.columns)
     matrix = np.empty((len(frame), len(schema.columns)), dtype="float64")
     for j, col in enumerate(schema.columns):
         if schema.kinds[col] == "categorical":
@@ -323,6 +321,11 @@ def to_matrix(
         else:
             matrix[:, j] = _numeric(frame[col], col, source, report)
     return matrix
+
+
+def extra_columns(schema: FeatureSchema, columns) -> list[str]:
+    """The columns of a table the model neither uses nor carries (its id and data.keep): ignored, and reported."""
+    return [c for c in columns if c not in schema.columns and c != schema.id_column and c not in schema.keep]
 
 
 def _category_codes(

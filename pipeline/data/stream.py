@@ -24,7 +24,9 @@ import pandas as pd
 from .memory import release_memory
 from .parts import part_files, same_columns
 from .read import missing_file, unreadable_parquet
-from .schema import ConversionReport, FeatureSchema, nan_infinities, to_matrix
+from .schema import ConversionReport, FeatureSchema, extra_columns, nan_infinities, to_matrix
+
+TRANSPOSE_ROWS = 32_768  # rows of a block turned from column order to row order at a time
 
 
 @dataclass(frozen=True)
@@ -113,12 +115,7 @@ class TableSource:
     @cached_property
     def plain_numeric(self) -> frozenset[str]:
         """The columns that are integer or float32/64 in every part of the table."""
-        import pyarrow.types as pat
-
-        def plain(t) -> bool:
-            return pat.is_integer(t) or pat.is_float32(t) or pat.is_float64(t)
-
-        per_part = (frozenset(c.name for c in f.schema_arrow if plain(c.type)) for f in self._files)
+        per_part = (frozenset(c.name for c in f.schema_arrow if _is_plain(c.type)) for f in self._files)
         return frozenset.intersection(*per_part)
 
     @property
@@ -145,8 +142,8 @@ class TableSource:
     ) -> Iterator[pd.DataFrame]:
         """The table's rows at file `positions` (sorted; None: all the table's rows) as frames of at most
         `batch_rows` rows (None: a row group's), with the whole table's dtypes; `columns` None reads them all."""
-        for part in self.batches(columns, positions, batch_rows):
-            yield self._as_whole(part.to_pandas())
+        # map, not a loop: a loop's variable would hold each batch, and so its row group, while the next decodes
+        return map(lambda part: self._as_whole(part.to_pandas()), self.batches(columns, positions, batch_rows))
 
     def batches(
         self, columns: Sequence[str] | None, positions: np.ndarray | None = None, batch_rows: int | None = None
@@ -167,6 +164,7 @@ class TableSource:
             whole = n_picked == table.num_rows
             for first in range(0, n_picked, step):
                 yield table.slice(first, step) if whole else table.take(picked[first : first + step] - starts[g])
+            table = None  # while the next group decodes, only the cache may hold this one: it lets it go first
 
     def _row_group(self, g: int, columns: Sequence[str] | None):
         import pyarrow as pa
@@ -205,18 +203,39 @@ def increasing(rows: np.ndarray) -> bool:
     return len(rows) < 2 or bool((rows[1:] > rows[:-1]).all())
 
 
+def arrow_matrix(schema: FeatureSchema, table, report: ConversionReport) -> np.ndarray | None:
+    """`to_matrix` of an Arrow table without a pandas frame, when every feature is an integer or float column of
+    it (None otherwise): the same values, missing and infinite values handled and counted alike."""
+    types = dict(zip(table.column_names, table.schema.types))
+    if not all(schema.kinds[c] != "categorical" and c in types and _is_plain(types[c]) for c in schema.columns):
+        return None
+    report.extra_columns = extra_columns(schema, table.column_names)
+    return _plain_matrix(table, schema.columns, report)
+
+
+def _is_plain(arrow_type) -> bool:
+    import pyarrow.types as pat
+
+    return pat.is_integer(arrow_type) or pat.is_float32(arrow_type) or pat.is_float64(arrow_type)
+
+
 def _plain_matrix(batch, columns: Sequence[str], report: ConversionReport) -> np.ndarray:
     """The float64 block of an Arrow batch of integer and float columns: `to_matrix`'s values (nulls and
-    infinities missing, the infinities counted), filled a column at a time, where the memory is contiguous."""
+    infinities missing, the infinities counted). Each piece of rows is filled a column at a time, where the memory
+    is contiguous, then turned into the block's row order: a buffer a fraction of the block, not a second block."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    by_column = np.empty((len(columns), batch.num_rows))
-    for j, name in enumerate(columns):
-        # safe=False: a safe cast refuses integers beyond 2**53, which pandas rounds to the nearest float64
-        values = pc.cast(batch.column(name), pa.float64(), safe=False).to_numpy()
-        by_column[j] = nan_infinities(values, name, report)
-    return np.ascontiguousarray(by_column.T)
+    block = np.empty((batch.num_rows, len(columns)))
+    for start in range(0, batch.num_rows, TRANSPOSE_ROWS):
+        piece = batch.slice(start, TRANSPOSE_ROWS)
+        by_column = np.empty((len(columns), piece.num_rows))
+        for j, name in enumerate(columns):
+            # safe=False: a safe cast refuses integers beyond 2**53, which pandas rounds to the nearest float64
+            values = pc.cast(piece.column(name), pa.float64(), safe=False).to_numpy()
+            by_column[j] = nan_infinities(values, name, report)
+        block[start : start + piece.num_rows] = by_column.T
+    return block
 
 
 class _GroupCache:
@@ -258,12 +277,12 @@ class StreamedMatrix:
     def blocks(self, rows: np.ndarray | None = None, report: ConversionReport | None = None) -> Iterator[np.ndarray]:
         """float64 blocks of the rows `rows` (sorted, distinct positions in this matrix; None: all), in order."""
         positions, report = self.file_positions(rows), report if report is not None else ConversionReport()
+        # map, as `TableSource.frames`: no batch of the last block is held while the next one is read
         if not self._plain:
-            for frame in self.source.frames(self.schema.columns, positions, self.batch_rows):
-                yield to_matrix(self.schema, frame, self.source.name, report)
-            return
-        for batch in self.source.batches(self.schema.columns, positions, self.batch_rows):
-            yield _plain_matrix(batch, self.schema.columns, report)
+            frames = self.source.frames(self.schema.columns, positions, self.batch_rows)
+            return map(lambda frame: to_matrix(self.schema, frame, self.source.name, report), frames)
+        batches = self.source.batches(self.schema.columns, positions, self.batch_rows)
+        return map(lambda batch: _plain_matrix(batch, self.schema.columns, report), batches)
 
     @property
     def _plain(self) -> bool:

@@ -147,7 +147,7 @@ def prepare_streamed(cfg: Config, plan: StreamPlan, progress: Progress) -> Prepa
     X_test = y_test = test_ids = test_meta = None
     if plan.test is not None:
         test = _scan(plan.test, cfg, digest, plan.batch_rows, counted=False)
-        test_meta = pd.concat(test.identity, ignore_index=True)
+        test_meta = test.take_identity()
         X_test = StreamedMatrix(plan.test, schema, plan.batch_rows)
         test_report = ConversionReport()
         for _ in X_test.blocks(report=test_report):
@@ -189,8 +189,15 @@ class _Scan:
             check_target(self.first, cfg, source)
         if cfg.data.id is not None and cfg.data.id not in self.first.columns:
             row_ids(self.first, cfg, source)
-        meta = pd.concat(self.identity, ignore_index=True)
+        meta = self.take_identity()
         check_target(meta, cfg, source)
+        return meta
+
+    def take_identity(self) -> pd.DataFrame:
+        """The identity columns' batches as one frame. The batches are let go here, not when the scan is: the
+        memory the passes freed is handed back before `prepare` returns, and theirs must be part of it."""
+        meta = pd.concat(self.identity, ignore_index=True)
+        self.identity.clear()
         return meta
 
 
