@@ -24,6 +24,7 @@ from pipeline.engine import fold as fold_module
 from pipeline.engine.cv import run_cv
 from pipeline.engine.spec import train_spec
 from pipeline.engine.streamed import MatrixSequence
+from pipeline.predict import run as predict_module
 from tests.helpers.configs import write_config
 from tests.helpers.datasets import shared_file
 from tests.helpers.reliability import adult_rows
@@ -160,6 +161,32 @@ def test_number_columns_read_from_arrow_hold_what_pandas_makes_of_them(tmp_path,
         assert arrow.flags["C_CONTIGUOUS"] and arrow.tobytes() == pandas.tobytes()
     assert from_arrow.infinite_to_nan == from_pandas.infinite_to_nan
     assert from_arrow.infinite_to_nan["total_rooms"] > 0 and np.isnan(arrow_blocks[0][:41, 6]).all()
+
+
+def test_predict_converts_number_columns_from_arrow_as_pandas_does(tmp_path, monkeypatch, capsys):
+    """`gbpipe predict` on a parquet table of numbers skips the pandas frame, as training does: the same bytes out,
+    the same infinities counted in its warning, and the id carried through."""
+    _, run_dir = train_run(tmp_path, "numeric", tasks(tmp_path)["numeric"], 500)
+    table = tmp_path / "numeric.parquet"
+    outputs, warned = {}, {}
+
+    def predict(name: str) -> None:
+        capsys.readouterr()
+        out = tmp_path / f"{name}.parquet"
+        assert main(["predict", "--run", str(run_dir), "--input", str(table), "--output", str(out),
+                     "--chunk-size", "900", "-q"]) == 0  # fmt: skip
+        outputs[name] = out.read_bytes()
+        warned[name] = [line for line in capsys.readouterr().err.splitlines() if "infinite" in line]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(predict_module, "to_matrix", lambda *a, **k: pytest.fail("numbers went through pandas"))
+        predict("arrow")
+    monkeypatch.setattr(predict_module, "arrow_matrix", lambda *args: None)
+    predict("pandas")
+    assert outputs["arrow"] == outputs["pandas"]
+    assert warned["arrow"] == warned["pandas"] and len(warned["arrow"]) == 1 and "total_rooms" in warned["arrow"][0]
+    pred = pd.read_parquet(tmp_path / "arrow.parquet")
+    assert len(pred) == 3000 and pred["pred"].notna().all()
 
 
 @pytest.mark.parametrize("table", ["numeric", "binary"])  # read from Arrow, and through pandas frames

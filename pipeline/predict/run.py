@@ -24,6 +24,7 @@ from pipeline.core.run_folder import RunReader, resolve_run_dir
 from pipeline.data.parts import is_parquet_table, is_parted, part_files, part_offsets
 from pipeline.data.read import csv_header, unreadable_parquet
 from pipeline.data.schema import ConversionReport, flat_column_names, to_matrix
+from pipeline.data.stream import arrow_matrix
 from pipeline.drift.monitor import DriftCheck, DriftMonitor
 from pipeline.engine.fitted import FittedRun, load_fold_models
 from pipeline.ensemble.model import load_ensemble
@@ -102,8 +103,8 @@ def _frames_here(
 ) -> Iterator[tuple[str, pd.DataFrame]]:
     observe = monitor.observe if monitor is not None else None
     offset = 0
-    for part, chunk in read_parts(input_path, chunk_size):
-        if chunk.empty:
+    for part, chunk in read_parts(input_path, chunk_size, arrow=True):
+        if len(chunk) == 0:
             continue
         yield part, predict_frame(run, chunk, str(input_path), summary.conversion, offset, observe)
         offset += len(chunk)
@@ -147,8 +148,8 @@ def _predict_part(
     monitor = None if monitor is None else monitor.emptied()  # its own counts: the worker's copy serves every part
     observe = None if monitor is None else monitor.observe
     frames = []
-    for chunk in read_chunks(Path(path), chunk_size):
-        if chunk.empty:
+    for chunk in read_chunks(Path(path), chunk_size, arrow=True):
+        if len(chunk) == 0:
             continue
         frames.append(predict_frame(run, chunk, path, report, offset, observe))
         offset += len(chunk)
@@ -166,28 +167,21 @@ def check_output_path(output_path: Path, input_path: Path, run_dir: Path) -> Non
 
 def predict_frame(
     run: FittedRun,
-    frame: pd.DataFrame,
+    chunk: pd.DataFrame | pa.Table,
     source: str,
     report: ConversionReport,
     offset: int = 0,
     observe: Callable[[np.ndarray, ConversionReport], None] | None = None,
 ) -> pd.DataFrame:
-    """Predictions for one frame: id, `pred` or `pred_<class>`, and `label_pred` for classifiers. `observe`
-    sees the frame's model matrix and conversion report (the drift check counts them) and must not change them."""
+    """Predictions for one frame (or Arrow table): id, `pred` or `pred_<class>`, and `label_pred` for classifiers.
+    `observe` sees the model matrix and conversion report (the drift check counts them) and must not change them."""
+    _check_id_column(run, list(chunk.column_names if isinstance(chunk, pa.Table) else chunk.columns), source)
+    chunk_report = ConversionReport()
+    frame, X = _model_input(run, chunk, source, chunk_report)
     if run.id_is_position:
-        if ROW_ID in frame.columns:
-            raise DataError(
-                f"{source} has a column {ROW_ID!r}, but the run was trained without data.id, so its predictions "
-                f"number rows by position in a column of that name and would not match yours; retrain with "
-                f"data.id = {ROW_ID!r} to key predictions by it, or rename the column"
-            )
         ids = pd.Series(np.arange(offset, offset + len(frame)), name=ROW_ID)
-    elif run.id_name not in frame.columns:
-        raise DataError(f"{source} lacks the id column {run.id_name!r}; the run was trained with it")
     else:
         ids = frame[run.id_name].reset_index(drop=True)
-    chunk_report = ConversionReport()
-    X = to_matrix(run.schema, flat_column_names(frame, source), source, chunk_report)
     pred = run.predict(X)
     if observe is not None:
         observe(X, chunk_report)
@@ -206,6 +200,32 @@ def predict_frame(
     if run.task != "regression":
         out["label_pred"] = run.labels.decode(to_labels(pred))
     return out
+
+
+def _check_id_column(run: FittedRun, columns: list, source: str) -> None:
+    if run.id_is_position and ROW_ID in columns:
+        raise DataError(
+            f"{source} has a column {ROW_ID!r}, but the run was trained without data.id, so its predictions "
+            f"number rows by position in a column of that name and would not match yours; retrain with "
+            f"data.id = {ROW_ID!r} to key predictions by it, or rename the column"
+        )
+    if not run.id_is_position and run.id_name not in columns:
+        raise DataError(f"{source} lacks the id column {run.id_name!r}; the run was trained with it")
+
+
+def _model_input(
+    run: FittedRun, chunk: pd.DataFrame | pa.Table, source: str, report: ConversionReport
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The chunk's frame and its model matrix. An Arrow chunk whose features are all integer and float columns
+    is converted as a table read in batches is in training, straight from Arrow (data/stream.py): its frame keeps
+    only the other columns (the id and data.keep). Any other chunk becomes a frame, converted by `to_matrix`."""
+    if isinstance(chunk, pa.Table):
+        X = arrow_matrix(run.schema, chunk, report)
+        if X is not None:
+            return chunk.drop_columns(list(run.schema.columns)).to_pandas(), X
+        chunk = chunk.to_pandas()
+    frame = flat_column_names(chunk, source)
+    return frame, to_matrix(run.schema, frame, source, report)
 
 
 class IdLedger:
@@ -271,16 +291,17 @@ def add_counts(report: ConversionReport, chunk_report: ConversionReport) -> None
     report.extra_columns = chunk_report.extra_columns
 
 
-def read_parts(path: Path, chunk_size: int) -> Iterator[tuple[str, pd.DataFrame]]:
+def read_parts(path: Path, chunk_size: int, arrow: bool = False) -> Iterator[tuple[str, pd.DataFrame | pa.Table]]:
     """The input in chunks of at most chunk_size rows, each with the name of the part it comes from (the file's
     stem; the parts of a folder or glob in name order)."""
     for part in part_files(path) if is_parted(path) else [path]:
-        for chunk in read_chunks(part, chunk_size):
+        for chunk in read_chunks(part, chunk_size, arrow):
             yield part.stem, chunk
 
 
-def read_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
-    """Read CSV or parquet in chunks of at most chunk_size rows."""
+def read_chunks(path: Path, chunk_size: int, arrow: bool = False) -> Iterator[pd.DataFrame | pa.Table]:
+    """Read CSV or parquet in chunks of at most chunk_size rows: pandas frames, or with `arrow` a parquet file's
+    chunks as Arrow tables (`predict_frame` converts their number columns without a frame)."""
     if not path.is_file():
         raise DataError(f"input file {path} not found")
     if path.suffix.lower() in (".parquet", ".pq"):
@@ -290,7 +311,7 @@ def read_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
             parquet = pq.ParquetFile(path, pre_buffer=False)
             batches = parquet.iter_batches(batch_size=chunk_size)
             for batch in batches:
-                yield batch.to_pandas()
+                yield pa.Table.from_batches([batch]) if arrow else batch.to_pandas()
         except (pa.ArrowException, OSError) as exc:
             raise unreadable_parquet(path, exc) from None
         return
