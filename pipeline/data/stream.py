@@ -115,8 +115,7 @@ class TableSource:
     @cached_property
     def plain_numeric(self) -> frozenset[str]:
         """The columns that are integer or float32/64 in every part of the table."""
-        per_part = (frozenset(c.name for c in f.schema_arrow if _is_plain(c.type)) for f in self._files)
-        return frozenset.intersection(*per_part)
+        return frozenset.intersection(*(_plain_columns(f.schema_arrow) for f in self._files))
 
     @property
     def nested_columns(self) -> list[str]:
@@ -206,17 +205,24 @@ def increasing(rows: np.ndarray) -> bool:
 def arrow_matrix(schema: FeatureSchema, table, report: ConversionReport) -> np.ndarray | None:
     """`to_matrix` of an Arrow table without a pandas frame, when every feature is an integer or float column of
     it (None otherwise): the same values, missing and infinite values handled and counted alike."""
-    types = dict(zip(table.column_names, table.schema.types))
-    if not all(schema.kinds[c] != "categorical" and c in types and _is_plain(types[c]) for c in schema.columns):
+    if not _all_plain(schema, _plain_columns(table.schema)):
         return None
     report.extra_columns = extra_columns(schema, table.column_names)
     return _plain_matrix(table, schema.columns, report)
 
 
-def _is_plain(arrow_type) -> bool:
+def _plain_columns(arrow_schema) -> frozenset[str]:
+    """The integer and float32/64 columns of an Arrow schema: those convert without a pandas frame."""
     import pyarrow.types as pat
 
-    return pat.is_integer(arrow_type) or pat.is_float32(arrow_type) or pat.is_float64(arrow_type)
+    return frozenset(
+        f.name for f in arrow_schema if pat.is_integer(f.type) or pat.is_float32(f.type) or pat.is_float64(f.type)
+    )
+
+
+def _all_plain(schema: FeatureSchema, plain: frozenset[str]) -> bool:
+    """Whether every feature is a number column among `plain` (categoricals take the frame path)."""
+    return all(schema.kinds[c] != "categorical" and c in plain for c in schema.columns)
 
 
 def _plain_matrix(batch, columns: Sequence[str], report: ConversionReport) -> np.ndarray:
@@ -288,8 +294,7 @@ class StreamedMatrix:
     def _plain(self) -> bool:
         """Whether every feature is an integer or floating-point column in the file: those convert straight from
         Arrow, each value cast to float64 as pandas casts it, without the frame (the hot path of every pass)."""
-        plain = self.source.plain_numeric
-        return all(self.schema.kinds[c] != "categorical" and c in plain for c in self.schema.columns)
+        return _all_plain(self.schema, self.source.plain_numeric)
 
     def take(self, rows: np.ndarray) -> StreamedMatrix:
         return StreamedMatrix(self.source, self.schema, self.batch_rows, self.file_positions(self._rows(rows)))
