@@ -45,10 +45,11 @@ from .run_lock import RunLock, busy_error, lock_holder
 
 
 def new_run_id(config_hash: str, kind: str = "") -> str:
-    """A new folder id: UTC time to the second (ids sort by start), the config's hash, 6 random hex digits
-    (two runs of one config started in the same second must not share a folder), the kind (`ensemble`)."""
+    """A new folder id: UTC time to the second (ids sort by start), the config's hash, 8 random hex digits
+    (two runs of one config started in the same second must not share a folder; 32 bits keep even a burst
+    of ids apart, and RunWriter refuses the rare clash rather than overwrite), the kind (`ensemble`)."""
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{config_hash[:6]}-{secrets.token_hex(3)}" + (f"-{kind}" if kind else "")
+    return f"{stamp}-{config_hash[:6]}-{secrets.token_hex(4)}" + (f"-{kind}" if kind else "")
 
 
 def publish_files(
