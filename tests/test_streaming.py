@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import re
+import sys
 
 import lightgbm as lgb
 import numpy as np
@@ -17,7 +18,7 @@ import pytest
 from pipeline.cli import main
 from pipeline.config import load_config
 from pipeline.data import stream as stream_module
-from pipeline.data.prepare import prepare
+from pipeline.data.prepare import Prepared, prepare
 from pipeline.data.schema import ConversionReport
 from pipeline.data.stream import StreamedMatrix
 from pipeline.engine import fold as fold_module
@@ -25,9 +26,10 @@ from pipeline.engine.cv import run_cv
 from pipeline.engine.spec import train_spec
 from pipeline.engine.streamed import MatrixSequence
 from pipeline.predict import run as predict_module
+from pipeline.train import run as train_module
 from tests.helpers.configs import write_config
 from tests.helpers.datasets import shared_file
-from tests.helpers.reliability import adult_rows
+from tests.helpers.reliability import adult_rows, assert_message, cli
 
 COMPARED = ["oof.parquet", "test_pred.parquet", "folds.parquet", "importance.parquet", "drift_reference.json"]
 ROW_GROUP = 700  # row groups and batches that do not line up: a batch spans two groups
@@ -238,16 +240,84 @@ def test_a_fold_read_in_batches_holds_its_own_rows_bins_and_no_whole_dataset(tmp
     earlier = {id(d) for d in constructed()}  # other tests' Datasets, kept by caches this test does not own
 
     def train_and_look(params, train_set, **kwargs):
-        held.append(sorted(d.num_data() for d in constructed() if id(d) not in earlier))
+        fold_sets = [d for d in constructed() if id(d) not in earlier]
+        held.append(sorted(d.num_data() for d in fold_sets))
+        # LightGBM holds the labels; a Python copy of them would be held beside, as long as the fold's rows
+        labels.append([d.label is None for d in fold_sets])
+        np.testing.assert_array_equal(train_set.get_label(), prep.y[prep.folds.assignments[0] != len(held) - 1])
+        row_arrays.append(sorted(len(a) for a in arrays_in_callers() if a.dtype.kind in "iu"))
         return real_train(params, train_set, **kwargs)
 
+    labels: list[list[bool]] = []
+    row_arrays: list[list[int]] = []
     monkeypatch.setattr(fold_module.lgb, "train", train_and_look)
     result = run_cv(prep.X, prep.y, prep.folds, spec)
     assert len(held) == 3 and len(result.folds) == 3
-    for fold, sizes in zip(result.folds, held):
+    for fold, sizes, found in zip(result.folds, held, row_arrays):
         assert sorted(sizes) == sorted([1, fold.n_train, fold.n_valid]), sizes  # the bin plan's row, the fold's
         in_fold = int((prep.folds.assignments[0] == fold.fold).sum())  # counted from the folds, not the run
         assert sorted(sizes) == sorted([1, len(prep.y) - in_fold, in_fold]), sizes
+        # the fold's training rows are let go once binned; its validation rows are kept to predict them
+        assert fold.n_train not in found and fold.n_valid in found, found
+    assert labels == [[True, True, True]] * 3
+
+
+def arrays_in_callers() -> list[np.ndarray]:
+    """The arrays the frames calling this one hold in their variables."""
+    frame, found = sys._getframe(1), []
+    while frame is not None:
+        found += [v for v in frame.f_locals.values() if isinstance(v, np.ndarray)]
+        frame = frame.f_back
+    return found
+
+
+def test_a_run_read_in_batches_holds_no_ids_while_its_folds_train(tmp_path, monkeypatch):
+    """The ids are as long as the table and no model uses them: while the folds train they wait in the run's
+    folds.parquet, and the run's files are the whole read's, ids in their own type included."""
+    train, test = (pd.read_parquet(path) for path in adult_with_gaps(tmp_path))
+    train.insert(1, "customer", [f"c{i:05d}" for i in range(len(train))])  # not first: it goes back in its place
+    test.insert(1, "customer", [f"t{i:05d}" for i in range(len(test))])
+    data = {
+        **tasks(tmp_path)["binary"],
+        "train": write_parquet(train, tmp_path / "ids.parquet"),
+        "test": write_parquet(test, tmp_path / "ids_test.parquet"),
+        "id": "customer",
+    }
+    _, whole = train_run(tmp_path, "whole", data, "whole")
+    real_train, seen = lgb.train, []
+
+    def train_and_look(params, train_set, **kwargs):
+        gc.collect()
+        seen.append(sorted(len(p.ids) for p in gc.get_objects() if isinstance(p, Prepared)))
+        return real_train(params, train_set, **kwargs)
+
+    monkeypatch.setattr(fold_module.lgb, "train", train_and_look)
+    _, batched = train_run(tmp_path, "batched", data, 500)
+    assert seen == [[0]] * 3
+    for name in COMPARED + [f"models/fold_{k}.txt" for k in range(3)]:
+        assert (batched / name).read_bytes() == (whole / name).read_bytes(), name
+    assert pd.read_parquet(batched / "oof.parquet")["customer"].tolist() == train["customer"].tolist()
+    prep = prepare(load_config(tmp_path / "batched.toml"), stream=True)
+    back = prep.without_ids().with_ids(prep.ids.astype(object), prep.tables.train.columns)
+    pd.testing.assert_series_equal(back.ids, prep.ids)
+    pd.testing.assert_frame_equal(back.tables.train, prep.tables.train)
+
+
+def test_ids_changed_in_the_staged_folds_file_while_training_stop_the_run(tmp_path, monkeypatch, capsys):
+    config = write_config(tmp_path, "tampered", data={**tasks(tmp_path)["binary"], "batch_rows": 500})
+    real_run_cv = train_module.run_cv
+
+    def run_cv_then_cut_the_ids(*args, **kwargs):
+        result = real_run_cv(*args, **kwargs)
+        staged = tmp_path / "runs" / "tampered" / "run.partial" / "folds.parquet"
+        pq.write_table(pq.read_table(staged).slice(0, 10), staged)
+        return result
+
+    monkeypatch.setattr(train_module, "run_cv", run_cv_then_cut_the_ids)
+    code, err = cli(capsys, "train", "--config", str(config), "-q", "--run-id", "run")
+    assert code == 4
+    assert_message(err, r"folds\.parquet holds 10 ids for 2400 training rows: it was changed while the run trained")
+    assert not (tmp_path / "runs" / "tampered" / "run").exists()
 
 
 def test_importance_of_a_run_trained_in_batches_equals_the_whole_read_one(tmp_path):

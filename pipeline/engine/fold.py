@@ -52,16 +52,28 @@ def fit_fold(
     X_test: np.ndarray | None,
 ) -> FoldOutput:
     """Train one fold of `folds` and predict its validation rows and the test rows."""
-    train_idx, valid_idx = folds.split(repeat, fold)
-    if isinstance(X, StreamedMatrix) and len(y) < 2**31:  # held while the fold trains: half the bytes
-        train_idx, valid_idx = train_idx.astype(np.int32), valid_idx.astype(np.int32)
-    output = train_fold(full, y, train_idx, valid_idx, spec, X, repeat, fold)
+    if isinstance(X, StreamedMatrix):
+        output = _train_streamed_fold(full, X, y, folds, repeat, fold, spec)
+    else:
+        output = train_fold(full, y, *folds.split(repeat, fold), spec, X, repeat, fold)
     if X_test is None:
         return output
     test_pred = predict_matrix(output.booster, X_test, None, spec.task, output.result.best_iteration)
     if isinstance(X_test, StreamedMatrix):
         X_test.release()
     return replace(output, test_pred=test_pred)
+
+
+def _train_streamed_fold(
+    full: lgb.Dataset, X: StreamedMatrix, y: np.ndarray, folds: Folds, repeat: int, fold: int, spec: TrainSpec
+) -> FoldOutput:
+    """train_fold of a table read in batches, whose fold rows are many: held as int32, and the training rows let
+    go once binned, so neither is held beside the booster's training state."""
+    start = time.perf_counter()
+    train_idx, valid_idx = (rows.astype(np.int32) if len(y) < 2**31 else rows for rows in folds.split(repeat, fold))
+    binned = list(fold_datasets(full, X, y, train_idx, valid_idx, spec, repeat, fold))
+    del train_idx
+    return _train_binned(binned, X, y, valid_idx, spec, repeat, fold, start)
 
 
 def reuse_fold(
@@ -102,7 +114,17 @@ def train_fold(
     """Train on train_idx with early stopping on valid_idx (or on an inner split of train_idx); the output
     carries the validation rows' predictions made to score the fold, so no caller predicts them again."""
     start = time.perf_counter()
-    train_set, valid_set, n_fit = fold_datasets(full, X, y, train_idx, valid_idx, spec, repeat, fold)
+    binned = list(fold_datasets(full, X, y, train_idx, valid_idx, spec, repeat, fold))
+    return _train_binned(binned, X, y, valid_idx, spec, repeat, fold, start)
+
+
+def _train_binned(
+    binned: list, X: np.ndarray, y: np.ndarray, valid_idx: np.ndarray, spec: TrainSpec, repeat: int, fold: int, start
+) -> FoldOutput:
+    """Train on `binned` (fold_datasets' output, taken out of the list: the caller holds no Dataset once the
+    booster is trained) and score the validation rows."""
+    train_set, valid_set, n_fit = binned
+    binned.clear()
     _, feval = lgb_metric(spec.task, spec.metric)
     callbacks = [early_stopper(spec)] if spec.early_stopping_rounds else []
     if spec.deadline is not None:

@@ -15,7 +15,7 @@ class OOFAccumulator:
     def __init__(self, n_rows: int, task: str, n_classes: int = 1):
         self.width = n_classes if task == "multiclass" else 1
         self._sum = np.zeros((n_rows, self.width))
-        self._count = np.zeros(n_rows)
+        self._count = np.zeros(n_rows, dtype=np.uint16)  # at most one per repeat: 2 bytes a row, not 8
 
     def add(self, valid_idx: np.ndarray, valid_pred: np.ndarray) -> None:
         self._sum[valid_idx] += np.asarray(valid_pred).reshape(len(valid_idx), self.width)

@@ -78,6 +78,9 @@ def _binned(X: StreamedMatrix, y: np.ndarray, spec: TrainSpec, reference: lgb.Da
         params=sampling_params(spec.params),
         free_raw_data=True,  # the rows' file positions would stay with the Dataset for as long as it trains
     ).construct()
+    # Constructing leaves a float32 copy of the labels in Python beside LightGBM's own: 4 bytes a row, held while
+    # the fold trains. get_label() reads LightGBM's back when something asks.
+    dataset.label = None
     sequence.clear()
     X.release()
     return dataset

@@ -15,13 +15,14 @@ import pandas as pd
 
 from pipeline.config import Config, dump_config_toml
 from pipeline.config.sections import DriftSection
-from pipeline.core.errors import ConfigError, DataError
+from pipeline.core.errors import ArtifactError, ConfigError, DataError
 from pipeline.core.metrics import GREATER_IS_BETTER, all_metrics
 from pipeline.core.names import check_run_id
 from pipeline.core.progress import QUIET, Progress
 from pipeline.core.run_folder import RunWriter, check_new_run, new_run_id, resumable_run
 from pipeline.data.feature_bins import REFERENCE_FILE, fit_reference
 from pipeline.data.prepare import Prepared, prepare
+from pipeline.data.stream import StreamedMatrix
 from pipeline.engine import outputs
 from pipeline.engine.cv import CVResult, run_cv
 from pipeline.engine.fold import FoldResult
@@ -96,7 +97,12 @@ def train(
             for result, booster in completed.values():
                 save_fold(writer, result, booster)
             progress.say(f"the {total} folds are taken from {folds_from}: its final retrain trained this model")
+        columns, streamed = prep.tables.train.columns, isinstance(prep.X, StreamedMatrix)
+        if streamed:  # a table too large to hold whole: its ids wait in folds.parquet while the folds train
+            prep = prep.without_ids()
         result = run_cv(prep.X, prep.y, prep.folds, spec, prep.X_test, completed, on_fold_done)
+        if streamed:
+            prep = prep.with_ids(staged_ids(writer, prep), columns)
         progress.restart()
         replayed = backtest(cfg, prep, spec, result.oof_pred, replays, progress)
         scores = write_results(writer, cfg, prep, spec, result, time.perf_counter() - started, replayed)
@@ -111,6 +117,18 @@ def train(
     holdout = f", holdout {scores['holdout_score']:.5f}" if "holdout_score" in scores else ""
     progress.say(f"{cfg.metric} OOF {result.oof_score:.5f}{holdout}; run written to {run_dir}")
     return run_dir
+
+
+def staged_ids(writer: RunWriter, prep: Prepared) -> pd.Series:
+    """The training ids as this run's folds.parquet holds them, one per training row."""
+    path = writer.path("folds.parquet")
+    ids = pd.read_parquet(path, columns=[prep.id_name])[prep.id_name]
+    if len(ids) != len(prep.y):
+        raise ArtifactError(
+            f"{path} holds {len(ids)} ids for {len(prep.y)} training rows: it was changed while the run trained; "
+            "start the run again"
+        )
+    return ids
 
 
 def check_resumable(writer: RunWriter, config_text: str, prep: Prepared, key: str) -> None:
