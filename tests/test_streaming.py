@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import re
 import sys
+import weakref
 
 import lightgbm as lgb
 import numpy as np
@@ -222,6 +223,22 @@ def test_a_row_group_is_let_go_before_the_next_one_is_decoded(tmp_path, monkeypa
         pass
     assert len(held_at_decode) == 2 * source._files[0].metadata.num_row_groups  # each group decoded once a pass
     assert max(held_at_decode) < min(group_bytes), (held_at_decode, group_bytes)
+
+
+def test_the_block_sampled_for_bin_boundaries_is_let_go_when_rows_are_pushed(tmp_path):
+    """LightGBM samples single rows of a Sequence for the bin boundaries, then pushes slices of it: the block the
+    last sampled row came from is not held beside the batches pushed."""
+    config = write_config(tmp_path, "sampled", data={**tasks(tmp_path)["numeric"], "batch_rows": 500})
+    sequence = MatrixSequence(prepare(load_config(config), stream=True).X)
+    row = sequence[1234]  # as LightGBM's sampling asks, which caches the row's block for the next row
+    np.testing.assert_array_equal(row, sequence.matrix[1234:1235][0])
+    block = weakref.ref(row.base)
+    del row
+    gc.collect()
+    assert block() is not None
+    assert len(sequence[0:500]) == 500
+    gc.collect()
+    assert block() is None
 
 
 def test_a_fold_read_in_batches_holds_its_own_rows_bins_and_no_whole_dataset(tmp_path, monkeypatch):

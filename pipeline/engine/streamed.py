@@ -31,6 +31,7 @@ class MatrixSequence(lgb.Sequence):
 
     def __getitem__(self, idx):
         if isinstance(idx, slice):
+            self._cached = None  # sampling is over: its last block would be held beside every batch pushed
             return self.matrix[idx]
         k = int(idx) // self.batch_size
         if self._cached is None or self._cached[0] != k:
