@@ -303,9 +303,14 @@ def test_a_run_read_in_batches_holds_no_ids_while_its_folds_train(tmp_path, monk
     _, whole = train_run(tmp_path, "whole", data, "whole")
     real_train, seen = lgb.train, []
 
-    def train_and_look(params, train_set, **kwargs):
+    def prepared() -> list[Prepared]:
         gc.collect()
-        seen.append(sorted(len(p.ids) for p in gc.get_objects() if isinstance(p, Prepared)))
+        return [o for o in gc.get_objects() if isinstance(o, Prepared)]
+
+    earlier = {id(p) for p in prepared()}  # other tests' data, kept by caches this test does not own
+
+    def train_and_look(params, train_set, **kwargs):
+        seen.append(sorted(len(p.ids) for p in prepared() if id(p) not in earlier))
         return real_train(params, train_set, **kwargs)
 
     monkeypatch.setattr(fold_module.lgb, "train", train_and_look)
