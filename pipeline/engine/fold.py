@@ -70,7 +70,9 @@ def _train_streamed_fold(
     """train_fold of a table read in batches, whose fold rows are many: held as int32, and the training rows let
     go once binned, so neither is held beside the booster's training state."""
     start = time.perf_counter()
-    train_idx, valid_idx = (rows.astype(np.int32) if len(y) < 2**31 else rows for rows in folds.split(repeat, fold))
+    train_idx, valid_idx = folds.split(repeat, fold)
+    if len(y) < 2**31:
+        train_idx, valid_idx = train_idx.astype(np.int32), valid_idx.astype(np.int32)
     binned = list(fold_datasets(full, X, y, train_idx, valid_idx, spec, repeat, fold))
     del train_idx
     return _train_binned(binned, X, y, valid_idx, spec, repeat, fold, start)
@@ -122,7 +124,7 @@ def _train_binned(
     binned: list, X: np.ndarray, y: np.ndarray, valid_idx: np.ndarray, spec: TrainSpec, repeat: int, fold: int, start
 ) -> FoldOutput:
     """Train on `binned` (fold_datasets' output, taken out of the list: the caller holds no Dataset once the
-    booster is trained) and score the validation rows."""
+    booster is trained) and score the validation rows; `start` is when the fold began (time.perf_counter)."""
     train_set, valid_set, n_fit = binned
     binned.clear()
     _, feval = lgb_metric(spec.task, spec.metric)

@@ -97,12 +97,12 @@ def train(
             for result, booster in completed.values():
                 save_fold(writer, result, booster)
             progress.say(f"the {total} folds are taken from {folds_from}: its final retrain trained this model")
-        columns, streamed = prep.tables.train.columns, isinstance(prep.X, StreamedMatrix)
+        train_columns, streamed = prep.tables.train.columns, isinstance(prep.X, StreamedMatrix)
         if streamed:  # a table too large to hold whole: its ids wait in folds.parquet while the folds train
             prep = prep.without_ids()
         result = run_cv(prep.X, prep.y, prep.folds, spec, prep.X_test, completed, on_fold_done)
         if streamed:
-            prep = prep.with_ids(staged_ids(writer, prep), columns)
+            prep = prep.with_ids(staged_ids(writer, prep), train_columns)
         progress.restart()
         replayed = backtest(cfg, prep, spec, result.oof_pred, replays, progress)
         scores = write_results(writer, cfg, prep, spec, result, time.perf_counter() - started, replayed)
